@@ -11,7 +11,7 @@ also one of the unit's top windows is dropped, so no window is in two splits; ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Split = Literal["train", "valid", "test"]
@@ -88,6 +88,10 @@ class UnitRecord:
 
     def split(self, name: Split, source: Source | None = None) -> list[Window]:
         return [w for w in self.windows if w.split == name and (source is None or w.source == source)]
+
+    def for_explainer(self) -> UnitRecord:
+        """The same record holding only its ``train`` windows: all an explainer is ever handed."""
+        return replace(self, windows=tuple(w for w in self.windows if w.split == "train"))
 
 
 def deal_splits(n_top: int, n_random: int) -> tuple[list[Split], list[Split]]:

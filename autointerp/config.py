@@ -1,0 +1,92 @@
+"""One configuration tree, saved with every run.
+
+    >>> cfg = load_config(overrides={"layer": 13})          # defaults < autointerp.toml < AUTOINTERP_* env < flags
+    >>> cfg.model, cfg.corpus, cfg.db
+    ('bundled', 'stdlib', 'autointerp.db')
+
+Sources, later ones win: field defaults; ``autointerp.toml`` in the working directory (or the file given with
+``--config``); environment variables ``AUTOINTERP_<FIELD>`` (e.g. ``AUTOINTERP_DB``, ``AUTOINTERP_TOKENS``);
+command-line flags. LLM endpoints are named profiles in ``[models.NAME]`` tables (see ``autointerp.llm.profiles``);
+API keys are never part of the config: a profile names the environment variable that holds its key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autointerp.errors import UsageError
+
+CONFIG_FILE = "autointerp.toml"
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field("bundled", description="Subject model: 'bundled', a hub id (cached) or a checkpoint folder.")
+    layer: int | None = Field(None, description="0-based layer whose MLP units are explained.")
+    units: str | None = Field(None, description="Which units: all (default), a range '0:32', or a list '3,17,42'.")
+    corpus: str = Field("stdlib", description="Corpus spec: stdlib, stdlib:fit, stdlib:all, a file, a folder, "
+                                              "a .jsonl file or hf:NAME. See autointerp.corpus.")
+    tokens: int | None = Field(None, description="Content tokens to capture; default: the whole corpus.")
+    window: int = Field(64, ge=2, description="Tokens per window (BOS excluded).")
+    top_k: int = Field(30, ge=3, description="Top windows kept per unit, dealt into train/valid/test.")
+    n_random: int = Field(20, ge=2, description="Random windows in the shared reservoir, dealt into valid/test.")
+    batch_size: int = Field(32, ge=1, description="Windows per forward pass.")
+    threshold: float = Field(0.0, description="A unit fires when its activation is above this.")
+    device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:N.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Subject model dtype.")
+    seed: int = Field(0, description="Seeds the corpus order and the random-window reservoir.")
+    explainer: str = Field("baseline", description="Explainer: 'baseline' or a model profile name.")
+    simulator: str = Field("baseline", description="Simulator: 'baseline' or a model profile name.")
+    db: str = Field("autointerp.db", description="SQLite results file.")
+    concurrency: int = Field(8, ge=1, description="Units explained and scored at once.")
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The config as saved with a run (contains no secrets: profiles hold env-var names, not keys)."""
+        return self.model_dump(mode="json")
+
+    def run_key(self, model_hash: str, explainer_config: dict, simulator_config: dict) -> str:
+        """Identity of a run's outputs: the same key means the same results, so a run with it can be resumed."""
+        fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
+        key = {f: getattr(self, f) for f in fields}
+        key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _from_env() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, field in Config.model_fields.items():
+        raw = os.environ.get(f"AUTOINTERP_{name.upper()}")
+        if raw is None or name == "models":
+            continue
+        values[name] = raw  # pydantic converts "13" -> 13 etc.; bad values raise with the field's name
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Build the config from the file, the environment and the given overrides (None values are ignored)."""
+    data: dict[str, Any] = {}
+    file = Path(path) if path else Path(CONFIG_FILE)
+    if path and not file.is_file():
+        raise UsageError(f"config file {path} not found; pass an existing TOML file to --config")
+    if file.is_file():
+        try:
+            data = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"config file {file} is not valid TOML ({e}); fix it or pass another with --config")
+    data.update(_from_env())
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Config(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise UsageError(f"bad setting {where}: {err['msg']} (from {file if file.is_file() else 'flags/env'})")

@@ -1,0 +1,245 @@
+"""The orchestrator: corpus -> subject capture -> records -> explainer -> simulator -> score -> db.
+
+    >>> from autointerp.config import load_config
+    >>> from autointerp.pipeline import run
+    >>> summary = run(load_config(overrides={"layer": 13, "units": "0:8"}))
+    >>> summary.mean_score, summary.db
+
+This is the only module that imports every stage; the CLI is a thin layer over it. A run is identified by its
+*run key* (``Config.run_key``): running the same command again finds the unfinished run with that key and only
+does the units it has not finished (each unit is committed on its own), so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from autointerp.agent.base import Explainer, Explanation
+from autointerp.agent.baseline import BaselineExplainer
+from autointerp.config import Config
+from autointerp.corpus import open_corpus
+from autointerp.db import ScoredExplanation, Store, open_db
+from autointerp.errors import UsageError
+from autointerp.records import UnitRecord
+from autointerp.scoring.baseline import BaselineSimulator
+from autointerp.scoring.score import ScoreResult, score_windows
+from autointerp.scoring.simulator import Simulator
+from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
+from autointerp.subject.model import load_subject
+
+# Registries: name -> factory(config). LLM profiles (config.models) are resolved after these.
+EXPLAINERS: dict[str, Callable[[Config], Explainer]] = {"baseline": lambda cfg: BaselineExplainer()}
+SIMULATORS: dict[str, Callable[[Config], Simulator]] = {"baseline": lambda cfg: BaselineSimulator()}
+
+
+def make_explainer(cfg: Config) -> Explainer:
+    if cfg.explainer in EXPLAINERS:
+        return EXPLAINERS[cfg.explainer](cfg)
+    known = sorted(EXPLAINERS) + sorted(cfg.models)
+    raise UsageError(f"unknown explainer {cfg.explainer!r}; choose one of: {', '.join(known)}")
+
+
+def make_simulator(cfg: Config) -> Simulator:
+    if cfg.simulator in SIMULATORS:
+        return SIMULATORS[cfg.simulator](cfg)
+    known = sorted(SIMULATORS) + sorted(cfg.models)
+    raise UsageError(f"unknown simulator {cfg.simulator!r}; choose one of: {', '.join(known)}")
+
+
+def parse_units(spec: str | None, n_units: int) -> list[int]:
+    """``None``/``all`` -> every unit; ``a:b`` -> range(a, b); ``3,17,42`` -> those. Out of range -> UsageError."""
+    if spec is None or spec == "all":
+        return list(range(n_units))
+    try:
+        if ":" in spec:
+            a, _, b = spec.partition(":")
+            units = list(range(int(a or 0), int(b) if b else n_units))
+        else:
+            units = sorted({int(u) for u in spec.split(",") if u.strip()})
+    except ValueError:
+        raise UsageError(f"--units {spec!r} is not understood; use a range like 0:32 or a list like 3,17,42")
+    bad = [u for u in units if not 0 <= u < n_units]
+    if bad or not units:
+        raise UsageError(f"--units {spec!r} is out of range: this layer has units 0..{n_units - 1}")
+    return units
+
+
+@dataclass
+class UnitOutcome:
+    unit: int
+    explanation: str
+    status: str
+    score: float | None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    db: str
+    layer: int
+    explainer: str
+    simulator: str
+    baseline: bool  # the explainer is the offline baseline
+    units_total: int
+    units_skipped: int  # already finished by an earlier, interrupted run with the same key
+    outcomes: list[UnitOutcome] = field(default_factory=list)
+    n_tokens: int = 0
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def scores(self) -> list[float]:
+        return [o.score for o in self.outcomes if o.score is not None]
+
+    @property
+    def mean_score(self) -> float | None:
+        return statistics.fmean(self.scores) if self.scores else None
+
+    @property
+    def median_score(self) -> float | None:
+        return statistics.median(self.scores) if self.scores else None
+
+
+def package_versions() -> dict[str, str]:
+    names = ["autointerp", "torch", "transformers", "openai", "langgraph", "pydantic", "sqlite-utils", "numpy"]
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+async def score_explanation(simulator: Simulator, text: str, windows) -> tuple[ScoreResult, list]:
+    """Simulate ``windows`` from ``text`` and score; returns the score and per-window (predictions, error)."""
+    sim = await simulator.simulate(text, [list(w.tokens) for w in windows])
+    return score_windows(windows, sim.predictions), list(zip(sim.predictions, sim.errors))
+
+
+def worst_windows(windows, predictions, n: int = 4) -> list[dict[str, Any]]:
+    """The ``n`` windows whose simulation was most wrong: largest |true - predicted| on the 0..10 scale, with true
+    activations normalised by the max over these windows (METHODS.md's norm). For revision prompts (valid only)."""
+    m = max((max(w.activations) for w in windows), default=0.0) or 1.0
+    rows = []
+    for w, pred in zip(windows, predictions):
+        if pred is None:
+            continue
+        err = max(abs(10 * max(a, 0.0) / m - p) for a, p in zip(w.activations, pred))
+        rows.append((err, {"tokens": list(w.tokens), "activations": list(w.activations), "predictions": list(pred),
+                           "source": w.source, "error": round(err, 3)}))
+    return [row for _, row in sorted(rows, key=lambda t: -t[0])[:n]]
+
+
+async def process_unit(record: UnitRecord, explainer: Explainer, simulator: Simulator) -> ScoredExplanation:
+    """Explain (train windows only), then simulate and score on the test windows."""
+
+    async def validate(text: str):
+        valid = record.split("valid")
+        result, sims = await score_explanation(simulator, text, valid)
+        return result.score, worst_windows(valid, [p for p, _ in sims])
+
+    try:
+        explanation = await explainer.explain(record.for_explainer(), validate)
+    except Exception as e:  # an explainer failure ends this unit "failed"; the run goes on
+        explanation = Explanation("", status="failed", reason=f"{type(e).__name__}: {e}", explainer=explainer.name)
+    test = record.split("test")
+    result, sims = (None, [])
+    if explanation.text:
+        result, sims = await score_explanation(simulator, explanation.text, test)
+    return ScoredExplanation(
+        explanation=explanation,
+        explainer_config=explainer.config(),
+        is_baseline=explainer.is_baseline,
+        simulator=simulator.name,
+        simulator_config=simulator.config(),
+        test=result,
+        simulations={w.index: s for w, s in zip(test, sims)},
+    )
+
+
+def run(
+    cfg: Config,
+    command: str = "",
+    on_capture_start: Callable[[int | None], Callable[[int], None]] | None = None,
+    on_unit: Callable[[UnitOutcome], None] | None = None,
+) -> RunSummary:
+    """Run capture -> explain -> simulate -> score -> store for ``cfg.layer``; see the module docstring.
+
+    ``on_capture_start(total_tokens_or_None)`` returns a per-batch progress callback; ``on_unit`` is called
+    after each unit is committed.
+    """
+    if cfg.layer is None:
+        raise UsageError("no layer given; pass --layer N (0-based)")
+    t0 = time.time()
+    store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
+    explainer, simulator = make_explainer(cfg), make_simulator(cfg)
+    corpus = open_corpus(cfg.corpus, cfg.seed)
+    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    subject.check_layer(cfg.layer)
+    units = parse_units(cfg.units, subject.n_units)
+    model_hash = subject.weights_hash()
+    run_key = cfg.run_key(model_hash, explainer.config(), simulator.config())
+    run_id = store.find_resumable_run(run_key)
+    if run_id is None:
+        run_id = store.start_run(
+            run_key=run_key, command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
+            model_hash=model_hash, layer=cfg.layer, unit_kind="neuron", corpus=cfg.corpus, seed=cfg.seed,
+            explainer=explainer.name, simulator=simulator.name,
+        )
+    done = store.done_units(run_id)
+    todo = [u for u in units if ("neuron", cfg.layer, u) not in done]
+    summary = RunSummary(run_id, cfg.db, cfg.layer, explainer.name, simulator.name, explainer.is_baseline,
+                         len(units), len(units) - len(todo))
+    if not todo:
+        store.finish_run(run_id, "complete", time.time() - t0)
+        summary.wall_s = time.time() - t0
+        return summary
+    cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
+                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
+    progress = on_capture_start(cfg.tokens) if on_capture_start else None
+    layer_cap = capture(subject, corpus, cap_cfg, progress)[cfg.layer]
+    summary.n_tokens = layer_cap.n_tokens
+    store.set_run_tokens(run_id, layer_cap.n_tokens)
+    try:
+        asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator, cfg.concurrency,
+                                 summary, on_unit))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        store.finish_run(run_id, "interrupted", time.time() - t0)
+        raise
+    summary.wall_s = time.time() - t0
+    store.finish_run(run_id, "complete", summary.wall_s)
+    return summary
+
+
+async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCapture, units: list[int],
+                       explainer: Explainer, simulator: Simulator, concurrency: int, summary: RunSummary,
+                       on_unit: Callable[[UnitOutcome], None] | None) -> None:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(unit: int) -> None:
+        async with sem:
+            record = cap.unit_record(unit)
+            scored = await process_unit(record, explainer, simulator)
+            store.save_unit_result(run_id, record, model_hash, _stats_extra(cap, unit), [scored])
+            outcome = UnitOutcome(unit, scored.explanation.text, scored.explanation.status,
+                                  scored.test.score if scored.test else None)
+            summary.outcomes.append(outcome)
+            if on_unit:
+                on_unit(outcome)
+
+    await asyncio.gather(*(one(u) for u in units))
+
+
+def _stats_extra(cap: LayerCapture, unit: int) -> dict[str, Any]:
+    """Per-unit facts beyond UnitStats that later analyses and the unit card use."""
+    fires = cap.pos_fire[:, unit].tolist()
+    per_pos = cap.n_windows or 1
+    return {"position_firing_rate": [round(f / per_pos, 5) for f in fires], "n_windows": cap.n_windows}

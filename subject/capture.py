@@ -1,0 +1,365 @@
+"""One streaming pass over the corpus that keeps, per unit, everything later stages need (METHODS.md §1).
+
+    >>> from autointerp.subject.model import load_subject
+    >>> from autointerp.subject.capture import CaptureConfig, capture
+    >>> from autointerp.corpus import open_corpus
+    >>> subject = load_subject("bundled")
+    >>> caps = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=[13], max_tokens=100_000))
+    >>> rec = caps[13].unit_record(7)              # an autointerp.records.UnitRecord with split windows
+
+Kept per unit (memory independent of the number of tokens): firing count, sum, sum of squares, max, min, a
+fixed-bin histogram, the top-k windows by max activation (merged batch by batch), per-position firing counts,
+per-token firing counts; per layer: per-token occurrence counts and a reservoir of random windows shared by all
+units (their activations for every unit of the layer). The forward pass stops after the deepest hooked layer.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from autointerp.corpus import Corpus, bos_id, iter_token_windows
+from autointerp.errors import UsageError
+from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.subject.model import Subject
+
+# Fixed histogram edges, the same for every unit and model: 0, then +-geomspace(1e-4, 1e4, 64).
+_POS = np.geomspace(1e-4, 1e4, 64)
+HIST_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
+DENSE_TOKEN_COUNTS_MAX = 1 << 26  # vocab x units cells kept dense up to 64M (256 MB of int32), sparse beyond
+
+
+class StopForward(Exception):
+    """Raised by the last needed hook to skip the rest of the model."""
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    layers: list[int]
+    window: int = 64  # content tokens per window (BOS excluded)
+    top_k: int = 30  # top windows kept per unit: dealt 10/10/10 into train/valid/test
+    n_random: int = 20  # random windows in the shared reservoir: dealt 10/10 into valid/test
+    batch_size: int = 32
+    max_tokens: int | None = None  # stop after this many content tokens (None: the whole corpus)
+    threshold: float = 0.0  # "fires" means activation > threshold
+    seed: int = 0
+
+
+@contextmanager
+def mlp_hooks(subject: Subject, layers: Iterable[int], stop_after_last: bool = True) -> Iterator[dict[int, torch.Tensor]]:
+    """Hook the input of each layer's down projection; yields {layer: last activations [B, T, units]}.
+
+    The hooks are removed when the block exits, whatever happens inside it. With ``stop_after_last`` the deepest
+    hook raises StopForward, which the caller catches (see ``run_batch``).
+    """
+    layers = sorted(set(layers))
+    for layer in layers:
+        subject.check_layer(layer)
+    store: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(layer: int, last: bool):
+        def hook(module, args):
+            store[layer] = args[0].detach()
+            if last:
+                raise StopForward
+
+        return hook
+
+    try:
+        for layer in layers:
+            last = stop_after_last and layer == layers[-1]
+            handles.append(subject.down_proj(layer).register_forward_pre_hook(make_hook(layer, last)))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_batch(subject: Subject, input_ids: torch.Tensor) -> None:
+    """Forward pass that tolerates the StopForward raised by the deepest hook."""
+    try:
+        with torch.inference_mode():
+            subject.model(input_ids=input_ids, use_cache=False)
+    except StopForward:
+        pass
+
+
+class TokenCounts:
+    """Per-(token, unit) firing counts: dense when vocab x units is small, sparse (merged COO) otherwise."""
+
+    def __init__(self, vocab: int, units: int):
+        self.vocab, self.units = vocab, units
+        self.dense = torch.zeros(vocab, units, dtype=torch.int32) if vocab * units <= DENSE_TOKEN_COUNTS_MAX else None
+        self._keys: list[torch.Tensor] = []
+        self._counts: list[torch.Tensor] = []
+        self._pending = 0
+
+    def add(self, ids: torch.Tensor, fires: torch.Tensor) -> None:
+        """ids: [N] token ids; fires: [N, units] bool."""
+        if self.dense is not None:
+            self.dense.index_add_(0, ids, fires.to(torch.int32))
+            return
+        rows, cols = fires.nonzero(as_tuple=True)
+        keys, counts = torch.unique(ids[rows] * self.units + cols, return_counts=True)
+        self._keys.append(keys)
+        self._counts.append(counts)
+        self._pending += len(keys)
+        if self._pending > 4_000_000:
+            self._merge()
+
+    def _merge(self) -> None:
+        if len(self._keys) > 1:
+            keys, inverse = torch.unique(torch.cat(self._keys), return_inverse=True)
+            counts = torch.zeros(len(keys), dtype=torch.int64).index_add_(0, inverse, torch.cat(self._counts))
+            self._keys, self._counts = [keys], [counts]
+        self._pending = len(self._keys[0]) if self._keys else 0
+
+    def column(self, unit: int) -> dict[int, int]:
+        """{token id: firings} of one unit."""
+        if self.dense is not None:
+            col = self.dense[:, unit]
+            nz = col.nonzero(as_tuple=True)[0]
+            return dict(zip(nz.tolist(), col[nz].tolist()))
+        self._merge()
+        if not self._keys:
+            return {}
+        keys, counts = self._keys[0], self._counts[0]
+        mask = keys % self.units == unit
+        return dict(zip((keys[mask] // self.units).tolist(), counts[mask].tolist()))
+
+
+@dataclass
+class LayerCapture:
+    """Everything one pass kept for one layer. Arrays are indexed [unit, ...] unless said otherwise."""
+
+    layer: int
+    config: CaptureConfig
+    n_units: int
+    vocab: int
+    tokenizer: object = field(repr=False)
+    n_windows: int = 0
+    n_tokens: int = 0  # content tokens (BOS excluded)
+    fire_count: torch.Tensor = None  # [U] int64
+    act_sum: torch.Tensor = None  # [U] float64
+    act_sq: torch.Tensor = None  # [U] float64
+    act_max: torch.Tensor = None  # [U]
+    act_min: torch.Tensor = None  # [U]
+    hist: torch.Tensor = None  # [U, len(HIST_EDGES) + 1] int64 (bucketize bins)
+    pos_fire: torch.Tensor = None  # [W, U] int64 firings at each content position
+    tok_count: torch.Tensor = None  # [V] int64 occurrences of each token
+    tok_fire: TokenCounts = None  # firings per (token, unit)
+    top_val: torch.Tensor = None  # [U, K] max activation of each kept window, descending
+    top_index: torch.Tensor = None  # [U, K] corpus window index (-1: empty slot)
+    top_acts: torch.Tensor = None  # [U, K, W] the unit's activations on each kept window
+    top_ids: torch.Tensor = None  # [U, K, W] token ids of each kept window
+    res_index: list[int] = field(default_factory=list)  # reservoir: corpus window indices
+    res_ids: list[torch.Tensor] = field(default_factory=list)  # [W] token ids each
+    res_acts: list[torch.Tensor] = field(default_factory=list)  # [W, U] activations of every unit each
+
+    def __post_init__(self):
+        U, K, W = self.n_units, self.config.top_k, self.config.window
+        self.fire_count = torch.zeros(U, dtype=torch.int64)
+        self.act_sum = torch.zeros(U, dtype=torch.float64)
+        self.act_sq = torch.zeros(U, dtype=torch.float64)
+        self.act_max = torch.full((U,), -torch.inf)
+        self.act_min = torch.full((U,), torch.inf)
+        self.hist = torch.zeros(U, len(HIST_EDGES) + 1, dtype=torch.int64)
+        self.pos_fire = torch.zeros(W, U, dtype=torch.int64)
+        self.tok_count = torch.zeros(self.vocab, dtype=torch.int64)
+        self.tok_fire = TokenCounts(self.vocab, U)
+        self.top_val = torch.full((U, K), -torch.inf)
+        self.top_index = torch.full((U, K), -1, dtype=torch.int64)
+        self.top_acts = torch.zeros(U, K, W)
+        self.top_ids = torch.zeros(U, K, W, dtype=torch.int32)
+        self._edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
+
+    # -- accumulation ------------------------------------------------------------------------------------------
+    def update(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:
+        """acts: [B, W, U] float32 on CPU; ids: [B, W] int64; windows numbered first_index.. in corpus order."""
+        B, W, U = acts.shape
+        flat = acts.reshape(-1, U)
+        fires = flat > self.config.threshold
+        self.n_tokens += B * W
+        self.n_windows += B
+        self.fire_count += fires.sum(0)
+        self.act_sum += flat.sum(0, dtype=torch.float64)
+        self.act_sq += (flat * flat).sum(0, dtype=torch.float64)
+        self.act_max = torch.maximum(self.act_max, flat.max(0).values)
+        self.act_min = torch.minimum(self.act_min, flat.min(0).values)
+        bins = torch.bucketize(flat, self._edges) + torch.arange(U) * self.hist.shape[1]
+        self.hist += torch.bincount(bins.flatten(), minlength=self.hist.numel()).view_as(self.hist)
+        self.pos_fire += fires.view(B, W, U).sum(0)
+        flat_ids = ids.flatten()
+        self.tok_count += torch.bincount(flat_ids, minlength=self.vocab)
+        self.tok_fire.add(flat_ids, fires)
+        self._merge_top(acts, ids, first_index)
+
+    def _merge_top(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:
+        B, W, U = acts.shape
+        K = self.config.top_k
+        wmax = acts.max(dim=1).values.T  # [U, B]
+        # cheap early exit: no window of this batch beats any unit's current k-th best
+        if not (wmax > self.top_val[:, -1:]).any():
+            return
+        vals, idx = torch.cat([self.top_val, wmax], dim=1).topk(K, dim=1)  # [U, K]
+        index = torch.cat([self.top_index, (first_index + torch.arange(B)).expand(U, B)], dim=1)
+        pool_acts = torch.cat([self.top_acts, acts.permute(2, 0, 1)], dim=1)  # [U, K+B, W]
+        pool_ids = torch.cat([self.top_ids, ids.to(torch.int32).expand(U, B, W)], dim=1)
+        gather = idx.unsqueeze(-1).expand(U, K, W)
+        self.top_val, self.top_index = vals, index.gather(1, idx)
+        self.top_acts, self.top_ids = pool_acts.gather(1, gather), pool_ids.gather(1, gather)
+
+    def put_reservoir(self, slot: int, index: int, ids: torch.Tensor, acts: torch.Tensor) -> None:
+        """Store window ``index`` in reservoir slot ``slot`` (chosen by ``reservoir_slot``, shared by all layers)."""
+        item = (index, ids.clone(), acts.clone())
+        if slot == len(self.res_index):
+            self.res_index.append(item[0]), self.res_ids.append(item[1]), self.res_acts.append(item[2])
+        else:
+            self.res_index[slot], self.res_ids[slot], self.res_acts[slot] = item
+
+    # -- read-out ----------------------------------------------------------------------------------------------
+    def stats(self, unit: int) -> UnitStats:
+        n = self.n_tokens
+        mean = float(self.act_sum[unit] / n) if n else 0.0
+        var = float(self.act_sq[unit] / n) - mean * mean if n else 0.0
+        return UnitStats(
+            n_tokens=n,
+            fire_count=int(self.fire_count[unit]),
+            threshold=self.config.threshold,
+            mean=mean,
+            std=max(var, 0.0) ** 0.5,
+            max=float(self.act_max[unit]) if n else 0.0,
+            min=float(self.act_min[unit]) if n else 0.0,
+            quantiles=self.quantiles(unit),
+        )
+
+    def quantiles(self, unit: int, qs=(0.5, 0.9, 0.99, 0.999)) -> dict[str, float]:
+        """Quantiles from the fixed-bin histogram: the upper edge of the bin holding each quantile, clipped to
+        the observed [min, max] (resolution: one bin, ~16% relative width)."""
+        counts = self.hist[unit].numpy()
+        total = counts.sum()
+        if total == 0:
+            return {}
+        cum = np.cumsum(counts) / total
+        upper = np.concatenate([HIST_EDGES, [np.inf]])
+        lo, hi = float(self.act_min[unit]), float(self.act_max[unit])
+        return {f"q{q * 100:g}".replace(".", ""): float(np.clip(upper[np.searchsorted(cum, q)], lo, hi)) for q in qs}
+
+    def top_tokens(self, unit: int, n: int = 10) -> list[tuple[str, int, int]]:
+        """(token, firings, occurrences) of the tokens this unit fires on most often."""
+        col = self.tok_fire.column(unit)
+        best = sorted(col.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [(self.decode(t), c, int(self.tok_count[t])) for t, c in best]
+
+    def decode(self, token_id: int) -> str:
+        return self.tokenizer.decode([int(token_id)])
+
+    def unit_record(self, unit: int, kind: str = "neuron") -> UnitRecord:
+        """The unit's windows, dealt into splits (records.deal_splits), with its statistics."""
+        keep = (self.top_index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
+        top_labels, _ = deal_splits(len(keep), 0)
+        windows, top_set = [], set()
+        for rank, (k, split) in enumerate(zip(keep, top_labels)):
+            index = int(self.top_index[unit, k])
+            top_set.add(index)
+            windows.append(self._window(index, self.top_ids[unit, k], self.top_acts[unit, k], "top", rank, split))
+        randoms = [i for i in range(len(self.res_index)) if self.res_index[i] not in top_set]
+        _, rand_labels = deal_splits(0, len(randoms))
+        for order, (i, split) in enumerate(zip(randoms, rand_labels)):
+            windows.append(
+                self._window(self.res_index[i], self.res_ids[i], self.res_acts[i][:, unit], "random", order, split)
+            )
+        return UnitRecord(
+            id=UnitId(self.layer, unit, kind),
+            windows=tuple(windows),
+            stats=self.stats(unit),
+            top_tokens=tuple(self.top_tokens(unit)),
+        )
+
+    def _window(self, index, ids, acts, source, rank, split) -> Window:
+        ids = [int(t) for t in ids]
+        return Window(
+            index=index,
+            tokens=tuple(self.decode(t) for t in ids),
+            token_ids=tuple(ids),
+            activations=tuple(round(float(a), 6) for a in acts),
+            source=source,
+            rank=rank,
+            split=split,
+        )
+
+
+def capture(
+    subject: Subject,
+    corpus: Corpus,
+    config: CaptureConfig,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[int, LayerCapture]:
+    """Stream ``corpus`` through ``subject`` once; return a LayerCapture per requested layer.
+
+    ``on_batch(n_tokens)`` is called after each batch with the content tokens it held (for progress bars).
+    """
+    max_pos = subject.max_positions
+    bos = bos_id(subject.tokenizer)
+    needed = config.window + (bos is not None)
+    if max_pos is not None and needed > max_pos:
+        raise UsageError(
+            f"--window {config.window} needs {needed} positions but {subject.name} has {max_pos}; "
+            f"use --window {max_pos - (bos is not None)} or less"
+        )
+    vocab = max(len(subject.tokenizer), subject.model.get_input_embeddings().num_embeddings)
+    caps = {
+        layer: LayerCapture(layer, config, subject.n_units, vocab, subject.tokenizer) for layer in config.layers
+    }
+    rng = random.Random(config.seed)
+    max_windows = None if config.max_tokens is None else max(1, config.max_tokens // config.window)
+    windows = iter_token_windows(corpus, subject.tokenizer, config.window, max_windows)
+    n_seen = 0
+    with mlp_hooks(subject, config.layers) as store:
+        for batch in _batched(windows, config.batch_size):
+            ids = torch.tensor(batch, dtype=torch.int64)
+            inputs = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], dim=1)
+            run_batch(subject, inputs.to(subject.device))
+            slots = [(b, slot) for b in range(len(batch)) if (slot := reservoir_slot(rng, n_seen + b, config.n_random)) is not None]
+            for layer, cap in caps.items():
+                # some models (OPT) flatten [B, T, D] to [B*T, D] inside the MLP: restore, then drop BOS
+                acts = store[layer].reshape(*inputs.shape, -1)[:, -config.window :, :].float().cpu()
+                cap.update(acts, ids, n_seen)
+                for b, slot in slots:
+                    cap.put_reservoir(slot, n_seen + b, ids[b], acts[b])
+            n_seen += len(batch)
+            if on_batch:
+                on_batch(len(batch) * config.window)
+    if n_seen == 0:
+        raise UsageError(
+            f"corpus {corpus.spec!r} yielded no window of {config.window} tokens; use a larger corpus or --window"
+        )
+    return caps
+
+
+def reservoir_slot(rng: random.Random, index: int, size: int) -> int | None:
+    """Algorithm R: the slot window number ``index`` (0-based, in stream order) takes, or None to skip it.
+
+    After n windows every one of them is in the reservoir with probability size / n.
+    """
+    if index < size:
+        return index
+    j = rng.randint(0, index)
+    return j if j < size else None
+
+
+def _batched(it: Iterable[list[int]], n: int) -> Iterator[list[list[int]]]:
+    batch: list[list[int]] = []
+    for item in it:
+        batch.append(item)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,165 @@
+"""Loading a subject model and finding its MLP units. Hook names are built here and nowhere else.
+
+    >>> from autointerp.subject.model import load_subject
+    >>> subject = load_subject("bundled")          # or "gpt2", "EleutherAI/pythia-70m", "/path/to/checkpoint"
+    >>> subject.n_layers, subject.n_units, subject.module_name(13)
+    (16, 256, 'model.decoder.layers.13.fc2')
+
+A unit is one coordinate of the MLP's post-nonlinearity activation, read as the *input* of the down / output
+projection (METHODS.md: "the post-nonlinearity coordinate between the two FFN matrices"). For gated MLPs (Llama,
+Mistral, Qwen2, Gemma) that input is ``act(gate) * up``, which is what the down projection reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from autointerp.errors import UsageError
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+# model_type -> (template of the down-projection module's name, the MLP's activation, config key of the FFN width)
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "opt": ("model.decoder.layers.{layer}.fc2", "ffn_dim"),
+    "gpt2": ("transformer.h.{layer}.mlp.c_proj", "n_inner"),
+    "gpt_neox": ("gpt_neox.layers.{layer}.mlp.dense_4h_to_h", "intermediate_size"),
+    "llama": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
+    "mistral": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
+    "qwen2": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
+    "gemma": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
+    "gptj": ("transformer.h.{layer}.mlp.fc_out", "n_inner"),
+}
+RELU_ACTIVATIONS = {"relu"}
+
+
+@dataclass
+class Subject:
+    """A loaded causal LM with the facts the runner needs about its MLP units."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str  # what the user passed to --model ("bundled" for the shipped model)
+    model_type: str
+    n_layers: int
+    n_units: int  # units per layer (FFN width)
+    activation: str  # the MLP nonlinearity, e.g. "relu", "gelu_new", "silu"
+    device: torch.device
+    dtype: torch.dtype
+
+    def module_name(self, layer: int) -> str:
+        return ARCHITECTURES[self.model_type][0].format(layer=layer)
+
+    def down_proj(self, layer: int) -> torch.nn.Module:
+        return self.model.get_submodule(self.module_name(layer))
+
+    def check_layer(self, layer: int) -> None:
+        if not 0 <= layer < self.n_layers:
+            raise UsageError(
+                f"--layer {layer} is out of range: {self.name} has layers 0..{self.n_layers - 1} (0-based)"
+            )
+
+    @property
+    def is_relu(self) -> bool:
+        return self.activation in RELU_ACTIVATIONS
+
+    @property
+    def max_positions(self) -> int | None:
+        cfg = self.model.config
+        for key in ("max_position_embeddings", "n_positions"):
+            if getattr(cfg, key, None):
+                return int(getattr(cfg, key))
+        return None
+
+    def weights_hash(self) -> str:
+        """sha256 over parameter names, shapes and bytes: the identity of the weights, whatever the path."""
+        h = hashlib.sha256()
+        for name, p in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(str(tuple(p.shape)).encode())
+            h.update(p.detach().to("cpu", torch.float32).numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+def _activation_name(config) -> str:
+    for key in ("activation_function", "hidden_act", "hidden_activation"):
+        value = getattr(config, key, None)
+        if isinstance(value, str):
+            return value
+    return "unknown"
+
+
+def _ffn_width(config, model_type: str) -> int:
+    key = ARCHITECTURES[model_type][1]
+    width = getattr(config, key, None)
+    if width is None:  # GPT-2 and GPT-J leave n_inner unset to mean 4 * d_model
+        width = 4 * config.hidden_size
+    return int(width)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a torch device; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise UsageError(f"--dtype {dtype!r} is not supported; use auto, float32, bfloat16 or float16")
+    return table[dtype]
+
+
+def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto") -> Subject:
+    """Load any causal LM through ``from_pretrained``: ``bundled``, a hub id, or a local checkpoint folder.
+
+    Never downloads when ``HF_HUB_OFFLINE=1``; an id that is neither a local folder nor cached gives a UsageError.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(BUNDLED_DIR) if name == "bundled" else name
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    local = Path(path).expanduser()
+    if (name.startswith((".", "/", "~")) or os.sep in name and local.exists()) and not local.is_dir():
+        raise UsageError(f"--model {name!r}: no such checkpoint folder; give a folder with config.json or a hub id")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(
+            f"cannot load model {name!r} ({first[:200]}); give a local checkpoint folder or a hub id that is "
+            "already in the Hugging Face cache (this machine may be offline)"
+        )
+    model_type = model.config.model_type
+    if model_type not in ARCHITECTURES:
+        raise UsageError(
+            f"model type {model_type!r} is not supported yet; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    model.to(dev).eval()
+    n_layers = int(getattr(model.config, "num_hidden_layers", None) or model.config.n_layer)
+    return Subject(
+        model=model,
+        tokenizer=tokenizer,
+        name=name,
+        model_type=model_type,
+        n_layers=n_layers,
+        n_units=_ffn_width(model.config, model_type),
+        activation=_activation_name(model.config),
+        device=dev,
+        dtype=torch_dtype,
+    )
