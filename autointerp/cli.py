@@ -1,0 +1,253 @@
+"""The ``autointerp`` command: a thin layer over ``autointerp.pipeline`` and ``autointerp.db``.
+
+    autointerp run --layer 13                  # capture, explain, simulate, score, store, summarise
+    autointerp leaderboard --layer 13          # best explanation per unit
+    autointerp leaderboard --by explainer      # one row per explainer: units, mean, median, 95% CI
+    autointerp show 13/42                      # one unit's card
+
+Bad input prints one line saying what to do and exits with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import sys
+import time
+import traceback
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from autointerp.errors import UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Explain and score every neuron of a language-model layer.")
+out = Console()
+err = Console(stderr=True)
+
+Opt = typer.Option
+ConfigOpt = Annotated[Optional[str], Opt("--config", help="TOML config file (default: ./autointerp.toml).")]
+DbOpt = Annotated[Optional[str], Opt("--db", help="SQLite file (default ./autointerp.db, or $AUTOINTERP_DB).")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, Opt("--debug", help="Show tracebacks.")] = False) -> None:
+    """autointerp: natural-language explanations of MLP neurons, with honest scores."""
+
+
+@app.command()
+def run(
+    layer: Annotated[Optional[int], Opt(help="0-based layer to explain.")] = None,
+    model: Annotated[Optional[str], Opt(help="'bundled' (default), a hub id or a checkpoint folder.")] = None,
+    corpus: Annotated[Optional[str], Opt(help="stdlib (default), a file, folder, .jsonl or hf:NAME.")] = None,
+    tokens: Annotated[Optional[int], Opt(help="Content tokens to capture (default: whole corpus).")] = None,
+    units: Annotated[Optional[str], Opt(help="Units: 0:32 or 3,17,42 (default: all).")] = None,
+    explainer: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
+    simulator: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
+    window: Annotated[Optional[int], Opt(help="Tokens per window (default 64).")] = None,
+    batch_size: Annotated[Optional[int], Opt(help="Windows per forward pass (default 32).")] = None,
+    device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
+    dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
+    seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: Annotated[str, Opt("--format", help="Summary format: table or json.")] = "table",
+) -> None:
+    """Capture -> explain -> simulate -> score -> store, for every unit of one layer; then print a summary."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import run as run_pipeline
+
+    _check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
+                                   explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
+                                   device=device, dtype=dtype, seed=seed, db=db))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=False)
+    state: dict = {}
+
+    def on_capture_start(total):
+        task = progress.add_task("capture (tokens)", total=total, rate="")
+        t0 = time.time()
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            done = progress.tasks[task].completed
+            progress.update(task, rate=f"{done / max(time.time() - t0, 1e-9):,.0f} tok/s")
+
+        return advance
+
+    def on_unit(outcome) -> None:
+        if "units" not in state:
+            state["units"] = progress.add_task("explain+score (units)", total=None, rate="")
+        progress.advance(state["units"])
+
+    with progress:
+        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit)
+    if output == "json":
+        out.print_json(json.dumps(_summary_json(summary)))
+    else:
+        _print_summary(summary)
+
+
+def _summary_json(s) -> dict:
+    return {
+        "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
+        "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
+        "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
+        "median_score": s.median_score, "wall_s": round(s.wall_s, 2),
+        "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
+                  for o in sorted(s.outcomes, key=lambda o: o.unit)],
+    }
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _print_summary(s) -> None:
+    label = f"{s.explainer} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
+    out.print(f"[bold]layer {s.layer}[/bold]: {len(s.outcomes)} units explained and scored"
+              + (f", {s.units_skipped} already done by an earlier run" if s.units_skipped else "")
+              + f" on {s.n_tokens:,} tokens in {s.wall_s:.1f}s")
+    out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
+    out.print(f"mean score {_fmt(s.mean_score)}, median {_fmt(s.median_score)}, "
+              f"{len(s.outcomes) - len(s.scores)} units without a defined score")
+    scored = sorted((o for o in s.outcomes if o.score is not None), key=lambda o: -o.score)
+    if scored:
+        table = Table("unit", "score", "explanation", title="best and worst units")
+        picks = scored[:5] + ([None] if len(scored) > 10 else []) + scored[max(5, len(scored) - 5):]
+        for o in picks:
+            if o is None:
+                table.add_row("...", "", "")
+            else:
+                table.add_row(f"{s.layer}/{o.unit}", _fmt(o.score), Text(o.explanation))
+        out.print(table)
+    out.print(f"results in {s.db} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")
+
+
+@app.command()
+def leaderboard(
+    layer: Annotated[Optional[int], Opt(help="Only this layer.")] = None,
+    explainer: Annotated[Optional[str], Opt(help="Only explanations by this explainer.")] = None,
+    min_score: Annotated[Optional[float], Opt(help="Only scores at or above this.")] = None,
+    by: Annotated[Optional[str], Opt(help="'explainer': one row per explainer.")] = None,
+    sort: Annotated[str, Opt(help="score (default, best first) or unit.")] = "score",
+    limit: Annotated[Optional[int], Opt(help="At most this many rows.")] = None,
+    output: Annotated[str, Opt("--format", help="table, json or csv.")] = "table",
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Best explanation per unit (a SQL view), or per-explainer summaries with --by explainer."""
+    from autointerp.config import load_config
+
+    _check_format(output, ("table", "json", "csv"))
+    if by not in (None, "explainer"):
+        raise UsageError(f"--by {by!r} is not supported; use --by explainer")
+    if sort not in ("score", "unit"):
+        raise UsageError(f"--sort {sort!r} is not supported; use score or unit")
+    store = _open_existing(load_config(config, {"db": db}).db)
+    if by == "explainer":
+        rows = store.by_explainer(layer=layer, min_score=min_score)
+        cols = ["explainer", "simulator", "units", "mean", "median", "ci_low", "ci_high"]
+    else:
+        rows = store.leaderboard(layer=layer, explainer=explainer, min_score=min_score, order=sort, limit=limit)
+        cols = ["layer", "unit", "kind", "score", "score_top", "score_random", "explainer", "simulator", "explanation"]
+    _emit(rows, cols, output)
+
+
+@app.command()
+def show(
+    unit: Annotated[str, typer.Argument(help="LAYER/UNIT, e.g. 13/42.")],
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    windows: Annotated[int, Opt(help="Top windows to show.")] = 5,
+) -> None:
+    """One unit's card: statistics, explanations with scores, top windows with activating tokens highlighted."""
+    from autointerp.config import load_config
+
+    _check_format(output, ("table", "json"))
+    try:
+        layer, u = (int(x) for x in unit.split("/"))
+    except ValueError:
+        raise UsageError(f"{unit!r} is not LAYER/UNIT; write e.g. autointerp show 13/42")
+    card = _open_existing(load_config(config, {"db": db}).db).unit_card(layer, u)
+    if card is None:
+        raise UsageError(f"unit {layer}/{u} is not in the database; run: autointerp run --layer {layer}")
+    if output == "json":
+        out.print_json(json.dumps(card))
+        return
+    from autointerp.report import render_unit_card
+
+    render_unit_card(out, card, windows)
+
+
+def _open_existing(path: str):
+    """Open a results DB for reading; a missing file is an error, not a new empty DB."""
+    from pathlib import Path
+
+    from autointerp.db import open_db
+
+    if not Path(path).is_file():
+        raise UsageError(f"no results database at {path}; run 'autointerp run --layer N' first or pass --db")
+    return open_db(path)
+
+
+def _check_format(value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"--format {value!r} is not supported here; use {' or '.join(allowed)}")
+
+
+def _emit(rows: list[dict], cols: list[str], output: str) -> None:
+    if output == "json":
+        out.print_json(json.dumps(rows))
+    elif output == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        if not rows:
+            out.print("no scored explanations match; run: autointerp run --layer N")
+            return
+        table = Table(*cols)
+        for r in rows:
+            table.add_row(*(Text(_fmt(v)) if isinstance(v, float) else Text(str(v)) for v in (r.get(c) for c in cols)))
+        out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        app(args=argv, standalone_mode=False)
+    except UsageError as e:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.ClickException as e:  # bad flags: click's own message, status 2
+        err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("interrupted: finished units are saved; run the same command again to resume", markup=False)
+        sys.exit(130)
+    except sqlite3.Error as e:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: database problem: {e}; pass another --db or check the file", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The streaming capture against brute force, on tiny random models of every supported architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from autointerp.corpus import bos_id, iter_token_windows, open_corpus
+from autointerp.errors import UsageError
+from autointerp.subject.capture import CaptureConfig, capture, mlp_hooks, reservoir_slot, run_batch
+from autointerp.subject.model import load_subject
+
+ARCHS = ["opt", "gpt2", "gpt_neox", "llama"]
+
+
+def brute_force(subject, corpus, window, layer, max_windows):
+    """Every activation of every window, by a plain full forward pass per batch (no early stop)."""
+    bos = bos_id(subject.tokenizer)
+    wins = list(iter_token_windows(corpus, subject.tokenizer, window, max_windows))
+    ids = torch.tensor(wins)
+    inputs = ids if bos is None else torch.cat([torch.full((len(wins), 1), bos), ids], 1)
+    with mlp_hooks(subject, [layer], stop_after_last=False) as store, torch.inference_mode():
+        subject.model(input_ids=inputs, use_cache=False)
+        acts = store[layer].reshape(*inputs.shape, -1)[:, -window:, :].float()
+    return ids, acts  # [N, W], [N, W, U]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_streaming_capture_equals_brute_force(arch, tiny_checkpoints, text_corpus):
+    subject = load_subject(str(tiny_checkpoints[arch]), device="cpu")
+    corpus = open_corpus(str(text_corpus))
+    cfg = CaptureConfig(layers=[1], window=16, top_k=6, n_random=4, batch_size=5, max_tokens=16 * 37)
+    cap = capture(subject, corpus, cfg)[1]
+    ids, acts = brute_force(subject, corpus, 16, 1, 37)
+    assert cap.n_windows == 37 and cap.n_tokens == 37 * 16
+    fires = acts > 0
+    torch.testing.assert_close(cap.fire_count, fires.sum((0, 1)))
+    torch.testing.assert_close(cap.act_max, acts.amax((0, 1)))
+    torch.testing.assert_close(cap.act_sum.float(), acts.sum((0, 1)), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cap.pos_fire, fires.sum(0).long())
+    assert int(cap.hist.sum()) == 37 * 16 * subject.n_units
+    wmax = acts.amax(1).T  # [U, N]
+    top_vals, top_idx = wmax.topk(6, dim=1)
+    torch.testing.assert_close(cap.top_val, top_vals)
+    # the kept windows are a true top-k: each one's brute-force max is its recorded value (order may differ only
+    # between near-ties, since batched and unbatched matmuls round differently)
+    torch.testing.assert_close(wmax.gather(1, cap.top_index), cap.top_val)
+    assert (cap.top_index == top_idx).float().mean() > 0.9
+    for u in (0, subject.n_units - 1):
+        for k in range(6):
+            n = int(cap.top_index[u, k])
+            torch.testing.assert_close(cap.top_acts[u, k], acts[n, :, u])
+            assert torch.equal(cap.top_ids[u, k].long(), ids[n])
+    # per-token firing counts
+    t = int(ids[0, 0])
+    assert cap.tok_fire.column(3).get(t, 0) == int(fires[..., 3][ids == t].sum())
+    assert int(cap.tok_count[t]) == int((ids == t).sum())
+
+
+def test_sparse_token_counts_match_dense(tiny_checkpoints, text_corpus, monkeypatch):
+    import autointerp.subject.capture as capmod
+
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+    cfg = CaptureConfig(layers=[0], window=16, top_k=3, n_random=2, max_tokens=16 * 20)
+    dense = capture(subject, open_corpus(str(text_corpus)), cfg)[0]
+    monkeypatch.setattr(capmod, "DENSE_TOKEN_COUNTS_MAX", 0)
+    sparse = capture(subject, open_corpus(str(text_corpus)), cfg)[0]
+    assert sparse.tok_fire.dense is None
+    for u in (0, 5, 47):
+        assert sparse.tok_fire.column(u) == dense.tok_fire.column(u)
+
+
+def test_hooks_removed_after_exception(tiny_checkpoints):
+    subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
+    with pytest.raises(RuntimeError, match="boom"):
+        with mlp_hooks(subject, [0, 2]):
+            assert subject.down_proj(0)._forward_pre_hooks
+            raise RuntimeError("boom")
+    for layer in range(subject.n_layers):
+        assert not subject.down_proj(layer)._forward_pre_hooks
+
+
+def test_forward_stops_after_last_hooked_layer(tiny_checkpoints):
+    subject = load_subject(str(tiny_checkpoints["llama"]), device="cpu")
+    reached = []
+    handle = subject.down_proj(2).register_forward_pre_hook(lambda m, a: reached.append(2))
+    try:
+        with mlp_hooks(subject, [1]) as store:
+            run_batch(subject, torch.tensor([[2, 10, 11, 12]]))
+        assert 1 in store and reached == []
+    finally:
+        handle.remove()
+
+
+def test_bos_is_not_captured(tiny_checkpoints, text_corpus, tokenizer):
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+    assert bos_id(tokenizer) == tokenizer.bos_token_id
+    cap = capture(subject, open_corpus(str(text_corpus)), CaptureConfig(layers=[0], window=8, max_tokens=80))[0]
+    assert cap.pos_fire.shape[0] == 8
+    assert int(cap.tok_count[tokenizer.bos_token_id]) == 0
+
+
+def test_reservoir_is_uniform_and_shared_across_layers(tiny_checkpoints, text_corpus):
+    import random
+
+    counts = [0] * 30
+    for seed in range(2000):
+        rng = random.Random(seed)
+        slots = {}
+        for i in range(30):
+            s = reservoir_slot(rng, i, 5)
+            if s is not None:
+                slots[s] = i
+        for i in slots.values():
+            counts[i] += 1
+    # each of 30 windows ends up in the 5-slot reservoir with probability 1/6
+    assert all(abs(c / 2000 - 1 / 6) < 0.04 for c in counts)
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+    caps = capture(subject, open_corpus(str(text_corpus)), CaptureConfig(layers=[0, 2], window=16, n_random=4))
+    assert caps[0].res_index == caps[2].res_index and len(caps[0].res_index) == 4
+
+
+def test_memory_does_not_grow_with_tokens(tiny_checkpoints, text_corpus):
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+
+    def sizes(max_tokens):
+        cap = capture(subject, open_corpus(str(text_corpus)), CaptureConfig(layers=[1], window=16, top_k=4,
+                                                                             n_random=3, max_tokens=max_tokens))[1]
+        tensors = {k: v.numel() for k, v in vars(cap).items() if isinstance(v, torch.Tensor)}
+        return tensors, len(cap.res_index)
+
+    assert sizes(16 * 10) == sizes(16 * 200)
+
+
+def test_window_longer_than_model_context_is_a_usage_error(tiny_checkpoints, text_corpus):
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+    with pytest.raises(UsageError, match="--window"):
+        capture(subject, open_corpus(str(text_corpus)), CaptureConfig(layers=[0], window=500))
+
+
+def test_unit_record_splits_are_disjoint(tiny_checkpoints, text_corpus):
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+    cap = capture(subject, open_corpus(str(text_corpus)), CaptureConfig(layers=[0], window=16, top_k=9, n_random=6))[0]
+    for u in range(subject.n_units):
+        rec = cap.unit_record(u)
+        splits = {s: {w.index for w in rec.split(s)} for s in ("train", "valid", "test")}
+        assert not (splits["train"] & splits["valid"] or splits["train"] & splits["test"]
+                    or splits["valid"] & splits["test"])
+        assert all(w.source == "top" for w in rec.split("train"))
+        assert [w.rank for w in rec.split("train", "top")] == [0, 3, 6]
+        assert {w.split for w in rec.for_explainer().windows} <= {"train"}

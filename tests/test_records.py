@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+
+STATS = UnitStats(n_tokens=10, fire_count=3, threshold=0.0, mean=0.1, std=0.2, max=1.0, min=0.0)
+
+
+def test_round_robin_deal():
+    top, rand = deal_splits(7, 5)
+    assert top == ["train", "valid", "test", "train", "valid", "test", "train"]
+    assert rand == ["valid", "test", "valid", "test", "valid"]
+
+
+def _w(index, split, source="top"):
+    return Window(index, ("a",), (1,), (0.5,), source, 0, split)
+
+
+def test_overlapping_splits_are_refused():
+    UnitRecord(UnitId(0, 1), (_w(1, "train"), _w(2, "valid"), _w(3, "test", "random")), STATS)
+    with pytest.raises(AssertionError, match="both"):
+        UnitRecord(UnitId(0, 1), (_w(1, "train"), _w(1, "test", "random")), STATS)
+    with pytest.raises(AssertionError, match="never shown"):
+        UnitRecord(UnitId(0, 1), (_w(1, "train", "random"),), STATS)
+
+
+def test_explainer_view_holds_only_train():
+    rec = UnitRecord(UnitId(0, 1), (_w(1, "train"), _w(2, "valid"), _w(3, "test")), STATS)
+    assert [w.index for w in rec.for_explainer().windows] == [1]
+    assert rec.for_explainer().stats == rec.stats
+    assert str(UnitId(13, 42)) == "13/42" and str(UnitId(3, 5, "pca")) == "pca@3/5"
