@@ -11,7 +11,8 @@ back. The grammar is plain English, so an LLM simulator can read it too:
 - ``Fires on the tokens "A", "B" and "C"`` — the tokens carrying the unit's activation mass on its top windows,
   strongest first; token strings are JSON-quoted so whitespace and newlines are exact.
 - ``, mostly after "X"`` — added when one preceding token accounts for most of the strong activations.
-- ``at positions P-Q of the window`` — added when the strong activations sit in a narrow position range.
+- ``at positions P-Q of the window`` — added when the strong activations sit in a narrow position range;
+  ``Fires at positions P-Q of the window, whatever the token`` when, besides, no token holds 30% of the mass.
 - ``Never fires (dead on N tokens).`` for a dead unit.
 """
 
@@ -27,6 +28,7 @@ from autointerp.records import UnitRecord
 STRONG = 0.5  # a token is "strong" when its activation is at least this fraction of the max over train windows
 MASS_COVERAGE = 0.8  # list tokens until they cover this fraction of the strong activation mass
 MAX_TOKENS = 6
+DIFFUSE = 0.3  # when no single token holds this share of the strong mass, tokens do not explain the unit
 
 
 def q(token: str) -> str:
@@ -76,15 +78,20 @@ class BaselineExplainer:
             covered += weight
             if covered >= MASS_COVERAGE * total:
                 break
-        text = "Fires on the token" + ("s " if len(chosen) > 1 else " ") + _join([q(t) for t in chosen])
         n_strong = len(positions)
+        window = len(train[0].tokens)
+        lo, hi = _position_range(positions)
+        narrow = n_strong >= 3 and (hi - lo + 1) <= max(2, window // 4)
+        if narrow and mass.most_common(1)[0][1] < DIFFUSE * total:
+            # no token stands out but the positions do: a positional unit
+            text = f"Fires at positions {lo}-{hi} of the window, whatever the token"
+            return Explanation(text + ".", explainer=self.name, details={"positions": [lo, hi], "strong_tokens": n_strong})
+        text = "Fires on the token" + ("s " if len(chosen) > 1 else " ") + _join([q(t) for t in chosen])
         if prev:
             ctx, count = prev.most_common(1)[0]
             if count >= 0.6 * n_strong and n_strong >= 3 and ctx not in chosen:
                 text += f", mostly after {q(ctx)}"
-        window = len(train[0].tokens)
-        lo, hi = _position_range(positions)
-        if n_strong >= 3 and (hi - lo + 1) <= max(2, window // 4):
+        if narrow:
             text += f", at positions {lo}-{hi} of the window"
         if len(chosen) > 1:
             text += f", most strongly on {q(chosen[0])}"
