@@ -1,0 +1,26 @@
+"""The run store: one SQLite file holding runs, units, windows, explanations, simulations, scores and LLM calls.
+
+    from autointerp.db import open_db
+
+    with open_db("/tmp/autointerp.db") as store:      # creates the file, applies pending migrations
+        print(store.leaderboard(limit=10))
+
+The schema and the views (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``) are in
+``migrations.py``; opening and writing in ``store.py``; the read helpers the CLI prints in ``views.py``. The same
+views answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
+"""
+
+from autointerp.db.store import CallSink, ScoredExplanation, Simulation, SplitScore, Store, open_db, scrub_secrets
+from autointerp.db.views import BOOTSTRAP_RESAMPLES, bootstrap_ci
+
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "CallSink",
+    "ScoredExplanation",
+    "Simulation",
+    "SplitScore",
+    "Store",
+    "bootstrap_ci",
+    "open_db",
+    "scrub_secrets",
+]

@@ -1,0 +1,266 @@
+"""The schema of the autointerp SQLite file, as append-only migrations applied on every open.
+
+    >>> import sqlite_utils
+    >>> from autointerp.db.migrations import migrate, migrations
+    >>> db = sqlite_utils.Database(memory=True)
+    >>> migrate(db, "memory")
+    >>> [m.name for m in migrations.applied(db)]
+    ['m001_initial', 'm002_views']
+
+The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
+
+Rules. A released migration is never edited. A change to a table or a view is a new function appended at the end
+(``m003_...``), which may ``DROP VIEW`` and create it anew. The SQL is written inside each function for that reason:
+a shared constant edited later would silently change what an old migration means. Applied migrations are recorded
+by ``sqlite_utils.Migrations`` in ``_sqlite_migrations`` (set ``autointerp``); a file that records one this code
+does not know was written by a newer autointerp, and ``migrate`` refuses it.
+
+Conventions: JSON lives in TEXT columns; timestamps are ISO-8601 UTC text; a NULL score always carries its reason.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+from autointerp.errors import UsageError
+
+migrations = Migrations("autointerp")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Runs, units and everything one run writes per unit; indexes for the resume ledger and the views."""
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,                -- uuid4 hex
+            run_key TEXT NOT NULL,              -- hash of the output-determining config: what resume matches on
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'complete', 'interrupted', 'failed')),
+            command TEXT NOT NULL,
+            config TEXT NOT NULL,               -- JSON, scrubbed of secrets
+            versions TEXT NOT NULL,             -- JSON {package: version}
+            model TEXT NOT NULL,                -- id or path as given
+            model_hash TEXT NOT NULL,           -- hash of the weights
+            layer INTEGER NOT NULL,
+            unit_kind TEXT NOT NULL,
+            corpus TEXT NOT NULL,
+            n_tokens INTEGER NOT NULL,
+            seed INTEGER NOT NULL,
+            explainer TEXT NOT NULL,
+            simulator TEXT NOT NULL,
+            wall_s REAL                         -- summed over the sessions of a resumed run
+        );
+        CREATE INDEX runs_run_key ON runs (run_key, created_at);
+
+        CREATE TABLE units (                    -- the same unit across every run of the same weights
+            id INTEGER PRIMARY KEY,
+            model_hash TEXT NOT NULL,
+            layer INTEGER NOT NULL,
+            unit INTEGER NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'neuron',
+            UNIQUE (model_hash, kind, layer, unit)
+        );
+
+        CREATE TABLE unit_stats (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            unit_id INTEGER NOT NULL REFERENCES units (id),
+            n_tokens INTEGER NOT NULL,
+            fire_count INTEGER NOT NULL,
+            firing_rate REAL NOT NULL,
+            mean REAL,
+            std REAL,
+            max REAL,
+            min REAL,
+            threshold REAL NOT NULL,
+            quantiles TEXT NOT NULL,            -- JSON {"q50": ..., "q99": ...}
+            top_tokens TEXT NOT NULL,           -- JSON [[token, firings, occurrences], ...]
+            extra TEXT NOT NULL,                -- JSON: analyses (dead, detectors, positional MI, ...)
+            PRIMARY KEY (run_id, unit_id)
+        );
+
+        CREATE TABLE windows (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            unit_id INTEGER NOT NULL REFERENCES units (id),
+            corpus_index INTEGER NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('top', 'random')),
+            split TEXT NOT NULL CHECK (split IN ('train', 'valid', 'test')),
+            rank INTEGER NOT NULL,
+            tokens TEXT NOT NULL,               -- JSON list of str
+            token_ids TEXT NOT NULL,            -- JSON list of int
+            activations TEXT NOT NULL,          -- JSON list of float, raw
+            UNIQUE (run_id, unit_id, corpus_index)
+        );
+
+        CREATE TABLE explanations (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            unit_id INTEGER NOT NULL REFERENCES units (id),
+            explainer TEXT NOT NULL,
+            explainer_config TEXT NOT NULL,     -- JSON
+            is_baseline INTEGER NOT NULL CHECK (is_baseline IN (0, 1)),
+            text TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('done', 'gave_up', 'failed')),
+            reason TEXT,
+            details TEXT NOT NULL,              -- JSON
+            created_at TEXT NOT NULL,
+            llm_calls INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL                       -- NULL when unknown
+        );
+        CREATE INDEX explanations_run_unit ON explanations (run_id, unit_id);
+        CREATE INDEX explanations_unit ON explanations (unit_id);
+
+        CREATE TABLE simulations (
+            id INTEGER PRIMARY KEY,
+            explanation_id INTEGER NOT NULL REFERENCES explanations (id) ON DELETE CASCADE,
+            window_id INTEGER NOT NULL REFERENCES windows (id) ON DELETE CASCADE,
+            simulator TEXT NOT NULL,
+            predictions TEXT,                   -- JSON list of float (0..10), NULL when the simulation failed
+            error TEXT,
+            CHECK (predictions IS NOT NULL OR error IS NOT NULL)
+        );
+        CREATE INDEX simulations_explanation ON simulations (explanation_id);
+        CREATE INDEX simulations_window ON simulations (window_id);
+
+        CREATE TABLE scores (
+            id INTEGER PRIMARY KEY,
+            explanation_id INTEGER NOT NULL REFERENCES explanations (id) ON DELETE CASCADE,
+            simulator TEXT NOT NULL,
+            simulator_config TEXT NOT NULL,     -- JSON
+            split TEXT NOT NULL CHECK (split IN ('valid', 'test')),
+            score REAL,                         -- Pearson pooled over top + random windows
+            score_top REAL,
+            score_random REAL,
+            undefined_reason TEXT,
+            per_window TEXT NOT NULL,           -- JSON {"<corpus_index>": r or null}
+            n_windows INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            CHECK (score IS NOT NULL OR undefined_reason IS NOT NULL),
+            UNIQUE (explanation_id, simulator, split)
+        );
+
+        CREATE TABLE unit_runs (                -- the resume ledger: one row per unit finished in a run
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            unit_id INTEGER NOT NULL REFERENCES units (id),
+            status TEXT NOT NULL CHECK (status IN ('done', 'gave_up', 'failed')),
+            reason TEXT,
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, unit_id)
+        );
+
+        CREATE TABLE llm_calls (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT REFERENCES runs (id) ON DELETE CASCADE,
+            unit_id INTEGER REFERENCES units (id),
+            profile TEXT NOT NULL,
+            model TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            messages TEXT NOT NULL,             -- JSON
+            response TEXT,                      -- JSON
+            tokens_in INTEGER,
+            tokens_out INTEGER,
+            latency_s REAL,
+            cost_usd REAL,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX llm_calls_run_profile ON llm_calls (run_id, profile);
+        """
+    )
+
+
+@migrations()
+def m002_views(db: Database) -> None:
+    """The views the CLI, Datasette and ``sqlite-utils`` read: scores per explanation, the leaderboard, summaries."""
+    db.executescript(
+        """
+        -- One row per explanation and simulator with its test score (NULLs when it has none).
+        CREATE VIEW explanation_scores AS
+        SELECT
+            e.id AS explanation_id, e.run_id, e.unit_id,
+            u.model_hash, u.kind, u.layer, u.unit,
+            e.explainer, e.is_baseline, e.status, e.reason, e.text AS explanation,
+            s.simulator, s.score, s.score_top, s.score_random, s.undefined_reason, s.n_windows,
+            e.created_at, s.created_at AS scored_at
+        FROM explanations e
+        JOIN units u ON u.id = e.unit_id
+        LEFT JOIN scores s ON s.explanation_id = e.id AND s.split = 'test';
+
+        -- The best defined test score of each unit over every explanation and simulator; ties go to the latest.
+        CREATE VIEW leaderboard AS
+        SELECT
+            model_hash, kind, layer, unit, explanation, explainer, is_baseline, simulator,
+            score, score_top, score_random, n_windows, run_id, explanation_id, unit_id, scored_at
+        FROM (
+            SELECT *, ROW_NUMBER() OVER (
+                PARTITION BY unit_id ORDER BY score DESC, scored_at DESC, explanation_id DESC
+            ) AS place
+            FROM explanation_scores
+            WHERE score IS NOT NULL
+        )
+        WHERE place = 1;
+
+        -- Per explainer and simulator: units and explanations with a defined test score, undefined ones, the mean.
+        CREATE VIEW explainer_summary AS
+        SELECT
+            explainer, simulator,
+            COUNT(DISTINCT CASE WHEN score IS NOT NULL THEN unit_id END) AS units,
+            COUNT(score) AS explanations,
+            COUNT(*) - COUNT(score) AS undefined,
+            AVG(score) AS mean_score
+        FROM explanation_scores
+        WHERE simulator IS NOT NULL
+        GROUP BY explainer, simulator;
+
+        -- LLM spend per run and profile.
+        CREATE VIEW llm_usage AS
+        SELECT
+            run_id, profile,
+            COUNT(*) AS calls, SUM(attempts) AS attempts,
+            SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,
+            SUM(cost_usd) AS cost_usd, COUNT(error) AS errors, SUM(latency_s) AS latency_s
+        FROM llm_calls
+        GROUP BY run_id, profile;
+        """
+    )
+
+
+def _known_names() -> frozenset[str]:
+    with Database(memory=True) as empty:  # everything registered is pending on an empty database
+        return frozenset(m.name for m in migrations.pending(empty))
+
+
+KNOWN = _known_names()
+
+
+def migrate(db: Database, where: str) -> None:
+    """Apply the pending migrations, all of them or none, in one write transaction.
+
+    ``where`` names the file in messages. Raises ``UsageError`` when the file records a migration this code does not
+    know. SQLite errors (locked, not a database) propagate; ``open_db`` turns them into messages.
+    """
+    _refuse_newer(db, where)
+    if not migrations.pending(db):
+        return
+    db.conn.execute("BEGIN IMMEDIATE")  # re-check under the write lock: another process may have migrated meanwhile
+    try:
+        _refuse_newer(db, where)
+        migrations.apply(db)  # nested: each migration is a savepoint inside this transaction
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def _refuse_newer(db: Database, where: str) -> None:
+    unknown = [m.name for m in migrations.applied(db) if m.name not in KNOWN]
+    if unknown:
+        raise UsageError(
+            f"{where} was written by a newer autointerp (schema {unknown[-1]}); upgrade autointerp or use another --db"
+        )

@@ -1,0 +1,428 @@
+"""The run store: one SQLite file written through sqlite-utils; the CLI, Datasette and ``sqlite-utils`` read it alike.
+
+    from autointerp.db import open_db
+
+    with open_db("/tmp/autointerp.db") as store:      # creates the file, applies pending migrations
+        print(store.leaderboard(limit=10))            # [] on a fresh file; rows of the `leaderboard` view
+
+How the pipeline writes (see ``ScoredExplanation`` for what one explanation carries):
+
+    run_id = store.find_resumable_run(key) or store.start_run(run_key=key, model="gpt2", model_hash=h, ...)
+    done = store.done_units(run_id)                   # {(kind, layer, unit)} finished (done or gave up)
+    store.save_unit_result(run_id, record, h, {"dead": False}, [scored])   # one transaction per unit
+    store.finish_run(run_id, "complete", wall_s=12.5)
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so an interrupted run never leaves half a unit. Floats that are
+not finite (NaN, inf) are never written: they become NULL, and a NaN score gets the reason "not a number". Configs are
+scrubbed of secrets before they are stored (``scrub_secrets``). SQLite errors a person can act on (corrupt file,
+locked by another process) become ``UsageError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretBytes, SecretStr
+from sqlite_utils import Database
+
+from autointerp.agent.base import Explanation, Status
+from autointerp.db.migrations import migrate
+from autointerp.db.views import Reads
+from autointerp.errors import UsageError
+from autointerp.records import UnitId, UnitRecord
+
+FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running' from start_run to finish_run
+_STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|password|passwd|token|credentials?|authorization)$")
+_SECRET_VALUE = re.compile(r"^(sk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{16,}$")
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """One simulator's prediction for one window of the unit."""
+
+    window: int  # Window.index of the simulated window; must be one of the record's windows
+    simulator: str  # registry name of the simulator
+    predictions: tuple[float, ...] | None  # one value per token on the 0..10 scale; None when the simulation failed
+    error: str | None = None  # why there are no predictions (required when predictions is None)
+
+    def __post_init__(self):
+        assert self.predictions is not None or self.error, "a failed simulation must say why"
+
+
+@dataclass(frozen=True)
+class SplitScore:
+    """How well one explanation predicts the unit on one split under one simulator (METHODS.md §2)."""
+
+    split: Literal["valid", "test"]
+    simulator: str  # registry name of the simulator
+    simulator_config: dict[str, Any]  # everything that determines the simulator's output (never a key)
+    score: float | None  # Pearson r pooled over every token of every scored window, top and random; None: undefined
+    score_top: float | None  # the same, top windows only
+    score_random: float | None  # the same, random windows only
+    undefined_reason: str | None  # why `score` is None (e.g. "constant predictions"); None when defined
+    per_window: dict[int, float | None]  # Window.index -> Pearson r on that window alone (None where undefined);
+    # stored as a JSON object, so its keys read back as strings
+    n_windows: int  # windows pooled into `score` (those with predictions)
+
+
+@dataclass(frozen=True)
+class ScoredExplanation:
+    """One explanation of one unit, what it cost and how it scored: what ``Store.save_unit_result`` writes."""
+
+    explanation: Explanation  # text, status, reason, explainer name, details
+    explainer_config: dict[str, Any]  # everything that determines the explainer's output (never a key)
+    is_baseline: bool  # True for the non-LLM floor
+    simulations: tuple[Simulation, ...] = ()  # per simulator and window, on any split
+    scores: tuple[SplitScore, ...] = ()  # at most one per (simulator, split)
+    llm_calls: int = 0  # LLM requests made to write this explanation (revisions and tool rounds included)
+    tokens_in: int = 0  # prompt tokens over those requests
+    tokens_out: int = 0  # completion tokens over those requests
+    cost_usd: float | None = 0.0  # None when the price is unknown
+
+
+def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
+    """Open (or create) the store at ``path``: WAL, foreign keys on, a busy timeout, pending migrations applied.
+
+    Raises ``UsageError`` for a file that is not a SQLite database, one locked by another process for longer than
+    ``busy_timeout_s``, one that cannot be opened, or one written by a newer autointerp.
+    """
+    path = Path(path)
+    conn: sqlite3.Connection | None = None
+    try:
+        with _usage_errors(path, busy_timeout_s, opening=True):
+            conn = sqlite3.connect(path, timeout=busy_timeout_s)
+            db = Database(conn, execute_plugins=False)
+            db.execute("PRAGMA foreign_keys = ON")
+            db.enable_wal()
+            migrate(db, str(path))
+    except BaseException:
+        if conn is not None:
+            conn.close()
+        raise
+    return Store(db, path, busy_timeout_s)
+
+
+class Store(Reads):
+    """Reads (``views.Reads``) and writes of one autointerp SQLite file. Build it with ``open_db``; ``store.db`` is
+    the ``sqlite_utils.Database``."""
+
+    def __init__(self, db: Database, path: Path, busy_timeout_s: float):
+        self.db = db
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs and units ------------------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        run_key: str,
+        command: str,
+        config: dict[str, Any],
+        versions: dict[str, str],
+        model: str,
+        model_hash: str,
+        layer: int,
+        unit_kind: str,
+        corpus: str,
+        n_tokens: int,
+        seed: int,
+        explainer: str,
+        simulator: str,
+    ) -> str:
+        """Record a new run with status 'running'; returns its id (uuid4 hex). ``config`` is scrubbed of secrets."""
+        run_id = uuid.uuid4().hex
+        row = dict(
+            id=run_id, run_key=run_key, created_at=_now(), status="running", command=command,
+            config=_json(scrub_secrets(config)), versions=_json(versions), model=model, model_hash=model_hash,
+            layer=layer, unit_kind=unit_kind, corpus=corpus, n_tokens=n_tokens, seed=seed, explainer=explainer,
+            simulator=simulator,
+        )
+        with self._write():
+            self.db.table("runs").insert(row)
+        return run_id
+
+    def find_resumable_run(self, run_key: str) -> str | None:
+        """The latest run with this key that is not complete, or None."""
+        row = self.db.execute(
+            "SELECT id FROM runs WHERE run_key = ? AND status != 'complete' ORDER BY created_at DESC, rowid DESC",
+            [run_key],
+        ).fetchone()
+        return row[0] if row else None
+
+    def finish_run(self, run_id: str, status: FinalStatus, wall_s: float) -> None:
+        """Close a run; ``wall_s`` is added to the run's total, so a resumed run sums its sessions."""
+        with self._write():
+            cur = self.db.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, wall_s = COALESCE(wall_s, 0) + ? WHERE id = ?",
+                [status, _now(), _finite(wall_s) or 0.0, run_id],
+            )
+            if cur.rowcount != 1:
+                raise KeyError(f"no run {run_id}")
+
+    def unit_id(self, model_hash: str, layer: int, unit: int, kind: str = "neuron") -> int:
+        """The id of this unit of these weights, created on first use."""
+        with self._write():
+            return self._unit_id(model_hash, layer, unit, kind)
+
+    def done_units(self, run_id: str) -> set[tuple[str, int, int]]:
+        """``(kind, layer, unit)`` of the units this run finished as done or gave_up; failed ones are to be retried."""
+        rows = self.db.execute(
+            "SELECT u.kind, u.layer, u.unit FROM unit_runs r JOIN units u ON u.id = r.unit_id "
+            "WHERE r.run_id = ? AND r.status IN ('done', 'gave_up')",
+            [run_id],
+        )
+        return {(kind, layer, unit) for kind, layer, unit in rows}
+
+    # -- one unit, atomically ------------------------------------------------------------------------------------
+
+    def save_unit_result(
+        self,
+        run_id: str,
+        record: UnitRecord,
+        model_hash: str,
+        stats_extra: dict[str, Any],
+        explanations: Sequence[ScoredExplanation],
+    ) -> Status:
+        """Write one unit's statistics, windows, explanations, simulations, scores and ledger row in one transaction.
+
+        Anything this run saved earlier for the unit is replaced, so a failed unit can be retried by the same run.
+        The unit's ledger status is the least finished of its explanations' (failed > gave_up > done; failed when
+        there are none); it is returned.
+        """
+        uid = record.id
+        worst = max((e.explanation.status for e in explanations), key=_STATUS_ORDER.index, default="failed")
+        reason = next((e.explanation.reason for e in explanations if e.explanation.status == worst), "no explanation")
+        with self._write():
+            unit_id = self._unit_id(model_hash, uid.layer, uid.unit, uid.kind)
+            for table in ("explanations", "windows", "unit_stats", "unit_runs"):  # cascades to simulations, scores
+                self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND unit_id = ?", [run_id, unit_id])
+            self.db.table("unit_stats").insert(_stats_row(run_id, unit_id, record, stats_extra))
+            window_ids: dict[int, int] = {}
+            for w in record.windows:
+                row = dict(
+                    run_id=run_id, unit_id=unit_id, corpus_index=w.index, source=w.source, split=w.split,
+                    rank=w.rank, tokens=_json(w.tokens), token_ids=_json(w.token_ids), activations=_json(w.activations),
+                )
+                window_ids[w.index] = self.db.table("windows").insert(row).last_pk
+            lengths = {w.index: len(w.tokens) for w in record.windows}
+            for scored in explanations:
+                self._insert_explanation(run_id, unit_id, scored, window_ids, lengths)
+            self.db.table("unit_runs").insert(
+                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=reason, finished_at=_now())
+            )
+        return worst
+
+    def _insert_explanation(
+        self, run_id: str, unit_id: int, scored: ScoredExplanation, window_ids: dict[int, int], lengths: dict[int, int]
+    ) -> None:
+        e = scored.explanation
+        row = dict(
+            run_id=run_id, unit_id=unit_id, explainer=e.explainer,
+            explainer_config=_json(scrub_secrets(scored.explainer_config)), is_baseline=int(scored.is_baseline),
+            text=e.text, status=e.status, reason=e.reason, details=_json(e.details), created_at=_now(),
+            llm_calls=scored.llm_calls, tokens_in=scored.tokens_in, tokens_out=scored.tokens_out,
+            cost_usd=_finite(scored.cost_usd),
+        )
+        explanation_id = self.db.table("explanations").insert(row).last_pk
+        for sim in scored.simulations:
+            if sim.window not in window_ids:
+                raise ValueError(f"simulation of window {sim.window}, which is not one of the unit's windows")
+            if sim.predictions is not None and len(sim.predictions) != lengths[sim.window]:
+                raise ValueError(
+                    f"simulation of window {sim.window} has {len(sim.predictions)} predictions for "
+                    f"{lengths[sim.window]} tokens"
+                )
+            predictions = None if sim.predictions is None else _json(sim.predictions)
+            row = dict(
+                explanation_id=explanation_id, window_id=window_ids[sim.window], simulator=sim.simulator,
+                predictions=predictions, error=sim.error,
+            )
+            self.db.table("simulations").insert(row)
+        for s in scored.scores:
+            score = _finite(s.score)
+            undefined = s.undefined_reason or (None if score is not None else "not a number")
+            row = dict(
+                explanation_id=explanation_id, simulator=s.simulator,
+                simulator_config=_json(scrub_secrets(s.simulator_config)), split=s.split, score=score,
+                score_top=_finite(s.score_top), score_random=_finite(s.score_random), undefined_reason=undefined,
+                per_window=_json(s.per_window), n_windows=s.n_windows, created_at=_now(),
+            )
+            self.db.table("scores").insert(row)
+
+    # -- LLM calls -----------------------------------------------------------------------------------------------
+
+    def record_call(self, record: Any, run_id: str | None = None) -> None:
+        """Store one LLM call record (duck-typed: profile, model, purpose, unit, messages, response, tokens_in,
+        tokens_out, latency_s, cost_usd, error, attempts, created_at).
+
+        ``record.unit`` (a ``UnitId``, its ``str()`` form such as "3/17" or "sae:x@3/17", or None) is linked only
+        when ``run_id`` is given: a unit's identity needs the run's model hash. Use ``call_sink(run_id)`` to bind a run.
+        """
+        with self._write():
+            unit_id = None
+            unit = getattr(record, "unit", None)
+            if run_id is not None and unit is not None:
+                (model_hash,) = self.db.execute("SELECT model_hash FROM runs WHERE id = ?", [run_id]).fetchone()
+                unit = _as_unit_id(unit)
+                unit_id = self._unit_id(model_hash, unit.layer, unit.unit, unit.kind)
+            created = getattr(record, "created_at", None)
+            row = dict(
+                run_id=run_id, unit_id=unit_id, profile=record.profile, model=record.model, purpose=record.purpose,
+                messages=_json(record.messages), response=None if record.response is None else _json(record.response),
+                tokens_in=record.tokens_in, tokens_out=record.tokens_out, latency_s=_finite(record.latency_s),
+                cost_usd=_finite(record.cost_usd), error=record.error, attempts=record.attempts,
+                created_at=_iso(created) if isinstance(created, datetime) else created or _now(),
+            )
+            self.db.table("llm_calls").insert(row)
+
+    def call_sink(self, run_id: str | None) -> CallSink:
+        """A sink that records every call it is handed under ``run_id``."""
+        return CallSink(self, run_id)
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction, taken up front (BEGIN IMMEDIATE) so that a busy file waits, then fails clearly."""
+        with _usage_errors(self.path, self.busy_timeout_s, opening=False):
+            self.db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.conn.execute("COMMIT")
+            except BaseException:
+                self.db.rollback()
+                raise
+
+    def _unit_id(self, model_hash: str, layer: int, unit: int, kind: str) -> int:
+        key = [model_hash, layer, unit, kind]
+        self.db.execute(
+            "INSERT INTO units (model_hash, layer, unit, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", key
+        )
+        (unit_id,) = self.db.execute(
+            "SELECT id FROM units WHERE model_hash = ? AND layer = ? AND unit = ? AND kind = ?", key
+        ).fetchone()
+        return unit_id
+
+
+@dataclass(frozen=True)
+class CallSink:
+    """An LLM call sink bound to a run: hand it to the LLM client, which calls ``record_call`` after each call."""
+
+    store: Store
+    run_id: str | None
+
+    def record_call(self, record: Any) -> None:
+        self.store.record_call(record, self.run_id)
+
+
+def scrub_secrets(value: Any) -> Any:
+    """A copy of a config without secrets, at any depth.
+
+    Dropped: dict entries whose key names a secret (``api_key``, ``apikey``, ``secret``, ``password``, ``token``,
+    ``credentials``, ``authorization``, alone or as the last ``_`` part, as in ``hf_token``; ``max_tokens`` stays),
+    pydantic ``SecretStr``/``SecretBytes`` values, and strings shaped like provider keys (``sk-...``, ``hf_...``).
+    """
+    if isinstance(value, dict):
+        return {
+            k: scrub_secrets(v)
+            for k, v in value.items()
+            if not (_SECRET_KEY.search(str(k).lower().replace("-", "_")) or _is_secret_value(v))
+        }
+    if isinstance(value, list | tuple):
+        return [scrub_secrets(v) for v in value if not _is_secret_value(v)]
+    return value
+
+
+def _is_secret_value(value: Any) -> bool:
+    return isinstance(value, SecretStr | SecretBytes) or (isinstance(value, str) and bool(_SECRET_VALUE.match(value)))
+
+
+def _as_unit_id(unit: UnitId | str) -> UnitId:
+    """A ``UnitId`` as given, or parsed back from its ``str()`` form: "layer/unit" or "kind@layer/unit"."""
+    if isinstance(unit, UnitId):
+        return unit
+    match = re.fullmatch(r"(?:(.+)@)?(\d+)/(\d+)", unit)
+    if match is None:
+        raise ValueError(f"unit {unit!r} is neither a UnitId nor its str() form 'layer/unit' or 'kind@layer/unit'")
+    return UnitId(int(match[2]), int(match[3]), match[1] or "neuron")
+
+
+def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, Any]) -> dict[str, Any]:
+    s = record.stats
+    return dict(
+        run_id=run_id, unit_id=unit_id, n_tokens=s.n_tokens, fire_count=s.fire_count,
+        firing_rate=_finite(s.firing_rate), mean=_finite(s.mean), std=_finite(s.std), max=_finite(s.max),
+        min=_finite(s.min), threshold=_finite(s.threshold), quantiles=_json(s.quantiles),
+        top_tokens=_json(record.top_tokens), extra=_json(extra),
+    )
+
+
+def _finite(x: float | None) -> float | None:
+    """``x`` as a float, or None when it is None, NaN or infinite: SQLite and JSON have no portable NaN."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _clean(value: Any) -> Any:
+    """Non-finite floats to None at any depth; numpy scalars and arrays to Python values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return _finite(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _json(value: Any) -> str:
+    """JSON text for a TEXT column; never NaN, anything unknown as its ``str()``."""
+    return json.dumps(_clean(value), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat()
+
+
+def _now() -> str:
+    return _iso(datetime.now(timezone.utc))
+
+
+@contextmanager
+def _usage_errors(path: Path, busy_timeout_s: float, opening: bool) -> Iterator[None]:
+    """SQLite errors a person can act on, as ``UsageError``; on open also a corrupt or unopenable file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as e:
+        name = getattr(e, "sqlite_errorname", "")
+        if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            raise UsageError(
+                f"{path} is locked by another process (waited {busy_timeout_s:g} s); "
+                "wait for it to finish or pass another --db"
+            ) from e
+        if opening and name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            raise UsageError(f"{path} is not a SQLite database or is corrupt; pass another --db") from e
+        if opening and name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")):
+            raise UsageError(f"cannot open {path} ({e}); pass another --db") from e
+        raise

@@ -1,0 +1,145 @@
+"""The read side of the store: the leaderboard, per-explainer summaries and unit cards the CLI prints.
+
+    from autointerp.db import open_db
+
+    with open_db("/tmp/autointerp.db") as store:
+        store.leaderboard(layer=3, min_score=0.5, limit=20)   # rows of the `leaderboard` view, filtered
+        store.by_explainer()                                  # mean, median, 95% bootstrap CI per explainer
+        store.unit_card(3, 17)                                # stats, explanations with scores, top windows
+
+The views themselves (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``) are SQL, created
+by ``migrations.py``, so Datasette and ``sqlite-utils`` read the same rows. What SQL cannot do well (median, bootstrap
+CI) is computed here from ``explanation_scores``. ``Reads`` is mixed into ``Store``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from sqlite_utils import Database
+
+from autointerp.errors import UsageError
+
+BOOTSTRAP_RESAMPLES = 2000
+_JSON_COLUMNS = frozenset(
+    "config versions quantiles top_tokens extra tokens token_ids activations explainer_config details predictions "
+    "simulator_config per_window messages response".split()
+)
+
+
+class Reads:
+    """Read helpers over the views; needs ``db`` and ``path``, which ``Store`` provides."""
+
+    db: Database
+    path: Path
+
+    def leaderboard(
+        self,
+        layer: int | None = None,
+        explainer: str | None = None,
+        min_score: float | None = None,
+        order: Literal["score", "unit"] = "score",
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Rows of the ``leaderboard`` view (best test score per unit), filtered.
+
+        ``explainer`` keeps the units whose best explanation is by that explainer, exactly as filtering the view in
+        Datasette would; compare explainers with ``by_explainer``. ``order``: "score" (best first) or "unit".
+        """
+        orders = {"score": "score DESC, model_hash, kind, layer, unit", "unit": "model_hash, kind, layer, unit"}
+        if order not in orders:
+            raise UsageError(f"unknown order {order!r}; use one of: {', '.join(orders)}")
+        where, params = _where(layer=layer, explainer=explainer)
+        if min_score is not None:
+            where.append("score >= ?")
+            params.append(min_score)
+        sql = f"SELECT * FROM leaderboard {_and(where)} ORDER BY {orders[order]}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return list(self.db.query(sql, params))
+
+    def by_explainer(self, layer: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+        """Per explainer and simulator over every explanation with a defined test score: units, explanations, mean,
+        median and a 95% bootstrap CI of the mean (``BOOTSTRAP_RESAMPLES`` resamples, seeded). Best mean first."""
+        where, params = _where(layer=layer)
+        where.append("score IS NOT NULL")
+        groups: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        sql = f"SELECT explainer, simulator, unit_id, score FROM explanation_scores {_and(where)}"
+        for r in self.db.query(sql, params):
+            groups.setdefault((r["explainer"], r["simulator"]), []).append((r["unit_id"], r["score"]))
+        rows = []
+        for (explainer, simulator), pairs in groups.items():
+            scores = np.array([s for _, s in pairs])
+            low, high = bootstrap_ci(scores, seed)
+            row = dict(
+                explainer=explainer, simulator=simulator, units=len({u for u, _ in pairs}), explanations=len(scores),
+                mean=float(scores.mean()), median=float(np.median(scores)), ci_low=low, ci_high=high,
+            )
+            rows.append(row)
+        return sorted(rows, key=lambda r: r["mean"], reverse=True)
+
+    def unit_card(self, layer: int, unit: int, kind: str = "neuron", model_hash: str | None = None) -> dict[str, Any]:
+        """Everything about one unit: its latest statistics, every explanation with its scores, its top windows.
+
+        Statistics and windows come from the latest run that saved the unit. Raises ``UsageError`` when the unit is
+        not in the file, or is there for several models and ``model_hash`` is None.
+        """
+        where, params = _where(layer=layer, unit=unit, kind=kind, model_hash=model_hash)
+        units = list(self.db.query(f"SELECT * FROM units {_and(where)}", params))
+        name = f"{kind} {layer}/{unit}"
+        if not units:
+            raise UsageError(f"no {name} in {self.path}; check the layer and unit, or pass another --db")
+        if len(units) > 1:
+            hashes = ", ".join(u["model_hash"] for u in units)
+            raise UsageError(f"{name} exists for several models ({hashes}); pass the model hash")
+        u = units[0]
+        latest = self.db.execute(
+            "SELECT s.run_id FROM unit_stats s JOIN runs r ON r.id = s.run_id WHERE s.unit_id = ? "
+            "ORDER BY r.created_at DESC, r.rowid DESC",
+            [u["id"]],
+        ).fetchone()
+        run_id = latest[0] if latest else None
+        here = [run_id, u["id"]]
+        stats = next(_rows(self.db, "SELECT * FROM unit_stats WHERE run_id = ? AND unit_id = ?", here), None)
+        explanations = list(
+            _rows(self.db, "SELECT * FROM explanations WHERE unit_id = ? ORDER BY created_at DESC, id DESC", [u["id"]])
+        )
+        for e in explanations:
+            sql = "SELECT * FROM scores WHERE explanation_id = ? ORDER BY split, simulator"
+            e["scores"] = list(_rows(self.db, sql, [e["id"]]))
+        sql = (
+            "SELECT corpus_index, split, rank, tokens, activations FROM windows "
+            "WHERE run_id = ? AND unit_id = ? AND source = 'top' ORDER BY rank"
+        )
+        windows = list(_rows(self.db, sql, here))
+        return dict(unit=u, run_id=run_id, stats=stats, explanations=explanations, windows=windows)
+
+
+def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean: ``BOOTSTRAP_RESAMPLES`` resamples with replacement, seeded."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _rows(db: Database, sql: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
+    """Query rows with their JSON columns decoded."""
+    for row in db.query(sql, params):
+        yield {k: json.loads(v) if k in _JSON_COLUMNS and v is not None else v for k, v in row.items()}
+
+
+def _where(**equal: Any) -> tuple[list[str], list[Any]]:
+    """``column = ?`` clauses for the filters that are not None."""
+    given = {k: v for k, v in equal.items() if v is not None}
+    return [f"{k} = ?" for k in given], list(given.values())
+
+
+def _and(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
