@@ -305,6 +305,23 @@ def capture(
 
     ``on_batch(n_tokens)`` is called after each batch with the content tokens it held (for progress bars).
     """
+    max_windows = None if config.max_tokens is None else max(1, config.max_tokens // config.window)
+    windows = iter_token_windows(corpus, subject.tokenizer, config.window, max_windows)
+    caps = capture_windows(subject, windows, config, on_batch)
+    if next(iter(caps.values())).n_windows == 0:
+        raise UsageError(
+            f"corpus {corpus.spec!r} yielded no window of {config.window} tokens; use a larger corpus or --window"
+        )
+    return caps
+
+
+def capture_windows(
+    subject: Subject,
+    windows: Iterable[list[int]],
+    config: CaptureConfig,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[int, LayerCapture]:
+    """The capture loop over already tokenized windows (lists of ``config.window`` content token ids)."""
     max_pos = subject.max_positions
     bos = bos_id(subject.tokenizer)
     needed = config.window + (bos is not None)
@@ -318,15 +335,14 @@ def capture(
         layer: LayerCapture(layer, config, subject.n_units, vocab, subject.tokenizer) for layer in config.layers
     }
     rng = random.Random(config.seed)
-    max_windows = None if config.max_tokens is None else max(1, config.max_tokens // config.window)
-    windows = iter_token_windows(corpus, subject.tokenizer, config.window, max_windows)
     n_seen = 0
     with mlp_hooks(subject, config.layers) as store:
         for batch in _batched(windows, config.batch_size):
             ids = torch.tensor(batch, dtype=torch.int64)
             inputs = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], dim=1)
             run_batch(subject, inputs.to(subject.device))
-            slots = [(b, slot) for b in range(len(batch)) if (slot := reservoir_slot(rng, n_seen + b, config.n_random)) is not None]
+            slots = [(b, slot) for b in range(len(batch))
+                     if (slot := reservoir_slot(rng, n_seen + b, config.n_random)) is not None]
             for layer, cap in caps.items():
                 # some models (OPT) flatten [B, T, D] to [B*T, D] inside the MLP: restore, then drop BOS
                 acts = store[layer].reshape(*inputs.shape, -1)[:, -config.window :, :].float().cpu()
@@ -336,10 +352,6 @@ def capture(
             n_seen += len(batch)
             if on_batch:
                 on_batch(len(batch) * config.window)
-    if n_seen == 0:
-        raise UsageError(
-            f"corpus {corpus.spec!r} yielded no window of {config.window} tokens; use a larger corpus or --window"
-        )
     return caps
 
 
