@@ -10,15 +10,13 @@ The schema and the views (``leaderboard``, ``explanation_scores``, ``explainer_s
 views answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
 """
 
-from autointerp.db.store import CallSink, ScoredExplanation, Simulation, SplitScore, Store, open_db, scrub_secrets
+from autointerp.db.store import CallSink, ScoredExplanation, Store, open_db, scrub_secrets
 from autointerp.db.views import BOOTSTRAP_RESAMPLES, bootstrap_ci
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "CallSink",
     "ScoredExplanation",
-    "Simulation",
-    "SplitScore",
     "Store",
     "bootstrap_ci",
     "open_db",

@@ -47,7 +47,7 @@ def m001_initial(db: Database) -> None:
             layer INTEGER NOT NULL,
             unit_kind TEXT NOT NULL,
             corpus TEXT NOT NULL,
-            n_tokens INTEGER NOT NULL,
+            n_tokens INTEGER,                   -- content tokens captured; NULL until capture has run
             seed INTEGER NOT NULL,
             explainer TEXT NOT NULL,
             simulator TEXT NOT NULL,

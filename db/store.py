@@ -27,7 +27,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from autointerp.db.migrations import migrate
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
 from autointerp.records import UnitId, UnitRecord
+from autointerp.scoring.score import ScoreResult
 
 FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running' from start_run to finish_run
 _STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
@@ -48,43 +49,19 @@ _SECRET_VALUE = re.compile(r"^(sk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{16,}$")
 
 
 @dataclass(frozen=True)
-class Simulation:
-    """One simulator's prediction for one window of the unit."""
-
-    window: int  # Window.index of the simulated window; must be one of the record's windows
-    simulator: str  # registry name of the simulator
-    predictions: tuple[float, ...] | None  # one value per token on the 0..10 scale; None when the simulation failed
-    error: str | None = None  # why there are no predictions (required when predictions is None)
-
-    def __post_init__(self):
-        assert self.predictions is not None or self.error, "a failed simulation must say why"
-
-
-@dataclass(frozen=True)
-class SplitScore:
-    """How well one explanation predicts the unit on one split under one simulator (METHODS.md §2)."""
-
-    split: Literal["valid", "test"]
-    simulator: str  # registry name of the simulator
-    simulator_config: dict[str, Any]  # everything that determines the simulator's output (never a key)
-    score: float | None  # Pearson r pooled over every token of every scored window, top and random; None: undefined
-    score_top: float | None  # the same, top windows only
-    score_random: float | None  # the same, random windows only
-    undefined_reason: str | None  # why `score` is None (e.g. "constant predictions"); None when defined
-    per_window: dict[int, float | None]  # Window.index -> Pearson r on that window alone (None where undefined);
-    # stored as a JSON object, so its keys read back as strings
-    n_windows: int  # windows pooled into `score` (those with predictions)
-
-
-@dataclass(frozen=True)
 class ScoredExplanation:
-    """One explanation of one unit, what it cost and how it scored: what ``Store.save_unit_result`` writes."""
+    """One explanation of one unit, how it was simulated and scored, and what it cost: what ``save_unit_result``
+    writes. A score's ``per_window`` follows ``record.split(split)``, the windows the pipeline simulated, in order."""
 
     explanation: Explanation  # text, status, reason, explainer name, details
     explainer_config: dict[str, Any]  # everything that determines the explainer's output (never a key)
     is_baseline: bool  # True for the non-LLM floor
-    simulations: tuple[Simulation, ...] = ()  # per simulator and window, on any split
-    scores: tuple[SplitScore, ...] = ()  # at most one per (simulator, split)
+    simulator: str  # registry name of the simulator that scored it
+    simulator_config: dict[str, Any]  # everything that determines the simulator's output (never a key)
+    test: ScoreResult | None  # scored on record.split("test"); None when it was not scored (no text)
+    # Window.index -> (predictions, error): one value per token on the 0..10 scale, or None and why
+    simulations: dict[int, tuple[Sequence[float] | None, str | None]] = field(default_factory=dict)
+    valid: ScoreResult | None = None  # scored on record.split("valid"), when it was scored there too
     llm_calls: int = 0  # LLM requests made to write this explanation (revisions and tool rounds included)
     tokens_in: int = 0  # prompt tokens over those requests
     tokens_out: int = 0  # completion tokens over those requests
@@ -145,12 +122,14 @@ class Store(Reads):
         layer: int,
         unit_kind: str,
         corpus: str,
-        n_tokens: int,
         seed: int,
         explainer: str,
         simulator: str,
+        n_tokens: int | None = None,
     ) -> str:
-        """Record a new run with status 'running'; returns its id (uuid4 hex). ``config`` is scrubbed of secrets."""
+        """Record a new run with status 'running'; returns its id (uuid4 hex). ``config`` is scrubbed of secrets.
+
+        ``n_tokens`` (content tokens captured) may be set later with ``set_run_tokens``, once capture has run."""
         run_id = uuid.uuid4().hex
         row = dict(
             id=run_id, run_key=run_key, created_at=_now(), status="running", command=command,
@@ -169,6 +148,12 @@ class Store(Reads):
             [run_key],
         ).fetchone()
         return row[0] if row else None
+
+    def set_run_tokens(self, run_id: str, n_tokens: int) -> None:
+        """Record how many content tokens the run's capture read."""
+        with self._write():
+            if self.db.execute("UPDATE runs SET n_tokens = ? WHERE id = ?", [n_tokens, run_id]).rowcount != 1:
+                raise KeyError(f"no run {run_id}")
 
     def finish_run(self, run_id: str, status: FinalStatus, wall_s: float) -> None:
         """Close a run; ``wall_s`` is added to the run's total, so a resumed run sums its sessions."""
@@ -225,16 +210,15 @@ class Store(Reads):
                     rank=w.rank, tokens=_json(w.tokens), token_ids=_json(w.token_ids), activations=_json(w.activations),
                 )
                 window_ids[w.index] = self.db.table("windows").insert(row).last_pk
-            lengths = {w.index: len(w.tokens) for w in record.windows}
             for scored in explanations:
-                self._insert_explanation(run_id, unit_id, scored, window_ids, lengths)
+                self._insert_explanation(run_id, unit_id, record, scored, window_ids)
             self.db.table("unit_runs").insert(
                 dict(run_id=run_id, unit_id=unit_id, status=worst, reason=reason, finished_at=_now())
             )
         return worst
 
     def _insert_explanation(
-        self, run_id: str, unit_id: int, scored: ScoredExplanation, window_ids: dict[int, int], lengths: dict[int, int]
+        self, run_id: str, unit_id: int, record: UnitRecord, scored: ScoredExplanation, window_ids: dict[int, int]
     ) -> None:
         e = scored.explanation
         row = dict(
@@ -245,28 +229,35 @@ class Store(Reads):
             cost_usd=_finite(scored.cost_usd),
         )
         explanation_id = self.db.table("explanations").insert(row).last_pk
-        for sim in scored.simulations:
-            if sim.window not in window_ids:
-                raise ValueError(f"simulation of window {sim.window}, which is not one of the unit's windows")
-            if sim.predictions is not None and len(sim.predictions) != lengths[sim.window]:
-                raise ValueError(
-                    f"simulation of window {sim.window} has {len(sim.predictions)} predictions for "
-                    f"{lengths[sim.window]} tokens"
-                )
-            predictions = None if sim.predictions is None else _json(sim.predictions)
+        n_tokens = {w.index: len(w.tokens) for w in record.windows}
+        for index, (predictions, error) in scored.simulations.items():
+            if index not in window_ids:
+                raise ValueError(f"simulation of window {index}, which is not one of the unit's windows")
+            if predictions is None and not error:
+                raise ValueError(f"simulation of window {index} has neither predictions nor an error")
+            if predictions is not None and len(predictions) != n_tokens[index]:
+                raise ValueError(f"window {index}: {len(predictions)} predictions for {n_tokens[index]} tokens")
             row = dict(
-                explanation_id=explanation_id, window_id=window_ids[sim.window], simulator=sim.simulator,
-                predictions=predictions, error=sim.error,
+                explanation_id=explanation_id, window_id=window_ids[index], simulator=scored.simulator,
+                predictions=None if predictions is None else _json(predictions), error=error,
             )
             self.db.table("simulations").insert(row)
-        for s in scored.scores:
-            score = _finite(s.score)
-            undefined = s.undefined_reason or (None if score is not None else "not a number")
+        simulator_config = _json(scrub_secrets(scored.simulator_config))
+        for split, result in (("valid", scored.valid), ("test", scored.test)):
+            if result is None:
+                continue
+            windows = record.split(split)
+            if len(result.per_window) != len(windows):
+                raise ValueError(f"{split} score has {len(result.per_window)} per-window values for {len(windows)} "
+                                 f"{split} windows")
+            score = _finite(result.score)
             row = dict(
-                explanation_id=explanation_id, simulator=s.simulator,
-                simulator_config=_json(scrub_secrets(s.simulator_config)), split=s.split, score=score,
-                score_top=_finite(s.score_top), score_random=_finite(s.score_random), undefined_reason=undefined,
-                per_window=_json(s.per_window), n_windows=s.n_windows, created_at=_now(),
+                explanation_id=explanation_id, simulator=scored.simulator, simulator_config=simulator_config,
+                split=split, score=score, score_top=_finite(result.score_top),
+                score_random=_finite(result.score_random),
+                undefined_reason=result.undefined_reason or (None if score is not None else "not a number"),
+                per_window=_json({w.index: r for w, r in zip(windows, result.per_window)}),
+                n_windows=result.n_windows, created_at=_now(),
             )
             self.db.table("scores").insert(row)
 

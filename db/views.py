@@ -63,11 +63,19 @@ class Reads:
             params.append(limit)
         return list(self.db.query(sql, params))
 
-    def by_explainer(self, layer: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    def by_explainer(
+        self, layer: int | None = None, min_score: float | None = None, seed: int = 0
+    ) -> list[dict[str, Any]]:
         """Per explainer and simulator over every explanation with a defined test score: units, explanations, mean,
-        median and a 95% bootstrap CI of the mean (``BOOTSTRAP_RESAMPLES`` resamples, seeded). Best mean first."""
+        median and a 95% bootstrap CI of the mean (``BOOTSTRAP_RESAMPLES`` resamples, seeded). Best mean first.
+
+        ``min_score`` keeps only the explanations scoring at least that; the statistics then describe those alone.
+        """
         where, params = _where(layer=layer)
         where.append("score IS NOT NULL")
+        if min_score is not None:
+            where.append("score >= ?")
+            params.append(min_score)
         groups: dict[tuple[str, str], list[tuple[int, float]]] = {}
         sql = f"SELECT explainer, simulator, unit_id, score FROM explanation_scores {_and(where)}"
         for r in self.db.query(sql, params):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,10 +14,11 @@ from pydantic import SecretStr
 from sqlite_utils import Database, Migrations
 
 from autointerp.agent.base import Explanation
-from autointerp.db import BOOTSTRAP_RESAMPLES, ScoredExplanation, Simulation, SplitScore, Store, open_db
+from autointerp.db import BOOTSTRAP_RESAMPLES, ScoredExplanation, Store, open_db
 from autointerp.db import migrations as migrations_module
 from autointerp.errors import UsageError
 from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.scoring.score import ScoreResult
 
 EXPECTED_TABLES = {
     "_sqlite_migrations": {"id": int, "migration_set": str, "name": str, "applied_at": str},
@@ -103,21 +104,28 @@ def record(unit: int = 1, layer: int = 0, mean: float = 0.1, n_top: int = 6, n_r
     return UnitRecord(UnitId(layer, unit), tuple(windows), stats, top_tokens=(("b", 8, 9),))
 
 
+def result(score: float | None) -> ScoreResult:
+    """A score on the three test (or valid) windows of ``record()``: two top windows and one random."""
+    return ScoreResult(score, score, None, (score, None, None), None if score is not None else "constant predictions",
+                       3, 0)
+
+
 def scored(
     unit: int = 1, explainer: str = "gpt", score: float | None = 0.5, status: str = "done", window: int | None = None
 ) -> ScoredExplanation:
     window = 100 * unit + 2 if window is None else window  # rank 2: a test window
-    test = SplitScore(
-        "test", "sim", {"model": "m"}, score, score, None, None if score is not None else "constant predictions",
-        {window: score}, 1,
-    )
     return ScoredExplanation(
         Explanation(f"{explainer} on {unit}", status, None if status == "done" else "why", explainer, {"rounds": 1}),
         {"temperature": 0},
         explainer == "baseline",
-        simulations=(Simulation(window, "sim", (0.0, 5.0, 1.0)), Simulation(900, "sim", None, "unparsed line")),
-        scores=(test,),
-        llm_calls=2, tokens_in=100, tokens_out=20, cost_usd=0.001,
+        "sim",
+        {"model": "m"},
+        result(score),
+        simulations={window: ((0.0, 5.0, 1.0), None), 901: (None, "unparsed line")},
+        llm_calls=2,
+        tokens_in=100,
+        tokens_out=20,
+        cost_usd=0.001,
     )
 
 
@@ -208,9 +216,10 @@ def test_wal_foreign_keys_and_busy_timeout_are_on(store):
 def test_save_unit_result_round_trips(store):
     run = start(store)
     rec = record()
-    assert store.save_unit_result(run, rec, "h1", {"dead": False}, [scored(), scored(explainer="baseline")]) == "done"
+    both = [replace(scored(), valid=result(0.7)), scored(explainer="baseline")]
+    assert store.save_unit_result(run, rec, "h1", {"dead": False}, both) == "done"
     assert counts(store) == {
-        "unit_stats": 1, "windows": 8, "explanations": 2, "simulations": 4, "scores": 2, "unit_runs": 1, "units": 1,
+        "unit_stats": 1, "windows": 8, "explanations": 2, "simulations": 4, "scores": 3, "unit_runs": 1, "units": 1,
     }
     card = store.unit_card(0, 1)
     assert card["run_id"] == run
@@ -222,9 +231,12 @@ def test_save_unit_result_round_trips(store):
     }
     [e] = [e for e in card["explanations"] if e["explainer"] == "gpt"]
     assert (e["text"], e["status"], e["details"], e["llm_calls"]) == ("gpt on 1", "done", {"rounds": 1}, 2)
-    [s] = e["scores"]
-    assert (s["split"], s["score"], s["per_window"]) == ("test", 0.5, {"102": 0.5})  # JSON keys are strings
-    assert s["simulator_config"] == {"model": "m"}
+    test, valid = e["scores"]
+    assert (test["split"], test["score"], test["simulator"], test["simulator_config"]) == ("test", 0.5, "sim",
+                                                                                        {"model": "m"})
+    assert test["per_window"] == {"102": 0.5, "105": None, "901": None}  # JSON keys are strings
+    assert (valid["split"], valid["score"], valid["per_window"]) == ("valid", 0.7, {"101": 0.7, "104": None,
+                                                                                    "900": None})
     sims = list(store.db.query("SELECT predictions, error FROM simulations WHERE explanation_id = ?", [e["id"]]))
     assert sims == [{"predictions": "[0.0, 5.0, 1.0]", "error": None}, {"predictions": None, "error": "unparsed line"}]
 
@@ -265,6 +277,10 @@ def test_a_failure_midway_leaves_no_partial_rows(store):
     with pytest.raises(ValueError, match="not one of the unit's windows"):
         store.save_unit_result(run, record(), "h1", {}, [scored(), scored(window=12345)])
     assert counts(store) == dict.fromkeys(UNIT_TABLES + ("units",), 0)
+    short = replace(scored(), test=ScoreResult(0.5, 0.5, None, (0.5,), None, 1, 0))
+    with pytest.raises(ValueError, match="1 per-window values for 3 test windows"):
+        store.save_unit_result(run, record(), "h1", {}, [short])
+    assert counts(store) == dict.fromkeys(UNIT_TABLES + ("units",), 0)
     store.save_unit_result(run, record(), "h1", {}, [scored()])
     before = counts(store)
     with pytest.raises(ValueError):  # a failed retry keeps what the unit had
@@ -275,10 +291,11 @@ def test_a_failure_midway_leaves_no_partial_rows(store):
 def test_nan_is_written_as_null(store):
     run = start(store)
     rec = record(mean=math.nan)
-    nan_score = SplitScore("test", "sim", {}, math.nan, math.nan, 0.2, None, {102: math.nan}, 1)
-    nan_valid = SplitScore("valid", "sim", {"t": np.float32("nan")}, 0.3, None, np.float64("inf"), None, {}, 1)
+    nan_test = ScoreResult(math.nan, math.nan, 0.2, (math.nan, None, None), None, 1, 0)
+    nan_valid = ScoreResult(0.3, None, np.float64("inf"), (None, None, None), None, 1, 0)
     explanation = ScoredExplanation(
-        Explanation("x", details={"r": [math.nan]}), {}, False, scores=(nan_score, nan_valid), cost_usd=math.nan
+        Explanation("x", details={"r": [math.nan]}), {}, False, "sim", {"t": np.float32("nan")}, nan_test,
+        valid=nan_valid, cost_usd=math.nan,
     )
     store.save_unit_result(run, rec, "h1", {"mi": math.inf}, [explanation])
     store.finish_run(run, "complete", wall_s=math.nan)
@@ -287,13 +304,16 @@ def test_nan_is_written_as_null(store):
     test, valid = store.db.query("SELECT * FROM scores ORDER BY split")
     assert (test["score"], test["score_top"], test["score_random"]) == (None, None, 0.2)
     assert test["undefined_reason"] == "not a number"
-    assert test["per_window"] == '{"102": null}' and valid["score_random"] is None
+    assert test["per_window"] == '{"102": null, "105": null, "901": null}' and valid["score_random"] is None
+    assert valid["simulator_config"] == '{"t": null}'
     assert store.unit_card(0, 1)["stats"]["mean"] is None
 
 
 def test_resume_finds_the_latest_unfinished_run_and_its_done_units(store):
     assert store.find_resumable_run("key") is None
-    old, new, other = start(store), start(store), start(store, run_key="other")
+    old, new, other = start(store), start(store), start(store, run_key="other", n_tokens=None)
+    store.set_run_tokens(other, 42)  # known once capture has run
+    assert store.db.table("runs").get(other)["n_tokens"] == 42
     assert store.find_resumable_run("key") == new
     store.finish_run(new, "complete", wall_s=1.0)
     assert store.find_resumable_run("key") == old
@@ -330,6 +350,8 @@ def test_by_explainer_median_and_ci_match_numpy(store):
     assert gpt["ci_low"] < x.mean() < gpt["ci_high"]
     assert (baseline["mean"], baseline["ci_low"], baseline["ci_high"]) == (0.0, 0.0, 0.0)
     assert store.by_explainer(layer=5) == []
+    [high] = store.by_explainer(min_score=0.3)
+    assert (high["explainer"], high["units"], high["mean"]) == ("gpt", 3, pytest.approx(0.6))
 
 
 def test_secrets_are_stripped_from_configs(store):
