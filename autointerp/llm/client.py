@@ -1,0 +1,454 @@
+"""The one LLM seam: ``ChatModel.chat``. ``LLMClient`` is the real one (OpenAI chat completions); fakes plug in here.
+
+    import asyncio
+    from autointerp.llm import LLMClient, ModelProfile
+
+    profile = ModelProfile(model="gpt-4o-mini", price_in_per_mtok=0.15, price_out_per_mtok=0.6)
+    async def main():
+        async with LLMClient(profile, "mini") as client:      # reads OPENAI_API_KEY now, never stores it elsewhere
+            result = await client.chat([{"role": "user", "content": "Say hi"}], purpose="smoke")
+            print(result.text, result.tokens_in, result.tokens_out, result.cost_usd, client.totals)
+    asyncio.run(main())
+
+Every ``chat`` call, through any ``ChatModelBase`` subclass (``LLMClient``, ``autointerp.llm.fake.FakeLLM``):
+
+- checks the optional shared ``Budget`` first (``BudgetExceeded`` when the call's worst case, prompt tokens plus
+  ``max_tokens``, would pass ``max_usd``, or it would be call ``max_calls + 1``);
+- waits for one of ``profile.concurrency`` slots, shared by every client of the same profile name in the event loop;
+- retries 429, 5xx, timeouts, connection errors and bodies that are not a chat completion, up to
+  ``profile.max_retries`` times, sleeping ``Retry-After`` (or ``retry-after-ms``) when the server sends it, else a
+  jittered exponential backoff; any other 4xx fails at once. A call that fails raises ``LLMError``;
+- hands one ``CallRecord`` per call (success or failure, with the number of attempts) to the ``CallSink``, and adds
+  its tokens and cost to ``totals``.
+
+``latency_s`` is the wall time of the whole call, retries and waits included. Cost is tokens times the profile's
+price per million tokens; a response without ``usage`` is counted with ``TokenCounter``. The API key never reaches a
+record, a result or an error message: every string that leaves this module is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+import weakref
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Protocol, TypedDict, runtime_checkable
+
+import openai
+
+from autointerp.errors import UsageError
+from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
+from autointerp.llm.tokens import TokenCounter
+
+Message = dict[str, Any]  # one chat message as the API takes it: {"role": ..., "content": ...}
+
+
+class ToolCall(TypedDict):
+    id: str
+    name: str
+    arguments: str  # JSON text exactly as the model wrote it (may not parse)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str  # the generated token's text
+    logprob: float  # natural log of its probability
+    top_logprobs: dict[str, float]  # the most likely tokens at this position: text -> logprob
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str  # the assistant message's content ("" when it only called tools)
+    tool_calls: list[ToolCall]
+    logprobs: list[TokenLogprob] | None  # per generated token; None when not requested or not returned
+    tokens_in: int  # prompt tokens (from the response's usage, else counted)
+    tokens_out: int  # generated tokens
+    latency_s: float  # wall time of the whole call, retries and backoff included
+    cost_usd: float
+    finish_reason: str | None  # "stop", "length", "tool_calls", ...
+    raw: dict[str, Any]  # the response body as a plain dict
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One ``chat`` call, as a sink stores it. Holds no API key."""
+
+    profile: str  # the client's profile name
+    model: str
+    purpose: str  # what the call was for, e.g. "simulate", "explain"
+    unit: str | None  # the unit it was about, e.g. "L3/N1024", when known
+    messages: list[Message]
+    response: dict[str, Any] | None  # the response body; None when the call failed
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    cost_usd: float
+    error: str | None  # why the call failed; None on success
+    attempts: int  # tries made (1 = no retry)
+    created_at: str  # ISO 8601, UTC, when the call ended
+
+
+class CallSink(Protocol):
+    def record_call(self, record: CallRecord) -> None: ...
+
+
+class LLMError(Exception):
+    """A call failed for good: a non-retryable HTTP error, or retries exhausted. The message says which."""
+
+
+class RetryableError(Exception):
+    """A failure worth another try (429, 5xx, timeout, bad body); raised by transports, never leaves ``chat``."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None):
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+class BudgetExceeded(Exception):
+    """The next call would pass the budget; nothing was sent."""
+
+
+@dataclass
+class Budget:
+    """A spending cap shared by any number of clients. ``None`` means no cap."""
+
+    max_usd: float | None = None
+    max_calls: int | None = None
+    spent_usd: float = 0.0  # cost of finished calls
+    calls: int = 0  # calls started
+    reserved_usd: float = 0.0  # worst-case cost of calls in flight
+
+    def reserve(self, worst_case_usd: float) -> None:
+        """Count one more call and hold its worst-case cost, or raise BudgetExceeded."""
+        if self.max_calls is not None and self.calls + 1 > self.max_calls:
+            raise BudgetExceeded(f"call budget of {self.max_calls} calls reached; raise max_calls to go on")
+        if self.max_usd is not None and self.spent_usd + self.reserved_usd + worst_case_usd > self.max_usd:
+            raise BudgetExceeded(
+                f"spending budget of ${self.max_usd:.4f} reached (spent ${self.spent_usd:.4f}, next call up to "
+                f"${worst_case_usd:.4f}); raise max_usd to go on"
+            )
+        self.calls += 1
+        self.reserved_usd += worst_case_usd
+
+    def settle(self, worst_case_usd: float, cost_usd: float) -> None:
+        """Replace a call's reservation by what it cost."""
+        self.reserved_usd -= worst_case_usd
+        self.spent_usd += cost_usd
+
+
+@dataclass
+class Totals:
+    calls: int = 0  # calls sent, failed ones included
+    errors: int = 0  # calls that raised LLMError
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, record: CallRecord) -> None:
+        self.calls += 1
+        self.errors += record.error is not None
+        self.tokens_in += record.tokens_in
+        self.tokens_out += record.tokens_out
+        self.cost_usd += record.cost_usd
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What every caller of an LLM depends on; ``LLMClient`` and ``FakeLLM`` both satisfy it."""
+
+    name: str
+    profile: ModelProfile
+    totals: Totals
+
+    async def chat(
+        self,
+        messages: list[Message],
+        *,
+        purpose: str,
+        tools: list[dict[str, Any]] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        unit: str | None = None,
+        **extra: Any,
+    ) -> ChatResult: ...
+
+
+# (event loop, profile name) -> the semaphore bounding that profile's requests in flight
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class ChatModelBase(ABC):
+    """Budget, concurrency bound, retries, parsing, accounting and scrubbing; subclasses only ``_send`` requests."""
+
+    def __init__(
+        self,
+        profile: ModelProfile,
+        name: str,
+        sink: CallSink | None = None,
+        budget: Budget | None = None,
+        *,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        token_counter: TokenCounter | None = None,
+        secret: str | None = None,
+    ):
+        self.profile = profile
+        self.name = name
+        self.sink = sink
+        self.budget = budget
+        self.totals = Totals()
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.token_counter = token_counter or TokenCounter()
+        self._secret = secret if secret and secret != LOCAL_PLACEHOLDER_KEY else None
+        self._rng = random.Random()
+
+    @abstractmethod
+    async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; return the response body, or raise RetryableError / LLMError."""
+
+    async def chat(
+        self,
+        messages: list[Message],
+        *,
+        purpose: str,
+        tools: list[dict[str, Any]] | None = None,
+        logprobs: bool = False,
+        top_logprobs: int | None = None,
+        unit: str | None = None,
+        **extra: Any,
+    ) -> ChatResult:
+        """One chat completion. ``extra`` goes to the API as is (e.g. ``tool_choice``, ``seed``, ``max_tokens``)."""
+        params = self._params(messages, tools, logprobs, top_logprobs, extra)
+        tokens_in_estimate = self.token_counter.count_messages(messages)
+        worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
+        if self.budget is not None:
+            self.budget.reserve(worst_case)
+        cost = 0.0
+        started = time.monotonic()
+        try:
+            attempts = 0
+            while True:
+                attempts += 1
+                failure, retry_after = None, None
+                try:
+                    async with self._slot():
+                        body = await self._send(params)
+                    result = self._result(body, tokens_in_estimate, started)
+                    cost = result.cost_usd
+                    self._log(messages, purpose, unit, attempts, result.latency_s, result=result)
+                    return result
+                except RetryableError as exc:
+                    if attempts > self.profile.max_retries:
+                        failure = f"{exc}; gave up after {attempts} tries"
+                    retry_after = exc.retry_after_s
+                except LLMError as exc:
+                    failure = str(exc)
+                if failure is not None:  # raised here, outside the handler, so no exception chain is attached
+                    failure = self._scrub(f"{self.name} ({self.profile.model}), {purpose}: {failure}")
+                    self._log(messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
+                    raise LLMError(failure)
+                await asyncio.sleep(self._backoff(attempts, retry_after))
+        finally:
+            if self.budget is not None:
+                self.budget.settle(worst_case, cost)
+
+    def _params(
+        self,
+        messages: list[Message],
+        tools: list[dict[str, Any]] | None,
+        logprobs: bool,
+        top_logprobs: int | None,
+        extra: dict[str, Any],
+    ) -> dict[str, Any]:
+        if tools and not self.profile.supports_tools:
+            raise UsageError(f"model profile {self.name!r} does not support tools (supports_tools: false)")
+        if logprobs and not self.profile.supports_logprobs:
+            raise UsageError(f"model profile {self.name!r} does not support logprobs (supports_logprobs: false)")
+        params: dict[str, Any] = {
+            "model": self.profile.model,
+            "messages": messages,
+            "temperature": self.profile.temperature,
+            "max_tokens": self.profile.max_tokens,
+            **extra,
+        }
+        if tools:
+            params["tools"] = tools
+        if logprobs:
+            params["logprobs"] = True
+            if top_logprobs is not None:
+                params["top_logprobs"] = top_logprobs
+        return params
+
+    def _slot(self) -> asyncio.Semaphore:
+        per_loop = _SLOTS.setdefault(asyncio.get_running_loop(), {})
+        return per_loop.setdefault(self.name, asyncio.Semaphore(self.profile.concurrency))
+
+    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return retry_after_s
+        return min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1.0)
+
+    def _result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> ChatResult:
+        """Parse a response body; a body that is not a chat completion is worth a retry."""
+        try:
+            choice = body["choices"][0]
+            message = choice["message"]
+            text = message.get("content") or ""
+            tool_calls: list[ToolCall] = [
+                {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"].get("arguments") or ""}
+                for c in message.get("tool_calls") or []
+            ]
+            content_logprobs = (choice.get("logprobs") or {}).get("content")
+            logprobs = None if content_logprobs is None else [_token_logprob(entry) for entry in content_logprobs]
+            usage = body.get("usage") or {}
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            reason = f"response is not a chat completion ({exc!r}): {str(body)[:200]}"
+            raise RetryableError(self._scrub(reason)) from None
+        tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
+        tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
+        return ChatResult(
+            text=self._scrub(text),
+            tool_calls=self._scrub(tool_calls),
+            logprobs=logprobs,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_s=time.monotonic() - started,
+            cost_usd=self.profile.cost_usd(tokens_in, tokens_out),
+            finish_reason=choice.get("finish_reason"),
+            raw=self._scrub(body),
+        )
+
+    def _log(
+        self,
+        messages: list[Message],
+        purpose: str,
+        unit: str | None,
+        attempts: int,
+        latency_s: float,
+        result: ChatResult | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Add the call to ``totals`` and hand its record to the sink."""
+        record = CallRecord(
+            profile=self.name,
+            model=self.profile.model,
+            purpose=purpose,
+            unit=unit,
+            messages=self._scrub(list(messages)),
+            response=None if result is None else result.raw,
+            tokens_in=0 if result is None else result.tokens_in,
+            tokens_out=0 if result is None else result.tokens_out,
+            latency_s=latency_s,
+            cost_usd=0.0 if result is None else result.cost_usd,
+            error=error,
+            attempts=attempts,
+            created_at=datetime.now(timezone.utc).isoformat(),
+        )
+        self.totals.add(record)
+        if self.sink is not None:
+            self.sink.record_call(record)
+
+    def _scrub(self, value: Any) -> Any:
+        """``value`` with every occurrence of the API key replaced by ``***``, recursively."""
+        if self._secret is None:
+            return value
+        if isinstance(value, str):
+            return value.replace(self._secret, "***")
+        if isinstance(value, dict):
+            return {self._scrub(k): self._scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._scrub(v) for v in value)
+        return value
+
+
+def _token_logprob(entry: dict[str, Any]) -> TokenLogprob:
+    """One generated token; alternatives with the same text (different token ids) have their probabilities added."""
+    top: dict[str, float] = {}
+    for alt in entry.get("top_logprobs") or []:
+        token, logprob = alt["token"], float(alt["logprob"])
+        top[token] = math.log(math.exp(top[token]) + math.exp(logprob)) if token in top else logprob
+    return TokenLogprob(token=entry["token"], logprob=float(entry["logprob"]), top_logprobs=top)
+
+
+def status_failure(status: int, reason: str, retry_after_s: float | None = None) -> Exception:
+    """The exception for an HTTP error status: retryable for 429 and 5xx, final for any other."""
+    message = f"HTTP {status}: {reason}"
+    if status == 429 or status >= 500:
+        return RetryableError(message, retry_after_s)
+    return LLMError(message)
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds) headers; None when absent or a date."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                seconds = float(value) * scale
+            except ValueError:
+                continue
+            if math.isfinite(seconds) and seconds >= 0:
+                return seconds
+    return None
+
+
+class LLMClient(ChatModelBase):
+    """The real chat model: an OpenAI-compatible endpoint through ``openai.AsyncOpenAI`` (SDK retries off)."""
+
+    def __init__(
+        self,
+        profile: ModelProfile,
+        name: str,
+        sink: CallSink | None = None,
+        budget: Budget | None = None,
+        **options: Any,
+    ):
+        key = profile.api_key()
+        super().__init__(profile, name, sink, budget, secret=key, **options)
+        self._openai = openai.AsyncOpenAI(
+            api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s
+        )
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._openai.close()
+
+    async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One request. Failures are raised outside the ``except`` blocks: the SDK's exceptions hold the request,
+        Authorization header included, and must not ride along as ``__context__``."""
+        failure: Exception | None = None
+        try:
+            response = await self._openai.chat.completions.with_raw_response.create(
+                **params, timeout=self.profile.timeout_s
+            )
+        except openai.APIStatusError as exc:
+            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+        except openai.APITimeoutError:
+            failure = RetryableError(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
+        except openai.APIConnectionError as exc:
+            failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
+        except openai.OpenAIError as exc:
+            failure = LLMError(self._scrub(f"{type(exc).__name__}: {exc}"))
+        if failure is not None:
+            raise failure
+        text = response.http_response.text
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise RetryableError(self._scrub(f"response body is not a JSON object: {text[:200]!r}"))
+        return body

@@ -1,0 +1,83 @@
+"""Model profiles: which model, where, at what price and with what limits; never the key itself.
+
+    >>> from autointerp.llm.profiles import ModelProfile, resolve_profile
+    >>> profiles = {"mini": ModelProfile(model="gpt-4o-mini", price_in_per_mtok=0.15, price_out_per_mtok=0.6)}
+    >>> resolve_profile("mini", profiles).model
+    'gpt-4o-mini'
+    >>> resolve_profile("openai:gpt-4o", profiles).model      # shorthand: OPENAI_BASE_URL / OPENAI_API_KEY
+    'gpt-4o'
+
+A profile names the environment variable that holds the API key (``api_key_env``); ``api_key()`` reads it at call
+time, so ``model_dump()`` of a profile (saved with every run) never contains a key.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from autointerp.errors import UsageError
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+LOCAL_PLACEHOLDER_KEY = "not-needed"  # sent to local servers that need no key (the SDK insists on some key)
+SHORTHAND_PREFIX = "openai:"
+
+
+class ModelProfile(BaseModel):
+    """One chat model endpoint with its limits and prices. Saved with every run; holds no secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["openai"] = Field("openai", description="API family; only the OpenAI chat-completions API.")
+    model: str = Field("gpt-4o-mini", description="Model name sent to the API.")
+    base_url: str | None = Field(
+        None, description="API base URL, e.g. http://127.0.0.1:8000/v1; None: OPENAI_BASE_URL or the SDK default."
+    )
+    api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the environment variable holding the API key.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int = Field(512, ge=1, description="Default cap on generated tokens per call.")
+    concurrency: int = Field(8, ge=1, description="Most requests in flight at once for this profile.")
+    timeout_s: float = Field(60.0, gt=0.0, description="Per-request timeout, seconds.")
+    max_retries: int = Field(6, ge=0, description="Retries after the first try (429, 5xx, timeout, connection).")
+    price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens.")
+    price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million generated tokens.")
+    supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")
+    supports_tools: bool = Field(True, description="The endpoint accepts tools and returns tool_calls.")
+
+    def resolved_base_url(self) -> str | None:
+        """The base URL in force: the profile's, else OPENAI_BASE_URL, else None (the SDK's default)."""
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def is_local(self) -> bool:
+        """True when the endpoint is on this machine (127.0.0.1 / localhost), where no key is needed."""
+        url = self.resolved_base_url()
+        return url is not None and urlparse(url).hostname in LOCAL_HOSTS
+
+    def api_key(self) -> str:
+        """The key from ``api_key_env``, read now; a placeholder for local endpoints; UsageError when missing."""
+        key = os.environ.get(self.api_key_env, "")
+        if key:
+            return key
+        if self.is_local():
+            return LOCAL_PLACEHOLDER_KEY
+        raise UsageError(
+            f"set the environment variable {self.api_key_env} to your API key for model {self.model!r} "
+            f"(or point base_url at a local server)"
+        )
+
+    def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
+        """Price of one call: tokens times the price per million tokens."""
+        return (tokens_in * self.price_in_per_mtok + tokens_out * self.price_out_per_mtok) / 1_000_000
+
+
+def resolve_profile(name: str, profiles: dict[str, ModelProfile]) -> ModelProfile:
+    """The profile called ``name``, or for ``openai:MODEL`` a default profile of that model; else UsageError."""
+    if name in profiles:
+        return profiles[name]
+    if name.startswith(SHORTHAND_PREFIX) and name[len(SHORTHAND_PREFIX) :].strip():
+        return ModelProfile(model=name[len(SHORTHAND_PREFIX) :].strip())
+    known = ", ".join(sorted(profiles)) or "(none configured)"
+    raise UsageError(f"unknown model profile {name!r}; known profiles: {known}; or use openai:MODEL")
