@@ -1,0 +1,228 @@
+"""The LLM simulator: predict a unit's activation (0..10) on every token from an explanation (METHODS.md §2).
+
+    import asyncio
+    from autointerp.llm.fake import FakeLLM
+    from autointerp.scoring.llm_simulator import LLMSimulator
+
+    fake = FakeLLM()                                             # or LLMClient(profile, "mini", sink)
+    simulator = LLMSimulator(fake, fake.profile, windows_per_request=4)
+    result = asyncio.run(simulator.simulate('the token "def"', [["def", " f", "(", ")"], ["x", " =", " 1"]]))
+    result.predictions        # [[9.45, 0.05, 0.05, 0.05], [0.05, 0.05, 0.05]]
+
+The prompt (``prompts/simulator_system.j2``, ``prompts/simulator_user.j2``) shows the explanation, then each window
+as ``token<TAB>`` lines between ``<start>`` and ``<end>``, and asks the model to copy the lines, writing a number 0..10
+after each tab. Several windows share one request (``windows_per_request``).
+
+Reading the reply. Blocks ``<start> ... <end>`` of the reply are matched to the request's windows in order; in a
+block every non-blank line must be ``anything<TAB>integer`` and there must be one per token, else the window's
+predictions are None with the reason in ``errors`` (never a silent zero). The echoed token text is not compared
+with the input: order and count align the lines.
+
+- ``profile.supports_logprobs`` (preferred): the request asks for ``top_logprobs``; the reply is re-read from the
+  concatenated logprob tokens, and at the generated token that holds each line's number the expected value
+  ``E = sum_v v p(v)`` over the tokens "0".."10" (renormalised) is the prediction. A position whose top logprobs hold
+  no numeric token gets 0, counted in ``details["positions_without_numeric_token"]``.
+- otherwise: the integers written are the predictions (an integer above 10 is an error).
+
+"10" split into "1", "0" (tokenizers that write digits one at a time): when the number's first token is "1", the
+probability of "0" at the next position is the chance that the "1" goes on to be "10"; so p("1") is divided into
+p(1) = p("1") (1 - p_next("0")) and p(10) += p("1") p_next("0"). With a tokenizer where "10" is one token, the next
+position is the newline and p_next("0") is about 0, so nothing changes. When the written first digit is not "1",
+the next position says nothing about "1" going on to "10", and all of p("1") counts as 1 (a small bias towards 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import math
+import re
+from typing import Any
+
+from autointerp.llm.client import ChatModel, ChatResult, LLMError, TokenLogprob
+from autointerp.llm.profiles import ModelProfile
+from autointerp.prompts.render import render, templates_sha256
+from autointerp.scoring.simulator import SimulationResult
+
+SYSTEM_TEMPLATE = "simulator_system.j2"
+USER_TEMPLATE = "simulator_user.j2"
+MAX_ACTIVATION = 10
+_NUMERIC = {str(v): v for v in range(MAX_ACTIVATION + 1)}
+_BLOCK_RE = re.compile(r"<start>[ \t\r]*\n(.*?)<end>", re.S)
+_LINE_RE = re.compile(r"^(.*)\t *(\d+)\s*$")
+# generated tokens per token line (echo, tab, number, newline) and per window, for the reply's max_tokens
+TOKENS_PER_LINE = 8
+TOKENS_PER_WINDOW = 8
+
+
+def expected_value(top_logprobs: dict[str, float]) -> float | None:
+    """Expected activation at one position: sum v p(v) over the tokens "0".."10", renormalised over those.
+
+    ``top_logprobs`` maps token text -> natural-log probability. Tokens are compared stripped of whitespace, so
+    " 7" and "7" both count as 7 (their probabilities add). None when no numeric token is present.
+    """
+    probs: dict[int, float] = {}
+    for token, logprob in top_logprobs.items():
+        value = _NUMERIC.get(token.strip())
+        if value is not None:
+            probs[value] = probs.get(value, 0.0) + math.exp(logprob)
+    total = sum(probs.values())
+    if total <= 0.0:
+        return None
+    return sum(value * p for value, p in probs.items()) / total
+
+
+def split_ten(top_logprobs: dict[str, float], next_top_logprobs: dict[str, float]) -> dict[str, float]:
+    """The number's distribution when its first token is "1": p("1") divided into 1 and 10 by p_next("0")."""
+    p_zero_next = sum(math.exp(lp) for token, lp in next_top_logprobs.items() if token.strip() == "0")
+    p_one = sum(math.exp(lp) for token, lp in top_logprobs.items() if token.strip() == "1")
+    p_ten = sum(math.exp(lp) for token, lp in top_logprobs.items() if token.strip() == "10")
+    merged = {token: lp for token, lp in top_logprobs.items() if token.strip() not in ("1", "10")}
+    for token, p in (("1", p_one * (1.0 - min(p_zero_next, 1.0))), ("10", p_ten + p_one * p_zero_next)):
+        if p > 0.0:
+            merged[token] = math.log(p)
+    return merged
+
+
+def simulation_messages(explanation: str, windows: list[list[str]]) -> list[dict[str, str]]:
+    """The chat messages asking for predictions on ``windows`` (pinned by tests/test_prompts_golden.py)."""
+    return [
+        {"role": "system", "content": render(SYSTEM_TEMPLATE)},
+        {"role": "user", "content": render(USER_TEMPLATE, explanation=explanation, windows=windows)},
+    ]
+
+
+def parse_reply(text: str, sizes: list[int]) -> list[list[tuple[int, int]] | str]:
+    """Per window of ``sizes`` tokens: [(integer written, its offset in ``text``), ...] per token, or an error."""
+    blocks = list(_BLOCK_RE.finditer(text))
+    parsed: list[list[tuple[int, int]] | str] = []
+    for i, size in enumerate(sizes):
+        if i >= len(blocks):
+            parsed.append(f"the reply has {len(blocks)} <start>...<end> blocks; window {i + 1} is missing")
+            continue
+        parsed.append(_parse_block(blocks[i].group(1), blocks[i].start(1), size))
+    return parsed
+
+
+def _parse_block(block: str, offset: int, size: int) -> list[tuple[int, int]] | str:
+    values: list[tuple[int, int]] = []
+    for line in block.split("\n"):
+        if line.strip():
+            match = _LINE_RE.match(line)
+            if match is None:
+                return f"line {len(values) + 1} does not parse: {line[:80]!r}"
+            if int(match.group(2)) > MAX_ACTIVATION:
+                return f"line {len(values) + 1} has a value above {MAX_ACTIVATION}: {line[:80]!r}"
+            values.append((int(match.group(2)), offset + match.start(2)))
+        offset += len(line) + 1
+    if len(values) != size:
+        return f"expected {size} token lines, got {len(values)}"
+    return values
+
+
+class LLMSimulator:
+    """Simulator (autointerp.scoring.simulator) backed by any ``ChatModel``."""
+
+    is_baseline = False
+
+    def __init__(self, client: ChatModel, profile: ModelProfile, windows_per_request: int = 4, top_logprobs: int = 15):
+        assert windows_per_request >= 1 and 1 <= top_logprobs <= 20
+        self.client = client
+        self.profile = profile
+        self.name = client.name
+        self.windows_per_request = windows_per_request
+        self.top_logprobs = top_logprobs
+        self.method = "logprobs" if profile.supports_logprobs else "parse"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "simulator": "llm",
+            "name": self.name,
+            "profile": self.profile.model_dump(),
+            "method": self.method,
+            "windows_per_request": self.windows_per_request,
+            "top_logprobs": self.top_logprobs if self.method == "logprobs" else None,
+            "prompt_sha256": templates_sha256(SYSTEM_TEMPLATE, USER_TEMPLATE),
+        }
+
+    async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
+        step = self.windows_per_request
+        groups = [windows[i : i + step] for i in range(0, len(windows), step)]
+        outcomes = await asyncio.gather(*(self._simulate_group(explanation, g) for g in groups), return_exceptions=True)
+        for outcome in outcomes:  # BudgetExceeded, UsageError, bugs: after every request has finished
+            if isinstance(outcome, BaseException):
+                raise outcome
+        predictions: list[list[float] | None] = []
+        errors: list[str | None] = []
+        details: dict[str, Any] = dict.fromkeys(
+            ("failed_requests", "positions_without_numeric_token", "tokens_in", "tokens_out", "cost_usd"), 0
+        )
+        for group_predictions, group_errors, group_details in outcomes:  # type: ignore[misc]
+            predictions += group_predictions
+            errors += group_errors
+            for key, value in group_details.items():
+                details[key] += value
+        details.update(method=self.method, requests=len(groups))
+        return SimulationResult(predictions=predictions, errors=errors, details=details)
+
+    async def _simulate_group(
+        self, explanation: str, windows: list[list[str]]
+    ) -> tuple[list[list[float] | None], list[str | None], dict[str, Any]]:
+        sizes = [len(window) for window in windows]
+        logprobs = self.method == "logprobs"
+        max_tokens = max(self.profile.max_tokens, TOKENS_PER_LINE * sum(sizes) + TOKENS_PER_WINDOW * len(windows))
+        try:
+            result = await self.client.chat(
+                simulation_messages(explanation, windows),
+                purpose="simulate",
+                logprobs=logprobs,
+                top_logprobs=self.top_logprobs if logprobs else None,
+                max_tokens=max_tokens,
+            )
+        except LLMError as exc:
+            return [None] * len(windows), [f"request failed: {exc}"] * len(windows), {"failed_requests": 1}
+        details = {"tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost_usd": result.cost_usd}
+        if logprobs and not result.logprobs:
+            reason = "the endpoint returned no logprobs; set supports_logprobs: false in the model profile"
+            return [None] * len(windows), [reason] * len(windows), details
+        text = "".join(t.token for t in result.logprobs) if logprobs and result.logprobs else result.text
+        predictions: list[list[float] | None] = []
+        errors: list[str | None] = []
+        without_numeric = 0
+        for parsed in parse_reply(text, sizes):
+            if isinstance(parsed, str):
+                predictions.append(None)
+                errors.append(parsed + _cut_off_note(result))
+            elif logprobs:
+                values, missing = _expected_values(result.logprobs or [], [offset for _, offset in parsed])
+                predictions.append(values)
+                errors.append(None)
+                without_numeric += missing
+            else:
+                predictions.append([float(value) for value, _ in parsed])
+                errors.append(None)
+        details["positions_without_numeric_token"] = without_numeric
+        return predictions, errors, details
+
+
+def _expected_values(tokens: list[TokenLogprob], offsets: list[int]) -> tuple[list[float], int]:
+    """Expected values at the generated tokens covering ``offsets``; and how many positions had no numeric token."""
+    starts, position = [], 0
+    for token in tokens:
+        starts.append(position)
+        position += len(token.token)
+    values, missing = [], 0
+    for offset in offsets:
+        k = bisect.bisect_right(starts, offset) - 1
+        top = tokens[k].top_logprobs
+        if tokens[k].token.strip() == "1" and k + 1 < len(tokens):
+            top = split_ten(top, tokens[k + 1].top_logprobs)
+        value = expected_value(top)
+        if value is None:
+            missing += 1
+        values.append(0.0 if value is None else value)
+    return values, missing
+
+
+def _cut_off_note(result: ChatResult) -> str:
+    return " (the reply was cut off at max_tokens)" if result.finish_reason == "length" else ""
