@@ -59,6 +59,7 @@ def run(
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
+    fresh: Annotated[bool, Opt("--fresh", help="Start a new run even if this exact run exists (default: resume).")] = False,
     output: Annotated[str, Opt("--format", help="Summary format: table or json.")] = "table",
 ) -> None:
     """Capture -> explain -> simulate -> score -> store, for every unit of one layer; then print a summary."""
@@ -90,7 +91,7 @@ def run(
         progress.advance(state["units"])
 
     with progress:
-        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit)
+        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit, fresh=fresh)
     if output == "json":
         out.print_json(json.dumps(_summary_json(summary)))
     else:
@@ -160,6 +161,8 @@ def leaderboard(
     else:
         rows = store.leaderboard(layer=layer, explainer=explainer, min_score=min_score, order=sort, limit=limit)
         cols = ["layer", "unit", "kind", "score", "score_top", "score_random", "explainer", "simulator", "explanation"]
+        if output == "table":
+            return _print_leaderboard(rows)
     _emit(rows, cols, output)
 
 
@@ -180,8 +183,6 @@ def show(
     except ValueError:
         raise UsageError(f"{unit!r} is not LAYER/UNIT; write e.g. autointerp show 13/42")
     card = _open_existing(load_config(config, {"db": db}).db).unit_card(layer, u)
-    if card is None:
-        raise UsageError(f"unit {layer}/{u} is not in the database; run: autointerp run --layer {layer}")
     if output == "json":
         out.print_json(json.dumps(card))
         return
@@ -223,6 +224,23 @@ def _emit(rows: list[dict], cols: list[str], output: str) -> None:
         for r in rows:
             table.add_row(*(Text(_fmt(v)) if isinstance(v, float) else Text(str(v)) for v in (r.get(c) for c in cols)))
         out.print(table)
+
+
+def _print_leaderboard(rows: list[dict]) -> None:
+    """Leaderboard for a terminal: numbers never wrap, the explanation takes the remaining width."""
+    if not rows:
+        out.print("no scored explanations match; run: autointerp run --layer N")
+        return
+    sims = sorted({r["simulator"] for r in rows})
+    table = Table(caption=f"test-split Pearson r; simulator: {', '.join(sims)}", expand=True)
+    for name in ("unit", "score", "top", "random", "explainer"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("explanation", ratio=1, overflow="fold")
+    for r in rows:
+        unit = f"{r['layer']}/{r['unit']}" if r["kind"] == "neuron" else f"{r['kind']}@{r['layer']}/{r['unit']}"
+        table.add_row(unit, _fmt(r["score"]), _fmt(r["score_top"]), _fmt(r["score_random"]), r["explainer"],
+                      Text(r["explanation"]))
+    out.print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -87,8 +87,8 @@ class RunSummary:
     simulator: str
     baseline: bool  # the explainer is the offline baseline
     units_total: int
-    units_skipped: int  # already finished by an earlier, interrupted run with the same key
-    outcomes: list[UnitOutcome] = field(default_factory=list)
+    units_skipped: int  # already finished by an earlier session of the same run (same key)
+    outcomes: list[UnitOutcome] = field(default_factory=list)  # every finished unit, earlier sessions included
     n_tokens: int = 0
     wall_s: float = 0.0
     interrupted: bool = False
@@ -169,11 +169,12 @@ def run(
     command: str = "",
     on_capture_start: Callable[[int | None], Callable[[int], None]] | None = None,
     on_unit: Callable[[UnitOutcome], None] | None = None,
+    fresh: bool = False,
 ) -> RunSummary:
     """Run capture -> explain -> simulate -> score -> store for ``cfg.layer``; see the module docstring.
 
     ``on_capture_start(total_tokens_or_None)`` returns a per-batch progress callback; ``on_unit`` is called
-    after each unit is committed.
+    after each unit is committed. ``fresh`` starts a new run even when one with the same key exists.
     """
     if cfg.layer is None:
         raise UsageError("no layer given; pass --layer N (0-based)")
@@ -186,20 +187,26 @@ def run(
     units = parse_units(cfg.units, subject.n_units)
     model_hash = subject.weights_hash()
     run_key = cfg.run_key(model_hash, explainer.config(), simulator.config())
-    run_id = store.find_resumable_run(run_key)
+    run_id = None if fresh else store.find_resumable_run(run_key)
     if run_id is None:
         run_id = store.start_run(
             run_key=run_key, command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
             model_hash=model_hash, layer=cfg.layer, unit_kind="neuron", corpus=cfg.corpus, seed=cfg.seed,
             explainer=explainer.name, simulator=simulator.name,
         )
+    else:
+        store.resume_run(run_id)
     done = store.done_units(run_id)
     todo = [u for u in units if ("neuron", cfg.layer, u) not in done]
     summary = RunSummary(run_id, cfg.db, cfg.layer, explainer.name, simulator.name, explainer.is_baseline,
                          len(units), len(units) - len(todo))
+    wanted = set(units)
+    summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"])
+                        for r in store.run_outcomes(run_id) if r["unit"] in wanted]
     if not todo:
-        store.finish_run(run_id, "complete", time.time() - t0)
+        summary.n_tokens = store.db["runs"].get(run_id)["n_tokens"] or 0
         summary.wall_s = time.time() - t0
+        store.finish_run(run_id, "complete", summary.wall_s)
         return summary
     cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
                             batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)

@@ -142,12 +142,24 @@ class Store(Reads):
         return run_id
 
     def find_resumable_run(self, run_key: str) -> str | None:
-        """The latest run with this key that is not complete, or None."""
+        """The latest run with this key, whatever its status (a complete one simply has nothing left to do)."""
         row = self.db.execute(
-            "SELECT id FROM runs WHERE run_key = ? AND status != 'complete' ORDER BY created_at DESC, rowid DESC",
-            [run_key],
+            "SELECT id FROM runs WHERE run_key = ? ORDER BY created_at DESC, rowid DESC", [run_key]
         ).fetchone()
         return row[0] if row else None
+
+    def resume_run(self, run_id: str) -> None:
+        """Mark an earlier run as running again (its finished units stay; finish_run closes it)."""
+        with self._write():
+            self.db["runs"].update(run_id, {"status": "running", "finished_at": None})
+
+    def run_outcomes(self, run_id: str) -> list[dict[str, Any]]:
+        """One row per unit finished in this run: layer, unit, kind, status, explanation, test score."""
+        sql = """SELECT x.layer, x.unit, x.kind, r.status, x.explanation, x.score, x.undefined_reason
+                 FROM unit_runs r JOIN explanation_scores x ON x.unit_id = r.unit_id AND x.run_id = r.run_id
+                 WHERE r.run_id = ? ORDER BY x.layer, x.unit"""
+        cols = ["layer", "unit", "kind", "status", "explanation", "score", "undefined_reason"]
+        return [dict(zip(cols, row)) for row in self.db.execute(sql, [run_id]).fetchall()]
 
     def set_run_tokens(self, run_id: str, n_tokens: int) -> None:
         """Record how many content tokens the run's capture read."""

@@ -309,15 +309,19 @@ def test_nan_is_written_as_null(store):
     assert store.unit_card(0, 1)["stats"]["mean"] is None
 
 
-def test_resume_finds_the_latest_unfinished_run_and_its_done_units(store):
+def test_resume_finds_the_latest_run_with_the_key_and_its_done_units(store):
     assert store.find_resumable_run("key") is None
     old, new, other = start(store), start(store), start(store, run_key="other", n_tokens=None)
     store.set_run_tokens(other, 42)  # known once capture has run
     assert store.db.table("runs").get(other)["n_tokens"] == 42
     assert store.find_resumable_run("key") == new
     store.finish_run(new, "complete", wall_s=1.0)
+    assert store.find_resumable_run("key") == new  # complete: found, with nothing left to do
+    store.db.table("runs").delete(new)
     assert store.find_resumable_run("key") == old
     store.finish_run(old, "interrupted", wall_s=2.0)
+    store.resume_run(old)
+    assert store.db.table("runs").get(old)["status"] == "running"
     store.finish_run(old, "interrupted", wall_s=3.0)
     assert store.find_resumable_run("key") == old
     assert store.db.table("runs").get(old)["wall_s"] == 5.0
