@@ -19,7 +19,6 @@ import time
 import traceback
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -71,7 +70,7 @@ def run(
                                    explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
                                    device=device, dtype=dtype, seed=seed, db=db))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=False)
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
     state: dict = {}
 
     def on_capture_start(total):
@@ -103,7 +102,7 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "wall_s": round(s.wall_s, 2),
+        "median_score": s.median_score, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
@@ -117,7 +116,9 @@ def _print_summary(s) -> None:
     label = f"{s.explainer} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
     out.print(f"[bold]layer {s.layer}[/bold]: {len(s.outcomes)} units explained and scored"
               + (f", {s.units_skipped} already done by an earlier run" if s.units_skipped else "")
-              + f" on {s.n_tokens:,} tokens in {s.wall_s:.1f}s")
+              + f" in {s.wall_s:.1f}s")
+    if s.capture_s:
+        out.print(f"captured {s.n_tokens:,} tokens in {s.capture_s:.1f}s ({s.n_tokens / s.capture_s:,.0f} tok/s)")
     out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {_fmt(s.mean_score)}, median {_fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
@@ -248,16 +249,21 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
     argv = [a for a in argv if a != "--debug"]
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # typer returns 130 for Ctrl-C, an exit code for Exit
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UsageError as e:
         if debug:
             traceback.print_exc()
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.ClickException as e:  # bad flags: click's own message, status 2
-        err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+    except typer.exceptions.TyperException as e:  # bad flags (typer's click errors derive from it): status 2
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted: finished units are saved; run the same command again to resume", markup=False)
         sys.exit(130)
     except sqlite3.Error as e:

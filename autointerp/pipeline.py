@@ -90,6 +90,7 @@ class RunSummary:
     units_skipped: int  # already finished by an earlier session of the same run (same key)
     outcomes: list[UnitOutcome] = field(default_factory=list)  # every finished unit, earlier sessions included
     n_tokens: int = 0
+    capture_s: float = 0.0  # time of the capture pass in this session (0 when nothing was left to capture)
     wall_s: float = 0.0
     interrupted: bool = False
 
@@ -211,7 +212,9 @@ def run(
     cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
                             batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
+    t_capture = time.time()
     layer_cap = capture(subject, corpus, cap_cfg, progress)[cfg.layer]
+    summary.capture_s = time.time() - t_capture
     summary.n_tokens = layer_cap.n_tokens
     store.set_run_tokens(run_id, layer_cap.n_tokens)
     try:

@@ -129,7 +129,9 @@ def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto
     Never downloads when ``HF_HUB_OFFLINE=1``; an id that is neither a local folder nor cached gives a UsageError.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # autointerp draws its own progress; keep errors on one clean line
     path = str(BUNDLED_DIR) if name == "bundled" else name
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

@@ -1,0 +1,194 @@
+"""The real command, run in-process on a tiny checkpoint, then the SQLite file read back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+
+import pytest
+import sqlite_utils
+
+from autointerp.cli import main
+from autointerp.agent.baseline import BaselineExplainer
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def tiny(tiny_checkpoints):
+    return str(tiny_checkpoints["opt"])
+
+
+def base_args(tiny, text_corpus, *more):
+    return ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:6", *more]
+
+
+def test_run_leaderboard_show_end_to_end(capsys, tiny, text_corpus, isolated):
+    code, out, err = cli(capsys, *base_args(tiny, text_corpus), "--format", "json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert {"run_id", "db", "layer", "explainer", "simulator", "baseline", "units_total", "units_done", "units_skipped",
+            "n_tokens", "mean_score", "median_score", "wall_s", "capture_s", "units"} <= set(summary)
+    assert summary["baseline"] is True and summary["units_done"] == 6 and summary["n_tokens"] > 0
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert db["runs"].count == 1 and db["explanations"].count == 6 and db["unit_runs"].count == 6
+    run = next(db["runs"].rows)
+    assert run["status"] == "complete" and run["model_hash"] and json.loads(run["config"])["layer"] == 1
+    assert db.execute("SELECT COUNT(*) FROM scores WHERE split = 'test'").fetchone()[0] == 6
+    splits = {r[0] for r in db.execute("SELECT DISTINCT split FROM windows WHERE source = 'random'").fetchall()}
+    assert splits == {"valid", "test"}
+
+    code, out, _ = cli(capsys, "leaderboard", "--format", "json")
+    rows = json.loads(out)
+    assert code == 0 and len(rows) == len([u for u in summary["units"] if u["score"] is not None])
+    assert rows == sorted(rows, key=lambda r: -r["score"])
+    code, out, _ = cli(capsys, "leaderboard", "--format", "csv", "--min-score", "0.2", "--layer", "1")
+    assert code == 0 and out.splitlines()[0].startswith("layer,unit,kind,score")
+    code, out, _ = cli(capsys, "leaderboard", "--by", "explainer", "--format", "json")
+    (row,) = json.loads(out)
+    assert row["explainer"] == "baseline" and row["ci_low"] <= row["mean"] <= row["ci_high"]
+    code, out, _ = cli(capsys, "show", "1/3")
+    assert code == 0 and "unit 1/3" in out and "top windows" in out
+    code, out, _ = cli(capsys, "show", "1/3", "--format", "json")
+    assert json.loads(out)["unit"]["unit"] == 3
+
+
+def test_rerun_resumes_and_fresh_starts_over(capsys, tiny, text_corpus, isolated):
+    assert cli(capsys, *base_args(tiny, text_corpus))[0] == 0
+    code, out, _ = cli(capsys, *base_args(tiny, text_corpus), "--format", "json")
+    assert code == 0 and json.loads(out)["units_skipped"] == 6 and json.loads(out)["units_done"] == 6
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert db["runs"].count == 1 and db["explanations"].count == 6
+    assert cli(capsys, *base_args(tiny, text_corpus), "--fresh")[0] == 0
+    assert db["runs"].count == 2 and db["explanations"].count == 12
+
+
+class Interrupting(BaselineExplainer):
+    """The baseline explainer, with a real Ctrl-C (SIGINT) arriving during the unit after ``stop_after`` units."""
+
+    calls: list[int] = []
+    stop_after: int | None = None
+
+    async def explain(self, record, validate=None):
+        if self.stop_after is not None and len(self.calls) >= self.stop_after:
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(5)  # cancelled by asyncio's SIGINT handler long before this ends
+        self.calls.append(record.id.unit)
+        return await super().explain(record, validate)
+
+
+def test_interrupted_run_resumes_without_losing_or_redoing_units(capsys, tiny, text_corpus, isolated, monkeypatch):
+    import autointerp.pipeline as pipeline
+
+    monkeypatch.setitem(pipeline.EXPLAINERS, "interrupting", lambda cfg: Interrupting())
+    Interrupting.calls, Interrupting.stop_after = [], 3
+    args = base_args(tiny, text_corpus, "--explainer", "interrupting", "--units", "0:8")
+    code, _, err = cli(capsys, *args)
+    assert code == 130 and "run the same command again to resume" in err
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert next(db["runs"].rows)["status"] == "interrupted"
+    done_first = {r["unit_id"] for r in db["unit_runs"].rows}
+    assert len(done_first) == 3
+    Interrupting.stop_after = None
+    code, out, err = cli(capsys, *args, "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["units_skipped"] == 3
+    assert sorted(Interrupting.calls) == list(range(8))  # every unit explained exactly once over both sessions
+    assert db["unit_runs"].count == 8 and db["explanations"].count == 8 and db["runs"].count == 1
+    assert next(db["runs"].rows)["status"] == "complete"
+
+
+def one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_bad_layer_units_model_explainer(capsys, tiny, text_corpus, isolated):
+    one_line_error(*cli(capsys, "run", "--layer", "7", "--model", tiny, "--corpus", str(text_corpus))[::2],
+                   "--layer 7 is out of range", "0..2")
+    one_line_error(*cli(capsys, *base_args(tiny, text_corpus)[:-2], "--units", "40:50")[::2], "out of range", "0..47")
+    one_line_error(*cli(capsys, *base_args(tiny, text_corpus)[:-2], "--units", "a-b")[::2], "not understood")
+    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", str(isolated / "nope"))[::2], "no such checkpoint")
+    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", "no-such-org/no-such-model")[::2], "cannot load model")
+    one_line_error(*cli(capsys, *base_args(tiny, text_corpus), "--explainer", "gpt9")[::2], "unknown explainer",
+                   "baseline")
+    one_line_error(*cli(capsys, "run")[::2], "--layer")
+    one_line_error(*cli(capsys, "run", "--layer", "x")[::2])
+    one_line_error(*cli(capsys, "leaderboard", "--format", "xml")[::2], "--format")
+    # nothing was half-written: no run row exists after all those refusals
+    path = isolated / "autointerp.db"
+    assert not path.exists() or sqlite_utils.Database(path)["runs"].count == 0
+
+
+def test_bad_corpus(capsys, tiny, isolated):
+    empty = isolated / "empty"
+    empty.mkdir()
+    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(empty))[::2], "no documents")
+    (isolated / "short.txt").write_text("x = 1\n")
+    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(isolated / "short.txt"))[::2],
+                   "no window")
+    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", "missing.txt")[::2], "not found")
+    unreadable = isolated / "locked.txt"
+    unreadable.write_text("x" * 1000)
+    unreadable.chmod(0)
+    if os.geteuid() != 0:  # root reads anything
+        one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(unreadable))[::2],
+                       "cannot read")
+
+
+def test_bad_databases(capsys, tiny, text_corpus, isolated):
+    corrupt = isolated / "corrupt.db"
+    corrupt.write_bytes(b"this is not a database" * 100)
+    one_line_error(*cli(capsys, *base_args(tiny, text_corpus), "--db", str(corrupt))[::2], "not a SQLite database")
+    assert corrupt.read_bytes() == b"this is not a database" * 100
+    one_line_error(*cli(capsys, "leaderboard", "--db", str(isolated / "absent.db"))[::2], "no results database")
+
+    newer = isolated / "newer.db"
+    assert cli(capsys, *base_args(tiny, text_corpus), "--db", str(newer))[0] == 0
+    sqlite_utils.Database(newer)["_sqlite_migrations"].insert(
+        {"migration_set": "autointerp", "name": "m999_future", "applied_at": "2030-01-01"}, alter=True)
+    one_line_error(*cli(capsys, "leaderboard", "--db", str(newer))[::2], "newer autointerp")
+
+    locked = isolated / "locked.db"
+    assert cli(capsys, *base_args(tiny, text_corpus), "--db", str(locked))[0] == 0
+    holder = sqlite3.connect(locked)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        one_line_error(*cli(capsys, *base_args(tiny, text_corpus), "--db", str(locked), "--fresh")[::2], "locked")
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def test_debug_shows_the_traceback(capsys, tiny, text_corpus):
+    code, _, err = cli(capsys, "run", "--layer", "9", "--model", tiny, "--corpus", str(text_corpus), "--debug")
+    assert code == 2 and "Traceback" in err and "UsageError" in err
+
+
+def test_config_file_env_and_flags_precedence(capsys, tiny, text_corpus, isolated, monkeypatch):
+    (isolated / "autointerp.toml").write_text(f'model = "{tiny}"\ncorpus = "{text_corpus}"\nlayer = 0\nunits = "0:2"\n')
+    monkeypatch.setenv("AUTOINTERP_UNITS", "0:3")
+    code, out, err = cli(capsys, "run", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["layer"] == 0 and json.loads(out)["units_total"] == 3  # env beats file
+    code, out, _ = cli(capsys, "run", "--units", "5", "--format", "json")
+    assert json.loads(out)["units_total"] == 1 and json.loads(out)["units"][0]["unit"] == 5  # flag beats env
+    (isolated / "bad.toml").write_text("layer = [")
+    one_line_error(*cli(capsys, "run", "--config", str(isolated / "bad.toml"))[::2], "not valid TOML")
+    (isolated / "typo.toml").write_text("layr = 3\n")
+    one_line_error(*cli(capsys, "run", "--config", str(isolated / "typo.toml"))[::2], "layr")
