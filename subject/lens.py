@@ -1,0 +1,203 @@
+"""Reading units and residual vectors in vocabulary space: promotion/suppression and the logit lens (METHODS.md §4).
+
+    >>> from autointerp.subject.lens import vocab_projection, logit_lens, trigger_suppression
+    >>> s = vocab_projection(subject, layer=3, units=[17])[0]      # s = W_U^T w_out, one score per vocabulary token
+    >>> trigger_suppression(s, [tok_id])                           # (mean of s over triggers < 0, best rank)
+    >>> logit_lens(subject, "def f(x):").top[2][-1]                # what the residual after block 1 "says" at the end
+
+**w_out.** When unit u fires with activation a it adds ``a * w_out[u]`` to the residual stream; ``w_out[u]`` is the
+u-th input column of the down projection (``weight[:, u]`` of an ``nn.Linear``, ``weight[u, :]`` of GPT-2's Conv1D).
+
+**Vocabulary projection.** ``s = W_U w_out`` with ``W_U`` the unembedding matrix [V, d] (the output embedding's
+weight; its bias, if any, is not added). Default: **raw** (as Voita et al. project). With ``through_ln=True`` the
+model's final norm module is applied to ``w_out`` first, exactly as it is applied to a hidden state (LayerNorm:
+centre, divide by the standard deviation, multiply by the weight, add the bias; RMSNorm: divide by the RMS, multiply
+by the weight): the logit lens of the update vector on its own. Both are invariant to a positive activation scale.
+OPT checkpoints with ``project_out`` (word_embed_proj_dim != hidden_size) get it applied before ``W_U`` in both modes.
+
+**Logit lens.** ``softmax(W_U ln_f(h) + b_U)`` of the residual stream h, read with hooks: index 0 is the input of
+block 0 (embeddings), index l+1 the output of block l; the last one reproduces the model's own next-token
+distribution. Architecture differences (where the blocks and the final norm live) are in ``ARCH_PARTS`` only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import islice
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from autointerp.corpus import bos_id
+from autointerp.subject.capture import mlp_hooks, run_batch
+from autointerp.subject.model import Subject
+
+# model_type -> (module list of the decoder blocks, final norm applied before the unembedding)
+ARCH_PARTS: dict[str, tuple[str, str]] = {
+    "opt": ("model.decoder.layers", "model.decoder.final_layer_norm"),
+    "gpt2": ("transformer.h", "transformer.ln_f"),
+    "gpt_neox": ("gpt_neox.layers", "gpt_neox.final_layer_norm"),
+    "llama": ("model.layers", "model.norm"),
+    "mistral": ("model.layers", "model.norm"),
+    "qwen2": ("model.layers", "model.norm"),
+    "gemma": ("model.layers", "model.norm"),
+    "gptj": ("transformer.h", "transformer.ln_f"),
+}
+
+
+def blocks(subject: Subject) -> nn.ModuleList:
+    return subject.model.get_submodule(ARCH_PARTS[subject.model_type][0])
+
+
+def final_norm(subject: Subject) -> nn.Module:
+    """The norm applied before the unembedding (identity for post-LN OPT variants that have none)."""
+    parent, _, name = ARCH_PARTS[subject.model_type][1].rpartition(".")
+    return getattr(subject.model.get_submodule(parent), name, None) or nn.Identity()
+
+
+def _project_out(subject: Subject, h: torch.Tensor) -> torch.Tensor:
+    proj = getattr(getattr(getattr(subject.model, "model", None), "decoder", None), "project_out", None)
+    return proj(h) if proj is not None else h
+
+
+def w_out(subject: Subject, layer: int) -> torch.Tensor:
+    """[units, d_model]: row u is the residual-stream direction unit u writes (see the module docstring)."""
+    down = subject.down_proj(layer)
+    weight = down.weight.detach().float()
+    return weight.T if isinstance(down, nn.Linear) else weight  # Conv1D stores [in, out]
+
+
+@torch.no_grad()
+def vocab_projection(subject: Subject, layer: int, units: Sequence[int] | None = None,
+                     through_ln: bool = False) -> torch.Tensor:
+    """[len(units), V] scores ``s = W_U w_out`` (raw by default; see the module docstring)."""
+    vectors = w_out(subject, layer)
+    if units is not None:
+        vectors = vectors[list(units)]
+    vectors = vectors.to(subject.device, subject.dtype)
+    if through_ln:
+        vectors = final_norm(subject)(vectors)
+    unembed = subject.model.get_output_embeddings().weight
+    return (_project_out(subject, vectors) @ unembed.T).float().cpu()
+
+
+def promoted_suppressed(subject: Subject, layer: int, top: int = 10, through_ln: bool = False,
+                        chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """([U, top] ids of the most promoted tokens, highest first; [U, top] most suppressed, lowest first)."""
+    ups, downs = [], []
+    for start in range(0, subject.n_units, chunk):
+        s = vocab_projection(subject, layer, range(start, min(start + chunk, subject.n_units)), through_ln)
+        ups.append(s.topk(top, dim=1).indices)
+        downs.append(s.topk(top, dim=1, largest=False).indices)
+    return torch.cat(ups), torch.cat(downs)
+
+
+def trigger_suppression(s: torch.Tensor, triggers: Sequence[int]) -> tuple[bool, int]:
+    """(mean of ``s`` over the trigger tokens < 0, best rank of a trigger among the most suppressed tokens).
+
+    Rank 1 is the most suppressed token of the whole vocabulary: a token's rank is 1 + the number of tokens with a
+    strictly lower score.
+    """
+    idx = torch.tensor(list(triggers), dtype=torch.int64)
+    ranks = 1 + (s.unsqueeze(0) < s[idx].unsqueeze(1)).sum(1)
+    return bool(s[idx].mean() < 0), int(ranks.min())
+
+
+def batches(subject: Subject, windows: Iterable[list[int]], size: int = 32
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Group equal-length token windows into (ids [B, W] on CPU, model inputs [B, W(+1)] on the subject's device),
+    prepending the BOS the model expects, as capture does."""
+    bos = bos_id(subject.tokenizer)
+    it = iter(windows)
+    while batch := list(islice(it, size)):
+        ids = torch.tensor(batch, dtype=torch.int64)
+        inputs = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], dim=1)
+        yield ids, inputs.to(subject.device)
+
+
+def content(acts: torch.Tensor, inputs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Hooked activations [B, T, D] (or OPT's flattened [B*T, D]) -> float32 CPU [B, W, D] without the BOS."""
+    return acts.reshape(*inputs.shape, -1)[:, inputs.shape[1] - ids.shape[1] :].float().cpu()
+
+
+def _hidden(output) -> torch.Tensor:
+    """A block's output hidden state (transformers 5 returns a tensor, 4.x a tuple whose first item it is)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextmanager
+def residual_hooks(subject: Subject, layers: Iterable[int] | None = None) -> Iterator[dict[int, torch.Tensor]]:
+    """Yields {index: residual stream [B, T, d]} filled by the next forward pass; index 0 is the input of block 0,
+    index l+1 the output of block l (``layers`` restricts which are kept, all when None). Hooks always removed."""
+    mods = blocks(subject)
+    wanted = set(range(len(mods) + 1)) if layers is None else set(layers)
+    store: dict[int, torch.Tensor] = {}
+    handles = []
+    try:
+        if 0 in wanted:
+            def pre(module, args, kwargs):
+                store[0] = (args[0] if args else kwargs["hidden_states"]).detach()
+
+            handles.append(mods[0].register_forward_pre_hook(pre, with_kwargs=True))
+        for i, block in enumerate(mods):
+            if i + 1 in wanted:
+                handles.append(block.register_forward_hook(
+                    lambda module, args, out, i=i: store.__setitem__(i + 1, _hidden(out).detach())))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    """The logit lens of one text: ``top[i][p]`` = the ``top`` (token, probability) pairs of residual ``i`` at
+    content position ``p`` (i = 0: embeddings; i = l+1: after block l). The BOS position, when the tokenizer adds
+    one, is fed to the model but not reported."""
+
+    tokens: tuple[str, ...]
+    top: tuple[tuple[tuple[tuple[str, float], ...], ...], ...]
+
+
+@torch.no_grad()
+def logit_lens(subject: Subject, text: str, top: int = 5) -> LogitLens:
+    tok = subject.tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    bos = bos_id(tok)
+    inputs = torch.tensor([([bos] if bos is not None else []) + ids], device=subject.device)
+    with residual_hooks(subject) as store:
+        subject.model(input_ids=inputs, use_cache=False)
+    head, norm = subject.model.get_output_embeddings(), final_norm(subject)
+    skip = 1 if bos is not None else 0
+    layers = []
+    for i in range(len(store)):
+        probs = head(_project_out(subject, norm(store[i][0, skip:]))).float().softmax(-1)
+        p, t = probs.topk(top, dim=-1)
+        layers.append(tuple(tuple((tok.decode([int(a)]), float(b)) for a, b in zip(tr, pr)) for tr, pr in zip(t, p)))
+    return LogitLens(tokens=tuple(tok.decode([i]) for i in ids), top=tuple(layers))
+
+
+@torch.no_grad()
+def regularization_units(subject: Subject, windows: Iterable[list[int]], layer: int, top: int = 100,
+                         min_fraction: float = 0.85, threshold: float = 0.0, batch_size: int = 32
+                         ) -> dict[int, float]:
+    """VISIT's "regularization" units: {unit: share of tokens on which it is among the layer's ``top`` most
+    activated units} for the units whose share exceeds ``min_fraction`` (content tokens only).
+
+    A unit is among the top at a token when it fires (activation > ``threshold``) and fewer than ``top`` units have
+    a strictly larger activation: ties are all in, and silent units never count (ReLU layers tie at 0).
+    """
+    k = min(top, subject.n_units)
+    hits = torch.zeros(subject.n_units, dtype=torch.int64)
+    n_tokens = 0
+    with mlp_hooks(subject, [layer]) as store:
+        for ids, inputs in batches(subject, windows, batch_size):
+            run_batch(subject, inputs)
+            flat = content(store[layer], inputs, ids).reshape(-1, subject.n_units)
+            kth = flat.topk(k, dim=1).values[:, -1:]
+            hits += ((flat >= kth) & (flat > threshold)).sum(0)
+            n_tokens += len(flat)
+    share = hits.double() / max(n_tokens, 1)
+    return {int(u): float(share[u]) for u in (share > min_fraction).nonzero(as_tuple=True)[0]}

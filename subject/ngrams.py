@@ -1,0 +1,193 @@
+"""Streaming per-unit n-gram firing counts and per-n-gram occurrence counts (METHODS.md §3), bounded in memory.
+
+    >>> from autointerp.subject.ngrams import NGramCounts
+    >>> counter = NGramCounts(units=256, vocab=4096)             # n = 2 and 3
+    >>> counter.add(ids, fires)                                  # once per batch: ids [B, W] int64, fires [B, W, U]
+    >>> counter.counts(unit=7, n=3)                              # {key: firings of unit 7 on that trigram}
+    >>> counter.decode(key, 3)                                   # (t1, t2, t3) token ids
+
+**What is counted.** For a window of W content tokens (BOS excluded) and n >= 2, the n-gram *at* position p is
+``(ids[p-n+1], ..., ids[p])``, the n tokens ending at the current one. Only positions with at least n-1 predecessors
+*inside the window* are counted (p >= n-1): the first n-1 positions of every window are skipped, because their
+preceding tokens belong to another window (or to the BOS, which is never counted). So ``total(unit, n)`` is the
+unit's firings at positions n-1..W-1, not its overall firing count. Unigrams need nothing here: capture's
+``tok_fire`` and ``tok_count`` are the n = 1 case. Occurrences of each n-gram are counted over the same positions.
+
+**Keys.** An n-gram is the exact integer ``sum_i ids[p-n+1+i] * vocab**(n-1-i)`` (a radix-``vocab`` number), so keys
+never collide and ``decode`` inverts them. It needs ``vocab**n < 2**63``: true for n <= 3 with any vocabulary below
+2,097,152 tokens; a larger combination is refused at construction.
+
+**Memory bound.** Each n keeps two tables: firings per (unit, n-gram) and occurrences per n-gram. Each batch is
+reduced to its distinct rows (a dense index_add over the batch's distinct n-grams), buffered, and merged into the
+table (rows summed) when the buffer holds more than ``max_entries`` rows. After a merge, a table holding more than
+``max_entries`` rows keeps the ``max_entries`` largest counts (ties: the smaller key first) and drops the rest. Memory
+is therefore at most about ``2 * max_entries`` rows per table plus one batch (24 bytes per row), whatever the number
+of tokens processed.
+
+**Exactness after truncation.** Dropped firings are tallied per unit (``dropped[n]``): a unit's counts are exact
+while its tally is 0 (``exact(unit, n)``), and stored + dropped == firings at positions >= n-1 always holds
+(``total``). A dropped row that fires again later restarts from 0, so stored counts are lower bounds of the true
+ones. For occurrences, every truncation adds the largest dropped count to ``occurrence_slack(n)``: the true
+occurrence count of any n-gram is at most its stored count plus that slack (0 while nothing was dropped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+DEFAULT_MAX_ENTRIES = 2_000_000
+
+
+class _Table:
+    """Counts summed per (key, unit) row, merged lazily, truncated to the ``cap`` largest counts.
+
+    After ``merge`` the rows are unique and sorted by (key, unit). ``units == 1`` makes it a plain per-key table.
+    """
+
+    def __init__(self, cap: int, units: int):
+        self.cap, self.units = cap, units
+        self.keys = torch.zeros(0, dtype=torch.int64)
+        self.unit = torch.zeros(0, dtype=torch.int64)
+        self.counts = torch.zeros(0, dtype=torch.int64)
+        self._buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._buffered = 0
+
+    def add(self, keys: torch.Tensor, unit: torch.Tensor, counts: torch.Tensor):
+        """Buffer rows; returns the rows a truncation dropped (see ``merge``) when this call triggered one."""
+        self._buffer.append((keys, unit, counts))
+        self._buffered += len(keys)
+        return self.merge() if self._buffered > self.cap else None
+
+    def merge(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Sum the buffer into the table and truncate it; returns the dropped (keys, unit, counts), or None."""
+        if not self._buffer:
+            return None
+        keys = torch.cat([self.keys, *(b[0] for b in self._buffer)])
+        unit = torch.cat([self.unit, *(b[1] for b in self._buffer)])
+        counts = torch.cat([self.counts, *(b[2] for b in self._buffer)])
+        self._buffer, self._buffered = [], 0
+        # two-step unique: rank the keys first so that (rank, unit) fits one int64 whatever vocab**n * units is
+        distinct, rank = torch.unique(keys, return_inverse=True)
+        rows, inverse = torch.unique(rank * self.units + unit, return_inverse=True)
+        self.keys, self.unit = distinct[rows // self.units], rows % self.units
+        self.counts = torch.zeros(len(rows), dtype=torch.int64).index_add_(0, inverse, counts)
+        if len(rows) <= self.cap:
+            return None
+        order = torch.sort(self.counts, descending=True, stable=True).indices
+        keep, drop = order[: self.cap].sort().values, order[self.cap :]
+        dropped = self.keys[drop], self.unit[drop], self.counts[drop]
+        self.keys, self.unit, self.counts = self.keys[keep], self.unit[keep], self.counts[keep]
+        return dropped
+
+
+class NGramCounts:
+    """Per-unit firing counts and per-n-gram occurrence counts for each n in ``n_values`` (see module docstring)."""
+
+    def __init__(self, units: int, vocab: int, n_values: Iterable[int] = (2, 3),
+                 max_entries: int = DEFAULT_MAX_ENTRIES):
+        self.units, self.vocab, self.max_entries = units, vocab, max_entries
+        self.n_values = tuple(sorted(set(n_values)))
+        if not self.n_values or self.n_values[0] < 2:
+            raise ValueError(f"n_values must be integers >= 2 (unigrams come from capture), got {n_values!r}")
+        if vocab ** self.n_values[-1] >= 2**63:
+            raise ValueError(f"{self.n_values[-1]}-gram keys over a vocabulary of {vocab} do not fit in 63 bits")
+        self._fires = {n: _Table(max_entries, units) for n in self.n_values}
+        self._occ = {n: _Table(max_entries, 1) for n in self.n_values}
+        self.dropped = {n: torch.zeros(units, dtype=torch.int64) for n in self.n_values}
+        self._slack = dict.fromkeys(self.n_values, 0)
+        self._by_unit: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    # -- accumulation --------------------------------------------------------------------------------------------
+    def grams(self, ids: torch.Tensor, n: int) -> torch.Tensor:
+        """[B, W] token ids -> [B, W-n+1] keys of the n-grams ending at positions n-1..W-1."""
+        W = ids.shape[1]
+        key = torch.zeros(ids.shape[0], W - n + 1, dtype=torch.int64)
+        for i in range(n):
+            key = key * self.vocab + ids[:, i : W - n + 1 + i]
+        return key
+
+    def add(self, ids: torch.Tensor, fires: torch.Tensor) -> None:
+        """Count one batch: ``ids`` [B, W] int64 content token ids, ``fires`` [B, W, U] bool."""
+        U = self.units
+        for n in self.n_values:
+            if ids.shape[1] < n:
+                continue
+            local, inverse, occ = torch.unique(self.grams(ids, n).flatten(), return_inverse=True, return_counts=True)
+            per_gram = torch.zeros(len(local), U, dtype=torch.int64)
+            per_gram.index_add_(0, inverse, fires[:, n - 1 :, :].reshape(-1, U).to(torch.int64))
+            g, u = per_gram.nonzero(as_tuple=True)
+            dropped = self._fires[n].add(local[g], u, per_gram[g, u])
+            if dropped is not None:
+                self.dropped[n].index_add_(0, dropped[1], dropped[2])
+            dropped = self._occ[n].add(local, torch.zeros_like(local), occ)
+            if dropped is not None:
+                self._slack[n] += int(dropped[2].max())
+        self._by_unit.clear()
+
+    def _merge(self, n: int) -> None:
+        dropped = self._fires[n].merge()
+        if dropped is not None:
+            self.dropped[n].index_add_(0, dropped[1], dropped[2])
+        dropped = self._occ[n].merge()
+        if dropped is not None:
+            self._slack[n] += int(dropped[2].max())
+
+    # -- read-out ------------------------------------------------------------------------------------------------
+    def unit_view(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(offsets [U+1], keys, counts): unit u's n-gram keys and firings are ``keys[offsets[u]:offsets[u+1]]``."""
+        if n not in self._by_unit:
+            self._merge(n)
+            table = self._fires[n]
+            order = torch.sort(table.unit, stable=True).indices
+            offsets = torch.zeros(self.units + 1, dtype=torch.int64)
+            offsets[1:] = torch.bincount(table.unit, minlength=self.units).cumsum(0)
+            self._by_unit[n] = offsets, table.keys[order], table.counts[order]
+        return self._by_unit[n]
+
+    def unit_counts(self, unit: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys, firings) of one unit's stored n-grams, as tensors."""
+        offsets, keys, counts = self.unit_view(n)
+        a, b = int(offsets[unit]), int(offsets[unit + 1])
+        return keys[a:b], counts[a:b]
+
+    def counts(self, unit: int, n: int) -> dict[int, int]:
+        """{n-gram key: firings} of one unit (stored rows; see ``exact``)."""
+        keys, counts = self.unit_counts(unit, n)
+        return dict(zip(keys.tolist(), counts.tolist()))
+
+    def total(self, unit: int, n: int) -> int:
+        """The unit's firings at positions >= n-1 (exact, including dropped rows)."""
+        return int(self.unit_counts(unit, n)[1].sum()) + int(self.dropped[n][unit])
+
+    def exact(self, unit: int, n: int) -> bool:
+        """True while none of this unit's n-gram rows was ever dropped."""
+        return int(self.dropped[n][unit]) == 0
+
+    @property
+    def truncated(self) -> bool:
+        """Whether any table ever dropped a row."""
+        return any(bool(d.any()) for d in self.dropped.values()) or any(self._slack.values())
+
+    def occurrences(self, keys: torch.Tensor, n: int) -> torch.Tensor:
+        """Stored occurrence counts of n-gram ``keys`` (0 for keys not stored); see ``occurrence_slack``."""
+        self._merge(n)
+        table = self._occ[n]
+        if len(table.keys) == 0:
+            return torch.zeros(len(keys), dtype=torch.int64)
+        at = torch.searchsorted(table.keys, keys).clamp(max=len(table.keys) - 1)
+        return torch.where(table.keys[at] == keys, table.counts[at], 0)
+
+    def occurrence_slack(self, n: int) -> int:
+        """Upper bound on the occurrences of any n-gram missing from its stored count (0: counts are exact)."""
+        self._merge(n)
+        return self._slack[n]
+
+    def decode(self, key: int, n: int) -> tuple[int, ...]:
+        """The token ids (oldest first) of an n-gram key."""
+        out = []
+        for _ in range(n):
+            key, t = divmod(int(key), self.vocab)
+            out.append(t)
+        return tuple(reversed(out))

@@ -1,0 +1,119 @@
+"""Planted units (METHODS.md §8): the real capture on a hand-built model, then every analysis must recover the truth
+with precision and recall 1; a random-init model must show no dead units and no token detectors."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from planted import build_planted
+
+import autointerp.subject.capture as capmod
+from autointerp.corpus import iter_token_windows, open_corpus
+from autointerp.subject.analyses import analyze_layer
+from autointerp.subject.capture import CaptureConfig, capture, mlp_hooks, run_batch
+from autointerp.subject.lens import regularization_units
+from autointerp.subject.model import load_subject
+from autointerp.subject.ngrams import NGramCounts
+
+WINDOW = 16
+
+
+class NGramLayerCapture(capmod.LayerCapture):
+    """LayerCapture with NGramCounts fed from the same update (what capture will do once it is wired in)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.ngrams = NGramCounts(self.n_units, self.vocab)
+
+    def update(self, acts, ids, first_index):
+        super().update(acts, ids, first_index)
+        self.ngrams.add(ids, acts > self.config.threshold)
+
+
+@pytest.fixture
+def ngram_capture(monkeypatch):
+    monkeypatch.setattr(capmod, "LayerCapture", NGramLayerCapture)
+
+    def run(subject, corpus_path, max_windows=None):
+        cfg = CaptureConfig(layers=[0], window=WINDOW, top_k=3, n_random=2, batch_size=16,
+                            max_tokens=None if max_windows is None else max_windows * WINDOW)
+        return capture(subject, open_corpus(str(corpus_path)), cfg)[0]
+
+    return run
+
+
+@pytest.fixture
+def planted(tokenizer, text_corpus):
+    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, WINDOW))
+    frequent = [t for t, _ in Counter(t for w in windows for t in w).most_common(3)]
+    return build_planted(tokenizer, tuple(frequent), window=WINDOW)
+
+
+def test_planted_units_behave_as_designed(planted, tokenizer, text_corpus):
+    subject, truth = planted
+    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, WINDOW))[:64]
+    ids = torch.tensor(windows)
+    with mlp_hooks(subject, [0]) as store:
+        run_batch(subject, torch.cat([torch.full((len(ids), 1), 2), ids], 1))
+    fires = store[0].reshape(len(ids), WINDOW + 1, -1)[:, 1:] > 0
+    pos = torch.arange(WINDOW).expand_as(ids)
+    for u in truth.dead:
+        assert not fires[..., u].any()
+    for u, toks in truth.token_detectors.items():
+        assert torch.equal(fires[..., u], torch.isin(ids, torch.tensor(toks)))
+    for u in (5, 6, 7, 8):
+        assert torch.equal(fires[..., u], torch.isin(pos, torch.tensor(sorted(truth.positional[u]))))
+    for u in truth.dense:
+        assert fires[..., u].all()
+
+
+def test_analyses_recover_the_planted_truth(planted, text_corpus, ngram_capture):
+    subject, truth = planted
+    cap = ngram_capture(subject, text_corpus)
+    units, summary = analyze_layer(subject, cap, cap.ngrams)
+    assert cap.n_windows > 200  # enough windows for plug-in MI and coverage to be reliable
+    # unit 11's off-range firing (tokens on one side of a random direction) must be neither ~0 nor ~1
+    off = cap.pos_fire[4:, 11].double() / cap.n_windows
+    assert ((off > 0.1) & (off < 0.9)).all()
+
+    assert {u.unit for u in units if u.dead} == truth.dead
+    assert {u.unit: tuple(u.token_detector["token_ids"]) for u in units if u.token_detector} == {
+        u: tuple(sorted(t, key=lambda tok: -int(cap.tok_count[tok]))) for u, t in truth.token_detectors.items()}
+    assert {u.unit for u in units if u.suppresses_triggers} == truth.suppressing
+    assert all(units[u].best_trigger_rank == 1 for u in truth.suppressing)
+    assert units[3].suppresses_triggers is False and units[3].best_trigger_rank == subject.model.config.vocab_size
+    assert {u.unit for u in units if u.positional} == set(truth.positional)
+    assert {u.unit: f"{u.positional_kind}/{u.positional_strength}" for u in units if u.positional} == \
+        truth.positional_kinds
+    assert not any(u.trigram_detector for u in units)
+    for u in truth.token_detectors:
+        assert units[u].ngram_k[1] == len(truth.token_detectors[u]) and units[u].ngram_k_exact
+    assert units[9].firing_rate == 1.0 and units[9].ngram_k[1] > 5
+
+    assert summary.n_dead == 2 and summary.pct_dead == pytest.approx(100 * 2 / 12)
+    assert summary.n_token_detectors == 3 and summary.n_detectors_suppressing == 2
+    assert summary.suppression_fraction == pytest.approx(2 / 3)
+    assert summary.n_positional == 5 and summary.n_tokens == cap.n_tokens
+    live = [u.firing_rate for u in units if not u.dead]
+    assert summary.mean_firing_rate_live == pytest.approx(sum(live) / len(live))
+    # through the final LayerNorm (weight 1, bias 0) the planted w_out keep their direction
+    ln_units, ln_summary = analyze_layer(subject, cap, cap.ngrams, through_ln=True)
+    assert {u.unit for u in ln_units if u.suppresses_triggers} == truth.suppressing and ln_summary.through_ln
+    assert units[2].suppressed[0] == subject.tokenizer.decode([truth.token_detectors[2][0]])
+    assert units[3].promoted[0] == subject.tokenizer.decode([truth.token_detectors[3][0]])
+
+
+def test_regularization_units_find_the_dense_unit(planted, tokenizer, text_corpus):
+    subject, truth = planted
+    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, WINDOW))[:100]
+    assert set(regularization_units(subject, windows, 0, top=2)) == truth.dense
+
+
+def test_random_init_model_has_no_dead_units_and_no_token_detectors(tiny_checkpoints, text_corpus, ngram_capture):
+    subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
+    cap = ngram_capture(subject, text_corpus, max_windows=300)
+    units, summary = analyze_layer(subject, cap, cap.ngrams)
+    assert summary.n_dead == 0 and summary.n_token_detectors == 0 and summary.n_trigram_detectors == 0
+    assert summary.suppression_fraction is None and 0.2 < summary.mean_firing_rate_live < 0.8
