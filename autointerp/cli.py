@@ -56,6 +56,8 @@ def run(
     device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
     dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
+    max_usd: Annotated[Optional[float], Opt(help="Stop LLM spending past this many US dollars.")] = None,
+    max_calls: Annotated[Optional[int], Opt(help="Stop after this many LLM calls.")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     fresh: Annotated[bool, Opt("--fresh", help="Start a new run even if this exact run exists (default: resume).")] = False,
@@ -68,7 +70,8 @@ def run(
     _check_format(output, ("table", "json"))
     cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
                                    explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
-                                   device=device, dtype=dtype, seed=seed, db=db))
+                                   device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
+                                   max_calls=max_calls))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
     state: dict = {}
@@ -97,12 +100,59 @@ def run(
         _print_summary(summary)
 
 
+@app.command()
+def models(
+    check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, logprobs, tool calls.")] = False,
+    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """List the LLM profiles of the config ([models.NAME] tables); with --check, probe each one."""
+    import asyncio
+
+    from autointerp.config import load_config
+    from autointerp.llm.check import check_profile
+    from autointerp.llm.client import LLMClient
+
+    _check_format(output, ("table", "json"))
+    cfg = load_config(config)
+    rows = []
+    for name, profile in cfg.models.items():
+        row = {"name": name, "model": profile.model, "base_url": profile.resolved_base_url() or "(openai default)",
+               "api_key_env": profile.api_key_env, "logprobs": profile.supports_logprobs,
+               "tools": profile.supports_tools, "concurrency": profile.concurrency,
+               "price_in_per_mtok": profile.price_in_per_mtok, "price_out_per_mtok": profile.price_out_per_mtok}
+        if check:
+            async def probe(p=profile, n=name):
+                async with LLMClient(p, n) as client:
+                    return await check_profile(client)
+
+            try:
+                row["check"] = asyncio.run(probe())
+            except UsageError as e:  # e.g. the key's environment variable is not set
+                row["check"] = {"reachable": False, "logprobs": None, "tools": None, "error": str(e)}
+        rows.append(row)
+    if output == "json":
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        out.print("no model profiles; add [models.NAME] tables to autointerp.toml (see README: Configuration)")
+        return
+    table = Table("name", "model", "base_url", "key env", "logprobs", "tools", *(["check"] if check else []))
+    for r in rows:
+        cells = [r["name"], r["model"], r["base_url"], r["api_key_env"], str(r["logprobs"]), str(r["tools"])]
+        if check:
+            c = r["check"]
+            cells.append(c["error"] or f"reachable, logprobs={c['logprobs']}, tools={c['tools']}")
+        table.add_row(*(Text(x) for x in cells))
+    out.print(table)
+
+
 def _summary_json(s) -> dict:
     return {
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
+        "median_score": s.median_score, "stopped": s.stopped, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
@@ -132,6 +182,8 @@ def _print_summary(s) -> None:
             else:
                 table.add_row(f"{s.layer}/{o.unit}", _fmt(o.score), Text(o.explanation))
         out.print(table)
+    if s.stopped:
+        out.print(f"[yellow]stopped early: {s.stopped}[/yellow]; the same command resumes with the units left")
     out.print(f"results in {s.db} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from autointerp.errors import UsageError
+from autointerp.llm.profiles import ModelProfile
 
 CONFIG_FILE = "autointerp.toml"
 
@@ -47,7 +48,10 @@ class Config(BaseModel):
     simulator: str = Field("baseline", description="Simulator: 'baseline' or a model profile name.")
     db: str = Field("autointerp.db", description="SQLite results file.")
     concurrency: int = Field(8, ge=1, description="Units explained and scored at once.")
-    models: dict[str, dict[str, Any]] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")
+    windows_per_request: int = Field(10, ge=1, description="Windows per LLM simulator request.")
+    max_usd: float | None = Field(None, ge=0, description="Stop spending on LLM calls past this many US dollars.")
+    max_calls: int | None = Field(None, ge=0, description="Stop after this many LLM calls.")
+    models: dict[str, ModelProfile] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")
 
     def snapshot(self) -> dict[str, Any]:
         """The config as saved with a run (contains no secrets: profiles hold env-var names, not keys)."""

@@ -16,7 +16,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any
 
@@ -27,29 +27,69 @@ from autointerp.corpus import open_corpus
 from autointerp.db import ScoredExplanation, Store, open_db
 from autointerp.errors import UsageError
 from autointerp.records import UnitRecord
+from autointerp.llm.client import Budget, BudgetExceeded, LLMClient
+from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
 from autointerp.scoring.baseline import BaselineSimulator
+from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
 from autointerp.subject.model import load_subject
 
-# Registries: name -> factory(config). LLM profiles (config.models) are resolved after these.
-EXPLAINERS: dict[str, Callable[[Config], Explainer]] = {"baseline": lambda cfg: BaselineExplainer()}
-SIMULATORS: dict[str, Callable[[Config], Simulator]] = {"baseline": lambda cfg: BaselineSimulator()}
+class LLMContext:
+    """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget
+    shared by all of them, and a sink that logs every call to the results DB under the run's id."""
+
+    def __init__(self, cfg: Config):
+        self.profiles = cfg.models
+        self.budget = Budget(max_usd=cfg.max_usd, max_calls=cfg.max_calls)
+        self.store: Store | None = None
+        self.run_id: str | None = None
+        self.clients: dict[str, LLMClient] = {}
+
+    def record_call(self, record) -> None:  # the CallSink the clients write to
+        if self.store is not None:
+            self.store.record_call(record, self.run_id)
+
+    def client(self, name: str) -> tuple[LLMClient, ModelProfile]:
+        profile = resolve_profile(name, self.profiles)
+        if name not in self.clients:
+            self.clients[name] = LLMClient(profile, name, sink=self, budget=self.budget)
+        return self.clients[name], profile
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
 
 
-def make_explainer(cfg: Config) -> Explainer:
+# Registries of the built-in components: name -> factory(config, llm context). Any other name is an LLM profile.
+EXPLAINERS: dict[str, Callable[[Config, LLMContext], Explainer]] = {"baseline": lambda cfg, llm: BaselineExplainer()}
+SIMULATORS: dict[str, Callable[[Config, LLMContext], Simulator]] = {"baseline": lambda cfg, llm: BaselineSimulator()}
+
+
+def _profile_or_error(kind: str, name: str, builtins: dict, llm: LLMContext):
+    try:
+        return llm.client(name)
+    except UsageError:
+        if name.startswith(SHORTHAND_PREFIX) or name in llm.profiles:
+            raise  # a real profile whose key or URL is missing: that message says what to do
+        known = sorted(builtins) + sorted(llm.profiles)
+        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}, or openai:MODEL "
+                         "(define profiles as [models.NAME] in autointerp.toml)")
+
+
+def make_explainer(cfg: Config, llm: LLMContext) -> Explainer:
     if cfg.explainer in EXPLAINERS:
-        return EXPLAINERS[cfg.explainer](cfg)
-    known = sorted(EXPLAINERS) + sorted(cfg.models)
-    raise UsageError(f"unknown explainer {cfg.explainer!r}; choose one of: {', '.join(known)}")
+        return EXPLAINERS[cfg.explainer](cfg, llm)
+    _profile_or_error("explainer", cfg.explainer, EXPLAINERS, llm)
+    raise UsageError(f"explainer {cfg.explainer!r}: LLM explainers are not available yet; use --explainer baseline")
 
 
-def make_simulator(cfg: Config) -> Simulator:
+def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
     if cfg.simulator in SIMULATORS:
-        return SIMULATORS[cfg.simulator](cfg)
-    known = sorted(SIMULATORS) + sorted(cfg.models)
-    raise UsageError(f"unknown simulator {cfg.simulator!r}; choose one of: {', '.join(known)}")
+        return SIMULATORS[cfg.simulator](cfg, llm)
+    client, profile = _profile_or_error("simulator", cfg.simulator, SIMULATORS, llm)
+    return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
 
 
 def parse_units(spec: str | None, n_units: int) -> list[int]:
@@ -93,6 +133,7 @@ class RunSummary:
     capture_s: float = 0.0  # time of the capture pass in this session (0 when nothing was left to capture)
     wall_s: float = 0.0
     interrupted: bool = False
+    stopped: str | None = None  # why the run stopped before finishing every unit (a budget), if it did
 
     @property
     def scores(self) -> list[float]:
@@ -148,12 +189,19 @@ async def process_unit(record: UnitRecord, explainer: Explainer, simulator: Simu
 
     try:
         explanation = await explainer.explain(record.for_explainer(), validate)
+    except BudgetExceeded:
+        raise
     except Exception as e:  # an explainer failure ends this unit "failed"; the run goes on
         explanation = Explanation("", status="failed", reason=f"{type(e).__name__}: {e}", explainer=explainer.name)
     test = record.split("test")
     result, sims = (None, [])
     if explanation.text:
-        result, sims = await score_explanation(simulator, explanation.text, test)
+        try:
+            result, sims = await score_explanation(simulator, explanation.text, test)
+        except BudgetExceeded:
+            raise
+        except Exception as e:  # e.g. LLMError after every retry: the unit fails, with the reason
+            explanation = replace(explanation, status="failed", reason=f"scoring failed: {type(e).__name__}: {e}")
     return ScoredExplanation(
         explanation=explanation,
         explainer_config=explainer.config(),
@@ -180,9 +228,10 @@ def run(
     if cfg.layer is None:
         raise UsageError("no layer given; pass --layer N (0-based)")
     t0 = time.time()
-    store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
-    explainer, simulator = make_explainer(cfg), make_simulator(cfg)
+    llm = LLMContext(cfg)
+    explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)  # unknown names, missing keys
     corpus = open_corpus(cfg.corpus, cfg.seed)
+    store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     subject.check_layer(cfg.layer)
     units = parse_units(cfg.units, subject.n_units)
@@ -197,6 +246,7 @@ def run(
         )
     else:
         store.resume_run(run_id)
+    llm.store, llm.run_id = store, run_id
     done = store.done_units(run_id)
     todo = [u for u in units if ("neuron", cfg.layer, u) not in done]
     summary = RunSummary(run_id, cfg.db, cfg.layer, explainer.name, simulator.name, explainer.is_baseline,
@@ -219,25 +269,31 @@ def run(
     store.set_run_tokens(run_id, layer_cap.n_tokens)
     try:
         asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator, cfg.concurrency,
-                                 summary, on_unit))
+                                 summary, on_unit, llm))
     except KeyboardInterrupt:
         summary.interrupted = True
         store.finish_run(run_id, "interrupted", time.time() - t0)
         raise
     summary.wall_s = time.time() - t0
-    store.finish_run(run_id, "complete", summary.wall_s)
+    store.finish_run(run_id, "interrupted" if summary.stopped else "complete", summary.wall_s)
     return summary
 
 
 async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCapture, units: list[int],
                        explainer: Explainer, simulator: Simulator, concurrency: int, summary: RunSummary,
-                       on_unit: Callable[[UnitOutcome], None] | None) -> None:
+                       on_unit: Callable[[UnitOutcome], None] | None, llm: LLMContext) -> None:
     sem = asyncio.Semaphore(concurrency)
 
     async def one(unit: int) -> None:
         async with sem:
+            if summary.stopped:
+                return
             record = cap.unit_record(unit)
-            scored = await process_unit(record, explainer, simulator)
+            try:
+                scored = await process_unit(record, explainer, simulator)
+            except BudgetExceeded as e:  # this unit is not saved: the next run does it
+                summary.stopped = str(e)
+                return
             store.save_unit_result(run_id, record, model_hash, _stats_extra(cap, unit), [scored])
             outcome = UnitOutcome(unit, scored.explanation.text, scored.explanation.status,
                                   scored.test.score if scored.test else None)
@@ -245,7 +301,10 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
             if on_unit:
                 on_unit(outcome)
 
-    await asyncio.gather(*(one(u) for u in units))
+    try:
+        await asyncio.gather(*(one(u) for u in units))
+    finally:
+        await llm.aclose()
 
 
 def _stats_extra(cap: LayerCapture, unit: int) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class Interrupting(BaselineExplainer):
 def test_interrupted_run_resumes_without_losing_or_redoing_units(capsys, tiny, text_corpus, isolated, monkeypatch):
     import autointerp.pipeline as pipeline
 
-    monkeypatch.setitem(pipeline.EXPLAINERS, "interrupting", lambda cfg: Interrupting())
+    monkeypatch.setitem(pipeline.EXPLAINERS, "interrupting", lambda cfg, llm: Interrupting())
     Interrupting.calls, Interrupting.stop_after = [], 3
     args = base_args(tiny, text_corpus, "--explainer", "interrupting", "--units", "0:8")
     code, _, err = cli(capsys, *args)
