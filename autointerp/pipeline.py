@@ -202,6 +202,10 @@ async def process_unit(record: UnitRecord, explainer: Explainer, simulator: Simu
             raise
         except Exception as e:  # e.g. LLMError after every retry: the unit fails, with the reason
             explanation = replace(explanation, status="failed", reason=f"scoring failed: {type(e).__name__}: {e}")
+        if result is not None and result.n_windows == 0 and result.n_failed:
+            first_error = next((err for _, err in sims if err), "unknown error")
+            explanation = replace(explanation, status="failed",
+                                  reason=f"scoring failed: no test window could be simulated ({first_error})")
     return ScoredExplanation(
         explanation=explanation,
         explainer_config=explainer.config(),

@@ -1,0 +1,108 @@
+"""The pipeline with LLM components over the real openai client, against a local server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlite_utils
+
+from autointerp.cli import main
+from autointerp.llm.server import FakeOpenAIServer, FaultInjector
+
+KEY = "sk-test-SECRET-abcdefghijklmnopqrstuvwxyz"
+
+
+def cli(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    c = capsys.readouterr()
+    return code, c.out, c.err
+
+
+def write_config(path, server, name="local", **extra):
+    lines = [f"[models.{name}]", 'model = "fake-model"', f'base_url = "{server.base_url}"',
+             'api_key_env = "FAKE_KEY"', "price_in_per_mtok = 1.0", "price_out_per_mtok = 2.0"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in extra.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def tiny(tiny_checkpoints):
+    return str(tiny_checkpoints["opt"])
+
+
+def test_llm_simulator_run_logs_every_call_and_never_the_key(capsys, tiny, text_corpus, isolated, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer() as server:
+        write_config(isolated / "autointerp.toml", server)
+        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+                             "--units", "0:4", "--simulator", "local", "--format", "json")
+        assert code == 0, err
+        requests = list(server.requests)
+    summary = json.loads(out)
+    assert summary["simulator"] == "local" and summary["units_done"] == 4
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    calls = list(db["llm_calls"].rows)
+    assert len(calls) == len(requests) > 0
+    assert all(c["purpose"] == "simulate" and c["error"] is None and c["tokens_in"] > 0 for c in calls)
+    assert db.execute("SELECT SUM(cost_usd) FROM llm_calls").fetchone()[0] > 0
+    # 10 test windows per unit at most 10 per request: at most 2 simulator calls per unit
+    assert len(calls) <= 2 * 4
+    dump = "\n".join(str(list(db[t].rows)) for t in db.table_names()) + out + err
+    assert KEY not in dump and "SECRET" not in dump
+
+
+def test_llm_failures_end_units_failed_and_the_run_goes_on(capsys, tiny, text_corpus, isolated, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer(handler=FaultInjector(rate_500=1.0, seed=1)) as server:
+        write_config(isolated / "autointerp.toml", server, max_retries=1)
+        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+                             "--units", "0:3", "--simulator", "local", "--format", "json")
+    assert code == 0, err
+    units = json.loads(out)["units"]
+    assert [u["status"] for u in units] == ["failed"] * 3
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    reasons = [r["reason"] for r in db["explanations"].rows]
+    assert all(r.startswith("scoring failed") for r in reasons)
+    assert {r["status"] for r in db["unit_runs"].rows} == {"failed"}
+
+
+def test_budget_stops_cleanly_and_the_next_run_goes_on(capsys, tiny, text_corpus, isolated, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer() as server:
+        write_config(isolated / "autointerp.toml", server)
+        args = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:6",
+                "--simulator", "local", "--format", "json"]
+        code, out, err = cli(capsys, *args, "--max-calls", "3")
+        assert code == 0, err
+        first = json.loads(out)
+        assert first["stopped"] and "call budget" in first["stopped"] and first["units_done"] < 6
+        code, out, err = cli(capsys, *args)
+    second = json.loads(out)
+    assert second["units_done"] == 6 and second["units_skipped"] == first["units_done"]
+    assert sqlite_utils.Database(isolated / "autointerp.db")["explanations"].count == 6
+
+
+def test_missing_key_and_unknown_profile_are_usage_errors(capsys, tiny, isolated, monkeypatch):
+    monkeypatch.delenv("FAKE_KEY", raising=False)
+    (isolated / "autointerp.toml").write_text('[models.remote]\nmodel = "m"\nbase_url = "https://example.invalid/v1"\n'
+                                              'api_key_env = "FAKE_KEY"\n')
+    code, _, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--simulator", "remote")
+    assert code == 2 and "FAKE_KEY" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--simulator", "nope")
+    assert code == 2 and "unknown simulator 'nope'" in err and "baseline" in err and "remote" in err
+
+
+def test_models_check(capsys, isolated, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer() as server:
+        write_config(isolated / "autointerp.toml", server)
+        code, out, err = cli(capsys, "models", "--check", "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["name"] == "local" and row["check"]["reachable"] is True and row["check"]["logprobs"] is True
+    assert KEY not in out
