@@ -30,7 +30,7 @@ CONFIG_FILE = "autointerp.toml"
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model: str = Field("bundled", description="Subject model: 'bundled', a hub id (cached) or a checkpoint folder.")
+    model: str = Field("bundled", description="Subject model: 'bundled', a hub id or a checkpoint folder.")
     layer: int | None = Field(None, description="0-based layer whose MLP units are explained.")
     units: str | None = Field(None, description="Which units: all (default), a range '0:32', or a list '3,17,42'.")
     corpus: str = Field("stdlib", description="Corpus spec: stdlib, stdlib:fit, stdlib:all, a file, a folder, "
