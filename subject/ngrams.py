@@ -18,7 +18,7 @@ never collide and ``decode`` inverts them. It needs ``vocab**n < 2**63``: true f
 2,097,152 tokens; a larger combination is refused at construction.
 
 **Memory bound.** Each n keeps two tables: firings per (unit, n-gram) and occurrences per n-gram. Each batch is
-reduced to its distinct rows (a dense index_add over the batch's distinct n-grams), buffered, and merged into the
+reduced to its distinct rows (one nonzero over the firings, one unique per n), buffered, and merged into the
 table (rows summed) when the buffer holds more than ``max_entries`` rows. After a merge, a table holding more than
 ``max_entries`` rows keeps the ``max_entries`` largest counts (ties: the smaller key first) and drops the rest. Memory
 is therefore at most about ``2 * max_entries`` rows per table plus one batch (24 bytes per row), whatever the number
@@ -46,8 +46,9 @@ class _Table:
     After ``merge`` the rows are unique and sorted by (key, unit). ``units == 1`` makes it a plain per-key table.
     """
 
-    def __init__(self, cap: int, units: int):
+    def __init__(self, cap: int, units: int, max_key: int):
         self.cap, self.units = cap, units
+        self.direct = max_key * units < 2**63  # (key, unit) fits one int64 without ranking the keys first
         self.keys = torch.zeros(0, dtype=torch.int64)
         self.unit = torch.zeros(0, dtype=torch.int64)
         self.counts = torch.zeros(0, dtype=torch.int64)
@@ -68,10 +69,13 @@ class _Table:
         unit = torch.cat([self.unit, *(b[1] for b in self._buffer)])
         counts = torch.cat([self.counts, *(b[2] for b in self._buffer)])
         self._buffer, self._buffered = [], 0
-        # two-step unique: rank the keys first so that (rank, unit) fits one int64 whatever vocab**n * units is
-        distinct, rank = torch.unique(keys, return_inverse=True)
-        rows, inverse = torch.unique(rank * self.units + unit, return_inverse=True)
-        self.keys, self.unit = distinct[rows // self.units], rows % self.units
+        if self.direct:
+            rows, inverse = torch.unique(keys * self.units + unit, return_inverse=True)
+            self.keys, self.unit = rows // self.units, rows % self.units
+        else:  # rank the keys first so that (rank, unit) fits one int64
+            distinct, rank = torch.unique(keys, return_inverse=True)
+            rows, inverse = torch.unique(rank * self.units + unit, return_inverse=True)
+            self.keys, self.unit = distinct[rows // self.units], rows % self.units
         self.counts = torch.zeros(len(rows), dtype=torch.int64).index_add_(0, inverse, counts)
         if len(rows) <= self.cap:
             return None
@@ -93,8 +97,8 @@ class NGramCounts:
             raise ValueError(f"n_values must be integers >= 2 (unigrams come from capture), got {n_values!r}")
         if vocab ** self.n_values[-1] >= 2**63:
             raise ValueError(f"{self.n_values[-1]}-gram keys over a vocabulary of {vocab} do not fit in 63 bits")
-        self._fires = {n: _Table(max_entries, units) for n in self.n_values}
-        self._occ = {n: _Table(max_entries, 1) for n in self.n_values}
+        self._fires = {n: _Table(max_entries, units, vocab**n) for n in self.n_values}
+        self._occ = {n: _Table(max_entries, 1, vocab**n) for n in self.n_values}
         self.dropped = {n: torch.zeros(units, dtype=torch.int64) for n in self.n_values}
         self._slack = dict.fromkeys(self.n_values, 0)
         self._by_unit: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -110,15 +114,16 @@ class NGramCounts:
 
     def add(self, ids: torch.Tensor, fires: torch.Tensor) -> None:
         """Count one batch: ``ids`` [B, W] int64 content token ids, ``fires`` [B, W, U] bool."""
-        U = self.units
+        B, W, U = fires.shape
+        b, p, u = fires.nonzero(as_tuple=True)
         for n in self.n_values:
-            if ids.shape[1] < n:
+            if W < n:
                 continue
             local, inverse, occ = torch.unique(self.grams(ids, n).flatten(), return_inverse=True, return_counts=True)
-            per_gram = torch.zeros(len(local), U, dtype=torch.int64)
-            per_gram.index_add_(0, inverse, fires[:, n - 1 :, :].reshape(-1, U).to(torch.int64))
-            g, u = per_gram.nonzero(as_tuple=True)
-            dropped = self._fires[n].add(local[g], u, per_gram[g, u])
+            keep = p >= n - 1
+            gram = inverse[b[keep] * (W - n + 1) + p[keep] - (n - 1)]  # this batch's rank of each firing's n-gram
+            rows, counts = torch.unique(gram * U + u[keep], return_counts=True)
+            dropped = self._fires[n].add(local[rows // U], rows % U, counts)
             if dropped is not None:
                 self.dropped[n].index_add_(0, dropped[1], dropped[2])
             dropped = self._occ[n].add(local, torch.zeros_like(local), occ)
