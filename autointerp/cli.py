@@ -92,8 +92,16 @@ def run(
             state["units"] = progress.add_task("explain+score (units)", total=None, rate="")
         progress.advance(state["units"])
 
+    def on_estimate(e: dict) -> None:
+        progress.console.print(
+            f"LLM estimate for {e['units']} units: ~{e['calls']:,} calls, ~{e['tokens_in']:,} tokens in, "
+            f"~{e['tokens_out']:,} out, ~${e['cost_usd']:.4f} (tokens counted by {e['token_counting']})"
+            + (f"; stops at --max-usd {cfg.max_usd}" if cfg.max_usd is not None else "")
+            + (f"; stops at --max-calls {cfg.max_calls}" if cfg.max_calls is not None else ""))
+
     with progress:
-        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit, fresh=fresh)
+        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit, fresh=fresh,
+                               on_estimate=on_estimate)
     if output == "json":
         out.print_json(json.dumps(_summary_json(summary)))
     else:
@@ -152,7 +160,7 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "stopped": s.stopped, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
+        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }

@@ -51,6 +51,8 @@ class Config(BaseModel):
     windows_per_request: int = Field(10, ge=1, description="Windows per LLM simulator request.")
     max_usd: float | None = Field(None, ge=0, description="Stop spending on LLM calls past this many US dollars.")
     max_calls: int | None = Field(None, ge=0, description="Stop after this many LLM calls.")
+    tiktoken_file: str | None = Field(None, description="Local .tiktoken file for token counts when tiktoken "
+                                                        "cannot load its encoding (offline); else an estimate.")
     models: dict[str, ModelProfile] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")
 
     def snapshot(self) -> dict[str, Any]:

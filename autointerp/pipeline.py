@@ -29,6 +29,7 @@ from autointerp.errors import UsageError
 from autointerp.records import UnitRecord
 from autointerp.llm.client import Budget, BudgetExceeded, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
+from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.scoring.baseline import BaselineSimulator
 from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.score import ScoreResult, score_windows
@@ -134,6 +135,7 @@ class RunSummary:
     wall_s: float = 0.0
     interrupted: bool = False
     stopped: str | None = None  # why the run stopped before finishing every unit (a budget), if it did
+    estimate: dict[str, Any] | None = None  # expected LLM usage of this session, made before spending
 
     @property
     def scores(self) -> list[float]:
@@ -163,6 +165,33 @@ async def score_explanation(simulator: Simulator, text: str, windows) -> tuple[S
     """Simulate ``windows`` from ``text`` and score; returns the score and per-window (predictions, error)."""
     sim = await simulator.simulate(text, [list(w.tokens) for w in windows])
     return score_windows(windows, sim.predictions), list(zip(sim.predictions, sim.errors))
+
+
+def estimate_llm_usage(cfg: Config, record: UnitRecord, explainer: Explainer, simulator: Simulator,
+                       n_units: int) -> dict[str, Any] | None:
+    """Expected LLM calls, tokens and cost for ``n_units`` units like ``record``; None when no LLM is used.
+
+    Each LLM component estimates one unit (``estimate`` methods); the test windows are simulated once per unit.
+    """
+    counter = TokenCounter(bpe_file=cfg.tiktoken_file)
+    parts: dict[str, tuple[Estimate, ModelProfile]] = {}
+    if hasattr(explainer, "estimate"):
+        parts["explainer"] = (explainer.estimate(record, counter), explainer.profile)
+    if hasattr(simulator, "estimate"):
+        sample = "x" * 160  # a typical one-sentence explanation
+        windows = [list(w.tokens) for w in record.split("test")]
+        parts["simulator"] = (simulator.estimate(windows, counter, sample), simulator.profile)
+    if not parts:
+        return None
+    total = {"units": n_units, "calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
+             "token_counting": counter.method}
+    for est, profile in parts.values():
+        est = est * n_units
+        total["calls"] += est.calls
+        total["tokens_in"] += est.tokens_in
+        total["tokens_out"] += est.tokens_out
+        total["cost_usd"] += profile.cost_usd(est.tokens_in, est.tokens_out)
+    return total
 
 
 def worst_windows(windows, predictions, n: int = 4) -> list[dict[str, Any]]:
@@ -223,11 +252,13 @@ def run(
     on_capture_start: Callable[[int | None], Callable[[int], None]] | None = None,
     on_unit: Callable[[UnitOutcome], None] | None = None,
     fresh: bool = False,
+    on_estimate: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunSummary:
     """Run capture -> explain -> simulate -> score -> store for ``cfg.layer``; see the module docstring.
 
     ``on_capture_start(total_tokens_or_None)`` returns a per-batch progress callback; ``on_unit`` is called
     after each unit is committed. ``fresh`` starts a new run even when one with the same key exists.
+    ``on_estimate`` receives the expected LLM usage of the units left, before any LLM call is made.
     """
     if cfg.layer is None:
         raise UsageError("no layer given; pass --layer N (0-based)")
@@ -271,6 +302,9 @@ def run(
     summary.capture_s = time.time() - t_capture
     summary.n_tokens = layer_cap.n_tokens
     store.set_run_tokens(run_id, layer_cap.n_tokens)
+    summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0]), explainer, simulator, len(todo))
+    if summary.estimate is not None and on_estimate:
+        on_estimate(summary.estimate)
     try:
         asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator, cfg.concurrency,
                                  summary, on_unit, llm))

@@ -41,6 +41,7 @@ from typing import Any
 
 from autointerp.llm.client import ChatModel, ChatResult, LLMError, TokenLogprob
 from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, templates_sha256
 from autointerp.scoring.simulator import SimulationResult
 
@@ -144,6 +145,15 @@ class LLMSimulator:
             "top_logprobs": self.top_logprobs if self.method == "logprobs" else None,
             "prompt_sha256": templates_sha256(SYSTEM_TEMPLATE, USER_TEMPLATE),
         }
+
+    def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
+        """Calls and tokens that simulating ``windows`` for one explanation takes (the reply echoes each token
+        line with a number)."""
+        step = self.windows_per_request
+        groups = [windows[i : i + step] for i in range(0, len(windows), step)]
+        tokens_in = sum(counter.count_messages(simulation_messages(explanation, g)) for g in groups)
+        reply = "".join("<start>\n" + "".join(f"{t}\t5\n" for t in w) + "<end>\n" for w in windows)
+        return Estimate(len(groups), tokens_in, counter.count(reply), counter.method)
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
         step = self.windows_per_request

@@ -45,6 +45,9 @@ def test_llm_simulator_run_logs_every_call_and_never_the_key(capsys, tiny, text_
         requests = list(server.requests)
     summary = json.loads(out)
     assert summary["simulator"] == "local" and summary["units_done"] == 4
+    est = summary["llm_estimate"]
+    assert est["units"] == 4 and est["token_counting"] in ("tiktoken", "file", "estimate") and est["cost_usd"] > 0
+    assert "LLM estimate for 4 units" in err
     db = sqlite_utils.Database(isolated / "autointerp.db")
     calls = list(db["llm_calls"].rows)
     assert len(calls) == len(requests) > 0
@@ -52,6 +55,7 @@ def test_llm_simulator_run_logs_every_call_and_never_the_key(capsys, tiny, text_
     assert db.execute("SELECT SUM(cost_usd) FROM llm_calls").fetchone()[0] > 0
     # 10 test windows per unit at most 10 per request: at most 2 simulator calls per unit
     assert len(calls) <= 2 * 4
+    assert est["calls"] == len(calls)  # the estimate printed before spending matches what was spent
     dump = "\n".join(str(list(db[t].rows)) for t in db.table_names()) + out + err
     assert KEY not in dump and "SECRET" not in dump
 

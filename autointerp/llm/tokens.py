@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,3 +100,20 @@ def message_text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Expected LLM usage: calls, prompt tokens, completion tokens (and the counting method behind them)."""
+
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    method: str = "estimate"
+
+    def __add__(self, other: Estimate) -> Estimate:
+        return Estimate(self.calls + other.calls, self.tokens_in + other.tokens_in,
+                        self.tokens_out + other.tokens_out, self.method)
+
+    def __mul__(self, n: int) -> Estimate:
+        return Estimate(self.calls * n, self.tokens_in * n, self.tokens_out * n, self.method)
