@@ -2,9 +2,10 @@
 
     python -m autointerp.subject.train_bundled --out subject/bundled --minutes 40
 
-Everything is seeded; on a 2-core CPU the default run takes about as many minutes as ``--minutes`` says (training
-stops at that wall-clock budget or at ``--steps``, whichever comes first, and the model card records how many
-steps it did). The result loads with ``AutoModelForCausalLM.from_pretrained(out)`` and
+Everything is seeded and the schedule depends on the step count only, so the same command gives the same weights
+on the same software (CPU float32 kernels). The default 3,000 steps (12.3M tokens) take about 25-45 minutes on a
+2-core CPU. ``--minutes`` is an optional safety cap: a run stopped by it says so in the model card and is not
+reproducible. The result loads with ``AutoModelForCausalLM.from_pretrained(out)`` and
 ``AutoTokenizer.from_pretrained(out)``, exactly like a hub id or any other checkpoint.
 
 Shape (the setting of Voita et al.'s dead / n-gram / positional study): OPT, pre-LayerNorm, ReLU FFN, learned
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -84,8 +86,8 @@ def evaluate(model, stream: np.ndarray, ctx: int, n_seq: int = 256) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).parent / "bundled"))
-    ap.add_argument("--minutes", type=float, default=40.0)
-    ap.add_argument("--steps", type=int, default=30000)
+    ap.add_argument("--minutes", type=float, default=None, help="safety cap on training time (default: none)")
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -93,7 +95,10 @@ def main(argv=None):
     ap.add_argument("--d-model", type=int, default=64)
     ap.add_argument("--layers", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--card-only", action="store_true", help="only rewrite README.md from training.json")
     args = ap.parse_args(argv)
+    if args.card_only:
+        return write_model_card(Path(args.out))
 
     from transformers import OPTConfig, OPTForCausalLM
 
@@ -127,7 +132,7 @@ def main(argv=None):
     model = OPTForCausalLM(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = 300
-    budget_s = args.minutes * 60
+    budget_s = args.minutes * 60 if args.minutes else math.inf
     gen = torch.Generator().manual_seed(args.seed)
     it = batches(fit_ids, args.batch, args.ctx, gen)
     t_train, step, log = time.time(), 0, []
@@ -135,8 +140,7 @@ def main(argv=None):
         elapsed = time.time() - t_train
         if elapsed > budget_s:
             break
-        # cosine schedule over the wall-clock budget, so a stop by time still ends at a low learning rate
-        frac = min(1.0, max(step / args.steps, elapsed / budget_s))
+        frac = step / args.steps  # cosine decay to 10% over the steps
         lr = args.lr * min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -156,6 +160,8 @@ def main(argv=None):
     model.save_pretrained(out, safe_serialization=True)
     stats = {
         "steps": step,
+        "steps_planned": args.steps,
+        "stopped_by_time_cap": step < args.steps,
         "batch": args.batch,
         "ctx": args.ctx,
         "tokens_seen": step * args.batch * args.ctx,
@@ -171,7 +177,50 @@ def main(argv=None):
         "loss_log": log,
     }
     (out / "training.json").write_text(json.dumps(stats, indent=1))
+    write_model_card(out)
     print(json.dumps({k: v for k, v in stats.items() if k != "loss_log"}, indent=1))
+
+
+def write_model_card(out: Path) -> None:
+    """README.md (the model card) from config.json and training.json, written by the training run itself."""
+    cfg = json.loads((out / "config.json").read_text())
+    st = json.loads((out / "training.json").read_text())
+    weights = (out / "model.safetensors").stat().st_size
+    card = f"""# autointerp bundled subject model
+
+A small OPT-architecture causal language model of Python source code, shipped with autointerp so that
+`autointerp run --layer 13` gives real results on an offline machine. It is the default `--model` ("bundled") and
+loads like any checkpoint: `AutoModelForCausalLM.from_pretrained` / `AutoTokenizer.from_pretrained` on this folder.
+
+## Shape
+- OPT, pre-LayerNorm (`do_layer_norm_before`), ReLU FFN, learned absolute position embeddings, tied input/output
+  embeddings: the setting of Voita et al. (2023), "Neurons in Large Language Models: Dead, N-gram, Positional".
+- {cfg["num_hidden_layers"]} layers, d_model {cfg["hidden_size"]}, FFN {cfg["ffn_dim"]} (the units autointerp
+  explains: {cfg["ffn_dim"]} per layer), {cfg["num_attention_heads"]} heads, context {cfg["max_position_embeddings"]}
+  positions (BOS + {cfg["max_position_embeddings"] - 1} tokens), vocabulary {cfg["vocab_size"]}.
+- {st["params"]:,} parameters; `model.safetensors` is {weights / 1e6:.1f} MB (float32).
+- Tokenizer: byte-level BPE trained on the same data; `</s>` (id 2) is BOS and EOS, `<pad>` is id 1, and the
+  tokenizer prepends BOS to every text (as OPT's does).
+
+## Data
+The `stdlib:fit` part of the CPython {sys.version_info.major}.{sys.version_info.minor} standard library (`*.py`
+files, `site-packages` excluded): every file whose relative path's SHA-256 starts with a byte >= 52, about 80% of
+the files ({st["fit_tokens"]:,} tokens). The other part, `stdlib` (held-out, {st["heldout_tokens"]:,} tokens), is
+autointerp's default corpus and was never trained on. See `autointerp/corpus.py` for the exact rule.
+
+## Training
+- Command: `{st["command"]}` (seed {st["seed"]}).
+- {st["steps"]:,} AdamW steps (lr {st["lr"]}, betas 0.9/0.98, weight decay 0.01, warmup 300 steps, cosine decay to
+  10% over the steps){" - STOPPED EARLY by the --minutes cap: not reproducible" if st.get("stopped_by_time_cap") else ""}, batch {st["batch"]} sequences of {st["ctx"]} tokens (BOS + {st["ctx"] - 1} tokens
+  cut at random offsets of the concatenated documents): {st["tokens_seen"]:,} tokens seen, in
+  {st["train_minutes"]} minutes on a 2-core CPU.
+- Loss (mean next-token cross-entropy in nats, 256 sequences of {st["ctx"]} tokens): held-out
+  **{st["heldout_loss"]}**, fit {st["fit_loss"]}.
+
+## Intended use
+A subject for interpretability tooling and tests. It is not a useful code model.
+"""
+    (out / "README.md").write_text(card)
 
 
 if __name__ == "__main__":
