@@ -1,0 +1,204 @@
+"""The explainer's prompts (METHODS.md §2): records formatted as ``token<TAB>value`` windows, and answers read back.
+
+    from autointerp.agent.prompting import draft_messages, parse_explanation, record_statistics, scale
+    train = record.split("train")[:10]
+    messages = draft_messages(record, record_statistics(record), train, tools=False, max_tool_calls=0)
+    parse_explanation('It fires on attribute access.\\nEXPLANATION: The token " self" before a dot.')
+    # -> 'The token " self" before a dot.'
+
+Prompt text lives in ``prompts/explainer_*.j2`` (jinja2, ``StrictUndefined``), few-shot examples in
+``prompts/explainer_examples.json`` and the tool schemas in ``prompts/explainer_tools.json``; this module only
+chooses what goes into them. The choices:
+
+- **Normalisation.** ``norm(x) = min(10, floor(10 * max(x, 0) / m))``, all zeros when ``m <= 0``. ``m`` is the
+  max activation over the train windows of the draft prompt (``scale``), and it stays the scale of the whole
+  conversation: windows returned by tools use it too (values above it are written 10), and the revision prompt
+  uses the max of it and of the valid windows it shows, so that 10 means the same everywhere.
+- **Windows.** One ``token<TAB>value`` line per token (``show_token`` escapes newlines, tabs, carriage returns and
+  backslashes), each window between ``<start>`` and ``<end>``. When fewer than 20% of the values shown are
+  non-zero, the windows are repeated with the zero lines removed (windows with no non-zero line are left out).
+- **Answer.** The model is asked for one sentence and to end with a line ``EXPLANATION: <sentence>``. The last such
+  line wins (markdown emphasis around the marker is ignored; an empty marker line takes the next line). A reply
+  without a marker is accepted only when it is a single line. The sentence is unwrapped from quotes or backticks
+  that enclose all of it and must be 1..``MAX_EXPLANATION_CHARS`` characters; anything else is unparseable (None).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from autointerp.llm.client import Message
+from autointerp.prompts.render import PROMPTS_DIR, render
+from autointerp.records import UnitRecord, Window
+
+SYSTEM_TEMPLATE = "explainer_system.j2"
+USER_TEMPLATE = "explainer_user.j2"
+WINDOWS_TEMPLATE = "explainer_windows.j2"
+REVISE_TEMPLATE = "explainer_revise.j2"
+REASK_TEMPLATE = "explainer_reask.j2"
+EXAMPLES_FILE = "explainer_examples.json"
+TOOLS_FILE = "explainer_tools.json"
+# every prompt file whose text reaches the model: their SHA-256 identifies the prompt in a run's config
+PROMPT_FILES = (SYSTEM_TEMPLATE, USER_TEMPLATE, WINDOWS_TEMPLATE, REVISE_TEMPLATE, REASK_TEMPLATE, EXAMPLES_FILE,
+                TOOLS_FILE)
+
+MAX_VALUE = 10
+SPARSE_FRACTION = 0.2  # below this share of non-zero values, windows are repeated with the zero lines removed
+MAX_EXPLANATION_CHARS = 400
+MAX_TOP_TOKENS = 8  # top tokens listed in the evidence summary
+MAX_EVIDENCE_VALUE_CHARS = 160  # other statistics are listed when their JSON is at most this long
+
+_MARKER_RE = re.compile(r"^[\s*_#>`-]*EXPLANATION[*_\s]*:[*_]*[ \t]*(.*)$", re.I | re.M)
+_WRAPPERS = (('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("`", "`"), ("**", "**"))
+
+
+def norm(activations: Sequence[float], m: float) -> list[int]:
+    """Activations as integers 0..10: ``min(10, floor(10 * max(x, 0) / m))``; all zeros when ``m <= 0``."""
+    if m <= 0:
+        return [0] * len(activations)
+    return [min(MAX_VALUE, math.floor(MAX_VALUE * max(x, 0.0) / m)) for x in activations]
+
+
+def scale(windows: Sequence[Window]) -> float:
+    """``m`` for a prompt: the max activation over the windows shown (0.0 when none)."""
+    return max((w.max_activation for w in windows), default=0.0)
+
+
+def windows_text(windows: Sequence[tuple[Sequence[str], Sequence[float]]], m: float) -> str:
+    """(tokens, raw activations) windows as ``<start>``/``<end>`` blocks of ``token<TAB>norm`` lines, repeated
+    without the zero lines when fewer than 20% of the values are non-zero."""
+    rows = [list(zip(tokens, norm(activations, m))) for tokens, activations in windows]
+    values = [value for row in rows for _, value in row]
+    sparse = sum(value > 0 for value in values) < SPARSE_FRACTION * len(values)
+    fired = [[(t, v) for t, v in row if v > 0] for row in rows] if sparse else []
+    return render(WINDOWS_TEMPLATE, windows=rows, fired=[row for row in fired if row]).rstrip("\n")
+
+
+def record_statistics(record: UnitRecord) -> dict[str, Any]:
+    """The record's own statistics in the shape of ``UnitTools.statistics()``, for explainers without tools."""
+    stats = record.stats
+    return {
+        "n_tokens": stats.n_tokens,
+        "firing_rate": stats.firing_rate,
+        "dead": stats.dead,
+        "max": stats.max,
+        "quantiles": dict(stats.quantiles),
+        "top_tokens": [list(t) for t in record.top_tokens],
+    }
+
+
+def evidence(statistics: dict[str, Any]) -> list[str]:
+    """A compact summary of ``UnitTools.statistics()``, one line per fact: firing rate, top tokens, quantiles,
+    the positional profile, then every other statistic whose JSON is short."""
+    lines: list[str] = []
+    rest = dict(statistics)
+    if rest.pop("dead", False):
+        lines.append("it never fires")
+    if (rate := rest.pop("firing_rate", None)) is not None:
+        lines.append(f"fires on {100 * rate:.3g}% of tokens")
+    if top := rest.pop("top_tokens", None):
+        shown = ", ".join(f"{json.dumps(t, ensure_ascii=False)} {f}/{o}" for t, f, o in top[:MAX_TOP_TOKENS])
+        lines.append(f"tokens it fires on most (firings/occurrences): {shown}")
+    if quantiles := rest.pop("quantiles", None):
+        lines.append("activation quantiles: " + ", ".join(f"{k} {_number(v)}" for k, v in quantiles.items()))
+    if profile := rest.pop("position_firing_rate", None):
+        low, high = min(range(len(profile)), key=profile.__getitem__), max(range(len(profile)), key=profile.__getitem__)
+        lines.append(f"firing rate by position in the window: lowest {100 * profile[low]:.3g}% at position {low}, "
+                     f"highest {100 * profile[high]:.3g}% at position {high}")
+    for key, value in rest.items():
+        text = _number(value) if isinstance(value, float) else json.dumps(value, ensure_ascii=False)
+        if len(text) <= MAX_EVIDENCE_VALUE_CHARS:
+            lines.append(f"{key}: {text}")
+    return lines
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+@functools.cache
+def _examples() -> list[dict[str, Any]]:
+    return json.loads((PROMPTS_DIR / EXAMPLES_FILE).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def tool_specs() -> list[dict[str, Any]]:
+    """The tools offered to the model, in the chat-completions ``tools`` format."""
+    return json.loads((PROMPTS_DIR / TOOLS_FILE).read_text(encoding="utf-8"))
+
+
+def system_message(*, tools: bool, max_tool_calls: int) -> Message:
+    """The explainer's instructions, with the few-shot examples (each normalised by its own max)."""
+    examples = []
+    for example in _examples():
+        pairs = [(w["tokens"], w["activations"]) for w in example["windows"]]
+        m = max(max(acts) for _, acts in pairs)
+        examples.append({"windows": windows_text(pairs, m), "explanation": example["explanation"]})
+    content = render(SYSTEM_TEMPLATE, examples=examples, tools=tools, max_tool_calls=max_tool_calls)
+    return {"role": "system", "content": content}
+
+
+def draft_messages(
+    record: UnitRecord, statistics: dict[str, Any], windows: Sequence[Window], *, tools: bool, max_tool_calls: int
+) -> list[Message]:
+    """System and user messages asking for a first explanation of ``windows`` (train windows only)."""
+    shown = windows_text([(w.tokens, w.activations) for w in windows], scale(windows))
+    user = render(USER_TEMPLATE, unit=str(record.id), evidence=evidence(statistics), n_windows=len(windows),
+                  windows=shown)
+    return [system_message(tools=tools, max_tool_calls=max_tool_calls), {"role": "user", "content": user}]
+
+
+def revise_message(explanation: str, score: float | None, worst: Sequence[dict[str, Any]], m: float) -> Message:
+    """The request to revise ``explanation``, showing the valid windows where its simulation was most wrong.
+
+    ``worst`` is what the Validator returns: dicts with ``tokens``, raw ``activations`` and ``predictions`` (0..10).
+    True values are normalised by the max of ``m`` (the draft's scale) and of these windows' activations.
+    """
+    m = max([m, *(max(w["activations"]) for w in worst)])
+    windows = []
+    for w in worst:
+        true = norm(w["activations"], m)
+        predicted = [round(p) for p in w["predictions"]]
+        errors = [t - p for t, p in zip(true, w["predictions"])]
+        kind = "missed firing" if max(errors, key=abs, default=0) > 0 else "false positive"
+        windows.append({"kind": kind, "rows": list(zip(w["tokens"], true, predicted))})
+    shown_score = "undefined (constant predictions or activations)" if score is None else f"{score:.2f}"
+    content = render(REVISE_TEMPLATE, explanation=explanation, score=shown_score, windows=windows)
+    return {"role": "user", "content": content}
+
+
+def reask_message() -> Message:
+    """The one re-ask after an answer without a readable ``EXPLANATION:`` line."""
+    return {"role": "user", "content": render(REASK_TEMPLATE, max_chars=MAX_EXPLANATION_CHARS)}
+
+
+def parse_explanation(text: str) -> str | None:
+    """The one-sentence explanation in a reply, or None when there is none (see the module docstring)."""
+    matches = list(_MARKER_RE.finditer(text))
+    if matches:
+        sentence = matches[-1].group(1).strip()
+        if not sentence:
+            following = text[matches[-1].end() :].strip().splitlines()
+            sentence = following[0] if following else ""
+    else:
+        lines = text.strip().splitlines()
+        if len(lines) != 1:
+            return None
+        sentence = lines[0]
+    sentence = _unwrap(sentence.strip())
+    return sentence if 0 < len(sentence) <= MAX_EXPLANATION_CHARS else None
+
+
+def _unwrap(sentence: str) -> str:
+    """``sentence`` without quotes, backticks or bold markers that enclose all of it (and appear nowhere inside)."""
+    for left, right in _WRAPPERS:
+        inner = sentence[len(left) : len(sentence) - len(right)]
+        if len(sentence) > len(left) + len(right) and sentence.startswith(left) and sentence.endswith(right):
+            if left not in inner and right not in inner:
+                return _unwrap(inner.strip())
+    return sentence
