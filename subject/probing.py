@@ -1,0 +1,309 @@
+"""k-sparse probing of one layer's units for a concept (METHODS.md §6, Gurnee et al. 2023).
+
+    >>> from autointerp.subject.probing import probe_concept, load_span_concept
+    >>> res = probe_concept(subject, open_corpus("stdlib"), layer=3, concept="string")
+    >>> [(r.k, round(r.f1, 3), r.units[:4]) for r in res.results]       # test-split F1 for k = 1, 2, 4, ...
+    >>> probe_concept(subject, None, 3, load_span_concept("my_concept.jsonl"), method="adaptive")
+
+**Built-in concepts** (Python source): every character is labelled from Python's ``tokenize`` (and ``ast`` for
+docstrings) over the whole document, then a model token is positive when its character span (the tokenizer's
+``offset_mapping``) overlaps at least one positive character. ``comment``: COMMENT tokens; ``string``: string
+literals, f-strings whole (quotes and prefixes included); ``docstring``: the string literal that opens a module,
+class or function body; ``keyword``: NAME tokens that are Python keywords; ``identifier``: the other NAME tokens;
+``number``: NUMBER tokens; ``operator``: OP tokens (punctuation included); ``indent_ge2``: the characters of every
+token emitted while at least two indented blocks are open (NEWLINE/NL excluded). Names, operators and keywords inside
+f-string replacement fields are labelled as string only, so labels do not depend on the Python version. Documents
+that do not tokenize or parse are skipped.
+
+**User concepts**: a JSONL file of ``{"text": ..., "spans": [[start, end], ...]}`` (character offsets, end
+exclusive, into ``text``); a token is positive when it overlaps a span. The texts come with the concept; no corpus
+is needed.
+
+**Data.** Each document is tokenized without special tokens and cut into windows of ``window`` tokens (a shorter
+tail is kept, so short user texts count); windows are fed as [BOS] + window like capture, and the BOS position is
+never a sample. Windows are read in corpus order until exactly ``max_tokens`` tokens are collected (the last window
+is cut short): the cap keeps the [tokens, units] matrix and the fits small on CPU. Windows are split 70/30 into
+train/test at random (seeded): no window has tokens on both sides.
+
+**Probes.** Units are ranked on the train split by |mean(x | y=1) - mean(x | y=0)| of their raw activations.
+``method="mean_diff"``: for each k, an L2 logistic regression (C=1) on the k top-ranked units. ``"adaptive"``
+(adaptive thresholding): start from the max(ks) top-ranked units; for k from large to small, fit an elastic-net
+logistic regression (l1_ratio 0.9, C=0.1) on the current support and keep its k largest |coefficients| as the next
+support; each support is then scored with the same L2 probe. Features are standardised with train statistics.
+Precision, recall and F1 of the positive class are on the test split (0 where undefined).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import keyword
+import tokenize
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_fscore_support
+from sklearn.preprocessing import StandardScaler
+
+from autointerp.corpus import Corpus
+from autointerp.errors import UsageError
+from autointerp.subject.capture import mlp_hooks, run_batch
+from autointerp.subject.lens import batches, content
+from autointerp.subject.model import Subject
+
+BUILTIN_CONCEPTS = ("comment", "string", "docstring", "keyword", "identifier", "number", "operator", "indent_ge2")
+DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+TRAIN_SHARE = 0.7
+Method = Literal["mean_diff", "adaptive"]
+_PENALTY_DEPRECATED = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
+
+
+# -- labels --------------------------------------------------------------------------------------------------------
+def python_char_labels(text: str) -> dict[str, np.ndarray] | None:
+    """{concept: [len(text)] bool} for every built-in concept, or None when ``text`` is not valid Python."""
+    starts = np.concatenate([[0], np.cumsum([len(line) for line in text.splitlines(keepends=True)])])
+    labels = {name: np.zeros(len(text), dtype=bool) for name in BUILTIN_CONCEPTS}
+    fstring_start = getattr(tokenize, "FSTRING_START", None)
+    fstring_end = getattr(tokenize, "FSTRING_END", None)
+    depth, open_fstrings, fstring_from = 0, 0, 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            a, b = starts[tok.start[0] - 1] + tok.start[1], starts[tok.end[0] - 1] + tok.end[1]
+            if tok.type == tokenize.INDENT:
+                depth += 1
+                continue
+            if tok.type == tokenize.DEDENT:
+                depth -= 1
+                continue
+            if depth >= 2 and tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
+                labels["indent_ge2"][a:b] = True
+            if tok.type == fstring_start:
+                open_fstrings, fstring_from = open_fstrings + 1, (a if open_fstrings == 0 else fstring_from)
+            elif tok.type == fstring_end:
+                open_fstrings -= 1
+                if open_fstrings == 0:
+                    labels["string"][fstring_from:b] = True
+            elif open_fstrings:
+                continue
+            elif tok.type == tokenize.COMMENT:
+                labels["comment"][a:b] = True
+            elif tok.type == tokenize.STRING:
+                labels["string"][a:b] = True
+            elif tok.type == tokenize.NUMBER:
+                labels["number"][a:b] = True
+            elif tok.type == tokenize.OP:
+                labels["operator"][a:b] = True
+            elif tok.type == tokenize.NAME:
+                labels["keyword" if keyword.iskeyword(tok.string) else "identifier"][a:b] = True
+        tree = ast.parse(text)
+    except (SyntaxError, tokenize.TokenError, ValueError):
+        return None
+    lines = text.splitlines(keepends=True)
+
+    def offset(row: int, byte_col: int) -> int:  # ast columns are UTF-8 byte offsets
+        return int(starts[row - 1]) + len(lines[row - 1].encode()[:byte_col].decode(errors="ignore"))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                labels["docstring"][offset(first.lineno, first.col_offset):
+                                    offset(first.end_lineno, first.end_col_offset)] = True
+    return labels
+
+
+def span_char_labels(text: str, spans: Iterable[Sequence[int]]) -> np.ndarray:
+    """[len(text)] bool: True inside any [start, end) span."""
+    labels = np.zeros(len(text), dtype=bool)
+    for start, end in spans:
+        labels[start:end] = True
+    return labels
+
+
+def token_labels(tokenizer, text: str, char_labels: np.ndarray) -> tuple[list[int], np.ndarray]:
+    """(token ids, [n_tokens] bool): a token is positive when its character span overlaps a positive character."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    cum = np.concatenate([[0], np.cumsum(char_labels, dtype=np.int64)])
+    offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    return list(enc["input_ids"]), cum[offsets[:, 1]] - cum[offsets[:, 0]] > 0
+
+
+@dataclass(frozen=True)
+class SpanConcept:
+    """A user concept: texts with labelled character spans."""
+
+    name: str
+    documents: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
+
+
+def load_span_concept(path: str | Path, name: str | None = None) -> SpanConcept:
+    """Read a JSONL of {"text": str, "spans": [[start, end], ...]}; the concept is named after the file."""
+    path = Path(path)
+    docs = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise UsageError(f"cannot read concept file {path}: {e.strerror}; check the path")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            text, spans = obj["text"], tuple((int(a), int(b)) for a, b in obj["spans"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise UsageError(f'{path}:{i} must look like {{"text": "...", "spans": [[start, end], ...]}}')
+        if not isinstance(text, str) or any(not 0 <= a <= b <= len(text) for a, b in spans):
+            raise UsageError(f"{path}:{i}: every span must satisfy 0 <= start <= end <= len(text)")
+        docs.append((text, spans))
+    if not docs:
+        raise UsageError(f"concept file {path} holds no example; add JSON lines with text and spans")
+    return SpanConcept(name or path.stem, tuple(docs))
+
+
+def _labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> Iterator[tuple[str, np.ndarray]]:
+    if isinstance(concept, SpanConcept):
+        for text, spans in concept.documents:
+            yield text, span_char_labels(text, spans)
+        return
+    if concept not in BUILTIN_CONCEPTS:
+        raise UsageError(f"unknown concept {concept!r}; built in: {', '.join(BUILTIN_CONCEPTS)}, or a JSONL file")
+    if corpus is None:
+        raise UsageError(f"the built-in concept {concept!r} needs a corpus of Python source")
+    for doc in corpus.documents():
+        labels = python_char_labels(doc.text)
+        if labels is not None:
+            yield doc.text, labels[concept]
+
+
+# -- activations -----------------------------------------------------------------------------------------------------
+def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
+            max_tokens: int = 20_000, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X [N, units] float32 activations, y [N] bool labels, group [N] window number) for labelled documents."""
+    windows: list[tuple[list[int], np.ndarray]] = []
+    n = 0
+    for text, char_labels in documents:
+        ids, labels = token_labels(subject.tokenizer, text, char_labels)
+        for start in range(0, len(ids), window):
+            end = min(start + window, len(ids), start + max_tokens - n)
+            windows.append((ids[start:end], labels[start:end]))
+            n += end - start
+            if n == max_tokens:
+                break
+        if n == max_tokens:
+            break
+    if not windows:
+        raise UsageError("no labelled text to probe on; check the corpus or the concept file")
+    xs: list[np.ndarray | None] = [None] * len(windows)
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i][0]))  # equal lengths batch together
+    with mlp_hooks(subject, [layer]) as store:
+        for _, same_length in groupby(order, key=lambda i: len(windows[i][0])):
+            members = list(same_length)
+            for b, (ids, inputs) in enumerate(batches(subject, [windows[i][0] for i in members], batch_size)):
+                run_batch(subject, inputs)
+                for i, a in zip(members[b * batch_size :], content(store[layer], inputs, ids).numpy()):
+                    xs[i] = a
+    X = np.concatenate(xs)
+    y = np.concatenate([labels for _, labels in windows])
+    group = np.concatenate([np.full(len(ids), i) for i, (ids, _) in enumerate(windows)])
+    return X, y, group
+
+
+# -- probes ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ProbeK:
+    """A k-sparse probe scored on the test split."""
+
+    k: int
+    units: tuple[int, ...]  # the units the probe reads, most important first
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    concept: str
+    layer: int
+    method: Method
+    n_train: int  # tokens
+    n_test: int
+    positive_rate_train: float
+    positive_rate_test: float
+    ranking: tuple[tuple[int, float], ...]  # (unit, |mean difference|) of the top units on the train split
+    results: tuple[ProbeK, ...]  # one per k, increasing k
+
+    @property
+    def best(self) -> ProbeK:
+        return max(self.results, key=lambda r: (r.f1, -r.k))
+
+
+def _l2_probe(X_tr, y_tr, X_te, y_te, units: Sequence[int], seed: int) -> tuple[float, float, float]:
+    scaler = StandardScaler().fit(X_tr[:, units])
+    clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(scaler.transform(X_tr[:, units]), y_tr)
+    p, r, f, _ = precision_recall_fscore_support(y_te, clf.predict(scaler.transform(X_te[:, units])),
+                                                 average="binary", zero_division=0)
+    return float(p), float(r), float(f)
+
+
+def _elastic_net(seed: int) -> LogisticRegression:
+    kw = dict(C=0.1, l1_ratio=0.9, solver="saga", max_iter=300, tol=1e-3, random_state=seed)
+    return LogisticRegression(**kw) if _PENALTY_DEPRECATED else LogisticRegression(penalty="elasticnet", **kw)
+
+
+def split_by_window(group: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[N] bool train mask: a seeded 70% of the windows (at least one) train, the rest test."""
+    windows = np.unique(group)
+    chosen = np.random.default_rng(seed).permutation(windows)[: max(1, int(round(TRAIN_SHARE * len(windows))))]
+    return np.isin(group, chosen)
+
+
+def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
+               method: Method = "mean_diff", seed: int = 0) -> tuple[list[ProbeK], dict]:
+    """The probing of the module docstring on ready data; returns (results by increasing k, split facts)."""
+    train = split_by_window(group, seed)
+    X_tr, y_tr, X_te, y_te = X[train], y[train], X[~train], y[~train]
+    if y_tr.all() or not y_tr.any():
+        raise UsageError("the train split holds only one class; probe on more text or a more balanced concept")
+    diff = np.abs(X_tr[y_tr].mean(0) - X_tr[~y_tr].mean(0))
+    ranked = np.argsort(-diff, kind="stable")
+    ks = sorted({min(k, X.shape[1]) for k in ks})
+    results = []
+    if method == "mean_diff":
+        for k in ks:
+            units = ranked[:k]
+            results.append(ProbeK(k, tuple(int(u) for u in units), *_l2_probe(X_tr, y_tr, X_te, y_te, units, seed)))
+    elif method == "adaptive":
+        support = ranked[: ks[-1]]
+        for k in reversed(ks):
+            scaler = StandardScaler().fit(X_tr[:, support])
+            coef = _elastic_net(seed).fit(scaler.transform(X_tr[:, support]), y_tr).coef_[0]
+            support = support[np.argsort(-np.abs(coef), kind="stable")[:k]]
+            results.append(ProbeK(k, tuple(int(u) for u in support),
+                                  *_l2_probe(X_tr, y_tr, X_te, y_te, support, seed)))
+        results.reverse()
+    else:
+        raise UsageError(f"unknown probing method {method!r}; use mean_diff or adaptive")
+    facts = {"n_train": int(train.sum()), "n_test": int((~train).sum()),
+             "positive_rate_train": float(y_tr.mean()), "positive_rate_test": float(y_te.mean()) if len(y_te) else 0.0,
+             "ranking": tuple((int(u), float(diff[u])) for u in ranked[: ks[-1]])}
+    return results, facts
+
+
+def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
+                  ks: Sequence[int] = DEFAULT_KS, method: Method = "mean_diff", max_tokens: int = 20_000,
+                  window: int = 64, seed: int = 0) -> ProbeResult:
+    """Collect ``layer``'s activations on labelled text and fit k-sparse probes (see the module docstring)."""
+    subject.check_layer(layer)
+    X, y, group = collect(subject, _labelled_documents(corpus, concept), layer, window, max_tokens)
+    results, facts = fit_probes(X, y, group, ks, method, seed)
+    name = concept.name if isinstance(concept, SpanConcept) else concept
+    return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), **facts)

@@ -1,0 +1,125 @@
+"""Sparse probing: labels from Python's tokenizer, user span concepts, the split by window, and probes that must
+find a planted unit (k = 1, F1 = 1) and a concept carried jointly by two units (k = 2)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from planted import build_planted
+
+from autointerp.corpus import iter_token_windows, open_corpus
+from autointerp.errors import UsageError
+from autointerp.subject.model import load_subject
+from autointerp.subject.probing import (
+    SpanConcept,
+    fit_probes,
+    load_span_concept,
+    probe_concept,
+    python_char_labels,
+    split_by_window,
+    token_labels,
+)
+
+SOURCE = '''"""Module doc."""
+import os  # note
+def f(x=1.5):
+    """Doc é."""
+    if x:
+        return f"a{x}b" + 'c'
+'''
+
+
+def marked(text, mask):
+    return "".join(c if m else "_" for c, m in zip(text, mask))
+
+
+def test_python_labels_by_character():
+    labels = python_char_labels(SOURCE)
+    assert marked(SOURCE, labels["comment"]).strip("_") == "# note"
+    assert {w for w in marked(SOURCE, labels["keyword"]).split("_") if w} == {"import", "def", "if", "return"}
+    assert {w for w in marked(SOURCE, labels["identifier"]).split("_") if w} == {"os", "f", "x"}
+    assert {w for w in marked(SOURCE, labels["number"]).split("_") if w} == {"1.5"}
+    assert {w for w in marked(SOURCE, labels["string"]).split("_") if w} == \
+        {'"""Module doc."""', '"""Doc é."""', 'f"a{x}b"', "'c'"}
+    assert {w for w in marked(SOURCE, labels["docstring"]).split("_") if w} == {'"""Module doc."""', '"""Doc é."""'}
+    assert {w for w in marked(SOURCE, labels["operator"]).split("_") if w} == {"(", "=", "):", ":", "+"}
+    # only the body of `if x:` is two blocks deep
+    assert marked(SOURCE, labels["indent_ge2"]).replace("_", "") == "returnf\"a{x}b\"+'c'"
+    assert python_char_labels("def f(:\n") is None
+
+
+def test_token_labels_by_overlap(tokenizer):
+    text = "x = 'ab' + y"
+    chars = np.zeros(len(text), dtype=bool)
+    chars[4:8] = True  # 'ab'
+    ids, labels = token_labels(tokenizer, text, chars)
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert "".join(pieces) == text
+    assert "".join(p for p, m in zip(pieces, labels) if m).strip() == "'ab'"
+
+
+def test_load_span_concept(tmp_path):
+    path = tmp_path / "cats.jsonl"
+    path.write_text(json.dumps({"text": "a cat sat", "spans": [[2, 5]]}) + "\n\n")
+    concept = load_span_concept(path)
+    assert concept == SpanConcept("cats", (("a cat sat", ((2, 5),)),))
+    path.write_text(json.dumps({"text": "a cat", "spans": [[2, 9]]}) + "\n")
+    with pytest.raises(UsageError, match="span"):
+        load_span_concept(path)
+    path.write_text('{"text": "a"}\n')
+    with pytest.raises(UsageError, match="spans"):
+        load_span_concept(path)
+
+
+def test_split_is_by_window():
+    group = np.repeat(np.arange(40), 7)
+    train = split_by_window(group, seed=3)
+    for w in range(40):
+        assert len(set(train[group == w])) == 1
+    assert train.sum() == 28 * 7
+
+
+@pytest.mark.parametrize("method", ["mean_diff", "adaptive"])
+def test_planted_token_unit_carries_its_token_concept(method, tokenizer, text_corpus):
+    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, 16))
+    frequent = tuple(t for t, _ in Counter(t for w in windows for t in w).most_common(3))
+    subject, truth = build_planted(tokenizer, frequent, window=16)
+    t0 = truth.token_detectors[2][0]
+    docs = []
+    for doc in open_corpus(str(text_corpus)).documents():
+        enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True)
+        spans = tuple(tuple(o) for i, o in zip(enc["input_ids"], enc["offset_mapping"]) if i == t0)
+        docs.append((doc.text, spans))
+    res = probe_concept(subject, None, 0, SpanConcept("t0", tuple(docs)), ks=(1, 2, 4), method=method,
+                        max_tokens=6000, window=16)
+    assert res.results[0].k == 1 and res.results[0].units == (2,)
+    assert res.results[0].f1 == 1.0 and res.best.k == 1
+    assert res.n_train + res.n_test == 6000 and 0 < res.positive_rate_test < 0.5
+
+
+@pytest.mark.parametrize("method", ["mean_diff", "adaptive"])
+def test_concept_carried_by_two_units_needs_k_2(method):
+    rng = np.random.default_rng(0)
+    n, U = 4000, 20
+    X = rng.normal(size=(n, U)).astype(np.float32)
+    y = X[:, 4] + X[:, 9] > 1.0  # neither unit alone separates it
+    group = np.arange(n) // 10
+    results, facts = fit_probes(X, y, group, ks=(1, 2, 4, 8), method=method)
+    by_k = {r.k: r for r in results}
+    assert set(by_k[2].units) == {4, 9} and by_k[2].f1 > 0.95
+    assert by_k[1].f1 < 0.85
+    assert {u for u, _ in facts["ranking"][:2]} == {4, 9}
+
+
+def test_builtin_concept_end_to_end_on_a_random_model(tiny_checkpoints, text_corpus):
+    subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
+    res = probe_concept(subject, open_corpus(str(text_corpus)), 1, "string", ks=(1, 4, 1000), max_tokens=3000,
+                        window=32)
+    assert [r.k for r in res.results] == [1, 4, subject.n_units]
+    assert all(0.0 <= r.f1 <= 1.0 and len(r.units) == r.k for r in res.results)
+    assert res.n_train + res.n_test >= 3000 and res.concept == "string"
+    with pytest.raises(UsageError, match="built in"):
+        probe_concept(subject, open_corpus(str(text_corpus)), 1, "colour")
