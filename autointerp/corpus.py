@@ -65,6 +65,10 @@ class Corpus:
     def __len__(self) -> int:
         return len(self._names)
 
+    def with_seed(self, seed: int) -> Corpus:
+        """The same documents, visited in another seeded order."""
+        return Corpus(self.spec, self._names, self._loader, seed)
+
     def documents(self) -> Iterator[Document]:
         order = list(self._names)
         random.Random(self.seed).shuffle(order)

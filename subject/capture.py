@@ -239,17 +239,21 @@ class LayerCapture:
             quantiles=self.quantiles(unit),
         )
 
-    def quantiles(self, unit: int, qs=(0.5, 0.9, 0.99, 0.999)) -> dict[str, float]:
+    def quantile_values(self, unit: int, qs: Iterable[float]) -> list[float]:
         """Quantiles from the fixed-bin histogram: the upper edge of the bin holding each quantile, clipped to
-        the observed [min, max] (resolution: one bin, ~16% relative width)."""
+        the observed [min, max] (resolution: one bin, ~16% relative width). Empty when nothing was seen."""
         counts = self.hist[unit].numpy()
         total = counts.sum()
         if total == 0:
-            return {}
+            return []
         cum = np.cumsum(counts) / total
         upper = np.concatenate([HIST_EDGES, [np.inf]])
         lo, hi = float(self.act_min[unit]), float(self.act_max[unit])
-        return {f"q{q * 100:g}".replace(".", ""): float(np.clip(upper[np.searchsorted(cum, q)], lo, hi)) for q in qs}
+        return [float(np.clip(upper[min(np.searchsorted(cum, q), len(upper) - 1)], lo, hi)) for q in qs]
+
+    def quantiles(self, unit: int, qs=(0.5, 0.9, 0.99, 0.999)) -> dict[str, float]:
+        """{"q50": ..., "q90": ..., "q99": ..., "q999": ...} (see quantile_values)."""
+        return {f"q{q * 100:g}".replace(".", ""): v for q, v in zip(qs, self.quantile_values(unit, qs))}
 
     def top_tokens(self, unit: int, n: int = 10) -> list[tuple[str, int, int]]:
         """(token, firings, occurrences) of the tokens this unit fires on most often."""
