@@ -2,7 +2,7 @@
 
     from autointerp.agent.prompting import draft_messages, parse_explanation, record_statistics, scale
     train = record.split("train")[:10]
-    messages = draft_messages(record, record_statistics(record), train, tools=False, max_tool_calls=0)
+    messages = draft_messages(record, record_statistics(record), train, tool_calls_left=0)
     parse_explanation('It fires on attribute access.\\nEXPLANATION: The token " self" before a dot.')
     # -> 'The token " self" before a dot.'
 
@@ -93,8 +93,9 @@ def record_statistics(record: UnitRecord) -> dict[str, Any]:
 
 
 def evidence(statistics: dict[str, Any]) -> list[str]:
-    """A compact summary of ``UnitTools.statistics()``, one line per fact: firing rate, top tokens, quantiles,
-    the positional profile, then every other statistic whose JSON is short."""
+    """A compact summary of ``UnitTools.statistics()``, one line per fact: firing rate, top tokens (as
+    ``(token, firings, occurrences)`` or ``{"token", "firings", "occurrences"}``), quantiles, the positional
+    profile, then every other statistic whose JSON is short."""
     lines: list[str] = []
     rest = dict(statistics)
     if rest.pop("dead", False):
@@ -102,7 +103,8 @@ def evidence(statistics: dict[str, Any]) -> list[str]:
     if (rate := rest.pop("firing_rate", None)) is not None:
         lines.append(f"fires on {100 * rate:.3g}% of tokens")
     if top := rest.pop("top_tokens", None):
-        shown = ", ".join(f"{json.dumps(t, ensure_ascii=False)} {f}/{o}" for t, f, o in top[:MAX_TOP_TOKENS])
+        rows = [(t["token"], t["firings"], t["occurrences"]) if isinstance(t, dict) else t for t in top]
+        shown = ", ".join(f"{json.dumps(t, ensure_ascii=False)} {f}/{o}" for t, f, o in rows[:MAX_TOP_TOKENS])
         lines.append(f"tokens it fires on most (firings/occurrences): {shown}")
     if quantiles := rest.pop("quantiles", None):
         lines.append("activation quantiles: " + ", ".join(f"{k} {_number(v)}" for k, v in quantiles.items()))
@@ -132,25 +134,26 @@ def tool_specs() -> list[dict[str, Any]]:
     return json.loads((PROMPTS_DIR / TOOLS_FILE).read_text(encoding="utf-8"))
 
 
-def system_message(*, tools: bool, max_tool_calls: int) -> Message:
-    """The explainer's instructions, with the few-shot examples (each normalised by its own max)."""
+def system_message(*, tool_calls_left: int) -> Message:
+    """The explainer's instructions (the tools paragraph when calls are left), with the few-shot examples (each
+    normalised by its own max)."""
     examples = []
     for example in _examples():
         pairs = [(w["tokens"], w["activations"]) for w in example["windows"]]
         m = max(max(acts) for _, acts in pairs)
         examples.append({"windows": windows_text(pairs, m), "explanation": example["explanation"]})
-    content = render(SYSTEM_TEMPLATE, examples=examples, tools=tools, max_tool_calls=max_tool_calls)
+    content = render(SYSTEM_TEMPLATE, examples=examples, tool_calls_left=tool_calls_left)
     return {"role": "system", "content": content}
 
 
 def draft_messages(
-    record: UnitRecord, statistics: dict[str, Any], windows: Sequence[Window], *, tools: bool, max_tool_calls: int
+    record: UnitRecord, statistics: dict[str, Any], windows: Sequence[Window], *, tool_calls_left: int
 ) -> list[Message]:
     """System and user messages asking for a first explanation of ``windows`` (train windows only)."""
     shown = windows_text([(w.tokens, w.activations) for w in windows], scale(windows))
     user = render(USER_TEMPLATE, unit=str(record.id), evidence=evidence(statistics), n_windows=len(windows),
                   windows=shown)
-    return [system_message(tools=tools, max_tool_calls=max_tool_calls), {"role": "user", "content": user}]
+    return [system_message(tool_calls_left=tool_calls_left), {"role": "user", "content": user}]
 
 
 def revise_message(explanation: str, score: float | None, worst: Sequence[dict[str, Any]], m: float) -> Message:

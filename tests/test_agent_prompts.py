@@ -51,7 +51,7 @@ def golden_messages() -> list[dict[str, str]]:
     record = tiny_record()
     train = record.split("train")
     statistics = {**record_statistics(record), "position_firing_rate": [0.0, 0.02, 0.01], "token_detector": True}
-    draft = draft_messages(record, statistics, train, tools=True, max_tool_calls=3)
+    draft = draft_messages(record, statistics, train, tool_calls_left=3)
     worst = [{"tokens": ["a", " self", "\n"], "activations": [0.0, 3.6, 0.0], "predictions": [0.0, 2.4, 0.0]},
              {"tokens": ["b", " selfish"], "activations": [0.0, 0.0], "predictions": [0.0, 9.6]}]
     revise = revise_message('the token " self"', 0.4567, worst, scale(train))
@@ -111,6 +111,8 @@ def test_evidence_is_compact_and_skips_long_values():
     assert lines[0] == "fires on 1.23% of tokens"
     assert lines[1].count('" self" 9/10') == 8
     assert "k1: 2" in lines and not any(line.startswith("curve") for line in lines)
+    as_dicts = evidence({"top_tokens": [{"token": "def", "firings": 3, "occurrences": 4}]})  # SubjectUnitTools' shape
+    assert as_dicts == ['tokens it fires on most (firings/occurrences): "def" 3/4']
 
 
 def test_tool_schemas_name_the_unit_tools():

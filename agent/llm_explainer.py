@@ -1,0 +1,156 @@
+"""The LLM explainer: the Explainer for model profiles, running the agent graph (``agent/graph.py``) per unit.
+
+    from autointerp.agent.graph import AgentLimits
+    from autointerp.agent.llm_explainer import LLMExplainer
+    from autointerp.llm import LLMClient, resolve_profile
+
+    profile = resolve_profile("mini", cfg.models)
+    explainer = LLMExplainer(LLMClient(profile, "mini", sink, budget), profile, tools_factory=make_unit_tools,
+                             limits=AgentLimits(max_rounds=1, max_tool_calls=4),
+                             checkpoint_path="autointerp.db.agent.sqlite", run_id=run_id)
+    explanation = await explainer.explain(record.for_explainer(), validate)
+    explanation.status, explanation.reason, explanation.details["llm_calls"]
+
+Tools. ``tools_factory`` is called once per unit with the train-only record the explainer works from. A factory
+whose tools must know the held-out windows (``SubjectUnitTools`` keeps quantile windows clear of valid and test)
+looks the full record up by ``record.id``; it must never hand the agent a way to read valid or test activations.
+
+Outcomes. ``done``: the agent finished its plan (drafts, validation, revisions); the text is the candidate with the
+best valid score. ``gave_up``: a hard cap (``max_tool_calls``, ``max_tokens``) or a second unparseable answer ended
+the unit; the text is the best candidate so far and ``reason`` names the cap. ``failed`` (empty text): the same
+with no candidate yet, or an ``LLMError`` (its message is the reason). A unit whose statistics say it never fires
+is answered without any LLM call: ``Never fires (dead on N tokens).``
+
+``details``: ``llm_calls``, ``tokens_in``, ``tokens_out``, ``cost_usd``, ``tool_calls`` (the explainer's own
+calls; the Validator's simulations are the pipeline's), ``drafts``, ``rounds`` (revisions), ``candidates``
+(text, origin and valid score of each), ``chosen`` (origin of the text returned) and ``stop``.
+
+``BudgetExceeded`` is not turned into an outcome: it propagates out of ``explain`` (from the agent's calls or the
+Validator's) so the pipeline can stop the run cleanly; the unit's checkpoint is kept, so the next session resumes.
+
+Checkpoints. With ``checkpoint_path``, the agent's state is saved after every graph step in that SQLite file (its
+own file, never the results DB) by langgraph's ``AsyncSqliteSaver``, under thread ``f"{run_id}:{unit}"``. Calling
+``explain`` again for a unit whose run was interrupted (an exception, a cancelled task, a killed process) resumes
+it from its last completed step: finished LLM calls are not repeated. A unit that runs to its end has its thread
+deleted (its result lives in the results DB), so the file only holds interrupted units; a failed unit runs again
+from the start. Each ``explain`` opens its own connection (SQLite in WAL mode, so concurrent units can share the
+file), and closes it before returning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
+from typing import Any
+
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+from autointerp.agent.base import Explanation, Validator
+from autointerp.agent.graph import (
+    AgentLimits,
+    UnitContext,
+    best_candidate,
+    build_explainer_graph,
+    initial_state,
+    recursion_limit,
+)
+from autointerp.agent.prompting import PROMPT_FILES
+from autointerp.agent.tools import UnitTools
+from autointerp.llm.client import ChatModel, LLMError
+from autointerp.llm.profiles import ModelProfile
+from autointerp.prompts.render import templates_sha256
+from autointerp.records import UnitRecord
+
+USAGE_KEYS = ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "tool_calls", "drafts", "rounds")
+
+
+class LLMExplainer:
+    """Explainer backed by any ``ChatModel`` (``LLMClient``, ``FakeLLM``). See the module docstring."""
+
+    is_baseline = False
+
+    def __init__(
+        self,
+        llm: ChatModel,
+        profile: ModelProfile,
+        tools_factory: Callable[[UnitRecord], UnitTools] | None = None,
+        limits: AgentLimits = AgentLimits(),
+        checkpoint_path: str | None = None,
+        run_id: str = "",
+    ):
+        if profile != llm.profile:
+            raise ValueError(f"profile {profile.model!r} is not the profile of chat model {llm.name!r}")
+        self.llm = llm
+        self.profile = profile
+        self.name = llm.name  # the profile's registry name
+        self.tools_factory = tools_factory  # called with the train-only record of each unit (see the docstring)
+        self.limits = limits
+        self.checkpoint_path = checkpoint_path
+        self.run_id = run_id
+
+    def config(self) -> dict[str, Any]:
+        """Everything that determines the explanations: profile (no key variable), limits, tools, prompt files."""
+        return {
+            "kind": "llm",
+            "name": self.name,
+            "profile": self.profile.model_dump(exclude={"api_key_env"}),
+            "limits": asdict(self.limits),
+            "tools": self.tools_factory is not None and self.profile.supports_tools and self.limits.max_tool_calls > 0,
+            "prompt_sha256": templates_sha256(*PROMPT_FILES),
+        }
+
+    async def explain(self, record: UnitRecord, validate: Validator | None = None) -> Explanation:
+        record = record.for_explainer()  # whatever the caller hands over, only train windows go further
+        if record.stats.dead:
+            text = f"Never fires (dead on {record.stats.n_tokens} tokens)."
+            return Explanation(text, explainer=self.name, details={"dead": True, **dict.fromkeys(USAGE_KEYS, 0)})
+        tools = self.tools_factory(record) if self.tools_factory is not None else None
+        context = UnitContext(record=record, tools=tools, validate=validate)
+        thread_id = f"{self.run_id}:{record.id}"
+        config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.limits)}
+        async with self._checkpointer() as saver:
+            graph = build_explainer_graph(self.llm, limits=self.limits, checkpointer=saver)
+            start = initial_state()
+            if saver is not None:
+                if (await graph.aget_state(config)).next:
+                    start = None  # resume the interrupted run from its last completed step
+                else:
+                    await saver.adelete_thread(thread_id)
+            try:
+                durability = None if saver is None else "sync"  # "sync": each step is on disk before the next
+                final = await graph.ainvoke(start, config, context=context, durability=durability)
+            except LLMError as exc:
+                values = (await graph.aget_state(config)).values if saver is not None else {}
+                details = {**_usage(values), "resumable": saver is not None}
+                return Explanation("", status="failed", reason=f"LLM call failed: {exc}", explainer=self.name,
+                                   details=details)
+            if saver is not None:
+                await saver.adelete_thread(thread_id)
+        return self._outcome(final)
+
+    @contextlib.asynccontextmanager
+    async def _checkpointer(self) -> AsyncIterator[AsyncSqliteSaver | None]:
+        if self.checkpoint_path is None:
+            yield None
+        else:
+            async with AsyncSqliteSaver.from_conn_string(self.checkpoint_path) as saver:
+                yield saver
+
+    def _outcome(self, final: dict[str, Any]) -> Explanation:
+        best = best_candidate(final["candidates"])
+        details = {
+            **_usage(final),
+            "candidates": [{"text": c["text"], "origin": c["origin"], "valid_score": c["score"]}
+                           for c in final["candidates"]],
+            "chosen": None if best is None else best["origin"],
+            "stop": final["stop"],
+        }
+        if best is None:
+            return Explanation("", status="failed", reason=final["reason"], explainer=self.name, details=details)
+        status = "done" if final["stop"] is None else "gave_up"
+        return Explanation(best["text"], status=status, reason=final["reason"], explainer=self.name, details=details)
+
+
+def _usage(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: values.get(key, 0) for key in USAGE_KEYS}

@@ -1,0 +1,384 @@
+"""The LLM explainer agent on a planted unit (fires on the token " self"), with scripted FakeLLM replies, fake
+UnitTools and a fake Validator: drafting, tools, revision, caps, re-asks, split hygiene and checkpoint resume.
+No network; every graph is built inside its test."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import re
+import sqlite3
+from typing import Any
+
+import pytest
+
+from autointerp.agent.base import Explainer
+from autointerp.agent.graph import AgentLimits, run_tool
+from autointerp.agent.llm_explainer import LLMExplainer
+from autointerp.llm.client import Budget, BudgetExceeded, CallRecord
+from autointerp.llm.fake import FakeLLM
+from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.server import HTTPFailure, Reply
+from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+
+SELF = 'EXPLANATION: The token " self" when it reaches an attribute.'
+SELF_TEXT = 'The token " self" when it reaches an attribute.'
+BETTER = 'EXPLANATION: The token " self" before a dot, weakly "self" in signatures.'
+BETTER_TEXT = 'The token " self" before a dot, weakly "self" in signatures.'
+NO_TOOLS = AgentLimits(max_rounds=0, max_tool_calls=0)
+
+
+# --- the planted unit ----------------------------------------------------------------------------------------------
+
+def planted_record(unit: int = 5) -> UnitRecord:
+    """Nine top windows (dealt train/valid/test) and four random ones. Only valid windows hold " VALIDONLY" and
+    only test windows " TESTONLY", with distinctive activations, so a leak shows up in any prompt."""
+    top_splits, random_splits = deal_splits(9, 4)
+    windows = []
+    for rank, split in enumerate(top_splits):
+        marker = {"train": ".", "valid": " VALIDONLY", "test": " TESTONLY"}[split]
+        tokens = ("def", " area", "(", "self", "):", " return", " self", marker, "w")
+        acts = (0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 5.0 - 0.4 * rank, 0.0 if split == "train" else 0.77, 0.0)
+        windows.append(Window(rank, tokens, tuple(range(9)), acts, "top", rank, split))
+    for i, split in enumerate(random_splits):
+        marker = " VALIDONLY" if split == "valid" else " TESTONLY"
+        windows.append(Window(100 + i, ("x", " =", " 1", marker), (0, 1, 2, 3), (0.0, 0.0, 0.0, 0.33), "random", i,
+                              split))
+    stats = UnitStats(n_tokens=5000, fire_count=250, threshold=0.0, mean=0.1, std=0.5, max=5.0, min=0.0,
+                      quantiles={"q50": 0.0, "q99": 3.0})
+    return UnitRecord(UnitId(1, unit), tuple(windows), stats, top_tokens=((" self", 200, 210), ("self", 50, 300)))
+
+
+class FakeTools:
+    """UnitTools over the train windows of the record it is built from; the unit fires 5.0 on " self"."""
+
+    def __init__(self, record: UnitRecord):
+        self.record = record
+        self.calls: list[str] = []
+
+    def statistics(self) -> dict[str, Any]:
+        self.calls.append("statistics")
+        return {"firing_rate": 0.05, "dead": False, "top_tokens": [[" self", 200, 210]], "quantiles": {"q99": 3.0},
+                "detector": "token"}
+
+    def train_windows(self, offset: int = 0, n: int = 5) -> list[Window]:
+        self.calls.append("train_windows")
+        return self.record.split("train")[offset : offset + n]
+
+    def quantile_windows(self, lo: float, hi: float, n: int = 4) -> list[Window]:
+        self.calls.append("quantile_windows")
+        return [Window(999, ("my", "self", "ie"), (0, 1, 2), (0.0, 1.0, 0.0), "top", 0, "train")][:n]
+
+    def run_text(self, text: str) -> list[tuple[str, float]]:
+        self.calls.append("run_text")
+        return [(t, 5.0 if t == " self" else 0.0) for t in re.findall(r" ?\w+|\S|\s", text)]
+
+
+class Script:
+    """A FakeLLM responder that replays ``replies`` in order (callables get the messages) and records requests."""
+
+    def __init__(self, *replies: Any):
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+
+    def __call__(self, messages, tools, logprobs):
+        self.requests.append({"messages": copy.deepcopy(messages), "tools": tools})
+        assert self.replies, "the agent made more LLM calls than scripted"
+        reply = self.replies.pop(0)
+        return reply(messages) if callable(reply) else reply
+
+    def prompts(self) -> list[str]:
+        return [json.dumps(r["messages"], ensure_ascii=False) for r in self.requests]
+
+
+class FakeValidator:
+    """Scores a candidate by a lookup (default 0.1) and returns the first two valid windows as the worst, as the
+    pipeline's Validator would (from the FULL record)."""
+
+    def __init__(self, record: UnitRecord, scores: dict[str, float | None] | None = None):
+        self.valid = record.split("valid")
+        self.scores = scores or {}
+        self.calls: list[str] = []
+
+    async def __call__(self, text: str):
+        self.calls.append(text)
+        worst = [{"tokens": list(w.tokens), "activations": list(w.activations), "predictions": [0.0] * len(w.tokens),
+                  "source": w.source, "error": 5.0} for w in self.valid[:2]]
+        return self.scores.get(text, 0.1), worst
+
+
+class Sink:
+    def __init__(self):
+        self.records: list[CallRecord] = []
+
+    def record_call(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+
+def explainer(script: Script, limits: AgentLimits, *, tools: bool = True, profile: ModelProfile | None = None,
+              **kw: Any) -> tuple[LLMExplainer, FakeLLM, Sink]:
+    """An LLMExplainer over a FakeLLM replaying ``script``; ``kw``: checkpoint_path and run_id for the explainer,
+    anything else for the FakeLLM (e.g. budget)."""
+    checkpoint = {key: kw.pop(key) for key in ("checkpoint_path", "run_id") if key in kw}
+    sink = Sink()
+    fake = FakeLLM(script, profile=profile, name="fake-profile", sink=sink, **kw)
+    return LLMExplainer(fake, fake.profile, FakeTools if tools else None, limits, **checkpoint), fake, sink
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# --- tests ----------------------------------------------------------------------------------------------------------
+
+def test_is_an_explainer_whose_config_names_everything_but_the_key():
+    ex, fake, _ = explainer(Script(), AgentLimits())
+    assert isinstance(ex, Explainer) and not ex.is_baseline and ex.name == "fake-profile"
+    config = ex.config()
+    assert config["limits"]["max_rounds"] == 1 and config["tools"] is True and len(config["prompt_sha256"]) == 64
+    assert "api_key_env" not in config["profile"] and config["profile"]["model"] == fake.profile.model
+    json.dumps(config)  # stored in the DB as JSON
+
+
+def test_exactly_one_llm_call_without_revision_or_tools():
+    script = Script(SELF)
+    ex, fake, sink = explainer(script, NO_TOOLS)
+    record = planted_record()
+    validator = FakeValidator(record)
+    out = run(ex.explain(record.for_explainer(), validator))
+    assert (out.text, out.status, out.reason) == (SELF_TEXT, "done", None)
+    assert fake.totals.calls == 1 and out.details["llm_calls"] == 1 and validator.calls == []
+    assert script.requests[0]["tools"] is None and [r.purpose for r in sink.records] == ["explain"]
+    assert out.details["tokens_in"] > 0 and out.details["tool_calls"] == 0 and out.explainer == "fake-profile"
+
+
+def test_drafts_calls_tools_then_revises_and_keeps_the_better():
+    script = Script(
+        Reply(tool_calls=[("statistics", {}), ("run_text", {"text": "def f(self): return self.x"})]),
+        SELF,
+        BETTER,
+    )
+    ex, fake, sink = explainer(script, AgentLimits(max_rounds=1, max_tool_calls=4))
+    record = planted_record()
+    validator = FakeValidator(record, {SELF_TEXT: 0.4, BETTER_TEXT: 0.8})
+    out = run(ex.explain(record.for_explainer(), validator))
+    assert (out.text, out.status) == (BETTER_TEXT, "done")
+    assert [r.purpose for r in sink.records] == ["explain", "explain", "revise"]
+    assert [spec["function"]["name"] for spec in script.requests[0]["tools"]] == [
+        "statistics", "train_windows", "quantile_windows", "run_text"]
+    tool_results = [m for m in script.requests[1]["messages"] if m["role"] == "tool"]
+    assert [m["tool_call_id"] for m in tool_results] == ["call_0", "call_1"]
+    assert '"firing_rate": 0.05' in tool_results[0]["content"]
+    assert " self\t10" in tool_results[1]["content"] and "(0 tool call(s) left)" not in tool_results[1]["content"]
+    revise_prompt = script.requests[2]["messages"][-1]["content"]
+    assert SELF_TEXT in revise_prompt and "0.40" in revise_prompt and "missed firing" in revise_prompt
+    assert validator.calls == [SELF_TEXT, BETTER_TEXT]
+    assert out.details["candidates"] == [
+        {"text": SELF_TEXT, "origin": "draft 1", "valid_score": 0.4},
+        {"text": BETTER_TEXT, "origin": "revision 1", "valid_score": 0.8},
+    ]
+    assert out.details["tool_calls"] == 2 and out.details["rounds"] == 1 and out.details["chosen"] == "revision 1"
+    statistics_in_draft = script.requests[0]["messages"][1]["content"]
+    assert "detector: \"token\"" in statistics_in_draft  # the evidence summary comes from tools.statistics()
+
+
+def test_revision_that_scores_worse_on_valid_is_not_kept():
+    record = planted_record()
+    ex, _, _ = explainer(Script(SELF, BETTER, "EXPLANATION: Anything at all."), AgentLimits(max_rounds=2))
+    validator = FakeValidator(record, {SELF_TEXT: 0.7, BETTER_TEXT: 0.3, "Anything at all.": None})
+    out = run(ex.explain(record.for_explainer(), validator))
+    assert (out.text, out.status, out.details["chosen"]) == (SELF_TEXT, "done", "draft 1")
+    assert [c["valid_score"] for c in out.details["candidates"]] == [0.7, 0.3, None]
+
+
+def test_second_revision_revises_the_best_so_far():
+    record = planted_record()
+    script = Script(SELF, "EXPLANATION: Worse.", BETTER)
+    ex, _, _ = explainer(script, AgentLimits(max_rounds=2))
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5, BETTER_TEXT: 0.6})))
+    assert out.text == BETTER_TEXT
+    assert SELF_TEXT in script.requests[2]["messages"][-1]["content"]  # not "Worse."
+
+
+def test_best_of_k_keeps_the_best_draft():
+    record = planted_record()
+    ex, fake, _ = explainer(Script("EXPLANATION: A.", "EXPLANATION: B.", "EXPLANATION: C."),
+                            AgentLimits(best_of_k=3, max_rounds=0, max_tool_calls=0))
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {"A.": 0.2, "B.": 0.9, "C.": 0.5})))
+    assert (out.text, out.details["chosen"], fake.totals.calls) == ("B.", "draft 2", 3)
+
+
+def test_tool_call_cap_ends_gave_up_with_the_best_so_far():
+    record = planted_record()
+    script = Script(SELF, Reply(tool_calls=[("statistics", {})]), Reply(tool_calls=[("statistics", {})]))
+    ex, fake, _ = explainer(script, AgentLimits(max_rounds=1, max_tool_calls=1))
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5})))
+    assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "max_tool_calls")
+    assert "max_tool_calls cap (1)" in out.reason and out.details["tool_calls"] == 1 and fake.totals.calls == 3
+
+
+def test_tool_call_cap_before_any_candidate_fails_with_the_reason():
+    ex, _, _ = explainer(Script(Reply(tool_calls=[("statistics", {})] * 3)), AgentLimits(max_tool_calls=2))
+    out = run(ex.explain(planted_record().for_explainer(), None))
+    assert (out.text, out.status) == ("", "failed") and "max_tool_calls cap (2)" in out.reason
+    assert out.details["tool_calls"] == 0
+
+
+def test_token_cap_ends_gave_up_before_the_next_call():
+    record = planted_record()
+    ex, fake, _ = explainer(Script(SELF), AgentLimits(max_rounds=3, max_tokens=10))
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record)))
+    assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "max_tokens")
+    assert "max_tokens cap (10)" in out.reason and fake.totals.calls == 1
+
+
+def test_garbage_answer_is_reasked_once_then_fails():
+    script = Script("I am not sure.\nMaybe def?", "still\nnothing")
+    ex, fake, _ = explainer(script, NO_TOOLS)
+    out = run(ex.explain(planted_record().for_explainer(), None))
+    assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
+    assert "EXPLANATION" in out.reason and fake.totals.calls == 2
+    assert "did not end with a line" in script.requests[1]["messages"][-1]["content"]
+
+
+def test_garbage_revision_gives_up_with_the_draft():
+    record = planted_record()
+    ex, _, _ = explainer(Script(SELF, "no\nidea", ""), AgentLimits(max_rounds=1))
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record)))
+    assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "unparseable")
+
+
+def test_reask_that_works_is_done():
+    ex, fake, _ = explainer(Script("thinking\nout loud", SELF), NO_TOOLS)
+    out = run(ex.explain(planted_record().for_explainer(), None))
+    assert (out.text, out.status, fake.totals.calls) == (SELF_TEXT, "done", 2)
+
+
+def test_bad_tool_arguments_go_back_to_the_model_as_errors():
+    record = planted_record()
+    bad_calls = [("run_text", "{not json"), ("train_windows", {"offset": -1}), ("train_windows", {"n": 2}),
+                 ("quantile_windows", {"lo": 0.9, "hi": 0.5}), ("run_python", {"code": "1"}),
+                 ("statistics", {"x": 1}), ("run_text", {"text": 5}), ("quantile_windows", {"lo": True, "hi": 1})]
+    script = Script(Reply(tool_calls=bad_calls), SELF)
+    ex, _, _ = explainer(script, AgentLimits(max_rounds=0, max_tool_calls=8))
+    out = run(ex.explain(record.for_explainer(), None))
+    assert out.status == "done"
+    results = [m["content"] for m in script.requests[1]["messages"] if m["role"] == "tool"]
+    assert len(results) == len(bad_calls) and all(r.startswith("error: ") for r in results)
+    assert "there is no tool 'run_python'" in results[4]
+
+
+def test_window_tools_show_train_windows_on_the_draft_scale():
+    tools = FakeTools(planted_record().for_explainer())
+    text = run_tool(tools, "train_windows", '{"offset": 1, "n": 1}', m=5.0)
+    assert "<start>\ndef\t0\n" in text and " self\t7\n" in text  # rank 3: 3.8 of 5.0
+    assert run_tool(tools, "train_windows", '{"offset": 50}', m=5.0) == "no windows match"
+    assert "self\t2" in run_tool(tools, "quantile_windows", '{"lo": 0.5, "hi": 0.9}', m=5.0)
+
+
+def test_explainer_never_sees_valid_or_test_activations():
+    record = planted_record()
+    seen_by_factory: list[UnitRecord] = []
+
+    def factory(rec: UnitRecord) -> FakeTools:
+        seen_by_factory.append(rec)
+        return FakeTools(rec)
+
+    script = Script(Reply(tool_calls=[("train_windows", {"offset": 0, "n": 8}), ("statistics", {})]), SELF,
+                    Reply(tool_calls=[("train_windows", {"offset": 2, "n": 8})]), BETTER)
+    fake = FakeLLM(script)
+    ex = LLMExplainer(fake, fake.profile, factory, AgentLimits(max_rounds=1, max_tool_calls=4))
+    out = run(ex.explain(record, FakeValidator(record)))  # even handed the FULL record
+    assert out.status == "done" and fake.totals.calls == 4
+    assert all(w.split == "train" for w in seen_by_factory[0].windows)
+    prompts = script.prompts()
+    assert not any("TESTONLY" in p or "0.77" in p for p in prompts)
+    draft_prompts, revision_prompts = prompts[:2], prompts[2:]
+    assert not any("VALIDONLY" in p for p in draft_prompts)
+    # revision shows the Validator's worst valid windows (METHODS §2 allows valid for revision), nothing else
+    assert all("VALIDONLY" in p for p in revision_prompts)
+
+
+def test_tool_less_profile_skips_the_tool_loop_but_still_revises():
+    record = planted_record()
+    script = Script(SELF, BETTER)
+    profile = ModelProfile(model="fake-model", supports_tools=False)
+    ex, fake, _ = explainer(script, AgentLimits(max_rounds=1, max_tool_calls=4), profile=profile)
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {BETTER_TEXT: 0.9})))
+    assert (out.text, fake.totals.calls) == (BETTER_TEXT, 2)
+    assert all(r["tools"] is None for r in script.requests) and ex.config()["tools"] is False
+    assert "tool calls for this neuron" not in script.requests[0]["messages"][0]["content"]
+    assert "detector" in script.requests[0]["messages"][1]["content"]  # statistics still summarised
+
+
+def test_no_validator_means_one_draft_and_no_revision():
+    ex, fake, _ = explainer(Script(SELF), AgentLimits(best_of_k=3, max_rounds=2, max_tool_calls=0))
+    out = run(ex.explain(planted_record().for_explainer(), None))
+    assert (out.status, fake.totals.calls) == ("done", 1)
+
+
+def test_dead_unit_costs_no_llm_call():
+    record = planted_record()
+    dead = UnitRecord(record.id, record.windows, UnitStats(5000, 0, 0.0, 0.0, 0.0, 0.0, 0.0))
+    ex, fake, _ = explainer(Script(), AgentLimits())
+    out = run(ex.explain(dead.for_explainer(), None))
+    assert (out.text, out.status, fake.totals.calls) == ("Never fires (dead on 5000 tokens).", "done", 0)
+
+
+def test_llm_error_fails_the_unit_and_budget_exceeded_propagates():
+    ex, _, _ = explainer(Script(HTTPFailure(400, message="bad request")), NO_TOOLS)
+    out = run(ex.explain(planted_record().for_explainer(), None))
+    assert (out.text, out.status) == ("", "failed") and "LLM call failed" in out.reason and "HTTP 400" in out.reason
+    ex, _, _ = explainer(Script(SELF), NO_TOOLS, budget=Budget(max_calls=0))
+    with pytest.raises(BudgetExceeded):
+        run(ex.explain(planted_record().for_explainer(), None))
+
+
+def test_checkpoint_resume_does_not_repeat_finished_calls(tmp_path):
+    path = str(tmp_path / "results.db.agent.sqlite")
+    record = planted_record()
+    limits = AgentLimits(max_rounds=1, max_tool_calls=0)
+    first = Script(SELF, HTTPFailure(400, message="interrupted"))
+    ex, _, _ = explainer(first, limits, checkpoint_path=path, run_id="run1")
+    validator = FakeValidator(record, {SELF_TEXT: 0.3, BETTER_TEXT: 0.6})
+    out = run(ex.explain(record.for_explainer(), validator))
+    assert out.status == "failed" and out.details["resumable"] and out.details["llm_calls"] == 1
+    assert len(first.requests) == 2 and validator.calls == [SELF_TEXT]
+
+    second = Script(BETTER)
+    ex, fake, _ = explainer(second, limits, checkpoint_path=path, run_id="run1")
+    out = run(ex.explain(record.for_explainer(), validator))
+    assert (out.text, out.status) == (BETTER_TEXT, "done")
+    assert fake.totals.calls == 1 and "Revise your explanation" in second.requests[0]["messages"][-1]["content"]
+    assert validator.calls == [SELF_TEXT, BETTER_TEXT]  # the draft was neither re-asked nor re-validated
+    assert out.details["llm_calls"] == 2  # usage accumulates across the interruption
+
+    with sqlite3.connect(path) as db:  # finished units leave nothing behind
+        assert db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 0
+    third = Script(SELF, BETTER)  # so a new run of the unit starts from the draft
+    ex, fake, _ = explainer(third, limits, checkpoint_path=path, run_id="run1")
+    assert run(ex.explain(record.for_explainer(), validator)).status == "done" and fake.totals.calls == 2
+
+
+def test_checkpoint_threads_are_per_run_and_unit(tmp_path):
+    path = str(tmp_path / "agent.sqlite")
+    record = planted_record()
+    ex, _, _ = explainer(Script(HTTPFailure(400)), NO_TOOLS, checkpoint_path=path, run_id="runA")
+    assert run(ex.explain(record.for_explainer(), None)).status == "failed"
+    script = Script(SELF)  # another run_id does not resume runA's thread
+    ex, fake, _ = explainer(script, NO_TOOLS, checkpoint_path=path, run_id="runB")
+    assert run(ex.explain(record.for_explainer(), None)).status == "done" and len(script.requests) == 1
+
+
+def test_concurrent_units_share_one_checkpoint_file(tmp_path):
+    path = str(tmp_path / "agent.sqlite")
+    fake = FakeLLM(lambda messages, tools, logprobs: SELF)
+    ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(max_rounds=1), checkpoint_path=path, run_id="r")
+    records = [planted_record(unit) for unit in range(6)]
+
+    async def all_units():
+        return await asyncio.gather(*(ex.explain(r.for_explainer(), FakeValidator(r)) for r in records))
+
+    outs = run(all_units())
+    assert [o.status for o in outs] == ["done"] * 6 and fake.totals.calls == 12
