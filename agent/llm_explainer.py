@@ -30,10 +30,11 @@ Validator's) so the pipeline can stop the run cleanly; the unit's checkpoint is 
 
 Checkpoints. With ``checkpoint_path``, the agent's state is saved after every graph step in that SQLite file (its
 own file, never the results DB) by langgraph's ``AsyncSqliteSaver``, under thread ``f"{run_id}:{unit}"``. Calling
-``explain`` again for a unit whose run was interrupted (an exception, a cancelled task, a killed process) resumes
-it from its last completed step: finished LLM calls are not repeated. A unit that runs to its end has its thread
-deleted (its result lives in the results DB), so the file only holds interrupted units; a failed unit runs again
-from the start. Each ``explain`` opens its own connection (SQLite in WAL mode, so concurrent units can share the
+``explain`` again for a unit whose run was interrupted (an ``LLMError``, ``BudgetExceeded``, a cancelled task, a
+killed process) resumes it from its last completed step: finished LLM calls and validations are not repeated. A
+unit whose graph runs to its end (done, gave_up, or failed for want of a candidate) has its thread deleted (its
+result lives in the results DB), so the file only holds interrupted units, and a new attempt at such a unit
+starts from the draft. Each ``explain`` opens its own connection (SQLite in WAL mode, so concurrent units can share the
 file), and closes it before returning.
 """
 
