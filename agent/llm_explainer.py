@@ -10,6 +10,7 @@
                              checkpoint_path="autointerp.db.agent.sqlite", run_id=run_id)
     explanation = await explainer.explain(record.for_explainer(), validate)
     explanation.status, explanation.reason, explanation.details["llm_calls"]
+    explainer.estimate(record, TokenCounter())       # expected calls and tokens per unit, before spending
 
 Tools. ``tools_factory`` is called once per unit with the train-only record the explainer works from. A factory
 whose tools must know the held-out windows (``SubjectUnitTools`` keeps quantile windows clear of valid and test)
@@ -56,14 +57,17 @@ from autointerp.agent.graph import (
     initial_state,
     recursion_limit,
 )
-from autointerp.agent.prompting import PROMPT_FILES
+from autointerp.agent.prompting import PROMPT_FILES, draft_messages, record_statistics, revise_message, scale
 from autointerp.agent.tools import UnitTools
 from autointerp.llm.client import ChatModel, LLMError
 from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import templates_sha256
 from autointerp.records import UnitRecord
 
 USAGE_KEYS = ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "tool_calls", "drafts", "rounds")
+TYPICAL_ANSWER = 'Thinking it over.\nEXPLANATION: The token " self" when a method body reads one of its attributes.'
+WORST_WINDOWS = 4  # valid windows a revision prompt typically shows (the pipeline's Validator returns 4)
 
 
 class LLMExplainer:
@@ -97,9 +101,31 @@ class LLMExplainer:
             "name": self.name,
             "profile": self.profile.model_dump(exclude={"api_key_env"}),
             "limits": asdict(self.limits),
-            "tools": self.tools_factory is not None and self.profile.supports_tools and self.limits.max_tool_calls > 0,
+            "tools": self.uses_tools,
             "prompt_sha256": templates_sha256(*PROMPT_FILES),
         }
+
+    @property
+    def uses_tools(self) -> bool:
+        """Whether units get the tool loop (tools given, supported by the profile, and allowed by the limits)."""
+        return self.tools_factory is not None and self.profile.supports_tools and self.limits.max_tool_calls > 0
+
+    def estimate(self, record: UnitRecord, counter: TokenCounter) -> Estimate:
+        """Expected LLM usage for one unit like ``record``, before spending: every draft and revision, and every
+        allowed tool call (each re-sends about the draft prompt), each answered with a typical reply; re-asks are
+        not counted, and the Validator's simulations are the simulator's. Reads only the train windows."""
+        record = record.for_explainer()
+        train = record.split("train")[: self.limits.windows_shown]
+        tool_calls = self.limits.max_tool_calls if self.uses_tools else 0
+        draft = draft_messages(record, record_statistics(record), train, tool_calls_left=tool_calls)
+        worst = [{"tokens": list(w.tokens), "activations": list(w.activations), "predictions": [0.0] * len(w.tokens)}
+                 for w in train[:WORST_WINDOWS]]
+        revision = [*draft, {"role": "assistant", "content": TYPICAL_ANSWER},
+                    revise_message(TYPICAL_ANSWER, 0.5, worst, scale(train))]
+        calls = self.limits.best_of_k + self.limits.max_rounds + tool_calls
+        tokens_in = ((self.limits.best_of_k + tool_calls) * counter.count_messages(draft)
+                     + self.limits.max_rounds * counter.count_messages(revision))
+        return Estimate(calls, tokens_in, calls * counter.count(TYPICAL_ANSWER), counter.method)
 
     async def explain(self, record: UnitRecord, validate: Validator | None = None) -> Explanation:
         record = record.for_explainer()  # whatever the caller hands over, only train windows go further

@@ -20,6 +20,7 @@ from autointerp.llm.client import Budget, BudgetExceeded, CallRecord
 from autointerp.llm.fake import FakeLLM
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.server import HTTPFailure, Reply
+from autointerp.llm.tokens import TokenCounter
 from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 
 SELF = 'EXPLANATION: The token " self" when it reaches an attribute.'
@@ -139,6 +140,15 @@ def test_is_an_explainer_whose_config_names_everything_but_the_key():
     assert config["limits"]["max_rounds"] == 1 and config["tools"] is True and len(config["prompt_sha256"]) == 64
     assert "api_key_env" not in config["profile"] and config["profile"]["model"] == fake.profile.model
     json.dumps(config)  # stored in the DB as JSON
+
+
+def test_estimate_counts_the_planned_calls():
+    record = planted_record()
+    one, _, _ = explainer(Script(), NO_TOOLS)
+    assert one.estimate(record, TokenCounter()).calls == 1
+    full, _, _ = explainer(Script(), AgentLimits(best_of_k=2, max_rounds=1, max_tool_calls=3))
+    estimate = full.estimate(record, TokenCounter())
+    assert estimate.calls == 6 and estimate.tokens_in > 5 * one.estimate(record, TokenCounter()).tokens_in
 
 
 def test_exactly_one_llm_call_without_revision_or_tools():
