@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from autointerp.corpus import bos_id
-from autointerp.subject.capture import mlp_hooks, run_batch
+from autointerp.subject.capture import StopForward, mlp_hooks, run_batch
 from autointerp.subject.model import Subject
 
 # model_type -> (module list of the decoder blocks, final norm applied before the unembedding)
@@ -128,23 +128,29 @@ def _hidden(output) -> torch.Tensor:
 
 
 @contextmanager
-def residual_hooks(subject: Subject, layers: Iterable[int] | None = None) -> Iterator[dict[int, torch.Tensor]]:
+def residual_hooks(subject: Subject, layers: Iterable[int] | None = None, stop_after_last: bool = False
+                   ) -> Iterator[dict[int, torch.Tensor]]:
     """Yields {index: residual stream [B, T, d]} filled by the next forward pass; index 0 is the input of block 0,
-    index l+1 the output of block l (``layers`` restricts which are kept, all when None). Hooks always removed."""
+    index l+1 the output of block l (``layers`` restricts which are kept, all when None). With ``stop_after_last``
+    the deepest kept index raises StopForward (run the pass with capture's ``run_batch``). Hooks always removed."""
     mods = blocks(subject)
     wanted = set(range(len(mods) + 1)) if layers is None else set(layers)
+    last = max(wanted) if stop_after_last else None
     store: dict[int, torch.Tensor] = {}
     handles = []
+
+    def keep(index: int, value: torch.Tensor) -> None:
+        store[index] = value.detach()
+        if index == last:
+            raise StopForward
+
     try:
         if 0 in wanted:
-            def pre(module, args, kwargs):
-                store[0] = (args[0] if args else kwargs["hidden_states"]).detach()
-
-            handles.append(mods[0].register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(mods[0].register_forward_pre_hook(
+                lambda module, args, kwargs: keep(0, args[0] if args else kwargs["hidden_states"]), with_kwargs=True))
         for i, block in enumerate(mods):
             if i + 1 in wanted:
-                handles.append(block.register_forward_hook(
-                    lambda module, args, out, i=i: store.__setitem__(i + 1, _hidden(out).detach())))
+                handles.append(block.register_forward_hook(lambda module, args, out, i=i: keep(i + 1, _hidden(out))))
         yield store
     finally:
         for h in handles:
