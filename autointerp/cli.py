@@ -56,6 +56,9 @@ def run(
     device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
     dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
+    revise_rounds: Annotated[Optional[int], Opt(help="LLM explainer revisions (default 1; 0: none).")] = None,
+    max_tool_calls: Annotated[Optional[int], Opt(help="LLM explainer tool calls per unit (default 4).")] = None,
+    best_of: Annotated[Optional[int], Opt(help="LLM explainer: independent drafts (default 1).")] = None,
     max_usd: Annotated[Optional[float], Opt(help="Stop LLM spending past this many US dollars.")] = None,
     max_calls: Annotated[Optional[int], Opt(help="Stop after this many LLM calls.")] = None,
     db: DbOpt = None,
@@ -71,7 +74,8 @@ def run(
     cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
                                    explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
                                    device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
-                                   max_calls=max_calls))
+                                   max_calls=max_calls, revise_rounds=revise_rounds, max_tool_calls=max_tool_calls,
+                                   best_of=best_of))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
     state: dict = {}

@@ -22,6 +22,8 @@ from typing import Any
 
 from autointerp.agent.base import Explainer, Explanation
 from autointerp.agent.baseline import BaselineExplainer
+from autointerp.agent.graph import AgentLimits
+from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.config import Config
 from autointerp.corpus import open_corpus
 from autointerp.db import ScoredExplanation, Store, open_db
@@ -36,6 +38,7 @@ from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
 from autointerp.subject.model import load_subject
+from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
 
 class LLMContext:
     """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget
@@ -79,11 +82,37 @@ def _profile_or_error(kind: str, name: str, builtins: dict, llm: LLMContext):
                          "(define profiles as [models.NAME] in autointerp.toml)")
 
 
+class LateTools:
+    """The agent's tools factory, bound once capture has run (the explainer is built before, for the run key)."""
+
+    def __init__(self):
+        self.factory: Callable[[UnitRecord], Any] | None = None
+
+    def __call__(self, record: UnitRecord):
+        assert self.factory is not None, "tools are bound after capture"
+        return self.factory(record)
+
+
 def make_explainer(cfg: Config, llm: LLMContext) -> Explainer:
     if cfg.explainer in EXPLAINERS:
         return EXPLAINERS[cfg.explainer](cfg, llm)
-    _profile_or_error("explainer", cfg.explainer, EXPLAINERS, llm)
-    raise UsageError(f"explainer {cfg.explainer!r}: LLM explainers are not available yet; use --explainer baseline")
+    client, profile = _profile_or_error("explainer", cfg.explainer, EXPLAINERS, llm)
+    limits = AgentLimits(max_rounds=cfg.revise_rounds, max_tool_calls=cfg.max_tool_calls,
+                         max_tokens=cfg.max_unit_tokens, best_of_k=cfg.best_of)
+    return LLMExplainer(client, profile, tools_factory=LateTools() if cfg.max_tool_calls > 0 else None,
+                        limits=limits, checkpoint_path=f"{cfg.db}.agent.sqlite")
+
+
+def bind_explainer(explainer: Explainer, run_id: str, subject, corpus, cfg: Config, cap: LayerCapture) -> None:
+    """Give an LLM explainer what exists only once the run has started: its id and the subject-backed tools."""
+    if not isinstance(explainer, LLMExplainer):
+        return
+    explainer.run_id = run_id
+    if isinstance(explainer.tools_factory, LateTools):
+        pool = ExplorationPool(subject, corpus, cfg.layer, cfg.window, cfg.seed)
+        # the tools get the FULL record (looked up by id) so they know which windows to keep out of reach
+        explainer.tools_factory.factory = lambda rec: SubjectUnitTools(subject, cap, cap.unit_record(rec.id.unit),
+                                                                       pool)
 
 
 def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
@@ -179,8 +208,12 @@ def estimate_llm_usage(cfg: Config, record: UnitRecord, explainer: Explainer, si
         parts["explainer"] = (explainer.estimate(record, counter), explainer.profile)
     if hasattr(simulator, "estimate"):
         sample = "x" * 160  # a typical one-sentence explanation
-        windows = [list(w.tokens) for w in record.split("test")]
-        parts["simulator"] = (simulator.estimate(windows, counter, sample), simulator.profile)
+        sim = simulator.estimate([list(w.tokens) for w in record.split("test")], counter, sample)
+        limits = getattr(explainer, "limits", None)
+        if limits is not None and (limits.best_of_k > 1 or limits.max_rounds > 0):  # candidates scored on valid
+            valid = simulator.estimate([list(w.tokens) for w in record.split("valid")], counter, sample)
+            sim = sim + valid * (limits.best_of_k + limits.max_rounds)
+        parts["simulator"] = (sim, simulator.profile)
     if not parts:
         return None
     total = {"units": n_units, "calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
@@ -302,6 +335,7 @@ def run(
     summary.capture_s = time.time() - t_capture
     summary.n_tokens = layer_cap.n_tokens
     store.set_run_tokens(run_id, layer_cap.n_tokens)
+    bind_explainer(explainer, run_id, subject, corpus, cfg, layer_cap)
     summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0]), explainer, simulator, len(todo))
     if summary.estimate is not None and on_estimate:
         on_estimate(summary.estimate)

@@ -8,7 +8,7 @@ import pytest
 import sqlite_utils
 
 from autointerp.cli import main
-from autointerp.llm.server import FakeOpenAIServer, FaultInjector
+from autointerp.llm.server import FakeOpenAIServer, FaultInjector, Reply, default_handler
 
 KEY = "sk-test-SECRET-abcdefghijklmnopqrstuvwxyz"
 
@@ -110,3 +110,53 @@ def test_models_check(capsys, isolated, monkeypatch):
     (row,) = json.loads(out)
     assert row["name"] == "local" and row["check"]["reachable"] is True and row["check"]["logprobs"] is True
     assert KEY not in out
+
+
+def test_llm_explainer_and_simulator_run_the_whole_loop(capsys, tiny, text_corpus, isolated, monkeypatch):
+    """Explainer agent (tools, revision) and simulator both over HTTP; every call stored; baseline ranked too."""
+    monkeypatch.setenv("FAKE_KEY", KEY)
+
+    def hypothesis_tester(request):
+        """First explainer turn: test a hypothesis with run_text and look at the statistics; then answer."""
+        if request.get("tools") and not any(m.get("role") == "tool" for m in request["messages"]):
+            return Reply(tool_calls=[("run_text", {"text": "def f(self):\n    return self.x"}),
+                                     ("statistics", {})])
+        return default_handler(request)
+
+    with FakeOpenAIServer(handler=hypothesis_tester) as server:
+        write_config(isolated / "autointerp.toml", server)
+        base = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3"]
+        code, out, err = cli(capsys, *base, "--explainer", "local", "--simulator", "local", "--format", "json")
+        assert code == 0, err
+        summary = json.loads(out)
+        assert summary["explainer"] == "local" and summary["baseline"] is False
+        assert {u["status"] for u in summary["units"]} <= {"done", "gave_up"}
+        assert all(u["explanation"] for u in summary["units"])
+        assert cli(capsys, *base)[0] == 0  # the baseline on the same units, for the comparison
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    purposes = {r[0] for r in db.execute("SELECT DISTINCT purpose FROM llm_calls").fetchall()}
+    assert "simulate" in purposes and len(purposes) >= 2
+    details = [json.loads(r["details"]) for r in db["explanations"].rows_where("explainer = 'local'")]
+    assert all(d["llm_calls"] >= 1 and d["tool_calls"] >= 2 for d in details)
+    # the tool results (the subject model's activations on the LLM's own text) went back to the LLM and are stored
+    tool_turns = [m for r in db["llm_calls"].rows for m in json.loads(r["messages"]) if m.get("role") == "tool"]
+    assert any("self" in m["content"] for m in tool_turns)
+    code, out, _ = cli(capsys, "leaderboard", "--by", "explainer", "--format", "json")
+    assert {r["explainer"] for r in json.loads(out)} == {"local", "baseline"}
+    assert (isolated / "autointerp.db.agent.sqlite").exists()  # agent checkpoints live beside, not inside, the DB
+
+
+def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(capsys, tiny, text_corpus, isolated,
+                                                                          monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer() as server:
+        write_config(isolated / "autointerp.toml", server)
+        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+                             "--units", "0:5", "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
+                             "--max-tool-calls", "0", "--format", "json")
+        assert code == 0, err
+        requests = len(server.requests)
+    assert requests <= 4 * 5
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert db["llm_calls"].count == requests
+    assert json.loads(out)["llm_estimate"]["calls"] == requests
