@@ -58,7 +58,8 @@ def final_norm(subject: Subject) -> nn.Module:
 
 
 def _project_out(subject: Subject, h: torch.Tensor) -> torch.Tensor:
-    proj = getattr(getattr(getattr(subject.model, "model", None), "decoder", None), "project_out", None)
+    """OPT checkpoints whose word_embed_proj_dim differs from hidden_size project h before the unembedding."""
+    proj = subject.model.model.decoder.project_out if subject.model_type == "opt" else None
     return proj(h) if proj is not None else h
 
 

@@ -191,6 +191,24 @@ def test_logit_lens_last_layer_is_the_model_output(arch, tiny_checkpoints):
         assert [pr for _, pr in lens.top[-1][p]] == pytest.approx(top.values[p].tolist(), abs=1e-5)
 
 
+def test_logit_lens_on_a_post_ln_opt_with_projections(tokenizer, tmp_path):
+    """OPT-350m's layout: LayerNorm after the blocks (no final norm) and project_in/project_out around them."""
+    from conftest import tiny_config
+    from transformers import OPTForCausalLM
+
+    config = tiny_config("opt", len(tokenizer))
+    config.word_embed_proj_dim, config.do_layer_norm_before = 16, False
+    torch.manual_seed(0)
+    OPTForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    subject = load_subject(str(tmp_path), device="cpu")
+    lens = logit_lens(subject, "x = 1", top=2)
+    with torch.no_grad():
+        probs = subject.model(**subject.tokenizer("x = 1", return_tensors="pt")).logits[0, -1].softmax(-1)
+    assert lens.top[-1][-1][0][1] == pytest.approx(float(probs.max()), abs=1e-5)
+    assert vocab_projection(subject, 0, [3], through_ln=True).shape == (1, len(tokenizer))
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_vocab_projection_reads_the_down_projection_column(arch, tiny_checkpoints):
     subject = load_subject(str(tiny_checkpoints[arch]), device="cpu")

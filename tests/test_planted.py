@@ -117,3 +117,29 @@ def test_random_init_model_has_no_dead_units_and_no_token_detectors(tiny_checkpo
     units, summary = analyze_layer(subject, cap, cap.ngrams)
     assert summary.n_dead == 0 and summary.n_token_detectors == 0 and summary.n_trigram_detectors == 0
     assert summary.suppression_fraction is None and 0.2 < summary.mean_firing_rate_live < 0.8
+
+
+def test_correct_explanation_of_a_planted_detector_scores_far_above_a_wrong_one(planted, text_corpus,
+                                                                                  ngram_capture):
+    import asyncio
+    import json
+
+    from autointerp.agent.baseline import BaselineExplainer
+    from autointerp.scoring.baseline import BaselineSimulator
+    from autointerp.scoring.score import score_windows
+
+    subject, truth = planted
+    cap = ngram_capture(subject, text_corpus)
+
+    def score(text, rec):
+        test = rec.split("test")
+        sim = asyncio.run(BaselineSimulator().simulate(text, [list(w.tokens) for w in test]))
+        return score_windows(test, sim.predictions).score
+
+    for unit, other in ((2, 3), (3, 2)):
+        rec = cap.unit_record(unit)
+        right = asyncio.run(BaselineExplainer().explain(rec.for_explainer())).text
+        token = subject.tokenizer.decode([truth.token_detectors[unit][0]])
+        wrong = subject.tokenizer.decode([truth.token_detectors[other][0]])
+        assert score(right, rec) > 0.95 and token in right
+        assert (score(f"Fires on the token {json.dumps(wrong)}.", rec) or 0.0) < 0.2
