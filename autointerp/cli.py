@@ -56,6 +56,7 @@ def run(
     device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
     dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
+    concurrency: Annotated[Optional[int], Opt(help="Units explained and scored at once (default 8).")] = None,
     revise_rounds: Annotated[Optional[int], Opt(help="LLM explainer revisions (default 1; 0: none).")] = None,
     max_tool_calls: Annotated[Optional[int], Opt(help="LLM explainer tool calls per unit (default 4).")] = None,
     best_of: Annotated[Optional[int], Opt(help="LLM explainer: independent drafts (default 1).")] = None,
@@ -75,7 +76,7 @@ def run(
                                    explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
                                    device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
                                    max_calls=max_calls, revise_rounds=revise_rounds, max_tool_calls=max_tool_calls,
-                                   best_of=best_of))
+                                   best_of=best_of, concurrency=concurrency))
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
     state: dict = {}

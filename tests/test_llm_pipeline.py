@@ -160,3 +160,26 @@ def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(capsy
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["llm_calls"].count == requests
     assert json.loads(out)["llm_estimate"]["calls"] == requests
+
+
+def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(capsys, tiny, text_corpus, isolated,
+                                                                            monkeypatch, caplog):
+    """20% errors (429 with Retry-After / 500) and 10% garbage: nothing crashes, every unit ends done, failed or
+    gave_up (failed ones with a reason), and the API key is nowhere: DB, agent checkpoints, logs, outputs."""
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    flaky = FaultInjector(rate_429=0.1, rate_500=0.1, rate_garbage=0.1, retry_after_s=0.01, seed=3)
+    with FakeOpenAIServer(handler=flaky) as server:
+        write_config(isolated / "autointerp.toml", server, max_retries=2)
+        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+                             "--units", "0:10", "--explainer", "local", "--simulator", "local", "--format", "json")
+    assert code == 0, err
+    units = json.loads(out)["units"]
+    assert len(units) == 10 and {u["status"] for u in units} <= {"done", "failed", "gave_up"}
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    for row in db["explanations"].rows:
+        assert row["status"] == "done" or row["reason"], row
+    assert db.execute("SELECT COUNT(*) FROM llm_calls WHERE attempts > 1 OR error IS NOT NULL").fetchone()[0] > 0
+    everything = out + err + caplog.text
+    for path in isolated.glob("autointerp.db*"):
+        everything += path.read_bytes().decode("latin-1")
+    assert KEY not in everything and "SECRET" not in everything
