@@ -145,8 +145,8 @@ def _load_saelens(folder: Path, cfg: dict) -> SparseAutoencoder:
     if arch not in ("standard", "topk", "jumprelu"):
         raise UsageError(f"{folder}: SAELens architecture {arch!r} is not supported; use standard, topk or jumprelu")
     if cfg.get("normalize_activations") not in (None, "none"):
-        raise UsageError(f"{folder}: SAEs trained on normalised activations "
-                         f"({cfg['normalize_activations']!r}) are not supported; use one with normalize_activations none")
+        raise UsageError(f"{folder}: SAEs on normalised activations ({cfg['normalize_activations']!r}) are not "
+                         "supported; use one with normalize_activations none")
     weights = {"W_enc": w["W_enc"].T.contiguous(), "b_enc": w["b_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"]}
     if arch == "jumprelu":
         weights["threshold"] = w["threshold"]

@@ -3,6 +3,7 @@ with precision and recall 1; a random-init model must show no dead units and no 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -91,6 +92,10 @@ def test_analyses_recover_the_planted_truth(planted, text_corpus, ngram_capture)
     for u in truth.token_detectors:
         assert units[u].ngram_k[1] == len(truth.token_detectors[u]) and units[u].ngram_k_exact
     assert units[9].firing_rate == 1.0 and units[9].ngram_k[1] > 5
+    record = json.loads(json.dumps(units[4].to_json()))
+    assert sorted(record["token_detector"]["token_ids"]) == sorted(truth.token_detectors[4])
+    assert record["ngram_k"]["1"] == 2 and record["suppresses_triggers"] is True
+    assert json.loads(json.dumps(summary.to_json()))["n_token_detectors"] == 3
 
     assert summary.n_dead == 2 and summary.pct_dead == pytest.approx(100 * 2 / 12)
     assert summary.n_token_detectors == 3 and summary.n_detectors_suppressing == 2
@@ -122,7 +127,6 @@ def test_random_init_model_has_no_dead_units_and_no_token_detectors(tiny_checkpo
 def test_correct_explanation_of_a_planted_detector_scores_far_above_a_wrong_one(planted, text_corpus,
                                                                                   ngram_capture):
     import asyncio
-    import json
 
     from autointerp.agent.baseline import BaselineExplainer
     from autointerp.scoring.baseline import BaselineSimulator
