@@ -8,12 +8,15 @@ from fractions import Fraction
 
 import pytest
 import torch
+from planted import one_thread  # noqa: F401 (fixture)
 from sklearn.metrics import mutual_info_score
 
 from autointerp.subject.analyses import coverage_k, detected, positional_mi, positional_pattern
 from autointerp.subject.lens import logit_lens, residual_hooks, trigger_suppression, vocab_projection, w_out
 from autointerp.subject.model import load_subject
 from autointerp.subject.ngrams import NGramCounts
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_coverage_k_on_a_hand_made_table():

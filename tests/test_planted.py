@@ -4,58 +4,51 @@ with precision and recall 1; a random-init model must show no dead units and no 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import pytest
 import torch
-from planted import build_planted
+from planted import build_planted, capture_with_ngrams, one_thread  # noqa: F401 (fixture)
 
-import autointerp.subject.capture as capmod
-from autointerp.corpus import iter_token_windows, open_corpus
+from autointerp.corpus import iter_token_windows, open_corpus, stdlib_root
 from autointerp.subject.analyses import analyze_layer
-from autointerp.subject.capture import CaptureConfig, capture, mlp_hooks, run_batch
+from autointerp.subject.capture import mlp_hooks, run_batch
 from autointerp.subject.lens import regularization_units
 from autointerp.subject.model import load_subject
-from autointerp.subject.ngrams import NGramCounts
 
 WINDOW = 16
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class NGramLayerCapture(capmod.LayerCapture):
-    """LayerCapture with NGramCounts fed from the same update (what capture will do once it is wired in)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.ngrams = NGramCounts(self.n_units, self.vocab)
-
-    def update(self, acts, ids, first_index):
-        super().update(acts, ids, first_index)
-        self.ngrams.add(ids, acts > self.config.threshold)
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    """The same three stdlib modules as conftest's text_corpus, once for the module."""
+    folder = tmp_path_factory.mktemp("corpus")
+    for name in ("textwrap.py", "shlex.py", "fnmatch.py"):
+        shutil.copy(stdlib_root() / name, folder / name)
+    return folder
 
 
-@pytest.fixture
-def ngram_capture(monkeypatch):
-    monkeypatch.setattr(capmod, "LayerCapture", NGramLayerCapture)
-
-    def run(subject, corpus_path, max_windows=None):
-        cfg = CaptureConfig(layers=[0], window=WINDOW, top_k=3, n_random=2, batch_size=16,
-                            max_tokens=None if max_windows is None else max_windows * WINDOW)
-        return capture(subject, open_corpus(str(corpus_path)), cfg)[0]
-
-    return run
+@pytest.fixture(scope="module")
+def windows(tokenizer, corpus_dir):
+    return list(iter_token_windows(open_corpus(str(corpus_dir)), tokenizer, WINDOW))
 
 
-@pytest.fixture
-def planted(tokenizer, text_corpus):
-    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, WINDOW))
+@pytest.fixture(scope="module")
+def planted(tokenizer, windows):
     frequent = [t for t, _ in Counter(t for w in windows for t in w).most_common(3)]
     return build_planted(tokenizer, tuple(frequent), window=WINDOW)
 
 
-def test_planted_units_behave_as_designed(planted, tokenizer, text_corpus):
+@pytest.fixture(scope="module")
+def planted_cap(planted, corpus_dir):
+    return capture_with_ngrams(planted[0], corpus_dir, WINDOW)
+
+
+def test_planted_units_behave_as_designed(planted, windows):
     subject, truth = planted
-    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, WINDOW))[:64]
-    ids = torch.tensor(windows)
+    ids = torch.tensor(windows[:64])
     with mlp_hooks(subject, [0]) as store:
         run_batch(subject, torch.cat([torch.full((len(ids), 1), 2), ids], 1))
     fires = store[0].reshape(len(ids), WINDOW + 1, -1)[:, 1:] > 0
@@ -70,9 +63,9 @@ def test_planted_units_behave_as_designed(planted, tokenizer, text_corpus):
         assert fires[..., u].all()
 
 
-def test_analyses_recover_the_planted_truth(planted, text_corpus, ngram_capture):
+def test_analyses_recover_the_planted_truth(planted, planted_cap):
     subject, truth = planted
-    cap = ngram_capture(subject, text_corpus)
+    cap = planted_cap
     units, summary = analyze_layer(subject, cap, cap.ngrams)
     assert cap.n_windows > 200  # enough windows for plug-in MI and coverage to be reliable
     # unit 11's off-range firing (tokens on one side of a random direction) must be neither ~0 nor ~1
@@ -110,22 +103,20 @@ def test_analyses_recover_the_planted_truth(planted, text_corpus, ngram_capture)
     assert units[3].promoted[0] == subject.tokenizer.decode([truth.token_detectors[3][0]])
 
 
-def test_regularization_units_find_the_dense_unit(planted, tokenizer, text_corpus):
+def test_regularization_units_find_the_dense_unit(planted, windows):
     subject, truth = planted
-    windows = list(iter_token_windows(open_corpus(str(text_corpus)), tokenizer, WINDOW))[:100]
-    assert set(regularization_units(subject, windows, 0, top=2)) == truth.dense
+    assert set(regularization_units(subject, windows[:100], 0, top=2)) == truth.dense
 
 
-def test_random_init_model_has_no_dead_units_and_no_token_detectors(tiny_checkpoints, text_corpus, ngram_capture):
+def test_random_init_model_has_no_dead_units_and_no_token_detectors(tiny_checkpoints, corpus_dir):
     subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
-    cap = ngram_capture(subject, text_corpus, max_windows=300)
+    cap = capture_with_ngrams(subject, corpus_dir, WINDOW, max_windows=300)
     units, summary = analyze_layer(subject, cap, cap.ngrams)
     assert summary.n_dead == 0 and summary.n_token_detectors == 0 and summary.n_trigram_detectors == 0
     assert summary.suppression_fraction is None and 0.2 < summary.mean_firing_rate_live < 0.8
 
 
-def test_correct_explanation_of_a_planted_detector_scores_far_above_a_wrong_one(planted, text_corpus,
-                                                                                  ngram_capture):
+def test_correct_explanation_of_a_planted_detector_scores_far_above_a_wrong_one(planted, planted_cap):
     import asyncio
 
     from autointerp.agent.baseline import BaselineExplainer
@@ -133,7 +124,7 @@ def test_correct_explanation_of_a_planted_detector_scores_far_above_a_wrong_one(
     from autointerp.scoring.score import score_windows
 
     subject, truth = planted
-    cap = ngram_capture(subject, text_corpus)
+    cap = planted_cap
 
     def score(text, rec):
         test = rec.split("test")

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from planted import one_thread  # noqa: F401 (fixture)
+
 from autointerp.corpus import bos_id, iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.capture import mlp_hooks
@@ -30,14 +32,7 @@ from autointerp.subject.sae import (
     train_sae,
 )
 
-
-@pytest.fixture
-def one_thread():
-    """Tiny matrices train faster on one thread, and do not stall when another job shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def planted_data(d=32, n_features=32, active=3, n=8000, seed=0):
@@ -53,7 +48,7 @@ def planted_data(d=32, n_features=32, active=3, n=8000, seed=0):
     SAETrainConfig(ratio=2, alpha=0.4, lr=3e-3, epochs=25, batch_size=128, tied=True),
     SAETrainConfig(ratio=2, alpha=0.3, lr=1e-2, epochs=30, batch_size=512, tied=False),
 ], ids=["tied", "untied"])
-def test_sae_recovers_planted_directions(cfg, one_thread):
+def test_sae_recovers_planted_directions(cfg):
     x, directions = planted_data()
     sae = train_sae(x, cfg)
     best_cos = (directions @ sae.decoder_weight().detach().T).max(1).values
