@@ -22,7 +22,7 @@ from autointerp.records import Window
 class UnitTools(Protocol):
     def statistics(self) -> dict[str, Any]:
         """Corpus-wide facts about the unit (JSON-serialisable): firing_rate, dead, top_tokens
-        [(token, firings, occurrences)], quantiles, position_firing_rate, and analysis results when present."""
+        [{"token", "firings", "occurrences"}], quantiles, position_firing_rate, and analysis results when present."""
         ...
 
     def train_windows(self, offset: int = 0, n: int = 5) -> list[Window]:
