@@ -114,6 +114,58 @@ def run(
 
 
 @app.command()
+def analyze(
+    layer: Annotated[str, Opt(help="Layer(s): N, N:M, N,M or all.")] = "all",
+    model: Annotated[Optional[str], Opt(help="'bundled' (default), a hub id or a checkpoint folder.")] = None,
+    corpus: Annotated[Optional[str], Opt(help="stdlib (default), a file, folder, .jsonl or hf:NAME.")] = None,
+    tokens: Annotated[Optional[int], Opt(help="Content tokens to capture (default: whole corpus).")] = None,
+    device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
+    seed: Annotated[Optional[int], Opt(help="Seed for corpus order.")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: Annotated[str, Opt("--format", help="table (per-layer summary) or json (one record per unit).")] = "table",
+) -> None:
+    """Dead units, n-gram detectors, suppression, positional units: every layer asked for, in one pass; stored."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import analyze as run_analyses
+
+    _check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, device=device, seed=seed, db=db))
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
+
+    def on_capture_start(total):
+        task = progress.add_task("capture (tokens)", total=total, rate="")
+        t0 = time.time()
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            progress.update(task, rate=f"{progress.tasks[task].completed / max(time.time() - t0, 1e-9):,.0f} tok/s")
+
+        return advance
+
+    with progress:
+        result = run_analyses(cfg, layer, " ".join(sys.argv), on_capture_start)
+    if output == "json":
+        keys = ["layer", "unit", "dead", "firing_rate", "token_detector", "trigram_detector", "ngram_k",
+                "positional_mi", "positional", "positional_kind", "positional_strength", "suppresses_triggers",
+                "best_trigger_rank", "promoted", "suppressed", "position_profile"]
+        for u in result.units:
+            sys.stdout.write(json.dumps({k: u[k] for k in keys}) + "\n")
+        return
+    table = Table("layer", "% dead", "live firing", "token det.", "trigram det.", "positional", "suppress own",
+                  title=f"{result.n_tokens:,} tokens, one pass ({result.capture_s:.0f}s capture)")
+    for x in result.summaries:
+        frac = "n/a" if x["suppression_fraction"] is None else f"{x['n_detectors_suppressing']}/" \
+               f"{x['n_token_detectors']} ({100 * x['suppression_fraction']:.0f}%)"
+        rate = "n/a" if x["mean_firing_rate_live"] is None else f"{100 * x['mean_firing_rate_live']:.1f}%"
+        table.add_row(str(x["layer"]), f"{x['pct_dead']:.1f}", rate, str(x["n_token_detectors"]),
+                      str(x["n_trigram_detectors"]), str(x["n_positional"]), frac)
+    out.print(table)
+    out.print(f"stored in {result.db} (analysis {result.run_id}); per-unit records: autointerp analyze ... --format json")
+
+
+@app.command()
 def models(
     check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, logprobs, tool calls.")] = False,
     output: Annotated[str, Opt("--format", help="table or json.")] = "table",

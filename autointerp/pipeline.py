@@ -37,6 +37,7 @@ from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
+from autointerp.subject.analyses import analyze_layer
 from autointerp.subject.model import load_subject
 from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
 
@@ -384,3 +385,55 @@ def _stats_extra(cap: LayerCapture, unit: int) -> dict[str, Any]:
     fires = cap.pos_fire[:, unit].tolist()
     per_pos = cap.n_windows or 1
     return {"position_firing_rate": [round(f / per_pos, 5) for f in fires], "n_windows": cap.n_windows}
+
+
+@dataclass
+class AnalysisResult:
+    run_id: str
+    db: str
+    n_tokens: int
+    summaries: list[dict[str, Any]]  # LayerSummary.to_json() per layer
+    units: list[dict[str, Any]]  # UnitAnalysis.to_json() per unit, plus "position_profile"
+    capture_s: float
+    wall_s: float
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """``all`` -> every layer; ``13`` or ``3,7`` or ``0:4`` -> those (0-based). Out of range -> UsageError."""
+    if spec == "all":
+        return list(range(n_layers))
+    try:
+        layers = parse_units(spec, n_layers)
+    except UsageError:
+        raise UsageError(f"--layer {spec!r} is not valid: use all, N, N:M or N,M with layers 0..{n_layers - 1}")
+    return layers
+
+
+def analyze(cfg: Config, layers: str, command: str = "",
+            on_capture_start: Callable[[int | None], Callable[[int], None]] | None = None) -> AnalysisResult:
+    """Every statistical analysis (dead units, n-gram coverage, token/trigram detectors, suppression, positional
+    units) for ``layers`` in ONE capture pass, stored in the DB (analysis_runs, layer_analyses, unit_analyses)."""
+    t0 = time.time()
+    corpus = open_corpus(cfg.corpus, cfg.seed)
+    store = open_db(cfg.db)
+    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    wanted = parse_layers(layers, subject.n_layers)
+    cap_cfg = CaptureConfig(layers=wanted, window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
+                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed,
+                            ngrams=True)
+    progress = on_capture_start(cfg.tokens) if on_capture_start else None
+    t_capture = time.time()
+    caps = capture(subject, corpus, cap_cfg, progress)
+    capture_s = time.time() - t_capture
+    summaries, units = [], []
+    for layer in wanted:
+        unit_results, summary = analyze_layer(subject, caps[layer], caps[layer].ngrams)
+        profile = (caps[layer].pos_fire.double() / max(caps[layer].n_windows, 1)).T  # [U, W]
+        summaries.append(summary.to_json())
+        units += [{**u.to_json(), "position_profile": [round(x, 5) for x in profile[u.unit].tolist()]}
+                  for u in unit_results]
+    n_tokens = caps[wanted[0]].n_tokens
+    run_id = store.save_analysis(command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
+                                 model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens,
+                                 summaries=summaries, units=units)
+    return AnalysisResult(run_id, cfg.db, n_tokens, summaries, units, capture_s, time.time() - t0)

@@ -299,6 +299,36 @@ class Store(Reads):
             )
             self.db.table("llm_calls").insert(row)
 
+    def save_analysis(self, *, command: str, config: dict[str, Any], versions: dict[str, str], model: str,
+                      model_hash: str, corpus: str, n_tokens: int, summaries: Sequence[dict[str, Any]],
+                      units: Sequence[dict[str, Any]]) -> str:
+        """Store one ``autointerp analyze`` pass in one transaction; returns its id.
+
+        ``summaries``: LayerSummary.to_json() per layer; ``units``: UnitAnalysis.to_json() per unit (with "layer"
+        and "unit"), each also carrying "position_profile" when the caller has it."""
+        run_id = uuid.uuid4().hex
+        layers = sorted({int(u["layer"]) for u in units} | {int(x["layer"]) for x in summaries})
+        with self._write():
+            self.db.table("analysis_runs").insert(dict(
+                id=run_id, created_at=_now(), command=command, config=_json(scrub_secrets(config)),
+                versions=_json(versions), model=model, model_hash=model_hash, corpus=corpus, n_tokens=n_tokens,
+                layers=_json(layers)))
+            self.db.table("layer_analyses").insert_all(
+                {"run_id": run_id, "layer": x["layer"], "summary": _json(x)} for x in summaries)
+            rows = []
+            for u in units:
+                td, tg = u.get("token_detector"), u.get("trigram_detector")
+                st = u.get("suppresses_triggers")
+                rows.append(dict(
+                    run_id=run_id, unit_id=self._unit_id(model_hash, u["layer"], u["unit"], "neuron"),
+                    dead=int(u["dead"]), firing_rate=_finite(u["firing_rate"]),
+                    token_detector=None if td is None else _json(td), trigram_detector=None if tg is None else _json(tg),
+                    ngram_k=_json(u["ngram_k"]), positional_mi=_finite(u["positional_mi"]),
+                    positional=int(u["positional"]), positional_kind=u.get("positional_kind"),
+                    suppresses_triggers=None if st is None else int(st), analysis=_json(u)))
+            self.db.table("unit_analyses").insert_all(rows)
+        return run_id
+
     def call_sink(self, run_id: str | None) -> CallSink:
         """A sink that records every call it is handed under ``run_id``."""
         return CallSink(self, run_id)

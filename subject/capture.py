@@ -9,7 +9,7 @@
 
 Kept per unit (memory independent of the number of tokens): firing count, sum, sum of squares, max, min, a
 fixed-bin histogram, the top-k windows by max activation (merged batch by batch), per-position firing counts,
-per-token firing counts; per layer: per-token occurrence counts and a reservoir of random windows shared by all
+per-token firing counts, and with ``CaptureConfig.ngrams`` bigram/trigram firing counts (bounded, see ngrams.py); per layer: per-token occurrence counts and a reservoir of random windows shared by all
 units (their activations for every unit of the layer). The forward pass stops after the deepest hooked layer.
 """
 
@@ -27,6 +27,7 @@ from autointerp.corpus import Corpus, bos_id, iter_token_windows
 from autointerp.errors import UsageError
 from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.subject.model import Subject
+from autointerp.subject.ngrams import NGramCounts
 
 # Fixed histogram edges, the same for every unit and model: 0, then +-geomspace(1e-4, 1e4, 64).
 _POS = np.geomspace(1e-4, 1e4, 64)
@@ -48,6 +49,7 @@ class CaptureConfig:
     max_tokens: int | None = None  # stop after this many content tokens (None: the whole corpus)
     threshold: float = 0.0  # "fires" means activation > threshold
     seed: int = 0
+    ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
 
 
 @contextmanager
@@ -161,6 +163,7 @@ class LayerCapture:
     res_index: list[int] = field(default_factory=list)  # reservoir: corpus window indices
     res_ids: list[torch.Tensor] = field(default_factory=list)  # [W] token ids each
     res_acts: list[torch.Tensor] = field(default_factory=list)  # [W, U] activations of every unit each
+    ngrams: NGramCounts | None = None  # per-unit bigram/trigram firing counts when config.ngrams
 
     def __post_init__(self):
         U, K, W = self.n_units, self.config.top_k, self.config.window
@@ -178,6 +181,8 @@ class LayerCapture:
         self.top_acts = torch.zeros(U, K, W)
         self.top_ids = torch.zeros(U, K, W, dtype=torch.int32)
         self._edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
+        if self.config.ngrams:
+            self.ngrams = NGramCounts(units=U, vocab=self.vocab)
 
     # -- accumulation ------------------------------------------------------------------------------------------
     def update(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:
@@ -198,6 +203,8 @@ class LayerCapture:
         flat_ids = ids.flatten()
         self.tok_count += torch.bincount(flat_ids, minlength=self.vocab)
         self.tok_fire.add(flat_ids, fires)
+        if self.ngrams is not None:
+            self.ngrams.add(ids, fires.view(B, W, U))
         self._merge_top(acts, ids, first_index)
 
     def _merge_top(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:

@@ -56,6 +56,16 @@ EXPECTED_TABLES = {
         "response": str, "tokens_in": int, "tokens_out": int, "latency_s": float, "cost_usd": float, "error": str,
         "attempts": int, "created_at": str,
     },
+    "analysis_runs": {
+        "id": str, "created_at": str, "command": str, "config": str, "versions": str, "model": str,
+        "model_hash": str, "corpus": str, "n_tokens": int, "layers": str,
+    },
+    "layer_analyses": {"run_id": str, "layer": int, "summary": str},
+    "unit_analyses": {
+        "run_id": str, "unit_id": int, "dead": int, "firing_rate": float, "token_detector": str,
+        "trigram_detector": str, "ngram_k": str, "positional_mi": float, "positional": int, "positional_kind": str,
+        "suppresses_triggers": int, "analysis": str,
+    },
 }
 EXPECTED_VIEWS = {
     "explanation_scores": [
@@ -73,7 +83,7 @@ EXPECTED_VIEWS = {
     ],
 }
 EXPECTED_INDEXES = {
-    "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window",
+    "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window", "unit_analyses_unit",
     "llm_calls_run_profile",
 }
 UNIT_TABLES = ("unit_stats", "windows", "explanations", "simulations", "scores", "unit_runs")
@@ -146,7 +156,7 @@ def test_reopen_applies_nothing_new(tmp_path):
         first = list(s.db.table("_sqlite_migrations").rows)
     with open_db(tmp_path / "a.db") as s:
         assert list(s.db.table("_sqlite_migrations").rows) == first
-    assert [r["name"] for r in first] == ["m001_initial", "m002_views"]
+    assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses"]
 
 
 def test_a_file_from_a_newer_autointerp_is_refused(tmp_path):
