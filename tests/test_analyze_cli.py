@@ -1,0 +1,45 @@
+"""``autointerp analyze``: the per-unit JSON records, the per-layer table, persistence, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import sqlite_utils
+
+from autointerp.cli import main
+
+KEYS = {"layer", "unit", "dead", "firing_rate", "token_detector", "ngram_k", "positional_mi", "positional",
+        "positional_kind", "suppresses_triggers", "promoted", "suppressed"}
+
+
+def cli(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    c = capsys.readouterr()
+    return code, c.out, c.err
+
+
+def test_analyze_json_records_and_storage(capsys, tiny_checkpoints, text_corpus, isolated):
+    model = str(tiny_checkpoints["gpt2"])
+    code, out, err = cli(capsys, "analyze", "--layer", "0,2", "--model", model, "--corpus", str(text_corpus),
+                         "--format", "json")
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert len(records) == 2 * 48 and {r["layer"] for r in records} == {0, 2}
+    assert all(KEYS <= set(r) for r in records)
+    assert all(set(r["ngram_k"]) == {"1", "2", "3"} for r in records)
+    # negative control (METHODS.md §8): a random-init model has no dead units and no token detectors
+    assert not any(r["dead"] for r in records) and not any(r["token_detector"] for r in records)
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert db["analysis_runs"].count == 1 and db["layer_analyses"].count == 2 and db["unit_analyses"].count == 96
+    code, out, _ = cli(capsys, "analyze", "--layer", "1", "--model", model, "--corpus", str(text_corpus))
+    assert code == 0 and "% dead" in out and "token det." in out
+
+
+def test_analyze_bad_layer(capsys, tiny_checkpoints, text_corpus):
+    code, _, err = cli(capsys, "analyze", "--layer", "5", "--model", str(tiny_checkpoints["opt"]),
+                       "--corpus", str(text_corpus))
+    assert code == 2 and "layers 0..2" in err and len(err.strip().splitlines()) == 1
