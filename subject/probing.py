@@ -21,9 +21,10 @@ is needed.
 
 **Data.** Each document is tokenized without special tokens and cut into windows of ``window`` tokens (a shorter
 tail is kept, so short user texts count); windows are fed as [BOS] + window like capture, and the BOS position is
-never a sample. Windows are read in corpus order until exactly ``max_tokens`` tokens are collected (the last window
-is cut short): the cap keeps the [tokens, units] matrix and the fits small on CPU. Windows are split 70/30 into
-train/test at random (seeded): no window has tokens on both sides.
+never a sample. At most ``windows_per_document`` windows (the first ones; None: all) are taken from each document,
+so that a few long files cannot make the whole sample, and windows are read in corpus order until exactly
+``max_tokens`` tokens are collected (the last window is cut short): the cap keeps the [tokens, units] matrix and the
+fits small on CPU. Windows are split 70/30 into train/test at random (seeded): no window has tokens on both sides.
 
 **Probes.** Units are ranked on the train split by |mean(x | y=1) - mean(x | y=0)| of their raw activations.
 ``method="mean_diff"``: for each k, an L2 logistic regression (C=1) on the k top-ranked units. ``"adaptive"``
@@ -186,13 +187,15 @@ def _labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> It
 
 # -- activations -----------------------------------------------------------------------------------------------------
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
-            max_tokens: int = 20_000, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations, y [N] bool labels, group [N] window number) for labelled documents."""
     windows: list[tuple[list[int], np.ndarray]] = []
     n = 0
     for text, char_labels in documents:
         ids, labels = token_labels(subject.tokenizer, text, char_labels)
-        for start in range(0, len(ids), window):
+        starts = range(0, len(ids), window)
+        for start in starts if windows_per_document is None else starts[:windows_per_document]:
             end = min(start + window, len(ids), start + max_tokens - n)
             windows.append((ids[start:end], labels[start:end]))
             n += end - start
@@ -300,10 +303,11 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
                   ks: Sequence[int] = DEFAULT_KS, method: Method = "mean_diff", max_tokens: int = 20_000,
-                  window: int = 64, seed: int = 0) -> ProbeResult:
+                  window: int = 64, windows_per_document: int | None = 8, seed: int = 0) -> ProbeResult:
     """Collect ``layer``'s activations on labelled text and fit k-sparse probes (see the module docstring)."""
     subject.check_layer(layer)
-    X, y, group = collect(subject, _labelled_documents(corpus, concept), layer, window, max_tokens)
+    documents = _labelled_documents(corpus, concept)
+    X, y, group = collect(subject, documents, layer, window, max_tokens, windows_per_document)
     results, facts = fit_probes(X, y, group, ks, method, seed)
     name = concept.name if isinstance(concept, SpanConcept) else concept
     return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), **facts)

@@ -209,7 +209,8 @@ the files ({st["fit_tokens"]:,} tokens). The other part, `stdlib` (held-out, {st
 autointerp's default corpus and was never trained on. See `autointerp/corpus.py` for the exact rule.
 
 ## Training
-- Command: `{st["command"]}` (seed {st["seed"]}).
+- Trained by: `{st["command"]}` (seed {st["seed"]}). To rebuild in place: `python -m
+  autointerp.subject.train_bundled` (its defaults are this model's settings; it writes into subject/bundled).
 - {st["steps"]:,} AdamW steps (lr {st["lr"]}, betas 0.9/0.98, weight decay 0.01, warmup 300 steps, cosine decay to
   10% over the steps){" - STOPPED EARLY by the --minutes cap: not reproducible" if st.get("stopped_by_time_cap") else ""}, batch {st["batch"]} sequences of {st["ctx"]} tokens (BOS + {st["ctx"] - 1} tokens
   cut at random offsets of the concatenated documents): {st["tokens_seen"]:,} tokens seen, in
