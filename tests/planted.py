@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-import autointerp.subject.capture as capmod
 from autointerp.corpus import open_corpus
+from autointerp.subject.capture import CaptureConfig, capture
 from autointerp.subject.model import Subject
-from autointerp.subject.ngrams import NGramCounts
 
 D_MODEL = 128
 TOKEN_DIMS = 94  # dims 0..93: 6 private detector dims + 88 for the other tokens; then 2 dims per position
@@ -132,25 +131,11 @@ def build_planted(tokenizer, detected_tokens: tuple[int, int, int], window: int 
     return subject, truth
 
 
-class NGramLayerCapture(capmod.LayerCapture):
-    """LayerCapture with NGramCounts fed from the same update (what capture does once ``ngrams`` is wired in)."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.ngrams = NGramCounts(self.n_units, self.vocab)
-
-    def update(self, acts, ids, first_index):
-        super().update(acts, ids, first_index)
-        self.ngrams.add(ids, acts > self.config.threshold)
-
-
 def capture_with_ngrams(subject: Subject, corpus_path, window: int, max_windows: int | None = None):
-    """The real capture of layer 0, with NGramLayerCapture standing in for LayerCapture."""
-    cfg = capmod.CaptureConfig(layers=[0], window=window, top_k=3, n_random=2, batch_size=16,
-                               max_tokens=None if max_windows is None else max_windows * window)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(capmod, "LayerCapture", NGramLayerCapture)
-        return capmod.capture(subject, open_corpus(str(corpus_path)), cfg)[0]
+    """The real capture of layer 0 with n-gram counting on (``CaptureConfig.ngrams``)."""
+    cfg = CaptureConfig(layers=[0], window=window, top_k=3, n_random=2, batch_size=16, ngrams=True,
+                        max_tokens=None if max_windows is None else max_windows * window)
+    return capture(subject, open_corpus(str(corpus_path)), cfg)[0]
 
 
 @pytest.fixture(scope="module")
