@@ -217,7 +217,7 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
+        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
@@ -247,6 +247,11 @@ def _print_summary(s) -> None:
             else:
                 table.add_row(f"{s.layer}/{o.unit}", _fmt(o.score), Text(o.explanation))
         out.print(table)
+    if s.llm_usage:
+        u = s.llm_usage
+        out.print(f"LLM: {u['calls']:,} calls ({u['errors']} failed), {u['tokens_in']:,} tokens in, "
+                  f"{u['tokens_out']:,} out, ${u['cost_usd']:.4f}; per unit: {u['per_unit']['calls']} calls, "
+                  f"{u['per_unit']['tokens_in']:,} in, {u['per_unit']['tokens_out']:,} out")
     if s.stopped:
         out.print(f"[yellow]stopped early: {s.stopped}[/yellow]; the same command resumes with the units left")
     out.print(f"results in {s.db} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")

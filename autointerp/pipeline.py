@@ -62,6 +62,17 @@ class LLMContext:
             self.clients[name] = LLMClient(profile, name, sink=self, budget=self.budget)
         return self.clients[name], profile
 
+    def usage(self, n_units: int) -> dict[str, Any] | None:
+        """Totals over this session's clients (None when no LLM was used), and per unit over ``n_units``."""
+        if not self.clients:
+            return None
+        t = {"calls": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        for client in self.clients.values():
+            for key in t:
+                t[key] += getattr(client.totals, key)
+        t["per_unit"] = {k: round(t[k] / n_units, 2) for k in ("calls", "tokens_in", "tokens_out")}
+        return t
+
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()
@@ -166,6 +177,11 @@ class RunSummary:
     interrupted: bool = False
     stopped: str | None = None  # why the run stopped before finishing every unit (a budget), if it did
     estimate: dict[str, Any] | None = None  # expected LLM usage of this session, made before spending
+    llm_usage: dict[str, Any] | None = None  # what this session's LLM calls used: calls, tokens, cost, per unit
+
+    @property
+    def units_this_session(self) -> int:
+        return len(self.outcomes) - self.units_skipped
 
     @property
     def scores(self) -> list[float]:
@@ -328,24 +344,32 @@ def run(
         summary.wall_s = time.time() - t0
         store.finish_run(run_id, "complete", summary.wall_s)
         return summary
-    cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
-    progress = on_capture_start(cfg.tokens) if on_capture_start else None
-    t_capture = time.time()
-    layer_cap = capture(subject, corpus, cap_cfg, progress)[cfg.layer]
-    summary.capture_s = time.time() - t_capture
-    summary.n_tokens = layer_cap.n_tokens
-    store.set_run_tokens(run_id, layer_cap.n_tokens)
-    bind_explainer(explainer, run_id, subject, corpus, cfg, layer_cap)
-    summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0]), explainer, simulator, len(todo))
-    if summary.estimate is not None and on_estimate:
-        on_estimate(summary.estimate)
-    try:
+
+    def capture_and_explain() -> None:
+        cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
+                                batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
+                                seed=cfg.seed)
+        progress = on_capture_start(cfg.tokens) if on_capture_start else None
+        t_capture = time.time()
+        layer_cap = capture(subject, corpus, cap_cfg, progress)[cfg.layer]
+        summary.capture_s = time.time() - t_capture
+        summary.n_tokens = layer_cap.n_tokens
+        store.set_run_tokens(run_id, layer_cap.n_tokens)
+        bind_explainer(explainer, run_id, subject, corpus, cfg, layer_cap)
+        summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0]), explainer, simulator, len(todo))
+        if summary.estimate is not None and on_estimate:
+            on_estimate(summary.estimate)
         asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator, cfg.concurrency,
                                  summary, on_unit, llm))
+
+    try:
+        capture_and_explain()
     except KeyboardInterrupt:
         summary.interrupted = True
         store.finish_run(run_id, "interrupted", time.time() - t0)
+        raise
+    except BaseException:
+        store.finish_run(run_id, "failed", time.time() - t0)  # finished units stay; the same command resumes
         raise
     summary.wall_s = time.time() - t0
     store.finish_run(run_id, "interrupted" if summary.stopped else "complete", summary.wall_s)
@@ -377,6 +401,7 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
     try:
         await asyncio.gather(*(one(u) for u in units))
     finally:
+        summary.llm_usage = llm.usage(max(summary.units_this_session, 1))
         await llm.aclose()
 
 

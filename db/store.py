@@ -430,8 +430,15 @@ def _clean(value: Any) -> Any:
 
 
 def _json(value: Any) -> str:
-    """JSON text for a TEXT column; never NaN, anything unknown as its ``str()``."""
-    return json.dumps(_clean(value), ensure_ascii=False, allow_nan=False, default=str)
+    """JSON text for a TEXT column; never NaN, anything unknown as its ``str()``.
+
+    The C encoder refuses NaN and infinities (``allow_nan=False``), so the slow recursive clean-up runs only for
+    the rare value that holds one (LLM call logs with thousands of logprobs would otherwise spend most of a run here).
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError):  # a NaN or infinity, or a type json does not know (numpy scalars, ...)
+        return json.dumps(_clean(value), ensure_ascii=False, allow_nan=False, default=str)
 
 
 def _iso(t: datetime) -> str:

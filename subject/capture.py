@@ -181,6 +181,7 @@ class LayerCapture:
         self.top_acts = torch.zeros(U, K, W)
         self.top_ids = torch.zeros(U, K, W, dtype=torch.int32)
         self._edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
+        self._decoded: dict[int, str] = {}
         if self.config.ngrams:
             self.ngrams = NGramCounts(units=U, vocab=self.vocab)
 
@@ -269,7 +270,12 @@ class LayerCapture:
         return [(self.decode(t), c, int(self.tok_count[t])) for t, c in best]
 
     def decode(self, token_id: int) -> str:
-        return self.tokenizer.decode([int(token_id)])
+        """One token id as text (memoised: the same few thousand ids are decoded for every unit's windows)."""
+        token_id = int(token_id)
+        text = self._decoded.get(token_id)
+        if text is None:
+            text = self._decoded[token_id] = self.tokenizer.decode([token_id])
+        return text
 
     def unit_record(self, unit: int, kind: str = "neuron") -> UnitRecord:
         """The unit's windows, dealt into splits (records.deal_splits), with its statistics."""

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+from pathlib import Path
 
 import pytest
 import sqlite_utils
@@ -135,7 +136,7 @@ def test_bad_layer_units_model_explainer(capsys, tiny, text_corpus, isolated):
     assert not path.exists() or sqlite_utils.Database(path)["runs"].count == 0
 
 
-def test_bad_corpus(capsys, tiny, isolated):
+def test_bad_corpus(capsys, tiny, isolated, monkeypatch):
     empty = isolated / "empty"
     empty.mkdir()
     one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(empty))[::2], "no documents")
@@ -143,13 +144,18 @@ def test_bad_corpus(capsys, tiny, isolated):
     one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(isolated / "short.txt"))[::2],
                    "no window")
     one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", "missing.txt")[::2], "not found")
-    unreadable = isolated / "locked.txt"
+    unreadable = isolated / "unreadable.txt"
     unreadable.write_text("x" * 1000)
-    unreadable.chmod(0)
-    if os.geteuid() != 0:  # root reads anything
-        one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(unreadable))[::2],
-                       "cannot read")
+    real_read_text = Path.read_text
 
+    def refuse(self, *args, **kwargs):  # root reads any file, so the permission error is injected
+        if self == unreadable:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(unreadable))[::2],
+                   "cannot read corpus file", "Permission denied")
 
 def test_bad_databases(capsys, tiny, text_corpus, isolated):
     corrupt = isolated / "corrupt.db"

@@ -56,6 +56,9 @@ def test_llm_simulator_run_logs_every_call_and_never_the_key(capsys, tiny, text_
     # 10 test windows per unit at most 10 per request: at most 2 simulator calls per unit
     assert len(calls) <= 2 * 4
     assert est["calls"] == len(calls)  # the estimate printed before spending matches what was spent
+    usage = summary["llm_usage"]
+    assert usage["calls"] == len(calls) and usage["per_unit"]["calls"] == len(calls) / 4
+    assert usage["tokens_in"] == sum(c["tokens_in"] for c in calls)
     dump = "\n".join(str(list(db[t].rows)) for t in db.table_names()) + out + err
     assert KEY not in dump and "SECRET" not in dump
 
@@ -183,3 +186,33 @@ def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(caps
     for path in isolated.glob("autointerp.db*"):
         everything += path.read_bytes().decode("latin-1")
     assert KEY not in everything and "SECRET" not in everything
+
+
+def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(capsys, tiny, text_corpus, isolated,
+                                                                          monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer(model="model-a") as a, FakeOpenAIServer(model="model-b") as b:
+        (isolated / "autointerp.toml").write_text(
+            f'[models.alpha]\nmodel = "model-a"\nbase_url = "{a.base_url}"\napi_key_env = "FAKE_KEY"\n'
+            f'[models.beta]\nmodel = "model-b"\nbase_url = "{b.base_url}"\napi_key_env = "FAKE_KEY"\n')
+        base = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3",
+                "--simulator", "alpha", "--revise-rounds", "0", "--max-tool-calls", "0"]
+        assert cli(capsys, *base, "--explainer", "alpha")[0] == 0
+        n_a = len(a.requests)
+        assert cli(capsys, *base, "--explainer", "beta")[0] == 0
+        beta_requests = list(b.requests)
+        alpha_second = list(a.requests)[n_a:]
+        assert cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3",
+                   "--simulator", "alpha")[0] == 0  # the baseline explainer, same simulator
+    # the second run sent its 3 explainer requests to beta's endpoint with beta's model, and only simulations to alpha
+    assert len(beta_requests) == 3 and {r["model"] for r in beta_requests} == {"model-b"}
+    assert alpha_second and all(r["model"] == "model-a" and "logprobs" in r for r in alpha_second)
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    by_profile = {(r[0], r[1], r[2]) for r in db.execute(
+        "SELECT profile, model, purpose FROM llm_calls").fetchall()}
+    assert ("beta", "model-b", "explain") in by_profile and not any(p == "beta" and pur != "explain"
+                                                                    for p, _, pur in by_profile)
+    code, out, _ = cli(capsys, "leaderboard", "--by", "explainer", "--format", "json")
+    ranked = json.loads(out)
+    assert {r["explainer"] for r in ranked} == {"alpha", "beta", "baseline"}
+    assert ranked == sorted(ranked, key=lambda r: -(r["mean"] if r["mean"] is not None else -2))

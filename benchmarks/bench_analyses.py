@@ -1,0 +1,75 @@
+"""Analyses cost benchmark: every analysis for every layer in one pass, against capture alone.
+
+    python benchmarks/bench_analyses.py                    # bundled model, all 16 layers, 1M tokens
+    python benchmarks/bench_analyses.py --tokens 200000 --layers 0,8,15
+
+Both modes read the same pre-tokenized windows (tokenization is not timed) through the same model:
+
+- ``capture``: ``capture_windows`` for the layers with the backbone's statistics (top-k windows, reservoir,
+  histogram, per-position and per-token counts) and nothing else;
+- ``analyses``: the same pass with bigram/trigram counting on (``CaptureConfig.ngrams``), then ``analyze_layer``
+  for every layer (dead units, n-gram coverage, token and trigram detectors, suppression, positional units).
+
+Each mode runs in its own subprocess and reports its wall time and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def measure(mode: str, model: str, layers: list[int] | None, tokens: int, window: int) -> dict:
+    import torch
+
+    from autointerp.corpus import iter_token_windows, open_corpus
+    from autointerp.subject.analyses import analyze_layer
+    from autointerp.subject.capture import CaptureConfig, capture_windows
+    from autointerp.subject.model import load_subject
+
+    subject = load_subject(model, device="cpu", dtype="float32")
+    layers = layers or list(range(subject.n_layers))
+    windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
+    t0 = time.perf_counter()
+    caps = capture_windows(subject, windows, CaptureConfig(layers=layers, window=window, ngrams=mode == "analyses"))
+    t_capture = time.perf_counter() - t0
+    detectors = None
+    if mode == "analyses":
+        detectors = sum(analyze_layer(subject, caps[layer], caps[layer].ngrams)[1].n_token_detectors
+                        for layer in layers)
+    wall = time.perf_counter() - t0
+    return {"mode": mode, "layers": len(layers), "tokens": len(windows) * window, "capture_s": round(t_capture, 1),
+            "wall_s": round(wall, 1), "token_detectors": detectors, "threads": torch.get_num_threads(),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="bundled")
+    ap.add_argument("--layers", default="all", help="all, or comma-separated layers")
+    ap.add_argument("--tokens", type=int, default=1_000_000)
+    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one mode, print JSON
+    args = ap.parse_args()
+    layers = None if args.layers == "all" else [int(x) for x in args.layers.split(",")]
+    if args.one:
+        print(json.dumps(measure(args.one, args.model, layers, args.tokens, args.window)))
+        return
+    results = {}
+    for mode in ("capture", "analyses"):
+        cmd = [sys.executable, __file__, "--model", args.model, "--layers", args.layers, "--tokens", str(args.tokens),
+               "--window", str(args.window), "--one", mode]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        results[mode] = r = json.loads(out)
+        print(f"{mode:9s} {r['layers']} layers, {r['tokens']:,} tokens: {r['wall_s']:7.1f} s "
+              f"(capture pass {r['capture_s']} s), peak RSS {r['peak_rss_mb']:,} MB", flush=True)
+    ratio = results["analyses"]["wall_s"] / results["capture"]["wall_s"]
+    print(f"every analysis / capture alone: {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
