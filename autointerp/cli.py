@@ -77,20 +77,8 @@ def run(
                                    device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
                                    max_calls=max_calls, revise_rounds=revise_rounds, max_tool_calls=max_tool_calls,
                                    best_of=best_of, concurrency=concurrency))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
+    progress, on_capture_start = _capture_progress()
     state: dict = {}
-
-    def on_capture_start(total):
-        task = progress.add_task("capture (tokens)", total=total, rate="")
-        t0 = time.time()
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            done = progress.tasks[task].completed
-            progress.update(task, rate=f"{done / max(time.time() - t0, 1e-9):,.0f} tok/s")
-
-        return advance
 
     def on_unit(outcome) -> None:
         if "units" not in state:
@@ -131,19 +119,7 @@ def analyze(
 
     _check_format(output, ("table", "json"))
     cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, device=device, seed=seed, db=db))
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
-
-    def on_capture_start(total):
-        task = progress.add_task("capture (tokens)", total=total, rate="")
-        t0 = time.time()
-
-        def advance(n: int) -> None:
-            progress.advance(task, n)
-            progress.update(task, rate=f"{progress.tasks[task].completed / max(time.time() - t0, 1e-9):,.0f} tok/s")
-
-        return advance
-
+    progress, on_capture_start = _capture_progress()
     with progress:
         result = run_analyses(cfg, layer, " ".join(sys.argv), on_capture_start)
     if output == "json":
@@ -210,6 +186,26 @@ def models(
             cells.append(c["error"] or f"reachable, logprobs={c['logprobs']}, tools={c['tools']}")
         table.add_row(*(Text(x) for x in cells))
     out.print(table)
+
+
+def _capture_progress():
+    """A progress display on stderr and the ``on_capture_start`` hook that adds the capture bar (tokens, tok/s).
+
+    Transient: it disappears when done, so a failed run leaves only its one-line error."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
+
+    def on_capture_start(total: int | None):
+        task = progress.add_task("capture (tokens)", total=total, rate="")
+        t0 = time.time()
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            progress.update(task, rate=f"{progress.tasks[task].completed / max(time.time() - t0, 1e-9):,.0f} tok/s")
+
+        return advance
+
+    return progress, on_capture_start
 
 
 def _summary_json(s) -> dict:

@@ -87,3 +87,20 @@ def text_corpus(tmp_path):
     for name in ("textwrap.py", "shlex.py", "fnmatch.py"):
         shutil.copy(stdlib_root() / name, folder / name)
     return folder
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the real ``autointerp`` command in-process: ``code, out, err = cli("run", "--layer", "1", ...)``."""
+    from autointerp.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

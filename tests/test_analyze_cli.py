@@ -6,25 +6,16 @@ import json
 
 import sqlite_utils
 
-from autointerp.cli import main
 
 KEYS = {"layer", "unit", "dead", "firing_rate", "token_detector", "ngram_k", "positional_mi", "positional",
         "positional_kind", "suppresses_triggers", "promoted", "suppressed"}
 
 
-def cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    c = capsys.readouterr()
-    return code, c.out, c.err
 
 
-def test_analyze_json_records_and_storage(capsys, tiny_checkpoints, text_corpus, isolated):
+def test_analyze_json_records_and_storage(cli, tiny_checkpoints, text_corpus, isolated):
     model = str(tiny_checkpoints["gpt2"])
-    code, out, err = cli(capsys, "analyze", "--layer", "0,2", "--model", model, "--corpus", str(text_corpus),
+    code, out, err = cli("analyze", "--layer", "0,2", "--model", model, "--corpus", str(text_corpus),
                          "--format", "json")
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]
@@ -35,11 +26,11 @@ def test_analyze_json_records_and_storage(capsys, tiny_checkpoints, text_corpus,
     assert not any(r["dead"] for r in records) and not any(r["token_detector"] for r in records)
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["analysis_runs"].count == 1 and db["layer_analyses"].count == 2 and db["unit_analyses"].count == 96
-    code, out, _ = cli(capsys, "analyze", "--layer", "1", "--model", model, "--corpus", str(text_corpus))
+    code, out, _ = cli("analyze", "--layer", "1", "--model", model, "--corpus", str(text_corpus))
     assert code == 0 and "% dead" in out and "token det." in out
 
 
-def test_analyze_bad_layer(capsys, tiny_checkpoints, text_corpus):
-    code, _, err = cli(capsys, "analyze", "--layer", "5", "--model", str(tiny_checkpoints["opt"]),
+def test_analyze_bad_layer(cli, tiny_checkpoints, text_corpus):
+    code, _, err = cli("analyze", "--layer", "5", "--model", str(tiny_checkpoints["opt"]),
                        "--corpus", str(text_corpus))
     assert code == 2 and "layers 0..2" in err and len(err.strip().splitlines()) == 1

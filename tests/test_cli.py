@@ -12,18 +12,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from autointerp.cli import main
 from autointerp.agent.baseline import BaselineExplainer
 
 
-def cli(capsys, *args) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -35,8 +26,8 @@ def base_args(tiny, text_corpus, *more):
     return ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:6", *more]
 
 
-def test_run_leaderboard_show_end_to_end(capsys, tiny, text_corpus, isolated):
-    code, out, err = cli(capsys, *base_args(tiny, text_corpus), "--format", "json")
+def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
+    code, out, err = cli(*base_args(tiny, text_corpus), "--format", "json")
     assert code == 0, err
     summary = json.loads(out)
     assert {"run_id", "db", "layer", "explainer", "simulator", "baseline", "units_total", "units_done", "units_skipped",
@@ -50,29 +41,38 @@ def test_run_leaderboard_show_end_to_end(capsys, tiny, text_corpus, isolated):
     splits = {r[0] for r in db.execute("SELECT DISTINCT split FROM windows WHERE source = 'random'").fetchall()}
     assert splits == {"valid", "test"}
 
-    code, out, _ = cli(capsys, "leaderboard", "--format", "json")
+    code, out, _ = cli("leaderboard", "--format", "json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == len([u for u in summary["units"] if u["score"] is not None])
     assert rows == sorted(rows, key=lambda r: -r["score"])
-    code, out, _ = cli(capsys, "leaderboard", "--format", "csv", "--min-score", "0.2", "--layer", "1")
+    code, out, _ = cli("leaderboard", "--format", "csv", "--min-score", "0.2", "--layer", "1")
     assert code == 0 and out.splitlines()[0].startswith("layer,unit,kind,score")
-    code, out, _ = cli(capsys, "leaderboard", "--by", "explainer", "--format", "json")
+    code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
     (row,) = json.loads(out)
     assert row["explainer"] == "baseline" and row["ci_low"] <= row["mean"] <= row["ci_high"]
-    code, out, _ = cli(capsys, "show", "1/3")
+    code, out, _ = cli("show", "1/3")
     assert code == 0 and "unit 1/3" in out and "top windows" in out
-    code, out, _ = cli(capsys, "show", "1/3", "--format", "json")
+    code, out, _ = cli("show", "1/3", "--format", "json")
     assert json.loads(out)["unit"]["unit"] == 3
 
 
-def test_rerun_resumes_and_fresh_starts_over(capsys, tiny, text_corpus, isolated):
-    assert cli(capsys, *base_args(tiny, text_corpus))[0] == 0
-    code, out, _ = cli(capsys, *base_args(tiny, text_corpus), "--format", "json")
+def test_rerun_resumes_and_fresh_starts_over(cli, tiny, text_corpus, isolated):
+    assert cli(*base_args(tiny, text_corpus))[0] == 0
+    code, out, _ = cli(*base_args(tiny, text_corpus), "--format", "json")
     assert code == 0 and json.loads(out)["units_skipped"] == 6 and json.loads(out)["units_done"] == 6
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["runs"].count == 1 and db["explanations"].count == 6
-    assert cli(capsys, *base_args(tiny, text_corpus), "--fresh")[0] == 0
+    assert cli(*base_args(tiny, text_corpus), "--fresh")[0] == 0
     assert db["runs"].count == 2 and db["explanations"].count == 12
+
+
+@pytest.fixture
+def terminal_sigint():
+    """Ctrl-C as in a terminal: Python's default SIGINT handler (a background job, as CI may run the tests,
+    inherits SIGINT ignored, and then no signal would arrive)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 class Interrupting(BaselineExplainer):
@@ -89,20 +89,22 @@ class Interrupting(BaselineExplainer):
         return await super().explain(record, validate)
 
 
-def test_interrupted_run_resumes_without_losing_or_redoing_units(capsys, tiny, text_corpus, isolated, monkeypatch):
+def test_interrupted_run_resumes_without_losing_or_redoing_units(cli, tiny, text_corpus, isolated, monkeypatch,
+                                                                   terminal_sigint):
     import autointerp.pipeline as pipeline
 
     monkeypatch.setitem(pipeline.EXPLAINERS, "interrupting", lambda cfg, llm: Interrupting())
+
     Interrupting.calls, Interrupting.stop_after = [], 3
     args = base_args(tiny, text_corpus, "--explainer", "interrupting", "--units", "0:8")
-    code, _, err = cli(capsys, *args)
+    code, _, err = cli(*args)
     assert code == 130 and "run the same command again to resume" in err
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert next(db["runs"].rows)["status"] == "interrupted"
     done_first = {r["unit_id"] for r in db["unit_runs"].rows}
     assert len(done_first) == 3
     Interrupting.stop_after = None
-    code, out, err = cli(capsys, *args, "--format", "json")
+    code, out, err = cli(*args, "--format", "json")
     assert code == 0, err
     assert json.loads(out)["units_skipped"] == 3
     assert sorted(Interrupting.calls) == list(range(8))  # every unit explained exactly once over both sessions
@@ -119,31 +121,31 @@ def one_line_error(code, err, *needles):
         assert needle in lines[0], lines[0]
 
 
-def test_bad_layer_units_model_explainer(capsys, tiny, text_corpus, isolated):
-    one_line_error(*cli(capsys, "run", "--layer", "7", "--model", tiny, "--corpus", str(text_corpus))[::2],
+def test_bad_layer_units_model_explainer(cli, tiny, text_corpus, isolated):
+    one_line_error(*cli("run", "--layer", "7", "--model", tiny, "--corpus", str(text_corpus))[::2],
                    "--layer 7 is out of range", "0..2")
-    one_line_error(*cli(capsys, *base_args(tiny, text_corpus)[:-2], "--units", "40:50")[::2], "out of range", "0..47")
-    one_line_error(*cli(capsys, *base_args(tiny, text_corpus)[:-2], "--units", "a-b")[::2], "not understood")
-    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", str(isolated / "nope"))[::2], "no such checkpoint")
-    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", "no-such-org/no-such-model")[::2], "cannot load model")
-    one_line_error(*cli(capsys, *base_args(tiny, text_corpus), "--explainer", "gpt9")[::2], "unknown explainer",
+    one_line_error(*cli(*base_args(tiny, text_corpus)[:-2], "--units", "40:50")[::2], "out of range", "0..47")
+    one_line_error(*cli(*base_args(tiny, text_corpus)[:-2], "--units", "a-b")[::2], "not understood")
+    one_line_error(*cli("run", "--layer", "1", "--model", str(isolated / "nope"))[::2], "no such checkpoint")
+    one_line_error(*cli("run", "--layer", "1", "--model", "no-such-org/no-such-model")[::2], "cannot load model")
+    one_line_error(*cli(*base_args(tiny, text_corpus), "--explainer", "gpt9")[::2], "unknown explainer",
                    "baseline")
-    one_line_error(*cli(capsys, "run")[::2], "--layer")
-    one_line_error(*cli(capsys, "run", "--layer", "x")[::2])
-    one_line_error(*cli(capsys, "leaderboard", "--format", "xml")[::2], "--format")
+    one_line_error(*cli("run")[::2], "--layer")
+    one_line_error(*cli("run", "--layer", "x")[::2])
+    one_line_error(*cli("leaderboard", "--format", "xml")[::2], "--format")
     # nothing was half-written: no run row exists after all those refusals
     path = isolated / "autointerp.db"
     assert not path.exists() or sqlite_utils.Database(path)["runs"].count == 0
 
 
-def test_bad_corpus(capsys, tiny, isolated, monkeypatch):
+def test_bad_corpus(cli, tiny, isolated, monkeypatch):
     empty = isolated / "empty"
     empty.mkdir()
-    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(empty))[::2], "no documents")
+    one_line_error(*cli("run", "--layer", "1", "--model", tiny, "--corpus", str(empty))[::2], "no documents")
     (isolated / "short.txt").write_text("x = 1\n")
-    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(isolated / "short.txt"))[::2],
+    one_line_error(*cli("run", "--layer", "1", "--model", tiny, "--corpus", str(isolated / "short.txt"))[::2],
                    "no window")
-    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", "missing.txt")[::2], "not found")
+    one_line_error(*cli("run", "--layer", "1", "--model", tiny, "--corpus", "missing.txt")[::2], "not found")
     unreadable = isolated / "unreadable.txt"
     unreadable.write_text("x" * 1000)
     real_read_text = Path.read_text
@@ -154,47 +156,47 @@ def test_bad_corpus(capsys, tiny, isolated, monkeypatch):
         return real_read_text(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "read_text", refuse)
-    one_line_error(*cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(unreadable))[::2],
+    one_line_error(*cli("run", "--layer", "1", "--model", tiny, "--corpus", str(unreadable))[::2],
                    "cannot read corpus file", "Permission denied")
 
-def test_bad_databases(capsys, tiny, text_corpus, isolated):
+def test_bad_databases(cli, tiny, text_corpus, isolated):
     corrupt = isolated / "corrupt.db"
     corrupt.write_bytes(b"this is not a database" * 100)
-    one_line_error(*cli(capsys, *base_args(tiny, text_corpus), "--db", str(corrupt))[::2], "not a SQLite database")
+    one_line_error(*cli(*base_args(tiny, text_corpus), "--db", str(corrupt))[::2], "not a SQLite database")
     assert corrupt.read_bytes() == b"this is not a database" * 100
-    one_line_error(*cli(capsys, "leaderboard", "--db", str(isolated / "absent.db"))[::2], "no results database")
+    one_line_error(*cli("leaderboard", "--db", str(isolated / "absent.db"))[::2], "no results database")
 
     newer = isolated / "newer.db"
-    assert cli(capsys, *base_args(tiny, text_corpus), "--db", str(newer))[0] == 0
+    assert cli(*base_args(tiny, text_corpus), "--db", str(newer))[0] == 0
     sqlite_utils.Database(newer)["_sqlite_migrations"].insert(
         {"migration_set": "autointerp", "name": "m999_future", "applied_at": "2030-01-01"}, alter=True)
-    one_line_error(*cli(capsys, "leaderboard", "--db", str(newer))[::2], "newer autointerp")
+    one_line_error(*cli("leaderboard", "--db", str(newer))[::2], "newer autointerp")
 
     locked = isolated / "locked.db"
-    assert cli(capsys, *base_args(tiny, text_corpus), "--db", str(locked))[0] == 0
+    assert cli(*base_args(tiny, text_corpus), "--db", str(locked))[0] == 0
     holder = sqlite3.connect(locked)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        one_line_error(*cli(capsys, *base_args(tiny, text_corpus), "--db", str(locked), "--fresh")[::2], "locked")
+        one_line_error(*cli(*base_args(tiny, text_corpus), "--db", str(locked), "--fresh")[::2], "locked")
     finally:
         holder.rollback()
         holder.close()
 
 
-def test_debug_shows_the_traceback(capsys, tiny, text_corpus):
-    code, _, err = cli(capsys, "run", "--layer", "9", "--model", tiny, "--corpus", str(text_corpus), "--debug")
+def test_debug_shows_the_traceback(cli, tiny, text_corpus):
+    code, _, err = cli("run", "--layer", "9", "--model", tiny, "--corpus", str(text_corpus), "--debug")
     assert code == 2 and "Traceback" in err and "UsageError" in err
 
 
-def test_config_file_env_and_flags_precedence(capsys, tiny, text_corpus, isolated, monkeypatch):
+def test_config_file_env_and_flags_precedence(cli, tiny, text_corpus, isolated, monkeypatch):
     (isolated / "autointerp.toml").write_text(f'model = "{tiny}"\ncorpus = "{text_corpus}"\nlayer = 0\nunits = "0:2"\n')
     monkeypatch.setenv("AUTOINTERP_UNITS", "0:3")
-    code, out, err = cli(capsys, "run", "--format", "json")
+    code, out, err = cli("run", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["layer"] == 0 and json.loads(out)["units_total"] == 3  # env beats file
-    code, out, _ = cli(capsys, "run", "--units", "5", "--format", "json")
+    code, out, _ = cli("run", "--units", "5", "--format", "json")
     assert json.loads(out)["units_total"] == 1 and json.loads(out)["units"][0]["unit"] == 5  # flag beats env
     (isolated / "bad.toml").write_text("layer = [")
-    one_line_error(*cli(capsys, "run", "--config", str(isolated / "bad.toml"))[::2], "not valid TOML")
+    one_line_error(*cli("run", "--config", str(isolated / "bad.toml"))[::2], "not valid TOML")
     (isolated / "typo.toml").write_text("layr = 3\n")
-    one_line_error(*cli(capsys, "run", "--config", str(isolated / "typo.toml"))[::2], "layr")
+    one_line_error(*cli("run", "--config", str(isolated / "typo.toml"))[::2], "layr")

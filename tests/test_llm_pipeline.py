@@ -7,20 +7,11 @@ import json
 import pytest
 import sqlite_utils
 
-from autointerp.cli import main
 from autointerp.llm.server import FakeOpenAIServer, FaultInjector, Reply, default_handler
 
 KEY = "sk-test-SECRET-abcdefghijklmnopqrstuvwxyz"
 
 
-def cli(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    c = capsys.readouterr()
-    return code, c.out, c.err
 
 
 def write_config(path, server, name="local", **extra):
@@ -35,11 +26,11 @@ def tiny(tiny_checkpoints):
     return str(tiny_checkpoints["opt"])
 
 
-def test_llm_simulator_run_logs_every_call_and_never_the_key(capsys, tiny, text_corpus, isolated, monkeypatch):
+def test_llm_simulator_run_logs_every_call_and_never_the_key(cli, tiny, text_corpus, isolated, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
     with FakeOpenAIServer() as server:
         write_config(isolated / "autointerp.toml", server)
-        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+        code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:4", "--simulator", "local", "--format", "json")
         assert code == 0, err
         requests = list(server.requests)
@@ -63,11 +54,11 @@ def test_llm_simulator_run_logs_every_call_and_never_the_key(capsys, tiny, text_
     assert KEY not in dump and "SECRET" not in dump
 
 
-def test_llm_failures_end_units_failed_and_the_run_goes_on(capsys, tiny, text_corpus, isolated, monkeypatch):
+def test_llm_failures_end_units_failed_and_the_run_goes_on(cli, tiny, text_corpus, isolated, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
     with FakeOpenAIServer(handler=FaultInjector(rate_500=1.0, seed=1)) as server:
         write_config(isolated / "autointerp.toml", server, max_retries=1)
-        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+        code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:3", "--simulator", "local", "--format", "json")
     assert code == 0, err
     units = json.loads(out)["units"]
@@ -78,44 +69,44 @@ def test_llm_failures_end_units_failed_and_the_run_goes_on(capsys, tiny, text_co
     assert {r["status"] for r in db["unit_runs"].rows} == {"failed"}
 
 
-def test_budget_stops_cleanly_and_the_next_run_goes_on(capsys, tiny, text_corpus, isolated, monkeypatch):
+def test_budget_stops_cleanly_and_the_next_run_goes_on(cli, tiny, text_corpus, isolated, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
     with FakeOpenAIServer() as server:
         write_config(isolated / "autointerp.toml", server)
         args = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:6",
                 "--simulator", "local", "--format", "json"]
-        code, out, err = cli(capsys, *args, "--max-calls", "3")
+        code, out, err = cli(*args, "--max-calls", "3")
         assert code == 0, err
         first = json.loads(out)
         assert first["stopped"] and "call budget" in first["stopped"] and first["units_done"] < 6
-        code, out, err = cli(capsys, *args)
+        code, out, err = cli(*args)
     second = json.loads(out)
     assert second["units_done"] == 6 and second["units_skipped"] == first["units_done"]
     assert sqlite_utils.Database(isolated / "autointerp.db")["explanations"].count == 6
 
 
-def test_missing_key_and_unknown_profile_are_usage_errors(capsys, tiny, isolated, monkeypatch):
+def test_missing_key_and_unknown_profile_are_usage_errors(cli, tiny, isolated, monkeypatch):
     monkeypatch.delenv("FAKE_KEY", raising=False)
     (isolated / "autointerp.toml").write_text('[models.remote]\nmodel = "m"\nbase_url = "https://example.invalid/v1"\n'
                                               'api_key_env = "FAKE_KEY"\n')
-    code, _, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--simulator", "remote")
+    code, _, err = cli("run", "--layer", "1", "--model", tiny, "--simulator", "remote")
     assert code == 2 and "FAKE_KEY" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--simulator", "nope")
+    code, _, err = cli("run", "--layer", "1", "--model", tiny, "--simulator", "nope")
     assert code == 2 and "unknown simulator 'nope'" in err and "baseline" in err and "remote" in err
 
 
-def test_models_check(capsys, isolated, monkeypatch):
+def test_models_check(cli, isolated, monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
     with FakeOpenAIServer() as server:
         write_config(isolated / "autointerp.toml", server)
-        code, out, err = cli(capsys, "models", "--check", "--format", "json")
+        code, out, err = cli("models", "--check", "--format", "json")
     assert code == 0, err
     (row,) = json.loads(out)
     assert row["name"] == "local" and row["check"]["reachable"] is True and row["check"]["logprobs"] is True
     assert KEY not in out
 
 
-def test_llm_explainer_and_simulator_run_the_whole_loop(capsys, tiny, text_corpus, isolated, monkeypatch):
+def test_llm_explainer_and_simulator_run_the_whole_loop(cli, tiny, text_corpus, isolated, monkeypatch):
     """Explainer agent (tools, revision) and simulator both over HTTP; every call stored; baseline ranked too."""
     monkeypatch.setenv("FAKE_KEY", KEY)
 
@@ -129,13 +120,13 @@ def test_llm_explainer_and_simulator_run_the_whole_loop(capsys, tiny, text_corpu
     with FakeOpenAIServer(handler=hypothesis_tester) as server:
         write_config(isolated / "autointerp.toml", server)
         base = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3"]
-        code, out, err = cli(capsys, *base, "--explainer", "local", "--simulator", "local", "--format", "json")
+        code, out, err = cli(*base, "--explainer", "local", "--simulator", "local", "--format", "json")
         assert code == 0, err
         summary = json.loads(out)
         assert summary["explainer"] == "local" and summary["baseline"] is False
         assert {u["status"] for u in summary["units"]} <= {"done", "gave_up"}
         assert all(u["explanation"] for u in summary["units"])
-        assert cli(capsys, *base)[0] == 0  # the baseline on the same units, for the comparison
+        assert cli(*base)[0] == 0  # the baseline on the same units, for the comparison
     db = sqlite_utils.Database(isolated / "autointerp.db")
     purposes = {r[0] for r in db.execute("SELECT DISTINCT purpose FROM llm_calls").fetchall()}
     assert "simulate" in purposes and len(purposes) >= 2
@@ -144,17 +135,17 @@ def test_llm_explainer_and_simulator_run_the_whole_loop(capsys, tiny, text_corpu
     # the tool results (the subject model's activations on the LLM's own text) went back to the LLM and are stored
     tool_turns = [m for r in db["llm_calls"].rows for m in json.loads(r["messages"]) if m.get("role") == "tool"]
     assert any("self" in m["content"] for m in tool_turns)
-    code, out, _ = cli(capsys, "leaderboard", "--by", "explainer", "--format", "json")
+    code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
     assert {r["explainer"] for r in json.loads(out)} == {"local", "baseline"}
     assert (isolated / "autointerp.db.agent.sqlite").exists()  # agent checkpoints live beside, not inside, the DB
 
 
-def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(capsys, tiny, text_corpus, isolated,
+def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(cli, tiny, text_corpus, isolated,
                                                                           monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
     with FakeOpenAIServer() as server:
         write_config(isolated / "autointerp.toml", server)
-        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+        code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:5", "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
                              "--max-tool-calls", "0", "--format", "json")
         assert code == 0, err
@@ -165,7 +156,7 @@ def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(capsy
     assert json.loads(out)["llm_estimate"]["calls"] == requests
 
 
-def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(capsys, tiny, text_corpus, isolated,
+def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(cli, tiny, text_corpus, isolated,
                                                                             monkeypatch, caplog):
     """20% errors (429 with Retry-After / 500) and 10% garbage: nothing crashes, every unit ends done, failed or
     gave_up (failed ones with a reason), and the API key is nowhere: DB, agent checkpoints, logs, outputs."""
@@ -173,7 +164,7 @@ def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(caps
     flaky = FaultInjector(rate_429=0.1, rate_500=0.1, rate_garbage=0.1, retry_after_s=0.01, seed=3)
     with FakeOpenAIServer(handler=flaky) as server:
         write_config(isolated / "autointerp.toml", server, max_retries=2)
-        code, out, err = cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+        code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:10", "--explainer", "local", "--simulator", "local", "--format", "json")
     assert code == 0, err
     units = json.loads(out)["units"]
@@ -188,7 +179,7 @@ def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(caps
     assert KEY not in everything and "SECRET" not in everything
 
 
-def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(capsys, tiny, text_corpus, isolated,
+def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(cli, tiny, text_corpus, isolated,
                                                                           monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
     with FakeOpenAIServer(model="model-a") as a, FakeOpenAIServer(model="model-b") as b:
@@ -197,12 +188,12 @@ def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(capsys
             f'[models.beta]\nmodel = "model-b"\nbase_url = "{b.base_url}"\napi_key_env = "FAKE_KEY"\n')
         base = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3",
                 "--simulator", "alpha", "--revise-rounds", "0", "--max-tool-calls", "0"]
-        assert cli(capsys, *base, "--explainer", "alpha")[0] == 0
+        assert cli(*base, "--explainer", "alpha")[0] == 0
         n_a = len(a.requests)
-        assert cli(capsys, *base, "--explainer", "beta")[0] == 0
+        assert cli(*base, "--explainer", "beta")[0] == 0
         beta_requests = list(b.requests)
         alpha_second = list(a.requests)[n_a:]
-        assert cli(capsys, "run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3",
+        assert cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:3",
                    "--simulator", "alpha")[0] == 0  # the baseline explainer, same simulator
     # the second run sent its 3 explainer requests to beta's endpoint with beta's model, and only simulations to alpha
     assert len(beta_requests) == 3 and {r["model"] for r in beta_requests} == {"model-b"}
@@ -212,7 +203,7 @@ def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(capsys
         "SELECT profile, model, purpose FROM llm_calls").fetchall()}
     assert ("beta", "model-b", "explain") in by_profile and not any(p == "beta" and pur != "explain"
                                                                     for p, _, pur in by_profile)
-    code, out, _ = cli(capsys, "leaderboard", "--by", "explainer", "--format", "json")
+    code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
     ranked = json.loads(out)
     assert {r["explainer"] for r in ranked} == {"alpha", "beta", "baseline"}
     assert ranked == sorted(ranked, key=lambda r: -(r["mean"] if r["mean"] is not None else -2))
