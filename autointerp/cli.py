@@ -142,6 +142,42 @@ def analyze(
 
 
 @app.command()
+def probe(
+    layer: Annotated[int, Opt(help="0-based layer whose units are probed.")],
+    concept: Annotated[str, Opt(help="comment, string, docstring, keyword, identifier, number, operator, "
+                                     "indent_ge2, or a .jsonl file of {text, spans}.")],
+    method: Annotated[str, Opt(help="mean_diff (default) or adaptive (elastic-net thresholding).")] = "mean_diff",
+    model: Annotated[Optional[str], Opt(help="'bundled' (default), a hub id or a checkpoint folder.")] = None,
+    corpus: Annotated[Optional[str], Opt(help="Corpus for built-in concepts (default stdlib).")] = None,
+    tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 20000).")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+) -> None:
+    """k-sparse probing (Gurnee et al. 2023): precision, recall and F1 for k = 1, 2, 4, ... units."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import probe as run_probe
+
+    _check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, db=db))
+    result, probe_id = run_probe(cfg, layer, concept, method, " ".join(sys.argv))
+    rows = [{"k": r.k, "precision": r.precision, "recall": r.recall, "f1": r.f1, "units": list(r.units)}
+            for r in result.results]
+    if output == "json":
+        out.print_json(json.dumps({"concept": result.concept, "layer": result.layer, "method": result.method,
+                                   "n_train": result.n_train, "n_test": result.n_test, "results": rows}))
+        return
+    table = Table("k", "precision", "recall", "F1", "units", title=f"{result.concept} at layer {result.layer} "
+                  f"({result.method}; {result.n_train:,} train / {result.n_test:,} test tokens, "
+                  f"{100 * result.positive_rate_test:.1f}% positive)")
+    for r in rows:
+        units = ", ".join(map(str, r["units"][:8])) + (" ..." if len(r["units"]) > 8 else "")
+        table.add_row(str(r["k"]), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", units)
+    out.print(table)
+    out.print(f"best F1 {result.best.f1:.3f} at k={result.best.k}; stored in {cfg.db} (probe {probe_id})")
+
+
+@app.command()
 def models(
     check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, logprobs, tool calls.")] = False,
     output: Annotated[str, Opt("--format", help="table or json.")] = "table",

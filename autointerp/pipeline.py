@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from autointerp.agent.base import Explainer, Explanation
@@ -38,6 +39,7 @@ from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
 from autointerp.subject.analyses import analyze_layer
+from autointerp.subject.probing import BUILTIN_CONCEPTS, load_span_concept, probe_concept
 from autointerp.subject.model import load_subject
 from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
 
@@ -462,3 +464,25 @@ def analyze(cfg: Config, layers: str, command: str = "",
                                  model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens,
                                  summaries=summaries, units=units)
     return AnalysisResult(run_id, cfg.db, n_tokens, summaries, units, capture_s, time.time() - t0)
+
+
+def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", command: str = ""):
+    """k-sparse probes of ``layer`` for a built-in concept (labelled by Python's tokenize on ``cfg.corpus``) or a
+    JSONL span-concept file; stored in probe_results. Returns the ProbeResult and its id."""
+    if concept.endswith(".jsonl"):
+        if not Path(concept).is_file():
+            raise UsageError(f"concept file {concept} not found; give a .jsonl of {{\"text\", \"spans\"}} lines")
+        target, corpus = load_span_concept(concept), None
+    elif concept in BUILTIN_CONCEPTS:
+        target, corpus = concept, open_corpus(cfg.corpus, cfg.seed)
+    else:
+        raise UsageError(f"unknown concept {concept!r}; built-in: {', '.join(BUILTIN_CONCEPTS)}, or a .jsonl file")
+    if method not in ("mean_diff", "adaptive"):
+        raise UsageError(f"--method {method!r} is not supported; use mean_diff or adaptive")
+    store = open_db(cfg.db)
+    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    result = probe_concept(subject, corpus, layer, target, method=method, max_tokens=cfg.tokens or 20_000,
+                           window=cfg.window, seed=cfg.seed)
+    probe_id = store.save_probe(command=command, model=cfg.model, model_hash=subject.weights_hash(),
+                                corpus=None if corpus is None else cfg.corpus, result=result)
+    return result, probe_id

@@ -5,7 +5,7 @@
     >>> db = sqlite_utils.Database(memory=True)
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]
-    ['m001_initial', 'm002_views', 'm003_analyses']
+    ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes']
 
 The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
 
@@ -274,6 +274,32 @@ def m003_analyses(db: Database) -> None:
         """
     )
 
+
+
+@migrations()
+def m004_probes(db: Database) -> None:
+    """Results of ``autointerp probe``: k-sparse probes of one layer for one concept."""
+    db.executescript(
+        """
+        CREATE TABLE probe_results (
+            id TEXT PRIMARY KEY,                -- uuid4 hex
+            created_at TEXT NOT NULL,
+            command TEXT NOT NULL,
+            model TEXT NOT NULL,
+            model_hash TEXT NOT NULL,
+            corpus TEXT,                        -- NULL for a user concept file (its texts come with it)
+            layer INTEGER NOT NULL,
+            concept TEXT NOT NULL,
+            method TEXT NOT NULL,               -- mean_diff | adaptive
+            n_train INTEGER NOT NULL,           -- tokens
+            n_test INTEGER NOT NULL,
+            best_k INTEGER NOT NULL,
+            best_f1 REAL NOT NULL,
+            results TEXT NOT NULL               -- JSON: [{k, units, precision, recall, f1}, ...]
+        );
+        CREATE INDEX probe_results_concept ON probe_results(concept, layer);
+        """
+    )
 
 def _known_names() -> frozenset[str]:
     with Database(memory=True) as empty:  # everything registered is pending on an empty database

@@ -329,6 +329,19 @@ class Store(Reads):
             self.db.table("unit_analyses").insert_all(rows)
         return run_id
 
+    def save_probe(self, *, command: str, model: str, model_hash: str, corpus: str | None, result: Any) -> str:
+        """Store one ``ProbeResult`` (autointerp.subject.probing); returns its id."""
+        probe_id = uuid.uuid4().hex
+        best = result.best
+        rows = [{"k": r.k, "units": list(r.units), "precision": r.precision, "recall": r.recall, "f1": r.f1}
+                for r in result.results]
+        with self._write():
+            self.db.table("probe_results").insert(dict(
+                id=probe_id, created_at=_now(), command=command, model=model, model_hash=model_hash, corpus=corpus,
+                layer=result.layer, concept=result.concept, method=result.method, n_train=result.n_train,
+                n_test=result.n_test, best_k=best.k, best_f1=_finite(best.f1), results=_json(rows)))
+        return probe_id
+
     def call_sink(self, run_id: str | None) -> CallSink:
         """A sink that records every call it is handed under ``run_id``."""
         return CallSink(self, run_id)

@@ -34,3 +34,17 @@ def test_analyze_bad_layer(cli, tiny_checkpoints, text_corpus):
     code, _, err = cli("analyze", "--layer", "5", "--model", str(tiny_checkpoints["opt"]),
                        "--corpus", str(text_corpus))
     assert code == 2 and "layers 0..2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_probe_command_reports_every_k_and_stores_it(cli, tiny_checkpoints, text_corpus, isolated):
+    model = str(tiny_checkpoints["opt"])
+    code, out, err = cli("probe", "--layer", "1", "--concept", "keyword", "--model", model, "--corpus",
+                         str(text_corpus), "--tokens", "3000", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["concept"] == "keyword" and [r["k"] for r in result["results"]][:3] == [1, 2, 4]
+    assert all(0 <= r["f1"] <= 1 and len(r["units"]) == r["k"] for r in result["results"])
+    row = next(sqlite_utils.Database(isolated / "autointerp.db")["probe_results"].rows)
+    assert row["concept"] == "keyword" and row["best_f1"] == max(r["f1"] for r in result["results"])
+    code, _, err = cli("probe", "--layer", "1", "--concept", "poetry", "--model", model)
+    assert code == 2 and "unknown concept 'poetry'" in err and "comment" in err

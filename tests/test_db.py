@@ -66,6 +66,10 @@ EXPECTED_TABLES = {
         "trigram_detector": str, "ngram_k": str, "positional_mi": float, "positional": int, "positional_kind": str,
         "suppresses_triggers": int, "analysis": str,
     },
+    "probe_results": {
+        "id": str, "created_at": str, "command": str, "model": str, "model_hash": str, "corpus": str, "layer": int,
+        "concept": str, "method": str, "n_train": int, "n_test": int, "best_k": int, "best_f1": float, "results": str,
+    },
 }
 EXPECTED_VIEWS = {
     "explanation_scores": [
@@ -83,7 +87,7 @@ EXPECTED_VIEWS = {
     ],
 }
 EXPECTED_INDEXES = {
-    "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window", "unit_analyses_unit",
+    "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window", "unit_analyses_unit", "probe_results_concept",
     "llm_calls_run_profile",
 }
 UNIT_TABLES = ("unit_stats", "windows", "explanations", "simulations", "scores", "unit_runs")
@@ -156,7 +160,7 @@ def test_reopen_applies_nothing_new(tmp_path):
         first = list(s.db.table("_sqlite_migrations").rows)
     with open_db(tmp_path / "a.db") as s:
         assert list(s.db.table("_sqlite_migrations").rows) == first
-    assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses"]
+    assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes"]
 
 
 def test_a_file_from_a_newer_autointerp_is_refused(tmp_path):
