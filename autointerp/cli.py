@@ -35,6 +35,10 @@ err = Console(stderr=True)
 Opt = typer.Option
 ConfigOpt = Annotated[Optional[str], Opt("--config", help="TOML config file (default: ./autointerp.toml).")]
 DbOpt = Annotated[Optional[str], Opt("--db", help="SQLite file (default ./autointerp.db, or $AUTOINTERP_DB).")]
+ModelOpt = Annotated[Optional[str], Opt("--model", help="'bundled' (default), a hub id or a checkpoint folder.")]
+CorpusOpt = Annotated[Optional[str], Opt("--corpus", help="stdlib (default), a file, folder, .jsonl or hf:NAME.")]
+TokensOpt = Annotated[Optional[int], Opt("--tokens", help="Content tokens to capture (default: whole corpus).")]
+DeviceOpt = Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N.")]
 
 
 @app.callback()
@@ -45,15 +49,15 @@ def _root(debug: Annotated[bool, Opt("--debug", help="Show tracebacks.")] = Fals
 @app.command()
 def run(
     layer: Annotated[Optional[int], Opt(help="0-based layer to explain.")] = None,
-    model: Annotated[Optional[str], Opt(help="'bundled' (default), a hub id or a checkpoint folder.")] = None,
-    corpus: Annotated[Optional[str], Opt(help="stdlib (default), a file, folder, .jsonl or hf:NAME.")] = None,
-    tokens: Annotated[Optional[int], Opt(help="Content tokens to capture (default: whole corpus).")] = None,
+    model: ModelOpt = None,
+    corpus: CorpusOpt = None,
+    tokens: TokensOpt = None,
     units: Annotated[Optional[str], Opt(help="Units: 0:32 or 3,17,42 (default: all).")] = None,
     explainer: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
     simulator: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
     window: Annotated[Optional[int], Opt(help="Tokens per window (default 64).")] = None,
     batch_size: Annotated[Optional[int], Opt(help="Windows per forward pass (default 32).")] = None,
-    device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
+    device: DeviceOpt = None,
     dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
     concurrency: Annotated[Optional[int], Opt(help="Units explained and scored at once (default 8).")] = None,
@@ -104,10 +108,10 @@ def run(
 @app.command()
 def analyze(
     layer: Annotated[str, Opt(help="Layer(s): N, N:M, N,M or all.")] = "all",
-    model: Annotated[Optional[str], Opt(help="'bundled' (default), a hub id or a checkpoint folder.")] = None,
-    corpus: Annotated[Optional[str], Opt(help="stdlib (default), a file, folder, .jsonl or hf:NAME.")] = None,
-    tokens: Annotated[Optional[int], Opt(help="Content tokens to capture (default: whole corpus).")] = None,
-    device: Annotated[Optional[str], Opt(help="auto, cpu, cuda, cuda:N.")] = None,
+    model: ModelOpt = None,
+    corpus: CorpusOpt = None,
+    tokens: TokensOpt = None,
+    device: DeviceOpt = None,
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order.")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -147,7 +151,7 @@ def probe(
     concept: Annotated[str, Opt(help="comment, string, docstring, keyword, identifier, number, operator, "
                                      "indent_ge2, or a .jsonl file of {text, spans}.")],
     method: Annotated[str, Opt(help="mean_diff (default) or adaptive (elastic-net thresholding).")] = "mean_diff",
-    model: Annotated[Optional[str], Opt(help="'bundled' (default), a hub id or a checkpoint folder.")] = None,
+    model: ModelOpt = None,
     corpus: Annotated[Optional[str], Opt(help="Corpus for built-in concepts (default stdlib).")] = None,
     tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 20000).")] = None,
     db: DbOpt = None,
