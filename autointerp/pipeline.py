@@ -404,6 +404,8 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
         await asyncio.gather(*(one(u) for u in units))
     finally:
         summary.llm_usage = llm.usage(max(summary.units_this_session, 1))
+        if isinstance(explainer, LLMExplainer):
+            await explainer.aclose()
         await llm.aclose()
 
 
