@@ -17,7 +17,8 @@ OPT checkpoints with ``project_out`` (word_embed_proj_dim != hidden_size) get it
 
 **Logit lens.** ``softmax(W_U ln_f(h) + b_U)`` of the residual stream h, read with hooks: index 0 is the input of
 block 0 (embeddings), index l+1 the output of block l; the last one reproduces the model's own next-token
-distribution. Architecture differences (where the blocks and the final norm live) are in ``ARCH_PARTS`` only.
+distribution. Where the blocks and the final norm live is in ``autointerp.subject.model.ARCHITECTURES``, with
+every other module path.
 """
 
 from __future__ import annotations
@@ -32,28 +33,15 @@ from torch import nn
 
 from autointerp.corpus import bos_id
 from autointerp.subject.capture import StopForward, mlp_hooks, run_batch
-from autointerp.subject.model import Subject
-
-# model_type -> (module list of the decoder blocks, final norm applied before the unembedding)
-ARCH_PARTS: dict[str, tuple[str, str]] = {
-    "opt": ("model.decoder.layers", "model.decoder.final_layer_norm"),
-    "gpt2": ("transformer.h", "transformer.ln_f"),
-    "gpt_neox": ("gpt_neox.layers", "gpt_neox.final_layer_norm"),
-    "llama": ("model.layers", "model.norm"),
-    "mistral": ("model.layers", "model.norm"),
-    "qwen2": ("model.layers", "model.norm"),
-    "gemma": ("model.layers", "model.norm"),
-    "gptj": ("transformer.h", "transformer.ln_f"),
-}
-
+from autointerp.subject.model import ARCHITECTURES, Subject
 
 def blocks(subject: Subject) -> nn.ModuleList:
-    return subject.model.get_submodule(ARCH_PARTS[subject.model_type][0])
+    return subject.model.get_submodule(ARCHITECTURES[subject.model_type].blocks)
 
 
 def final_norm(subject: Subject) -> nn.Module:
     """The norm applied before the unembedding (identity for post-LN OPT variants that have none)."""
-    parent, _, name = ARCH_PARTS[subject.model_type][1].rpartition(".")
+    parent, _, name = ARCHITECTURES[subject.model_type].final_norm.rpartition(".")
     return getattr(subject.model.get_submodule(parent), name, None) or nn.Identity()
 
 

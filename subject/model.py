@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import torch
@@ -23,16 +24,26 @@ from autointerp.errors import UsageError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
-# model_type -> (template of the down-projection module's name, the MLP's activation, config key of the FFN width)
-ARCHITECTURES: dict[str, tuple[str, str]] = {
-    "opt": ("model.decoder.layers.{layer}.fc2", "ffn_dim"),
-    "gpt2": ("transformer.h.{layer}.mlp.c_proj", "n_inner"),
-    "gpt_neox": ("gpt_neox.layers.{layer}.mlp.dense_4h_to_h", "intermediate_size"),
-    "llama": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
-    "mistral": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
-    "qwen2": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
-    "gemma": ("model.layers.{layer}.mlp.down_proj", "intermediate_size"),
-    "gptj": ("transformer.h.{layer}.mlp.fc_out", "n_inner"),
+class Architecture(NamedTuple):
+    """Where one model family keeps what autointerp hooks and reads: every module path is built from here."""
+
+    down_proj: str  # the down / output projection of layer {layer}; its input is the unit vector
+    ffn_width_key: str  # config key of the FFN width (units per layer)
+    blocks: str  # the ModuleList of decoder blocks
+    final_norm: str  # the norm applied before the unembedding
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "opt": Architecture("model.decoder.layers.{layer}.fc2", "ffn_dim", "model.decoder.layers",
+                        "model.decoder.final_layer_norm"),
+    "gpt2": Architecture("transformer.h.{layer}.mlp.c_proj", "n_inner", "transformer.h", "transformer.ln_f"),
+    "gpt_neox": Architecture("gpt_neox.layers.{layer}.mlp.dense_4h_to_h", "intermediate_size", "gpt_neox.layers",
+                             "gpt_neox.final_layer_norm"),
+    "llama": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
+    "mistral": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
+    "qwen2": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
+    "gemma": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
+    "gptj": Architecture("transformer.h.{layer}.mlp.fc_out", "n_inner", "transformer.h", "transformer.ln_f"),
 }
 RELU_ACTIVATIONS = {"relu"}
 
@@ -52,7 +63,7 @@ class Subject:
     dtype: torch.dtype
 
     def module_name(self, layer: int) -> str:
-        return ARCHITECTURES[self.model_type][0].format(layer=layer)
+        return ARCHITECTURES[self.model_type].down_proj.format(layer=layer)
 
     def down_proj(self, layer: int) -> torch.nn.Module:
         return self.model.get_submodule(self.module_name(layer))
@@ -94,7 +105,7 @@ def _activation_name(config) -> str:
 
 
 def _ffn_width(config, model_type: str) -> int:
-    key = ARCHITECTURES[model_type][1]
+    key = ARCHITECTURES[model_type].ffn_width_key
     width = getattr(config, key, None)
     if width is None:  # GPT-2 and GPT-J leave n_inner unset to mean 4 * d_model
         width = 4 * config.hidden_size
