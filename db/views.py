@@ -127,18 +127,6 @@ class Reads:
         windows = list(_rows(self.db, sql, here))
         return dict(unit=u, run_id=run_id, stats=stats, explanations=explanations, windows=windows)
 
-    def latest_analyses(self, layer: int | None = None, model_hash: str | None = None) -> list[dict[str, Any]]:
-        """The newest stored analysis of each unit (``analysis`` JSON decoded), ordered by layer and unit."""
-        clauses = ["""a.rowid = (SELECT b.rowid FROM unit_analyses b JOIN analysis_runs rb ON rb.id = b.run_id
-                                 WHERE b.unit_id = a.unit_id ORDER BY rb.created_at DESC, b.rowid DESC LIMIT 1)"""]
-        params: list[Any] = []
-        for column, value in (("u.layer", layer), ("u.model_hash", model_hash)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        sql = (f"SELECT a.analysis FROM unit_analyses a JOIN units u ON u.id = a.unit_id {_and(clauses)} "
-               "ORDER BY u.layer, u.unit")
-        return [json.loads(row[0]) for row in self.db.execute(sql, params).fetchall()]
 
 def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean: ``BOOTSTRAP_RESAMPLES`` resamples with replacement, seeded."""
