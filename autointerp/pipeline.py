@@ -411,9 +411,8 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
 
 def _stats_extra(cap: LayerCapture, unit: int) -> dict[str, Any]:
     """Per-unit facts beyond UnitStats that later analyses and the unit card use."""
-    fires = cap.pos_fire[:, unit].tolist()
-    per_pos = cap.n_windows or 1
-    return {"position_firing_rate": [round(f / per_pos, 5) for f in fires], "n_windows": cap.n_windows}
+    profile = cap.position_profile()[:, unit].tolist()
+    return {"position_firing_rate": [round(f, 5) for f in profile], "n_windows": cap.n_windows}
 
 
 @dataclass
@@ -457,7 +456,7 @@ def analyze(cfg: Config, layers: str, command: str = "",
     summaries, units = [], []
     for layer in wanted:
         unit_results, summary = analyze_layer(subject, caps[layer], caps[layer].ngrams)
-        profile = (caps[layer].pos_fire.double() / max(caps[layer].n_windows, 1)).T  # [U, W]
+        profile = caps[layer].position_profile().T  # [U, W]
         summaries.append(summary.to_json())
         units += [{**u.to_json(), "position_profile": [round(x, 5) for x in profile[u.unit].tolist()]}
                   for u in unit_results]

@@ -130,11 +130,6 @@ def positional_mi(pos_fire: torch.Tensor, pos_count: torch.Tensor) -> torch.Tens
     return (_binary_entropy(F) - (w.unsqueeze(1) * _binary_entropy(f)).sum(0)).clamp(min=0)
 
 
-def position_profile(cap: LayerCapture) -> torch.Tensor:
-    """[W, U] firing frequency f(p) of each unit at each content position (every window has all W positions)."""
-    return cap.pos_fire.double() / max(cap.n_windows, 1)
-
-
 def positional_pattern(f: torch.Tensor) -> tuple[PositionalKind, Strength]:
     """Classify a firing-frequency profile f(p) [W] (rule in the module docstring)."""
     low, high = f <= NEAR, f >= 1 - NEAR
@@ -211,7 +206,7 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
     rates, dead = firing_rates(cap), dead_units(cap)
     pos_count = torch.full((cap.pos_fire.shape[0],), cap.n_windows, dtype=torch.int64)
     mi = positional_mi(cap.pos_fire, pos_count)
-    profile = position_profile(cap)
+    profile = cap.position_profile()
     up, down = promoted_suppressed(subject, cap.layer, top_tokens, through_ln)
     slack3 = ngram_counts.occurrence_slack(3) if ngram_counts is not None and 3 in ngram_counts.n_values else 0
     units = []

@@ -247,6 +247,10 @@ class LayerCapture:
             quantiles=self.quantiles(unit),
         )
 
+    def position_profile(self) -> torch.Tensor:
+        """[W, U] firing frequency f(p) of each unit at each content position (every window has all W positions)."""
+        return self.pos_fire.double() / max(self.n_windows, 1)
+
     def quantile_values(self, unit: int, qs: Iterable[float]) -> list[float]:
         """Quantiles from the fixed-bin histogram: the upper edge of the bin holding each quantile, clipped to
         the observed [min, max] (resolution: one bin, ~16% relative width). Empty when nothing was seen."""

@@ -70,13 +70,12 @@ class SubjectUnitTools:
 
     def statistics(self) -> dict[str, Any]:
         st = self.record.stats
-        per_pos = self.cap.n_windows or 1
         return {
             "layer": self.record.id.layer, "unit": self.unit, "dead": st.dead, "n_tokens": st.n_tokens,
             "firing_rate": round(st.firing_rate, 6), "mean": st.mean, "std": st.std, "max": st.max,
             "quantiles": st.quantiles,
             "top_tokens": [{"token": t, "firings": f, "occurrences": n} for t, f, n in self.record.top_tokens],
-            "position_firing_rate": [round(int(f) / per_pos, 4) for f in self.cap.pos_fire[:, self.unit]],
+            "position_firing_rate": [round(f, 4) for f in self.cap.position_profile()[:, self.unit].tolist()],
             **self.analysis,
         }
 
