@@ -199,12 +199,13 @@ class LLMSimulator:
         predictions: list[list[float] | None] = []
         errors: list[str | None] = []
         without_numeric = 0
+        starts = _token_starts(result.logprobs or []) if logprobs else []
         for parsed in parse_reply(text, sizes):
             if isinstance(parsed, str):
                 predictions.append(None)
                 errors.append(parsed + _cut_off_note(result))
             elif logprobs:
-                values, missing = _expected_values(result.logprobs or [], [offset for _, offset in parsed])
+                values, missing = _expected_values(result.logprobs or [], starts, [offset for _, offset in parsed])
                 predictions.append(values)
                 errors.append(None)
                 without_numeric += missing
@@ -215,12 +216,18 @@ class LLMSimulator:
         return predictions, errors, details
 
 
-def _expected_values(tokens: list[TokenLogprob], offsets: list[int]) -> tuple[list[float], int]:
-    """Expected values at the generated tokens covering ``offsets``; and how many positions had no numeric token."""
+def _token_starts(tokens: list[TokenLogprob]) -> list[int]:
+    """Character offset of each generated token in the reply text (once per reply, for every window in it)."""
     starts, position = [], 0
     for token in tokens:
         starts.append(position)
         position += len(token.token)
+    return starts
+
+
+def _expected_values(tokens: list[TokenLogprob], starts: list[int], offsets: list[int]) -> tuple[list[float], int]:
+    """Expected values at the generated tokens covering ``offsets`` (``starts``: ``_token_starts(tokens)``); and how
+    many positions had no numeric token."""
     values, missing = [], 0
     for offset in offsets:
         k = bisect.bisect_right(starts, offset) - 1
