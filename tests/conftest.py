@@ -54,6 +54,18 @@ def tiny_config(arch: str, vocab: int, layers: int = 3, width: int = 32, ffn: in
         return LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=ffn, num_hidden_layers=layers,
                            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=positions,
                            bos_token_id=2, eos_token_id=2, pad_token_id=1)
+    if arch in ("mistral", "qwen2", "gemma"):
+        from transformers import GemmaConfig, MistralConfig, Qwen2Config
+
+        cls = {"mistral": MistralConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}[arch]
+        return cls(vocab_size=vocab, hidden_size=width, intermediate_size=ffn, num_hidden_layers=layers,
+                   num_attention_heads=2, num_key_value_heads=2, head_dim=width // 2,
+                   max_position_embeddings=positions, bos_token_id=2, eos_token_id=2, pad_token_id=1)
+    if arch == "gptj":
+        from transformers import GPTJConfig
+
+        return GPTJConfig(vocab_size=vocab, n_embd=width, n_inner=ffn, n_layer=layers, n_head=2, rotary_dim=8,
+                          n_positions=positions, bos_token_id=2, eos_token_id=2)
     raise ValueError(arch)
 
 
@@ -68,11 +80,14 @@ def save_tiny_model(path, arch: str, tokenizer, seed: int = 0, **kw):
     return path
 
 
+ARCHS = ("opt", "gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma", "gptj")  # every family in ARCHITECTURES
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory, tokenizer):
     """{arch: folder} of tiny random checkpoints for every supported family."""
     root = tmp_path_factory.mktemp("ckpt")
-    return {arch: save_tiny_model(root / arch, arch, tokenizer) for arch in ("opt", "gpt2", "gpt_neox", "llama")}
+    return {arch: save_tiny_model(root / arch, arch, tokenizer) for arch in ARCHS}
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from autointerp.errors import UsageError
 from autointerp.subject.capture import CaptureConfig, capture, mlp_hooks, reservoir_slot, run_batch
 from autointerp.subject.model import load_subject
 
-ARCHS = ["opt", "gpt2", "gpt_neox", "llama"]
+from conftest import ARCHS
 
 
 def brute_force(subject, corpus, window, layer, max_windows):
@@ -149,3 +149,9 @@ def test_unit_record_splits_are_disjoint(tiny_checkpoints, text_corpus):
         assert all(w.source == "top" for w in rec.split("train"))
         assert [w.rank for w in rec.split("train", "top")] == [0, 3, 6]
         assert {w.split for w in rec.for_explainer().windows} <= {"train"}
+
+
+def test_every_supported_architecture_is_tested():
+    from autointerp.subject.model import ARCHITECTURES
+
+    assert set(ARCHS) == set(ARCHITECTURES)
