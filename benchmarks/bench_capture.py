@@ -28,7 +28,7 @@ import time
 def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, window: int) -> dict:
     import torch
 
-    from autointerp.corpus import iter_token_windows, open_corpus
+    from autointerp.corpus import bos_id, iter_token_windows, open_corpus
     from autointerp.subject.capture import CaptureConfig, capture_windows
     from autointerp.subject.model import load_subject
 
@@ -40,11 +40,12 @@ def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, w
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     if mode == "bare":
-        bos = subject.tokenizer.bos_token_id
+        bos = bos_id(subject.tokenizer)  # exactly the inputs capture builds: BOS only where the model uses one
         with torch.inference_mode():
             while chunk := list(itertools.islice(windows, batch)):
                 ids = torch.tensor(chunk)
-                subject.model(input_ids=torch.cat([torch.full((len(chunk), 1), bos), ids], 1), use_cache=False)
+                inputs = ids if bos is None else torch.cat([torch.full((len(chunk), 1), bos), ids], 1)
+                subject.model(input_ids=inputs, use_cache=False)
     else:
         cfg = CaptureConfig(layers=layers, window=window, batch_size=batch)
         capture_windows(subject, windows, cfg)
