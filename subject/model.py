@@ -13,7 +13,6 @@ Mistral, Qwen2, Gemma) that input is ``act(gate) * up``, which is what the down 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import NamedTuple
 from pathlib import Path
@@ -147,7 +146,8 @@ def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     local = Path(path).expanduser()
-    if (name.startswith((".", "/", "~")) or os.sep in name and local.exists()) and not local.is_dir():
+    looks_local = name.startswith((".", "/", "~")) or local.exists()  # a hub id is neither
+    if looks_local and not local.is_dir():
         raise UsageError(f"--model {name!r}: no such checkpoint folder; give a folder with config.json or a hub id")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
