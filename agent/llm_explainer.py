@@ -98,6 +98,14 @@ class LLMExplainer:
         self._saver_cm: Any = None
         self._saver_loop: asyncio.AbstractEventLoop | None = None
         self._saver_lock: asyncio.Lock | None = None
+        self._compiled: tuple[Any, Any] | None = None  # (checkpointer, graph compiled with it): one per run
+
+    def _graph(self, saver: AsyncSqliteSaver | None) -> Any:
+        """The explainer graph, compiled once per checkpointer (the per-unit state lives in ``context`` and the
+        thread id, not in the graph)."""
+        if self._compiled is None or self._compiled[0] is not saver:
+            self._compiled = (saver, build_explainer_graph(self.llm, limits=self.limits, checkpointer=saver))
+        return self._compiled[1]
 
     def config(self) -> dict[str, Any]:
         """Everything that determines the explanations: profile (no key variable), limits, tools, prompt files."""
@@ -142,7 +150,7 @@ class LLMExplainer:
         thread_id = f"{self.run_id}:{record.id}"
         config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.limits)}
         async with self._checkpointer() as saver:
-            graph = build_explainer_graph(self.llm, limits=self.limits, checkpointer=saver)
+            graph = self._graph(saver)
             start = initial_state()
             if saver is not None:
                 if (await graph.aget_state(config)).next:
@@ -187,6 +195,7 @@ class LLMExplainer:
         if self._saver_cm is not None and self._saver_loop is asyncio.get_running_loop():
             await self._saver_cm.__aexit__(None, None, None)
         self._saver = self._saver_cm = self._saver_loop = None
+        self._compiled = None
 
     def _outcome(self, final: dict[str, Any]) -> Explanation:
         best = best_candidate(final["candidates"])

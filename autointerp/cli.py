@@ -253,7 +253,8 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2),
+        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
+        "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
@@ -270,6 +271,8 @@ def _print_summary(s) -> None:
               + f" in {s.wall_s:.1f}s")
     if s.capture_s:
         out.print(f"captured {s.n_tokens:,} tokens in {s.capture_s:.1f}s ({s.n_tokens / s.capture_s:,.0f} tok/s)")
+    if s.explain_s:
+        out.print(f"explained and scored in {s.explain_s:.1f}s")
     out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {_fmt(s.mean_score)}, median {_fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")

@@ -55,6 +55,8 @@ class Config(BaseModel):
     windows_per_request: int = Field(10, ge=1, description="Windows per LLM simulator request.")
     max_usd: float | None = Field(None, ge=0, description="Stop spending on LLM calls past this many US dollars.")
     max_calls: int | None = Field(None, ge=0, description="Stop after this many LLM calls.")
+    log_logprobs: bool = Field(False, description="Keep per-token logprobs in the llm_calls log (a simulator "
+                                                  "reply is then about ten times larger).")
     tiktoken_file: str | None = Field(None, description="Local .tiktoken file for token counts when tiktoken "
                                                         "cannot load its encoding (offline); else an estimate.")
     models: dict[str, ModelProfile] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")

@@ -13,6 +13,7 @@ does the units it has not finished (each unit is committed on its own), so an in
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -49,6 +50,7 @@ class LLMContext:
 
     def __init__(self, cfg: Config):
         self.profiles = cfg.models
+        self.log_logprobs = cfg.log_logprobs
         self.budget = Budget(max_usd=cfg.max_usd, max_calls=cfg.max_calls)
         self.store: Store | None = None
         self.run_id: str | None = None
@@ -61,7 +63,8 @@ class LLMContext:
     def client(self, name: str) -> tuple[LLMClient, ModelProfile]:
         profile = resolve_profile(name, self.profiles)
         if name not in self.clients:
-            self.clients[name] = LLMClient(profile, name, sink=self, budget=self.budget)
+            self.clients[name] = LLMClient(profile, name, sink=self, budget=self.budget,
+                                           log_logprobs=self.log_logprobs)
         return self.clients[name], profile
 
     def usage(self, n_units: int) -> dict[str, Any] | None:
@@ -97,10 +100,14 @@ def _profile_or_error(kind: str, name: str, builtins: dict, llm: LLMContext):
 
 
 class LateTools:
-    """The agent's tools factory, bound once capture has run (the explainer is built before, for the run key)."""
+    """The agent's tools factory, bound once capture has run (the explainer is built before, for the run key).
+
+    ``full_records``: the full record of each unit in flight (the pipeline fills it), so the tools, which must know
+    every held-out window to keep it out of reach, need not build the record a second time."""
 
     def __init__(self):
         self.factory: Callable[[UnitRecord], Any] | None = None
+        self.full_records: dict[int, UnitRecord] = {}
 
     def __call__(self, record: UnitRecord):
         assert self.factory is not None, "tools are bound after capture"
@@ -125,8 +132,13 @@ def bind_explainer(explainer: Explainer, run_id: str, subject, corpus, cfg: Conf
     if isinstance(explainer.tools_factory, LateTools):
         pool = ExplorationPool(subject, corpus, cfg.layer, cfg.window, cfg.seed)
         # the tools get the FULL record (looked up by id) so they know which windows to keep out of reach
-        explainer.tools_factory.factory = lambda rec: SubjectUnitTools(subject, cap, cap.unit_record(rec.id.unit),
-                                                                       pool)
+        full = explainer.tools_factory.full_records
+
+        def tools(rec: UnitRecord) -> SubjectUnitTools:
+            unit = rec.id.unit
+            return SubjectUnitTools(subject, cap, full[unit] if unit in full else cap.unit_record(unit), pool)
+
+        explainer.tools_factory.factory = tools
 
 
 def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
@@ -175,6 +187,7 @@ class RunSummary:
     outcomes: list[UnitOutcome] = field(default_factory=list)  # every finished unit, earlier sessions included
     n_tokens: int = 0
     capture_s: float = 0.0  # time of the capture pass in this session (0 when nothing was left to capture)
+    explain_s: float = 0.0  # time of the explain + score phase in this session (every unit's LLM work)
     wall_s: float = 0.0
     interrupted: bool = False
     stopped: str | None = None  # why the run stopped before finishing every unit (a budget), if it did
@@ -361,8 +374,17 @@ def run(
         summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0]), explainer, simulator, len(todo))
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
-        asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator, cfg.concurrency,
-                                 summary, on_unit, llm))
+        # Everything alive now (model, capture, imported modules) lives until the run ends: take it out of the
+        # collector's sight, else every full collection during the LLM phase walks it again (measured: a third of
+        # that phase's CPU at 16 units in flight, benchmarks/bench_llm.py).
+        gc.freeze()
+        t_explain = time.time()
+        try:
+            asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator,
+                                     cfg.concurrency, summary, on_unit, llm))
+        finally:
+            gc.unfreeze()
+            summary.explain_s = time.time() - t_explain
 
     try:
         capture_and_explain()
@@ -382,18 +404,26 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
                        explainer: Explainer, simulator: Simulator, concurrency: int, summary: RunSummary,
                        on_unit: Callable[[UnitOutcome], None] | None, llm: LLMContext) -> None:
     sem = asyncio.Semaphore(concurrency)
+    profiles = cap.position_profile()  # [W, U], once for the run
+    late_tools = getattr(explainer, "tools_factory", None)
+    late_tools = late_tools if isinstance(late_tools, LateTools) else None
 
     async def one(unit: int) -> None:
         async with sem:
             if summary.stopped:
                 return
             record = cap.unit_record(unit)
+            if late_tools is not None:
+                late_tools.full_records[unit] = record
             try:
                 scored = await process_unit(record, explainer, simulator)
             except BudgetExceeded as e:  # this unit is not saved: the next run does it
                 summary.stopped = str(e)
                 return
-            store.save_unit_result(run_id, record, model_hash, _stats_extra(cap, unit), [scored])
+            finally:
+                if late_tools is not None:
+                    late_tools.full_records.pop(unit, None)
+            store.save_unit_result(run_id, record, model_hash, _stats_extra(cap, profiles, unit), [scored])
             outcome = UnitOutcome(unit, scored.explanation.text, scored.explanation.status,
                                   scored.test.score if scored.test else None)
             summary.outcomes.append(outcome)
@@ -409,9 +439,10 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
         await llm.aclose()
 
 
-def _stats_extra(cap: LayerCapture, unit: int) -> dict[str, Any]:
-    """Per-unit facts beyond UnitStats that later analyses and the unit card use."""
-    profile = cap.position_profile()[:, unit].tolist()
+def _stats_extra(cap: LayerCapture, profiles: Any, unit: int) -> dict[str, Any]:
+    """Per-unit facts beyond UnitStats that later analyses and the unit card use (``profiles``:
+    ``cap.position_profile()``)."""
+    profile = profiles[:, unit].tolist()
     return {"position_firing_rate": [round(f, 5) for f in profile], "n_windows": cap.n_windows}
 
 

@@ -214,17 +214,17 @@ class Store(Reads):
             unit_id = self._unit_id(model_hash, uid.layer, uid.unit, uid.kind)
             for table in ("explanations", "windows", "unit_stats", "unit_runs"):  # cascades to simulations, scores
                 self.db.execute(f"DELETE FROM {table} WHERE run_id = ? AND unit_id = ?", [run_id, unit_id])
-            self.db.table("unit_stats").insert(_stats_row(run_id, unit_id, record, stats_extra))
+            self._insert("unit_stats", _stats_row(run_id, unit_id, record, stats_extra))
             window_ids: dict[int, int] = {}
             for w in record.windows:
                 row = dict(
                     run_id=run_id, unit_id=unit_id, corpus_index=w.index, source=w.source, split=w.split,
                     rank=w.rank, tokens=_json(w.tokens), token_ids=_json(w.token_ids), activations=_json(w.activations),
                 )
-                window_ids[w.index] = self.db.table("windows").insert(row).last_pk
+                window_ids[w.index] = self._insert("windows", row)
             for scored in explanations:
                 self._insert_explanation(run_id, unit_id, record, scored, window_ids)
-            self.db.table("unit_runs").insert(
+            self._insert("unit_runs",
                 dict(run_id=run_id, unit_id=unit_id, status=worst, reason=reason, finished_at=_now())
             )
         return worst
@@ -240,7 +240,7 @@ class Store(Reads):
             llm_calls=scored.llm_calls, tokens_in=scored.tokens_in, tokens_out=scored.tokens_out,
             cost_usd=_finite(scored.cost_usd),
         )
-        explanation_id = self.db.table("explanations").insert(row).last_pk
+        explanation_id = self._insert("explanations", row)
         n_tokens = {w.index: len(w.tokens) for w in record.windows}
         for index, (predictions, error) in scored.simulations.items():
             if index not in window_ids:
@@ -253,7 +253,7 @@ class Store(Reads):
                 explanation_id=explanation_id, window_id=window_ids[index], simulator=scored.simulator,
                 predictions=None if predictions is None else _json(predictions), error=error,
             )
-            self.db.table("simulations").insert(row)
+            self._insert("simulations", row)
         simulator_config = _json(scrub_secrets(scored.simulator_config))
         for split, result in (("valid", scored.valid), ("test", scored.test)):
             if result is None:
@@ -271,7 +271,7 @@ class Store(Reads):
                 per_window=_json({w.index: r for w, r in zip(windows, result.per_window)}),
                 n_windows=result.n_windows, created_at=_now(),
             )
-            self.db.table("scores").insert(row)
+            self._insert("scores", row)
 
     # -- LLM calls -----------------------------------------------------------------------------------------------
 
@@ -297,7 +297,7 @@ class Store(Reads):
                 cost_usd=_finite(record.cost_usd), error=record.error, attempts=record.attempts,
                 created_at=_iso(created) if isinstance(created, datetime) else created or _now(),
             )
-            self.db.table("llm_calls").insert(row)
+            self._insert("llm_calls", row)
 
     def save_analysis(self, *, command: str, config: dict[str, Any], versions: dict[str, str], model: str,
                       model_hash: str, corpus: str, n_tokens: int, summaries: Sequence[dict[str, Any]],
@@ -359,6 +359,12 @@ class Store(Reads):
             except BaseException:
                 self.db.rollback()
                 raise
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        """INSERT one row (inside ``_write``); returns its rowid. Plain SQL: the hot path writes about a hundred rows
+        per unit, and sqlite-utils' ``Table.insert`` re-reads the schema for each one."""
+        sql = f"INSERT INTO [{table}] ({', '.join(f'[{k}]' for k in row)}) VALUES ({', '.join('?' * len(row))})"
+        return self.db.conn.execute(sql, list(row.values())).lastrowid
 
     def _unit_id(self, model_hash: str, layer: int, unit: int, kind: str) -> int:
         key = [model_hash, layer, unit, kind]

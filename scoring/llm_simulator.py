@@ -37,9 +37,10 @@ import asyncio
 import bisect
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
-from autointerp.llm.client import ChatModel, ChatResult, LLMError, TokenLogprob
+from autointerp.llm.client import ChatModel, ChatResult, LLMError, MalformedLogprobs, TokenLogprob
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, templates_sha256
@@ -195,17 +196,23 @@ class LLMSimulator:
         if logprobs and not result.logprobs:
             reason = "the endpoint returned no logprobs; set supports_logprobs: false in the model profile"
             return [None] * len(windows), [reason] * len(windows), details
-        text = "".join(t.token for t in result.logprobs) if logprobs and result.logprobs else result.text
+        tokens = result.logprobs.tokens if logprobs and result.logprobs else []
+        text = "".join(tokens) if logprobs else result.text
         predictions: list[list[float] | None] = []
         errors: list[str | None] = []
         without_numeric = 0
-        starts = _token_starts(result.logprobs or []) if logprobs else []
+        starts = _token_starts(tokens)
         for parsed in parse_reply(text, sizes):
             if isinstance(parsed, str):
                 predictions.append(None)
                 errors.append(parsed + _cut_off_note(result))
             elif logprobs:
-                values, missing = _expected_values(result.logprobs or [], starts, [offset for _, offset in parsed])
+                try:
+                    values, missing = _expected_values(result.logprobs or [], starts, [off for _, off in parsed])
+                except MalformedLogprobs as exc:
+                    predictions.append(None)
+                    errors.append(str(exc))
+                    continue
                 predictions.append(values)
                 errors.append(None)
                 without_numeric += missing
@@ -216,16 +223,16 @@ class LLMSimulator:
         return predictions, errors, details
 
 
-def _token_starts(tokens: list[TokenLogprob]) -> list[int]:
+def _token_starts(tokens: list[str]) -> list[int]:
     """Character offset of each generated token in the reply text (once per reply, for every window in it)."""
     starts, position = [], 0
     for token in tokens:
         starts.append(position)
-        position += len(token.token)
+        position += len(token)
     return starts
 
 
-def _expected_values(tokens: list[TokenLogprob], starts: list[int], offsets: list[int]) -> tuple[list[float], int]:
+def _expected_values(tokens: Sequence[TokenLogprob], starts: list[int], offsets: list[int]) -> tuple[list[float], int]:
     """Expected values at the generated tokens covering ``offsets`` (``starts``: ``_token_starts(tokens)``); and how
     many positions had no numeric token."""
     values, missing = [], 0

@@ -304,7 +304,8 @@ class LayerCapture:
         )
 
     def _window(self, index, ids, acts, source, rank, split) -> Window:
-        ids = [int(t) for t in ids]
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(t) for t in ids]
+        acts = acts.tolist() if isinstance(acts, torch.Tensor) else acts
         return Window(
             index=index,
             tokens=tuple(self.decode(t) for t in ids),

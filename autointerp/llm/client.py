@@ -37,6 +37,7 @@ import weakref
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import openai
@@ -54,18 +55,93 @@ class ToolCall(TypedDict):
     arguments: str  # JSON text exactly as the model wrote it (may not parse)
 
 
-@dataclass(frozen=True)
+class MalformedLogprobs(ValueError):
+    """A token's ``top_logprobs`` in the response are not a list of {token, logprob} objects."""
+
+
 class TokenLogprob:
-    token: str  # the generated token's text
-    logprob: float  # natural log of its probability
-    top_logprobs: dict[str, float]  # the most likely tokens at this position: text -> logprob
+    """One generated token: its text, its logprob, and ``top_logprobs`` (the most likely tokens at this position:
+    text -> natural-log probability; alternatives with the same text, different token ids, have their probabilities
+    added).
+
+    ``top_logprobs`` is read from the response entry on first use, which raises ``MalformedLogprobs`` when that
+    entry is malformed: a simulator reply holds thousands of tokens and reads the alternatives of one in four.
+    """
+
+    __slots__ = ("token", "logprob", "_top", "_alternatives")
+
+    def __init__(self, token: str, logprob: float, top_logprobs: dict[str, float] | None = None, *,
+                 alternatives: list[dict[str, Any]] | None = None):
+        self.token = token
+        self.logprob = logprob
+        self._top = top_logprobs
+        self._alternatives = alternatives  # the raw ``top_logprobs`` list, parsed on first use
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> TokenLogprob:
+        try:
+            return cls(entry["token"], float(entry["logprob"]), alternatives=entry.get("top_logprobs") or [])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedLogprobs(f"malformed logprobs entry {str(entry)[:100]!r}: {exc!r}") from None
+
+    @property
+    def top_logprobs(self) -> dict[str, float]:
+        if self._top is None:
+            top: dict[str, float] = {}
+            try:
+                for alt in self._alternatives or []:
+                    token, logprob = alt["token"], float(alt["logprob"])
+                    top[token] = math.log(math.exp(top[token]) + math.exp(logprob)) if token in top else logprob
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MalformedLogprobs(f"malformed top_logprobs after token {self.token!r}: {exc!r}") from None
+            self._top, self._alternatives = top, None
+        return self._top
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TokenLogprob):
+            return NotImplemented
+        return (self.token, self.logprob, self.top_logprobs) == (other.token, other.logprob, other.top_logprobs)
+
+    def __repr__(self) -> str:
+        return f"TokenLogprob(token={self.token!r}, logprob={self.logprob!r}, top_logprobs={self.top_logprobs!r})"
+
+
+class TokenLogprobs(Sequence[TokenLogprob]):
+    """The generated tokens of a reply with their logprobs: ``tokens`` (their texts) at once, and each
+    ``TokenLogprob`` built when it is indexed (a simulator reply holds thousands; it reads one in four)."""
+
+    def __init__(self, entries: list[dict[str, Any]]):
+        tokens = [entry["token"] for entry in entries]  # KeyError / TypeError: not a logprobs list
+        if not all(isinstance(token, str) for token in tokens):
+            raise TypeError("a logprobs entry's token is not a string")
+        self.tokens: list[str] = tokens
+        self._entries = entries
+        self._built: dict[int, TokenLogprob] = {}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # IndexError, negative indices
+        built = self._built.get(index)
+        if built is None:
+            built = self._built[index] = TokenLogprob.from_entry(self._entries[index])
+        return built
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"TokenLogprobs({len(self)} tokens)"
 
 
 @dataclass(frozen=True)
 class ChatResult:
     text: str  # the assistant message's content ("" when it only called tools)
     tool_calls: list[ToolCall]
-    logprobs: list[TokenLogprob] | None  # per generated token; None when not requested or not returned
+    logprobs: TokenLogprobs | None  # per generated token; None when not requested or not returned
     tokens_in: int  # prompt tokens (from the response's usage, else counted)
     tokens_out: int  # generated tokens
     latency_s: float  # wall time of the whole call, retries and backoff included
@@ -198,6 +274,7 @@ class ChatModelBase(ABC):
         backoff_max_s: float = 30.0,
         token_counter: TokenCounter | None = None,
         secret: str | None = None,
+        log_logprobs: bool = False,
     ):
         self.profile = profile
         self.name = name
@@ -208,6 +285,7 @@ class ChatModelBase(ABC):
         self.backoff_max_s = backoff_max_s
         self.token_counter = token_counter or TokenCounter()
         self._secret = secret if secret and secret != LOCAL_PLACEHOLDER_KEY else None
+        self.log_logprobs = log_logprobs  # keep per-token logprobs in the sink's records (see _logged_response)
         self._rng = random.Random()
 
     @abstractmethod
@@ -307,9 +385,9 @@ class ChatModelBase(ABC):
                 for c in message.get("tool_calls") or []
             ]
             content_logprobs = (choice.get("logprobs") or {}).get("content")
-            logprobs = None if content_logprobs is None else [_token_logprob(entry) for entry in content_logprobs]
+            logprobs = None if content_logprobs is None else TokenLogprobs(content_logprobs)
             usage = body.get("usage") or {}
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             reason = f"response is not a chat completion ({exc!r}): {str(body)[:200]}"
             raise RetryableError(self._scrub(reason)) from None
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
@@ -343,7 +421,7 @@ class ChatModelBase(ABC):
             purpose=purpose,
             unit=unit,
             messages=self._scrub(list(messages)),
-            response=None if result is None else result.raw,
+            response=None if result is None else _logged_response(result.raw, self.log_logprobs),
             tokens_in=0 if result is None else result.tokens_in,
             tokens_out=0 if result is None else result.tokens_out,
             latency_s=latency_s,
@@ -369,13 +447,21 @@ class ChatModelBase(ABC):
         return value
 
 
-def _token_logprob(entry: dict[str, Any]) -> TokenLogprob:
-    """One generated token; alternatives with the same text (different token ids) have their probabilities added."""
-    top: dict[str, float] = {}
-    for alt in entry.get("top_logprobs") or []:
-        token, logprob = alt["token"], float(alt["logprob"])
-        top[token] = math.log(math.exp(top[token]) + math.exp(logprob)) if token in top else logprob
-    return TokenLogprob(token=entry["token"], logprob=float(entry["logprob"]), top_logprobs=top)
+def _logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any]:
+    """The response body as the sink stores it: per-token logprobs are replaced by their count unless kept.
+
+    They are nine tenths of a simulator reply (every generated token with its alternatives; about 280 KB per
+    ten windows), and what they mean is stored with the simulation (the expected value at every position)."""
+    if keep_logprobs or not any((c or {}).get("logprobs") for c in body.get("choices") or []):
+        return body
+    choices = []
+    for choice in body["choices"]:
+        logprobs = choice.get("logprobs")
+        if logprobs:
+            n = len(logprobs.get("content") or [])
+            logprobs = {"omitted": f"{n} tokens with their logprobs; log_logprobs = true keeps them"}
+        choices.append({**choice, "logprobs": logprobs})
+    return {**body, "choices": choices}
 
 
 def status_failure(status: int, reason: str, retry_after_s: float | None = None) -> Exception:

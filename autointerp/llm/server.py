@@ -102,7 +102,15 @@ def completion_dict(reply: Reply | str, request: dict[str, Any]) -> dict[str, An
     logprobs = None
     if request.get("logprobs") and text:
         n_top = int(request.get("top_logprobs") or 0)
-        logprobs = {"content": [_token_logprob(token, top, n_top) for token, top in tokens], "refusal": None}
+        cache: dict[tuple, dict[str, Any]] = {}  # a simulation reply repeats its (token, alternatives) pairs
+        content = []
+        for token, top in tokens:
+            key = (token, *top.items())
+            entry = cache.get(key)
+            if entry is None:
+                entry = cache[key] = _token_logprob(token, top, n_top)
+            content.append(entry)
+        logprobs = {"content": content, "refusal": None}
     prompt_tokens = sum(estimate_tokens(message_text(m)) + MESSAGE_OVERHEAD_TOKENS for m in request.get("messages", []))
     completion_tokens = len(tokens) + sum(estimate_tokens(str(args)) for _, args in reply.tool_calls)
     return {
