@@ -69,7 +69,7 @@ class ScoredExplanation:
 
 
 def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
-    """Open (or create) the store at ``path``: WAL, foreign keys on, a busy timeout, pending migrations applied.
+    """Open (or create) the store at ``path``: WAL (synchronous=NORMAL), foreign keys on, a busy timeout, pending migrations applied.
 
     Raises ``UsageError`` for a file that is not a SQLite database, one locked by another process for longer than
     ``busy_timeout_s``, one that cannot be opened, or one written by a newer autointerp.
@@ -82,6 +82,10 @@ def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
             db = Database(conn, execute_plugins=False)
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
+            # WAL with synchronous=NORMAL: a commit is not fsynced, only checkpoints are; the file stays consistent
+            # across any crash, and an application crash loses nothing committed (a power cut may lose the last few
+            # units, which the next run redoes). A per-unit fsync was 5% of the LLM phase's CPU at 16 units in flight.
+            db.execute("PRAGMA synchronous = NORMAL")
             migrate(db, str(path))
     except BaseException:
         if conn is not None:

@@ -305,12 +305,13 @@ class LayerCapture:
 
     def _window(self, index, ids, acts, source, rank, split) -> Window:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(t) for t in ids]
-        acts = acts.tolist() if isinstance(acts, torch.Tensor) else acts
+        acts = acts.double().numpy() if isinstance(acts, torch.Tensor) else np.asarray(acts, dtype=np.float64)
+        decode = self._decoded.get
         return Window(
             index=index,
-            tokens=tuple(self.decode(t) for t in ids),
+            tokens=tuple(decode(t) or self.decode(t) for t in ids),
             token_ids=tuple(ids),
-            activations=tuple(round(float(a), 6) for a in acts),
+            activations=tuple(np.round(acts, 6).tolist()),
             source=source,
             rank=rank,
             split=split,

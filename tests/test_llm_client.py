@@ -14,7 +14,7 @@ import pytest
 
 from autointerp.errors import UsageError
 from autointerp.llm import Budget, BudgetExceeded, CallRecord, LLMClient, LLMError, ModelProfile, resolve_profile
-from autointerp.llm.client import ChatModel, retry_after_s
+from autointerp.llm.client import ChatModel, parse_body, retry_after_s
 from autointerp.llm.fake import FakeLLM
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY
 from autointerp.llm.server import FakeOpenAIServer, Garbage, Hang, HTTPFailure, Reply, scripted
@@ -285,3 +285,35 @@ def test_api_key_never_leaks(monkeypatch, caplog):
     everything += [repr(record) + json.dumps(record.__dict__, default=str) for record in sink.records]
     assert not [text for text in everything if key in text]
     assert "***" in shown and "***" in errors[0]
+
+
+def test_parse_body_drops_token_bytes_but_never_touches_strings():
+    tricky = ',"bytes":[1, 2]'  # a token whose text looks like the field: inside a string its quote is escaped
+    entry = {"token": tricky, "logprob": -0.5, "bytes": [44, 34],
+             "top_logprobs": [{"token": tricky, "logprob": -0.5, "bytes": [44]}, {"token": "7", "logprob": -1.0,
+                                                                                   "bytes": None}]}
+    body = {"choices": [{"message": {"content": tricky}, "logprobs": {"content": [entry]}}]}
+    for text in (json.dumps(body), json.dumps(body, indent=2)):
+        parsed = parse_body(text)
+        (got,) = parsed["choices"][0]["logprobs"]["content"]
+        assert parsed["choices"][0]["message"]["content"] == tricky
+        assert got == {"token": tricky, "logprob": -0.5,
+                       "top_logprobs": [{"token": tricky, "logprob": -0.5}, {"token": "7", "logprob": -1.0}]}
+    with pytest.raises(ValueError):
+        parse_body('{"bytes": [1,')
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_call_log_leaves_out_per_token_logprobs_unless_asked(keep):
+    sink = ListSink()
+    reply = Reply(tokens=[("7", {"7": -0.1, "3": -2.4}), ("\n", {})])
+    fake = FakeLLM(lambda *_: reply, sink=sink, log_logprobs=keep)
+    result = asyncio.run(fake.chat(HELLO, purpose="simulate", logprobs=True, top_logprobs=5))
+    assert [t.token for t in result.logprobs] == ["7", "\n"] and result.logprobs[0].top_logprobs["3"] == -2.4
+    (record,) = sink.records
+    logged = record.response["choices"][0]["logprobs"]
+    if keep:
+        assert record.response == result.raw
+    else:
+        assert logged == {"omitted": "2 tokens with their logprobs; log_logprobs = true keeps them"}
+        assert record.response["choices"][0]["message"] == result.raw["choices"][0]["message"]

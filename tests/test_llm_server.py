@@ -14,6 +14,7 @@ from autointerp.llm.server import (
     HTTPFailure,
     Reply,
     completion_dict,
+    completion_json,
     default_handler,
     scripted,
 )
@@ -98,3 +99,13 @@ def test_fault_injector_is_seeded_and_the_client_rides_through_it():
         assert len(srv.requests) == 20 + sum(injector.injected.values())
     assert texts == ['Fires on the token "x".'] * 20
     assert all(injector.injected.values())
+
+
+def test_completion_json_is_the_completion_dict_encoded():
+    request = {"messages": [{"role": "user", "content": "hi"}], "logprobs": True, "top_logprobs": 2}
+    tokens = [("7", {"7": -0.1, "3": -2.4, "1": -3.0}), ("\n", {}), ("7", {"7": -0.1, "3": -2.4, "1": -3.0})]
+    for reply, req in ((Reply(tokens=tokens), request), (Reply(text="plain"), request),
+                       (Reply(tokens=tokens), {"messages": []})):
+        expected = completion_dict(reply, req)
+        got = json.loads(completion_json(reply, req))
+        assert {**got, "created": 0} == {**expected, "created": 0}
