@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -29,7 +30,9 @@ from autointerp.errors import UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Explain and score every neuron of a language-model layer.")
-out = Console()
+# Piped or redirected output gets 120 columns (rich's default is 80, which truncates the wider tables); a
+# terminal, or $COLUMNS, sets its own width.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
 err = Console(stderr=True)
 
 Opt = typer.Option
@@ -52,7 +55,10 @@ def run(
     model: ModelOpt = None,
     corpus: CorpusOpt = None,
     tokens: TokensOpt = None,
-    units: Annotated[Optional[str], Opt(help="Units: 0:32 or 3,17,42 (default: all).")] = None,
+    units: Annotated[Optional[str], Opt(help="Units: 0:32 or 3,17,42 (default: all); sae:PATH for every feature "
+                                             "of a dictionary folder.")] = None,
+    dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are the "
+                                                  "units; --units then picks among them.")] = None,
     explainer: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
     simulator: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
     window: Annotated[Optional[int], Opt(help="Tokens per window (default 64).")] = None,
@@ -76,7 +82,12 @@ def run(
     from autointerp.pipeline import run as run_pipeline
 
     _check_format(output, ("table", "json"))
+    if units is not None and units.startswith("sae:"):  # --units sae:PATH: every feature of that dictionary
+        if dictionary is not None:
+            raise UsageError("give the dictionary once: --units sae:PATH, or --dictionary PATH --units 0:32")
+        dictionary, units = units[len("sae:"):], None
     cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
+                                   dictionary=dictionary,
                                    explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
                                    device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
                                    max_calls=max_calls, revise_rounds=revise_rounds, max_tool_calls=max_tool_calls,
@@ -181,6 +192,79 @@ def probe(
     out.print(f"best F1 {result.best.f1:.3f} at k={result.best.k}; stored in {cfg.db} (probe {probe_id})")
 
 
+sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders and baseline dictionaries as units.")
+app.add_typer(sae_app, name="sae")
+
+
+@sae_app.command("train")
+def sae_train(
+    layer: Annotated[int, Opt(help="0-based layer whose activations the dictionary reads.")],
+    out_dir: Annotated[str, Opt("--out", help="New folder for the dictionary (cfg.json + safetensors).")],
+    kind: Annotated[str, Opt(help="sae (default), or a baseline: pca, ica, random, default.")] = "sae",
+    site: Annotated[str, Opt(help="resid (residual stream after the block, default) or mlp (the neurons).")] = "resid",
+    ratio: Annotated[float, Opt(help="SAE features per input dimension (random: half as many directions).")] = 4.0,
+    alpha: Annotated[float, Opt(help="SAE L1 coefficient (loss: summed squared error + alpha * L1).")] = 1e-3,
+    epochs: Annotated[int, Opt(help="SAE passes over the fitting activations.")] = 10,
+    fit_tokens: Annotated[int, Opt(help="Tokens of activations to fit on.")] = 200_000,
+    fit_corpus: Annotated[str, Opt(help="Corpus to fit on (default stdlib:fit, the split the bundled model "
+                                        "was trained on).")] = "stdlib:fit",
+    eval_tokens: Annotated[int, Opt(help="Held-out tokens to evaluate on.")] = 50_000,
+    model: ModelOpt = None,
+    corpus: Annotated[Optional[str], Opt(help="Evaluation corpus (default stdlib, the held-out split).")] = None,
+    device: DeviceOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+) -> None:
+    """Fit an SAE (METHODS.md §7) or a baseline dictionary on one layer; evaluate it; explain its features with
+    `autointerp run --layer N --units sae:OUT`."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import train_dictionary
+
+    _check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
+    report = train_dictionary(cfg, layer, kind, site, out_dir, ratio=ratio, alpha=alpha, epochs=epochs,
+                              fit_tokens=fit_tokens, fit_corpus=fit_corpus, eval_tokens=eval_tokens,
+                              command=" ".join(sys.argv))
+    _print_dictionary(report, output, cfg.db)
+
+
+@sae_app.command("eval")
+def sae_eval(
+    path: Annotated[str, typer.Argument(help="Dictionary folder: autointerp, SAELens or sparsify layout.")],
+    layer: Annotated[int, Opt(help="0-based layer it reads.")],
+    eval_tokens: Annotated[int, Opt(help="Tokens to evaluate on.")] = 50_000,
+    model: ModelOpt = None,
+    corpus: Annotated[Optional[str], Opt(help="Evaluation corpus (default stdlib, the held-out split).")] = None,
+    device: DeviceOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+) -> None:
+    """FVU, mean L0, dead features and the subject's loss with the layer spliced (SAEs); stored."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import evaluate_dictionary
+
+    _check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
+    _print_dictionary(evaluate_dictionary(cfg, path, layer, eval_tokens, " ".join(sys.argv)), output, cfg.db)
+
+
+def _print_dictionary(report, output: str, db: str) -> None:
+    from dataclasses import asdict
+
+    if output == "json":
+        out.print_json(json.dumps(asdict(report)))
+        return
+    table = Table(title=f"{report.path}: layer {report.layer}, {report.n_tokens:,} held-out tokens")
+    for name in ("kind", "site", "features", "FVU", "mean L0", "dead", "loss clean", "loss spliced"):
+        table.add_column(name, no_wrap=True)
+    table.add_row(report.kind, report.site, f"{report.n_features:,}", _fmt(report.fvu), f"{report.mean_l0:.1f}",
+                  f"{report.dead_features:,}", _fmt(report.loss_clean), _fmt(report.loss_spliced))
+    out.print(table)
+    out.print(f"stored in {db}; explain its features: autointerp run --layer {report.layer} --units sae:{report.path}")
+
+
 @app.command()
 def models(
     check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, logprobs, tool calls.")] = False,
@@ -252,7 +336,7 @@ def _summary_json(s) -> dict:
     return {
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
-        "units_skipped": s.units_skipped, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
+        "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
         "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
         "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
@@ -284,7 +368,8 @@ def _print_summary(s) -> None:
             if o is None:
                 table.add_row("...", "", "")
             else:
-                table.add_row(f"{s.layer}/{o.unit}", _fmt(o.score), Text(o.explanation))
+                name = f"{s.layer}/{o.unit}" if s.unit_kind == "neuron" else f"{s.unit_kind}@{s.layer}/{o.unit}"
+                table.add_row(name, _fmt(o.score), Text(o.explanation))
         out.print(table)
     if s.llm_usage:
         u = s.llm_usage
@@ -301,25 +386,33 @@ def leaderboard(
     layer: Annotated[Optional[int], Opt(help="Only this layer.")] = None,
     explainer: Annotated[Optional[str], Opt(help="Only explanations by this explainer.")] = None,
     min_score: Annotated[Optional[float], Opt(help="Only scores at or above this.")] = None,
-    by: Annotated[Optional[str], Opt(help="'explainer': one row per explainer.")] = None,
+    by: Annotated[Optional[str], Opt(help="'explainer': one row per explainer; 'dictionary': per unit kind "
+                                          "(neurons, SAE and baseline features) and layer.")] = None,
     sort: Annotated[str, Opt(help="score (default, best first) or unit.")] = "score",
     limit: Annotated[Optional[int], Opt(help="At most this many rows.")] = None,
     output: Annotated[str, Opt("--format", help="table, json or csv.")] = "table",
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Best explanation per unit (a SQL view), or per-explainer summaries with --by explainer."""
+    """Best explanation per unit (a SQL view), or summaries per explainer (--by explainer) or per kind of unit
+    (--by dictionary: neurons vs SAE and baseline features)."""
     from autointerp.config import load_config
 
     _check_format(output, ("table", "json", "csv"))
-    if by not in (None, "explainer"):
-        raise UsageError(f"--by {by!r} is not supported; use --by explainer")
+    if by not in (None, "explainer", "dictionary"):
+        raise UsageError(f"--by {by!r} is not supported; use --by explainer or --by dictionary")
     if sort not in ("score", "unit"):
         raise UsageError(f"--sort {sort!r} is not supported; use score or unit")
     store = _open_existing(load_config(config, {"db": db}).db)
     if by == "explainer":
         rows = store.by_explainer(layer=layer, min_score=min_score)
         cols = ["explainer", "simulator", "units", "mean", "median", "ci_low", "ci_high"]
+    elif by == "dictionary":
+        rows = store.by_dictionary(layer=layer, min_score=min_score)
+        cols = ["layer", "family", "kind", "explainer", "simulator", "units", "undefined", "mean", "median",
+                "ci_low", "ci_high"]
+        if output == "table":
+            return _print_by_dictionary(rows)
     else:
         rows = store.leaderboard(layer=layer, explainer=explainer, min_score=min_score, order=sort, limit=limit)
         cols = ["layer", "unit", "kind", "score", "score_top", "score_random", "explainer", "simulator", "explanation"]
@@ -402,6 +495,21 @@ def _print_leaderboard(rows: list[dict]) -> None:
         unit = f"{r['layer']}/{r['unit']}" if r["kind"] == "neuron" else f"{r['kind']}@{r['layer']}/{r['unit']}"
         table.add_row(unit, _fmt(r["score"]), _fmt(r["score_top"]), _fmt(r["score_random"]), r["explainer"],
                       Text(r["explanation"]))
+    out.print(table)
+
+
+def _print_by_dictionary(rows: list[dict]) -> None:
+    """The SAE-versus-baselines table: one row per layer, kind of unit, explainer and simulator."""
+    if not rows:
+        out.print("no scored explanations match; run: autointerp run --layer N [--units sae:PATH]")
+        return
+    table = Table(caption="test-split Pearson r over units with a defined score; undefined: never fired on test")
+    for name in ("layer", "units of", "explainer / simulator", "n", "undef.", "mean", "95% CI", "median"):
+        table.add_column(name, no_wrap=True)
+    for r in rows:
+        table.add_row(str(r["layer"]), r["kind"], f"{r['explainer']} / {r['simulator']}", str(r["units"]),
+                      str(r["undefined"]), _fmt(r["mean"]), f"{_fmt(r['ci_low'])}-{_fmt(r['ci_high'])}",
+                      _fmt(r["median"]))
     out.print(table)
 
 

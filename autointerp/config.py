@@ -33,6 +33,8 @@ class Config(BaseModel):
     model: str = Field("bundled", description="Subject model: 'bundled', a hub id or a checkpoint folder.")
     layer: int | None = Field(None, description="0-based layer whose MLP units are explained.")
     units: str | None = Field(None, description="Which units: all (default), a range '0:32', or a list '3,17,42'.")
+    dictionary: str | None = Field(None, description="Dictionary folder (SAE or baseline) whose features are the "
+                                                     "units, instead of the MLP neurons.")
     corpus: str = Field("stdlib", description="Corpus spec: stdlib, stdlib:fit, stdlib:all, a file, a folder, "
                                               "a .jsonl file or hf:NAME. See autointerp.corpus.")
     tokens: int | None = Field(None, description="Content tokens to capture; default: the whole corpus.")
@@ -65,11 +67,15 @@ class Config(BaseModel):
         """The config as saved with a run (contains no secrets: profiles hold env-var names, not keys)."""
         return self.model_dump(mode="json")
 
-    def run_key(self, model_hash: str, explainer_config: dict, simulator_config: dict) -> str:
-        """Identity of a run's outputs: the same key means the same results, so a run with it can be resumed."""
+    def run_key(self, model_hash: str, explainer_config: dict, simulator_config: dict,
+                units: dict | None = None) -> str:
+        """Identity of a run's outputs: the same key means the same results, so a run with it can be resumed.
+        ``units``: the identity of a dictionary whose features are the units (None: the MLP neurons)."""
         fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
         key = {f: getattr(self, f) for f in fields}
         key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
+        if units is not None:
+            key["unit_space"] = units
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

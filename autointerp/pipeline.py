@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from autointerp.agent.baseline import BaselineExplainer
 from autointerp.agent.graph import AgentLimits
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.config import Config
-from autointerp.corpus import open_corpus
+from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.db import ScoredExplanation, Store, open_db
 from autointerp.errors import UsageError
 from autointerp.records import UnitRecord
@@ -42,8 +43,21 @@ from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
 from autointerp.subject.analyses import analyze_layer
 from autointerp.subject.probing import BUILTIN_CONCEPTS, load_span_concept, probe_concept
+from autointerp.subject.sae import (
+    SAETrainConfig,
+    SparseAutoencoder,
+    collect_activations,
+    default_basis,
+    dictionary_metrics,
+    ica_dictionary,
+    pca_dictionary,
+    random_dictionary,
+    spliced_loss,
+    train_sae,
+)
 from autointerp.subject.model import load_subject
 from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
+from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
 
 class LLMContext:
     """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget
@@ -125,19 +139,21 @@ def make_explainer(cfg: Config, llm: LLMContext) -> Explainer:
                         limits=limits, checkpoint_path=f"{cfg.db}.agent.sqlite")
 
 
-def bind_explainer(explainer: Explainer, run_id: str, subject, corpus, cfg: Config, cap: LayerCapture) -> None:
+def bind_explainer(explainer: Explainer, run_id: str, subject, corpus, cfg: Config, cap: LayerCapture,
+                   space: UnitSpace = NEURONS) -> None:
     """Give an LLM explainer what exists only once the run has started: its id and the subject-backed tools."""
     if not isinstance(explainer, LLMExplainer):
         return
     explainer.run_id = run_id
     if isinstance(explainer.tools_factory, LateTools):
-        pool = ExplorationPool(subject, corpus, cfg.layer, cfg.window, cfg.seed)
+        pool = ExplorationPool(subject, corpus, cfg.layer, cfg.window, cfg.seed, space=space)
         # the tools get the FULL record (looked up by id) so they know which windows to keep out of reach
         full = explainer.tools_factory.full_records
 
         def tools(rec: UnitRecord) -> SubjectUnitTools:
             unit = rec.id.unit
-            return SubjectUnitTools(subject, cap, full[unit] if unit in full else cap.unit_record(unit), pool)
+            return SubjectUnitTools(subject, cap, full[unit] if unit in full else cap.unit_record(unit, space.kind),
+                                    pool)
 
         explainer.tools_factory.factory = tools
 
@@ -147,6 +163,13 @@ def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
         return SIMULATORS[cfg.simulator](cfg, llm)
     client, profile = _profile_or_error("simulator", cfg.simulator, SIMULATORS, llm)
     return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
+
+
+def unit_space(cfg: Config, subject) -> UnitSpace:
+    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer``."""
+    if cfg.dictionary is None:
+        return NEURONS
+    return load_unit_space(cfg.dictionary, cfg.layer, subject)
 
 
 def parse_units(spec: str | None, n_units: int) -> list[int]:
@@ -194,6 +217,7 @@ class RunSummary:
     stopped: str | None = None  # why the run stopped before finishing every unit (a budget), if it did
     estimate: dict[str, Any] | None = None  # expected LLM usage of this session, made before spending
     llm_usage: dict[str, Any] | None = None  # what this session's LLM calls used: calls, tokens, cost, per unit
+    unit_kind: str = "neuron"  # "neuron", or the dictionary's features: family:hash8 (subject.units)
 
     @property
     def units_this_session(self) -> int:
@@ -335,26 +359,27 @@ def run(
     store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     subject.check_layer(cfg.layer)
-    units = parse_units(cfg.units, subject.n_units)
+    space = unit_space(cfg, subject)
+    units = parse_units(cfg.units, space.n_units(subject))
     model_hash = subject.weights_hash()
-    run_key = cfg.run_key(model_hash, explainer.config(), simulator.config())
+    run_key = cfg.run_key(model_hash, explainer.config(), simulator.config(), space.identity())
     run_id = None if fresh else store.find_resumable_run(run_key)
     if run_id is None:
         run_id = store.start_run(
             run_key=run_key, command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
-            model_hash=model_hash, layer=cfg.layer, unit_kind="neuron", corpus=cfg.corpus, seed=cfg.seed,
+            model_hash=model_hash, layer=cfg.layer, unit_kind=space.kind, corpus=cfg.corpus, seed=cfg.seed,
             explainer=explainer.name, simulator=simulator.name,
         )
     else:
         store.resume_run(run_id)
     llm.store, llm.run_id = store, run_id
     done = store.done_units(run_id)
-    todo = [u for u in units if ("neuron", cfg.layer, u) not in done]
+    todo = [u for u in units if (space.kind, cfg.layer, u) not in done]
     summary = RunSummary(run_id, cfg.db, cfg.layer, explainer.name, simulator.name, explainer.is_baseline,
-                         len(units), len(units) - len(todo))
+                         len(units), len(units) - len(todo), unit_kind=space.kind)
     wanted = set(units)
     summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"])
-                        for r in store.run_outcomes(run_id) if r["unit"] in wanted]
+                        for r in store.run_outcomes(run_id) if r["unit"] in wanted and r["kind"] == space.kind]
     if not todo:
         summary.n_tokens = store.db["runs"].get(run_id)["n_tokens"] or 0
         summary.wall_s = time.time() - t0
@@ -367,19 +392,20 @@ def run(
                                 seed=cfg.seed)
         progress = on_capture_start(cfg.tokens) if on_capture_start else None
         t_capture = time.time()
-        layer_cap = capture(subject, corpus, cap_cfg, progress)[cfg.layer]
+        layer_cap = capture(subject, corpus, cap_cfg, progress, space)[cfg.layer]
         summary.capture_s = time.time() - t_capture
         summary.n_tokens = layer_cap.n_tokens
         store.set_run_tokens(run_id, layer_cap.n_tokens)
-        bind_explainer(explainer, run_id, subject, corpus, cfg, layer_cap)
-        summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0]), explainer, simulator, len(todo))
+        bind_explainer(explainer, run_id, subject, corpus, cfg, layer_cap, space)
+        summary.estimate = estimate_llm_usage(cfg, layer_cap.unit_record(todo[0], space.kind), explainer, simulator,
+                                              len(todo))
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
         t_explain = time.time()
         try:
             with _llm_phase_gc():
-                asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, todo, explainer, simulator,
-                                         cfg.concurrency, summary, on_unit, llm))
+                asyncio.run(_explain_all(store, run_id, model_hash, layer_cap, space.kind, todo, explainer,
+                                         simulator, cfg.concurrency, summary, on_unit, llm))
         finally:
             summary.explain_s = time.time() - t_explain
 
@@ -416,7 +442,7 @@ def _llm_phase_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCapture, units: list[int],
+async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCapture, kind: str, units: list[int],
                        explainer: Explainer, simulator: Simulator, concurrency: int, summary: RunSummary,
                        on_unit: Callable[[UnitOutcome], None] | None, llm: LLMContext) -> None:
     sem = asyncio.Semaphore(concurrency)
@@ -428,7 +454,7 @@ async def _explain_all(store: Store, run_id: str, model_hash: str, cap: LayerCap
         async with sem:
             if summary.stopped:
                 return
-            record = cap.unit_record(unit)
+            record = cap.unit_record(unit, kind)
             if late_tools is not None:
                 late_tools.full_records[unit] = record
             try:
@@ -534,3 +560,104 @@ def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", comm
     probe_id = store.save_probe(command=command, model=cfg.model, model_hash=subject.weights_hash(),
                                 corpus=None if corpus is None else cfg.corpus, result=result)
     return result, probe_id
+
+
+# -- dictionaries (SAEs and baselines) ---------------------------------------------------------------------------
+DICTIONARY_FAMILIES = ("sae", "pca", "ica", "random", "default")
+FIT_CORPUS = "stdlib:fit"  # dictionaries are fitted on the split the bundled model was trained on, scored on the rest
+
+
+@dataclass
+class DictionaryReport:
+    path: str
+    kind: str  # the units' kind, family:hash8
+    family: str
+    layer: int
+    site: str
+    d_in: int
+    n_features: int
+    n_tokens: int  # evaluation tokens
+    fvu: float | None
+    mean_l0: float
+    dead_features: int
+    loss_clean: float | None  # nats per predicted token (SAEs only)
+    loss_spliced: float | None
+    n_fit_tokens: int | None = None  # set by train_dictionary
+    eval_id: str = ""
+
+
+def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, *, ratio: float = 4.0,
+                     alpha: float = 1e-3, epochs: int = 10, fit_tokens: int = 200_000, fit_corpus: str = FIT_CORPUS,
+                     eval_tokens: int = 50_000, command: str = "") -> DictionaryReport:
+    """Fit a dictionary on ``layer``'s ``site`` activations over ``fit_tokens`` of ``fit_corpus``, save it to the
+    new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can check them),
+    then evaluate it like ``evaluate_dictionary``.
+
+    Families: ``sae`` (tied for the residual stream, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
+    features, L1 coefficient ``alpha``), ``pca`` and ``ica`` (d_in directions), ``random`` (``ratio`` x d_in / 2
+    directions) and ``default`` (the site's own coordinates); baseline directions are sign-split into two features
+    each, so every feature is non-negative like a neuron.
+    """
+    if family not in DICTIONARY_FAMILIES:
+        raise UsageError(f"--kind {family!r} is not one of {', '.join(DICTIONARY_FAMILIES)}")
+    if site not in ("mlp", "resid"):
+        raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        raise UsageError(f"{out} already exists and is not empty; choose another --out or remove it")
+    store = open_db(cfg.db)
+    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    subject.check_layer(layer)
+    model_hash = subject.weights_hash()
+    windows = iter_token_windows(open_corpus(fit_corpus, cfg.seed), subject.tokenizer, cfg.window,
+                                 max(1, fit_tokens // cfg.window))
+    acts = collect_activations(subject, windows, layer, site, max_tokens=fit_tokens, batch_size=cfg.batch_size)
+    metadata = {"layer": layer, "site": site, "model": cfg.model, "model_hash": model_hash,
+                "fit_corpus": fit_corpus, "fit_tokens": len(acts), "seed": cfg.seed}
+    d_in = acts.shape[1]
+    if family == "sae":
+        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=alpha, tied=site == "resid", epochs=epochs,
+                                                    seed=cfg.seed, metadata=metadata))
+    elif family == "default":
+        dictionary = replace(default_basis(d_in, split_signs=True), metadata=metadata)
+    elif family == "random":
+        dictionary = replace(random_dictionary(acts, max(1, round(ratio * d_in / 2)), seed=cfg.seed),
+                             metadata=metadata)
+    elif family == "pca":
+        dictionary = replace(pca_dictionary(acts, min(d_in, len(acts))), metadata=metadata)
+    else:
+        dictionary = replace(ica_dictionary(acts, min(d_in, len(acts)), seed=cfg.seed), metadata=metadata)
+    dictionary.save(target)
+    report = evaluate_dictionary(cfg, out, layer, eval_tokens, command, store=store, subject=subject)
+    report.n_fit_tokens = len(acts)
+    return report
+
+
+def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 50_000, command: str = "", *,
+                        store: Store | None = None, subject=None) -> DictionaryReport:
+    """FVU, mean L0 and dead features of the dictionary folder ``path`` on ``eval_tokens`` of ``cfg.corpus`` (the
+    held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
+    stored in ``dictionary_evals``."""
+    store = store or open_db(cfg.db)
+    subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
+    subject.check_layer(layer)
+    space = load_unit_space(path, layer, subject)
+    max_windows = max(1, eval_tokens // cfg.window)
+    windows = list(iter_token_windows(open_corpus(cfg.corpus, cfg.seed), subject.tokenizer, cfg.window, max_windows))
+    acts = collect_activations(subject, windows, layer, space.site, max_tokens=eval_tokens,
+                               batch_size=cfg.batch_size)
+    metrics = dictionary_metrics(space.dictionary, acts)
+    loss_clean = loss_spliced = None
+    if isinstance(space.dictionary, SparseAutoencoder):
+        loss_clean, loss_spliced = spliced_loss(subject, space.dictionary, windows, layer, space.site,
+                                                batch_size=cfg.batch_size)
+    report = DictionaryReport(
+        path=str(path), kind=space.kind, family=space.family, layer=layer, site=space.site,
+        d_in=space.dictionary.d_in, n_features=metrics.n_features, n_tokens=metrics.n_tokens, fvu=metrics.fvu,
+        mean_l0=metrics.mean_l0, dead_features=metrics.dead_features, loss_clean=loss_clean,
+        loss_spliced=loss_spliced,
+    )
+    config = json.loads((Path(path) / "cfg.json").read_text())
+    report.eval_id = store.save_dictionary_eval(command=command, model=cfg.model, model_hash=subject.weights_hash(),
+                                                corpus=cfg.corpus, report=report, config=config)
+    return report

@@ -346,6 +346,20 @@ class Store(Reads):
                 n_test=result.n_test, best_k=best.k, best_f1=_finite(best.f1), results=_json(rows)))
         return probe_id
 
+    def save_dictionary_eval(self, *, command: str, model: str, model_hash: str, corpus: str, report: Any,
+                             config: dict[str, Any]) -> str:
+        """Store one dictionary evaluation (``pipeline.DictionaryReport``); returns its id."""
+        eval_id = uuid.uuid4().hex
+        r = report
+        with self._write():
+            self._insert("dictionary_evals", dict(
+                id=eval_id, created_at=_now(), command=command, path=r.path, kind=r.kind, family=r.family,
+                model=model, model_hash=model_hash, layer=r.layer, site=r.site, d_in=r.d_in, n_features=r.n_features,
+                corpus=corpus, n_tokens=r.n_tokens, fvu=_finite(r.fvu), mean_l0=r.mean_l0,
+                dead_features=r.dead_features, loss_clean=_finite(r.loss_clean), loss_spliced=_finite(r.loss_spliced),
+                config=_json(scrub_secrets(config))))
+        return eval_id
+
     def call_sink(self, run_id: str | None) -> CallSink:
         """A sink that records every call it is handed under ``run_id``."""
         return CallSink(self, run_id)

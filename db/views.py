@@ -7,7 +7,8 @@
         store.by_explainer()                                  # mean, median, 95% bootstrap CI per explainer
         store.unit_card(3, 17)                                # stats, explanations with scores, top windows
 
-The views themselves (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``) are SQL, created
+The views themselves (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``,
+``dictionary_scores``) are SQL, created
 by ``migrations.py``, so Datasette and ``sqlite-utils`` read the same rows. What SQL cannot do well (median, bootstrap
 CI) is computed here from ``explanation_scores``. ``Reads`` is mixed into ``Store``.
 """
@@ -71,24 +72,44 @@ class Reads:
 
         ``min_score`` keeps only the explanations scoring at least that; the statistics then describe those alone.
         """
+        return self._score_summaries(("explainer", "simulator"), layer, min_score, seed)
+
+    def by_dictionary(
+        self, layer: int | None = None, min_score: float | None = None, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """``by_explainer`` per unit kind as well: neurons, and each dictionary's features (family ``sae``, ``pca``,
+        ``ica``, ``random``, ``default``), per layer. The SAE-versus-baselines comparison of Cunningham et al.
+        (compare rows with the same explainer and simulator). ``undefined``: units whose every score is NULL (a
+        feature that never fires on the test windows has no defined correlation)."""
+        rows = self._score_summaries(("layer", "kind", "explainer", "simulator"), layer, min_score, seed)
+        where, params = _where(layer=layer)
+        sql = f"SELECT layer, kind, explainer, simulator, undefined FROM dictionary_scores {_and(where)}"
+        undefined: dict[tuple, int] = {}
+        for r in self.db.query(sql, params):
+            key = (r["layer"], r["kind"], r["explainer"], r["simulator"])
+            undefined[key] = undefined.get(key, 0) + r["undefined"]
+        for row in rows:
+            row["family"] = row["kind"].split(":", 1)[0]
+            row["undefined"] = undefined.get((row["layer"], row["kind"], row["explainer"], row["simulator"]), 0)
+        return sorted(rows, key=lambda r: (r["layer"], r["explainer"], r["simulator"], -r["mean"]))
+
+    def _score_summaries(self, keys: tuple[str, ...], layer: int | None, min_score: float | None, seed: int
+                         ) -> list[dict[str, Any]]:
         where, params = _where(layer=layer)
         where.append("score IS NOT NULL")
         if min_score is not None:
             where.append("score >= ?")
             params.append(min_score)
-        groups: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        sql = f"SELECT explainer, simulator, unit_id, score FROM explanation_scores {_and(where)}"
+        groups: dict[tuple, list[tuple[int, float]]] = {}
+        sql = f"SELECT {', '.join(keys)}, unit_id, score FROM explanation_scores {_and(where)}"
         for r in self.db.query(sql, params):
-            groups.setdefault((r["explainer"], r["simulator"]), []).append((r["unit_id"], r["score"]))
+            groups.setdefault(tuple(r[k] for k in keys), []).append((r["unit_id"], r["score"]))
         rows = []
-        for (explainer, simulator), pairs in groups.items():
+        for group, pairs in groups.items():
             scores = np.array([s for _, s in pairs])
             low, high = bootstrap_ci(scores, seed)
-            row = dict(
-                explainer=explainer, simulator=simulator, units=len({u for u, _ in pairs}), explanations=len(scores),
-                mean=float(scores.mean()), median=float(np.median(scores)), ci_low=low, ci_high=high,
-            )
-            rows.append(row)
+            rows.append(dict(zip(keys, group), units=len({u for u, _ in pairs}), explanations=len(scores),
+                             mean=float(scores.mean()), median=float(np.median(scores)), ci_low=low, ci_high=high))
         return sorted(rows, key=lambda r: r["mean"], reverse=True)
 
     def unit_card(self, layer: int, unit: int, kind: str = "neuron", model_hash: str | None = None) -> dict[str, Any]:

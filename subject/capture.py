@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,6 +29,9 @@ from autointerp.errors import UsageError
 from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.subject.model import Subject
 from autointerp.subject.ngrams import NGramCounts
+
+if TYPE_CHECKING:
+    from autointerp.subject.units import UnitSpace
 
 # Fixed histogram edges, the same for every unit and model: 0, then +-geomspace(1e-4, 1e4, 64).
 _POS = np.geomspace(1e-4, 1e4, 64)
@@ -323,14 +327,16 @@ def capture(
     corpus: Corpus,
     config: CaptureConfig,
     on_batch: Callable[[int], None] | None = None,
+    space: UnitSpace | None = None,
 ) -> dict[int, LayerCapture]:
     """Stream ``corpus`` through ``subject`` once; return a LayerCapture per requested layer.
 
     ``on_batch(n_tokens)`` is called after each batch with the content tokens it held (for progress bars).
+    ``space``: what the units are (``autointerp.subject.units``; default: the MLP neurons).
     """
     max_windows = None if config.max_tokens is None else max(1, config.max_tokens // config.window)
     windows = iter_token_windows(corpus, subject.tokenizer, config.window, max_windows)
-    caps = capture_windows(subject, windows, config, on_batch)
+    caps = capture_windows(subject, windows, config, on_batch, space)
     if next(iter(caps.values())).n_windows == 0:
         raise UsageError(
             f"corpus {corpus.spec!r} yielded no window of {config.window} tokens; use a larger corpus or --window"
@@ -343,8 +349,11 @@ def capture_windows(
     windows: Iterable[list[int]],
     config: CaptureConfig,
     on_batch: Callable[[int], None] | None = None,
+    space: UnitSpace | None = None,
 ) -> dict[int, LayerCapture]:
     """The capture loop over already tokenized windows (lists of ``config.window`` content token ids)."""
+    if space is None:
+        from autointerp.subject.units import NEURONS as space  # units imports this module
     max_pos = subject.max_positions
     bos = bos_id(subject.tokenizer)
     needed = config.window + (bos is not None)
@@ -355,11 +364,11 @@ def capture_windows(
         )
     vocab = max(len(subject.tokenizer), subject.model.get_input_embeddings().num_embeddings)
     caps = {
-        layer: LayerCapture(layer, config, subject.n_units, vocab, subject.tokenizer) for layer in config.layers
+        layer: LayerCapture(layer, config, space.n_units(subject), vocab, subject.tokenizer) for layer in config.layers
     }
     rng = random.Random(config.seed)
     n_seen = 0
-    with mlp_hooks(subject, config.layers) as store:
+    with space.hooks(subject, config.layers) as store:
         for batch in _batched(windows, config.batch_size):
             ids = torch.tensor(batch, dtype=torch.int64)
             inputs = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], dim=1)
@@ -367,8 +376,7 @@ def capture_windows(
             slots = [(b, slot) for b in range(len(batch))
                      if (slot := reservoir_slot(rng, n_seen + b, config.n_random)) is not None]
             for layer, cap in caps.items():
-                # some models (OPT) flatten [B, T, D] to [B*T, D] inside the MLP: restore, then drop BOS
-                acts = store[layer].reshape(*inputs.shape, -1)[:, -config.window :, :].float().cpu()
+                acts = space.content(store, layer, inputs, config.window)  # [B, W, units], BOS dropped
                 cap.update(acts, ids, n_seen)
                 for b, slot in slots:
                     cap.put_reservoir(slot, n_seen + b, ids[b], acts[b])

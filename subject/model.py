@@ -78,6 +78,11 @@ class Subject:
         return self.activation in RELU_ACTIVATIONS
 
     @property
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+        return int(self.model.config.hidden_size)  # every family maps its own name (n_embd, d_model) to this
+
+    @property
     def max_positions(self) -> int | None:
         cfg = self.model.config
         for key in ("max_position_embeddings", "n_positions"):

@@ -64,6 +64,7 @@ from autointerp.subject.model import Subject
 Site = Literal["resid", "mlp"]
 Activation = Literal["relu", "topk", "jumprelu"]
 FORMAT = "autointerp-sae"
+DICTIONARY_FORMAT = "autointerp-dictionary"
 
 
 class SparseAutoencoder(nn.Module):
@@ -229,7 +230,7 @@ def train_sae(acts: torch.Tensor, cfg: SAETrainConfig = SAETrainConfig()) -> Spa
 class SAEMetrics:
     n_tokens: int
     n_features: int
-    fvu: float  # fraction of variance unexplained
+    fvu: float | None  # fraction of variance unexplained (None: the dictionary has no decoder)
     mean_l0: float  # features > 0 per token
     dead_features: int  # never > 0 on these tokens
 
@@ -247,6 +248,21 @@ def evaluate(sae: SparseAutoencoder, acts: torch.Tensor, batch_size: int = 4096)
         alive |= active.any(0)
     var = float((acts - acts.mean(0)).pow(2).sum())
     return SAEMetrics(n_tokens=len(acts), n_features=sae.d_hidden, fvu=err / var if var > 0 else float("nan"),
+                      mean_l0=l0 / max(len(acts), 1), dead_features=int((~alive).sum()))
+
+
+@torch.no_grad()
+def dictionary_metrics(dictionary: SparseAutoencoder | LinearDictionary, acts: torch.Tensor,
+                       batch_size: int = 4096) -> SAEMetrics:
+    """``evaluate`` for an SAE; for a baseline (no decoder) the same mean L0 and dead features, and FVU None."""
+    if isinstance(dictionary, SparseAutoencoder):
+        return evaluate(dictionary, acts, batch_size)
+    l0, alive = 0, torch.zeros(dictionary.n_features, dtype=torch.bool)
+    for x in acts.float().split(batch_size):
+        active = dictionary.encode(x) > 0
+        l0 += int(active.sum())
+        alive |= active.any(0)
+    return SAEMetrics(n_tokens=len(acts), n_features=dictionary.n_features, fvu=None,
                       mean_l0=l0 / max(len(acts), 1), dead_features=int((~alive).sum()))
 
 
@@ -321,18 +337,47 @@ def spliced_loss(subject: Subject, sae: SparseAutoencoder, windows: Iterable[lis
 class LinearDictionary:
     """A fixed linear dictionary: ``encode(x) = (x - center) @ directions.T``, sign-split when ``split_signs``."""
 
-    name: str
+    name: str  # "default", "random", "pca" or "ica"
     directions: torch.Tensor  # [F, d]
     center: torch.Tensor  # [d]
     split_signs: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)  # saved with it (site, layer, model, ...)
 
     @property
     def n_features(self) -> int:
         return len(self.directions) * (2 if self.split_signs else 1)
 
+    @property
+    def d_in(self) -> int:
+        return self.directions.shape[1]
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         p = (x.float() - self.center) @ self.directions.T
         return torch.cat([p.relu(), (-p).relu()], dim=-1) if self.split_signs else p
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``cfg.json`` (``"format": "autointerp-dictionary"``) and ``dictionary.safetensors``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = {"format": DICTIONARY_FORMAT, "name": self.name, "split_signs": self.split_signs,
+               "metadata": self.metadata}
+        (folder / "cfg.json").write_text(json.dumps(cfg, indent=2))
+        save_file({"directions": self.directions.contiguous(), "center": self.center.contiguous()},
+                  str(folder / "dictionary.safetensors"))
+        return folder
+
+
+def load_dictionary(folder: str | Path) -> SparseAutoencoder | LinearDictionary:
+    """A dictionary folder: a baseline written by ``LinearDictionary.save``, else an SAE (``load_sae``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; give a dictionary folder (cfg.json + safetensors), e.g. "
+                         "one written by `autointerp sae train`")
+    if (folder / "dictionary.safetensors").exists():
+        cfg = json.loads((folder / "cfg.json").read_text())
+        w = load_file(str(folder / "dictionary.safetensors"))
+        return LinearDictionary(cfg["name"], w["directions"], w["center"], cfg["split_signs"], cfg.get("metadata", {}))
+    return load_sae(folder)
 
 
 def default_basis(d: int, split_signs: bool = False) -> LinearDictionary:

@@ -18,8 +18,9 @@ import torch
 
 from autointerp.corpus import Corpus, bos_id, iter_token_windows
 from autointerp.records import UnitRecord, Window
-from autointerp.subject.capture import LayerCapture, mlp_hooks, run_batch
+from autointerp.subject.capture import LayerCapture, run_batch
 from autointerp.subject.model import Subject
+from autointerp.subject.units import NEURONS, UnitSpace
 
 POOL_WINDOWS = 256  # exploration windows per run (16k tokens at window 64)
 MAX_TEXT_TOKENS = 256  # run_text truncates longer text (and to the model's context)
@@ -28,9 +29,10 @@ MAX_TEXT_TOKENS = 256  # run_text truncates longer text (and to the model's cont
 class ExplorationPool:
     """Windows outside the scored set, with every unit's activations; computed on first use."""
 
-    def __init__(self, subject: Subject, corpus: Corpus, layer: int, window: int, seed: int, size: int = POOL_WINDOWS):
+    def __init__(self, subject: Subject, corpus: Corpus, layer: int, window: int, seed: int, size: int = POOL_WINDOWS,
+                 space: UnitSpace = NEURONS):
         self.subject, self.corpus, self.layer, self.window = subject, corpus, layer, window
-        self.seed, self.size = seed, size
+        self.seed, self.size, self.space = seed, size, space
         self._ids: torch.Tensor | None = None  # [M, W]
         self._acts: torch.Tensor | None = None  # [M, W, U]
 
@@ -42,20 +44,22 @@ class ExplorationPool:
             wins = [w for w in iter_token_windows(reordered, self.subject.tokenizer, self.window, self.size * 4)
                     if rng.random() < 0.25][: self.size]
             self._ids = torch.tensor(wins, dtype=torch.int64).reshape(len(wins), self.window)
-            self._acts = activations(self.subject, self.layer, self._ids)
+            self._acts = activations(self.subject, self.layer, self._ids, space=self.space)
         return self._ids, self._acts
 
 
-def activations(subject: Subject, layer: int, ids: torch.Tensor, batch: int = 32) -> torch.Tensor:
-    """[N, W] content token ids -> [N, W, units] activations of ``layer`` (BOS prepended when the model uses one)."""
+def activations(subject: Subject, layer: int, ids: torch.Tensor, batch: int = 32, space: UnitSpace = NEURONS
+                ) -> torch.Tensor:
+    """[N, W] content token ids -> [N, W, units] activations of ``layer``'s units in ``space`` (BOS prepended when
+    the model uses one)."""
     bos = bos_id(subject.tokenizer)
     out = []
-    with mlp_hooks(subject, [layer]) as store:
+    with space.hooks(subject, [layer]) as store:
         for chunk in ids.split(batch):
             inputs = chunk if bos is None else torch.cat([torch.full((len(chunk), 1), bos), chunk], dim=1)
             run_batch(subject, inputs.to(subject.device))
-            out.append(store[layer].reshape(*inputs.shape, -1)[:, -chunk.shape[1]:, :].float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, ids.shape[1], subject.n_units)
+            out.append(space.content(store, layer, inputs, chunk.shape[1]))
+    return torch.cat(out) if out else torch.zeros(0, ids.shape[1], space.n_units(subject))
 
 
 class SubjectUnitTools:
@@ -111,6 +115,7 @@ class SubjectUnitTools:
         ids = ids[:limit]
         if not ids:
             return []
-        acts = activations(self.subject, self.record.id.layer, torch.tensor([ids]))[0, :, self.unit]
+        acts = activations(self.subject, self.record.id.layer, torch.tensor([ids]), space=self.pool.space)
+        acts = acts[0, :, self.unit]
         return [(self.cap.decode(t), round(float(a), 4)) for t, a in zip(ids, acts)]
 

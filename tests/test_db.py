@@ -70,6 +70,12 @@ EXPECTED_TABLES = {
         "id": str, "created_at": str, "command": str, "model": str, "model_hash": str, "corpus": str, "layer": int,
         "concept": str, "method": str, "n_train": int, "n_test": int, "best_k": int, "best_f1": float, "results": str,
     },
+    "dictionary_evals": {
+        "id": str, "created_at": str, "command": str, "path": str, "kind": str, "family": str, "model": str,
+        "model_hash": str, "layer": int, "site": str, "d_in": int, "n_features": int, "corpus": str, "n_tokens": int,
+        "fvu": float, "mean_l0": float, "dead_features": int, "loss_clean": float, "loss_spliced": float,
+        "config": str,
+    },
 }
 EXPECTED_VIEWS = {
     "explanation_scores": [
@@ -85,10 +91,13 @@ EXPECTED_VIEWS = {
     "llm_usage": [
         "run_id", "profile", "calls", "attempts", "tokens_in", "tokens_out", "cost_usd", "errors", "latency_s",
     ],
+    "dictionary_scores": [
+        "model_hash", "layer", "family", "kind", "explainer", "simulator", "units", "undefined", "mean_score",
+    ],
 }
 EXPECTED_INDEXES = {
     "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window", "unit_analyses_unit", "probe_results_concept",
-    "llm_calls_run_profile",
+    "llm_calls_run_profile", "dictionary_evals_kind",
 }
 UNIT_TABLES = ("unit_stats", "windows", "explanations", "simulations", "scores", "unit_runs")
 
@@ -160,7 +169,8 @@ def test_reopen_applies_nothing_new(tmp_path):
         first = list(s.db.table("_sqlite_migrations").rows)
     with open_db(tmp_path / "a.db") as s:
         assert list(s.db.table("_sqlite_migrations").rows) == first
-    assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes"]
+    assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
+                                          "m005_dictionaries"]
 
 
 def test_a_file_from_a_newer_autointerp_is_refused(tmp_path):

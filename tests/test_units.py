@@ -1,0 +1,128 @@
+"""Dictionary features as units: capture reads them exactly, folders load with their site and layer checked, and the
+whole command explains and scores them, kept apart from neurons (``autointerp.subject.units``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from autointerp.corpus import iter_token_windows, open_corpus
+from autointerp.errors import UsageError
+from autointerp.subject.capture import CaptureConfig, capture_windows
+from autointerp.subject.model import load_subject
+from autointerp.subject.sae import (
+    LinearDictionary,
+    SparseAutoencoder,
+    collect_activations,
+    load_dictionary,
+    pca_dictionary,
+)
+from autointerp.subject.units import NEURONS, load_unit_space
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def subject(tiny_checkpoints, one_thread):
+    return load_subject(str(tiny_checkpoints["opt"]), "cpu")
+
+
+def windows(subject, text_corpus, n=6, size=16):
+    return list(iter_token_windows(open_corpus(str(text_corpus)), subject.tokenizer, size, n))
+
+
+@pytest.mark.parametrize("site", ["resid", "mlp"])
+def test_capture_of_dictionary_features_is_encode_of_the_site(site, subject, text_corpus, tmp_path):
+    wins = windows(subject, text_corpus)
+    acts = collect_activations(subject, wins, 1, site)  # [N, d] at content positions, in order
+    d = acts.shape[1]
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(d, 3 * d, tied=site == "resid", metadata={"layer": 1, "site": site})
+    sae.save(tmp_path / "sae")
+    space = load_unit_space(tmp_path / "sae", 1, subject)
+    assert (space.site, space.family, space.n_units(subject)) == (site, "sae", 3 * d)
+    cfg = CaptureConfig(layers=[1], window=16, top_k=4, n_random=2, batch_size=4)
+    cap = capture_windows(subject, wins, cfg, space=space)[1]
+    features = sae.encode(acts).detach()
+    assert cap.n_units == 3 * d and cap.n_tokens == len(acts)
+    assert torch.allclose(cap.act_max, features.max(0).values, atol=1e-5)
+    assert torch.equal(cap.fire_count, (features > 0).sum(0))
+    # the strongest window of feature 0 holds that feature's activations, not the site's
+    record = cap.unit_record(0, space.kind)
+    best = max(record.windows, key=lambda w: max(w.activations))
+    assert record.id.kind == space.kind and max(best.activations) == pytest.approx(float(features[:, 0].max()), abs=1e-5)
+
+
+def test_neurons_are_the_default_space(subject, text_corpus):
+    wins = windows(subject, text_corpus)
+    cfg = CaptureConfig(layers=[2], window=16, top_k=4, n_random=2, batch_size=4)
+    default = capture_windows(subject, wins, cfg)[2]
+    explicit = capture_windows(subject, wins, cfg, space=NEURONS)[2]
+    assert default.n_units == subject.n_units and torch.equal(default.act_sum, explicit.act_sum)
+
+
+def test_linear_dictionary_round_trip_and_site_from_width(subject, text_corpus, tmp_path):
+    acts = collect_activations(subject, windows(subject, text_corpus), 0, "mlp")
+    pca = pca_dictionary(acts, 5)
+    pca.save(tmp_path / "pca")  # no metadata: the site comes from the input width (the MLP's, 48 != 32)
+    loaded = load_dictionary(tmp_path / "pca")
+    assert isinstance(loaded, LinearDictionary) and loaded.name == "pca" and loaded.n_features == 10
+    assert torch.equal(loaded.directions, pca.directions) and torch.equal(loaded.center, pca.center)
+    assert torch.allclose(loaded.encode(acts), pca.encode(acts), atol=1e-6)
+    space = load_unit_space(tmp_path / "pca", 0, subject)
+    assert (space.site, space.family, space.kind.startswith("pca:")) == ("mlp", "pca", True)
+
+
+def test_folders_that_do_not_fit_are_refused(subject, tmp_path):
+    SparseAutoencoder(32, 64, metadata={"layer": 2}).save(tmp_path / "l2")
+    with pytest.raises(UsageError, match="fitted on layer 2, not 1; use --layer 2"):
+        load_unit_space(tmp_path / "l2", 1, subject)
+    SparseAutoencoder(40, 64).save(tmp_path / "wide")
+    with pytest.raises(UsageError, match="cannot tell whether"):
+        load_unit_space(tmp_path / "wide", 1, subject)
+    SparseAutoencoder(40, 64, metadata={"site": "resid"}).save(tmp_path / "wrong")
+    with pytest.raises(UsageError, match="takes 40-wide input, but the resid activations"):
+        load_unit_space(tmp_path / "wrong", 1, subject)
+    with pytest.raises(UsageError, match="is not a folder"):
+        load_unit_space(tmp_path / "missing", 1, subject)
+
+
+def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
+    common = ("--model", str(tiny_checkpoints["opt"]), "--corpus", str(text_corpus), "--device", "cpu")
+    code, out, err = cli("sae", "train", "--layer", "1", "--kind", "pca", "--out", "pca1", "--fit-tokens", "2000",
+                         "--eval-tokens", "500", "--fit-corpus", str(text_corpus), *common, "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["family"], report["site"], report["n_features"], report["layer"]) == ("pca", "resid", 64, 1)
+    assert report["fvu"] is None and report["mean_l0"] > 0
+    code, _, err = cli("sae", "train", "--layer", "1", "--out", "pca1", *common)  # never overwrites
+    assert code == 2 and "already exists" in err
+
+    run = ("run", "--layer", "1", "--tokens", "3000", *common, "--format", "json")
+    code, out, err = cli(*run, "--units", "sae:pca1")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["unit_kind"] == report["kind"] and summary["units_total"] == 64
+    code, out, err = cli(*run, "--units", "0:8")  # neurons of the same layer: another run, other unit ids
+    assert code == 0, err
+    assert json.loads(out)["unit_kind"] == "neuron"
+    code, out, _ = cli(*run, "--dictionary", "pca1", "--units", "0:4")  # a subset of the same features
+    assert json.loads(out)["units_skipped"] == 0  # a different run key (other units), nothing to resume
+
+    code, out, err = cli("leaderboard", "--by", "dictionary", "--format", "json")
+    assert code == 0, err
+    rows = {r["kind"]: r for r in json.loads(out)}
+    assert set(rows) == {report["kind"], "neuron"}
+    assert rows[report["kind"]]["family"] == "pca" and rows["neuron"]["units"] + rows["neuron"]["undefined"] == 8
+    assert rows[report["kind"]]["units"] + rows[report["kind"]]["undefined"] == 64
+
+    code, _, err = cli(*run, "--units", "sae:pca1", "--dictionary", "pca1")
+    assert code == 2 and "give the dictionary once" in err
