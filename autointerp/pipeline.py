@@ -41,7 +41,7 @@ from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
-from autointerp.subject.analyses import analyze_layer
+from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
 from autointerp.subject.probing import BUILTIN_CONCEPTS, load_span_concept, probe_concept
 from autointerp.subject.sae import (
     SAETrainConfig,
@@ -521,7 +521,7 @@ def analyze(cfg: Config, layers: str, command: str = "",
     wanted = parse_layers(layers, subject.n_layers)
     cap_cfg = CaptureConfig(layers=wanted, window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
                             batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed,
-                            ngrams=True)
+                            ngrams=True, top_units=REGULARIZATION_TOP)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
     t_capture = time.time()
     caps = capture(subject, corpus, cap_cfg, progress)

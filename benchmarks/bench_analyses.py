@@ -35,7 +35,9 @@ def measure(mode: str, model: str, layers: list[int] | None, tokens: int, window
     layers = layers or list(range(subject.n_layers))
     windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
     t0 = time.perf_counter()
-    caps = capture_windows(subject, windows, CaptureConfig(layers=layers, window=window, ngrams=mode == "analyses"))
+    analyses = mode == "analyses"
+    cfg = CaptureConfig(layers=layers, window=window, ngrams=analyses, top_units=100 if analyses else None)
+    caps = capture_windows(subject, windows, cfg)
     t_capture = time.perf_counter() - t0
     detectors = None
     if mode == "analyses":

@@ -24,6 +24,10 @@ Rules (all counts are over content tokens; BOS is never counted):
 - **Suppression** (token detectors only): ``s = W_U w_out`` (raw unless ``through_ln``); the unit suppresses its
   triggers when the mean of s over its detected tokens is < 0; ``best_trigger_rank`` is the best rank of a detected
   token among the most suppressed tokens (1 = the most suppressed of the vocabulary).
+- **Regularization units** (VISIT, Katz & Belinkov 2023): a unit is among the layer's top ``REGULARIZATION_TOP``
+  (100) at a token when it fires and fewer than 100 units have a strictly larger activation (ties all in);
+  ``top_share`` is the share of content tokens where it is, and the unit is a regularization unit when
+  ``top_share`` > 0.85. Needs capture's ``top_units`` counts; None without them.
 - **Positional**: I(act; pos) = h(F) - sum_p w_p h(f(p)) in nats (plug-in estimate), w_p the share of tokens at
   position p, f(p) the firing frequency at p, F = sum_p w_p f(p), h the binary entropy with 0 ln 0 = 0; equal to
   ``sklearn.metrics.mutual_info_score(pos, fires)``. Positional when I > 0.05.
@@ -56,6 +60,8 @@ POSITIONAL_MI = 0.05  # nats
 NEAR = 0.1  # f(p) <= NEAR is "low" (reaches 0), f(p) >= 1 - NEAR is "high" (reaches 1)
 OSCILLATION_SWITCHES = 3
 SMOOTH = 0.05  # "other" is strong when its mean second difference is at most this share of its range
+REGULARIZATION_TOP = 100  # VISIT: a unit among the layer's top 100 by activation ...
+REGULARIZATION_SHARE = 0.85  # ... on more than 85% of tokens
 
 PositionalKind = Literal["oscillatory", "both_extremes", "one_extreme", "other"]
 Strength = Literal["strong", "weak"]
@@ -170,6 +176,8 @@ class UnitAnalysis:
     best_trigger_rank: int | None  # token detectors only: best rank of a detected token (1 = most suppressed)
     promoted: tuple[str, ...]  # tokens with the highest s = W_U w_out, highest first
     suppressed: tuple[str, ...]  # tokens with the lowest s, lowest first
+    top_share: float | None = None  # share of tokens where it fires among the layer's top 100 (None: not counted)
+    regularization: bool | None = None  # top_share > 0.85 (VISIT's regularization units)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -195,6 +203,7 @@ class LayerSummary:
     n_detectors_suppressing: int = 0
     suppression_fraction: float | None = None  # n_detectors_suppressing / n_token_detectors (None: no detector)
     through_ln: bool = False  # whether s went through the final norm
+    n_regularization: int | None = None  # regularization units (None: capture did not count top_units)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,6 +218,7 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
     profile = cap.position_profile()
     up, down = promoted_suppressed(subject, cap.layer, top_tokens, through_ln)
     slack3 = ngram_counts.occurrence_slack(3) if ngram_counts is not None and 3 in ngram_counts.n_values else 0
+    top_share = None if cap.top_hits is None else (cap.top_hits.double() / max(cap.n_tokens, 1)).tolist()
     units = []
     for u in range(cap.n_units):
         tok_keys, tok_fires = _token_counts(cap, u)
@@ -253,6 +263,8 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
             best_trigger_rank=rank,
             promoted=tuple(cap.decode(t) for t in up[u].tolist()),
             suppressed=tuple(cap.decode(t) for t in down[u].tolist()),
+            top_share=None if top_share is None else top_share[u],
+            regularization=None if top_share is None else top_share[u] > REGULARIZATION_SHARE,
         ))
     return units, summarize(cap, units, through_ln)
 
@@ -282,4 +294,5 @@ def summarize(cap: LayerCapture, units: list[UnitAnalysis], through_ln: bool = F
         n_detectors_suppressing=suppressing,
         suppression_fraction=suppressing / len(detectors) if detectors else None,
         through_ln=through_ln,
+        n_regularization=None if cap.top_hits is None else sum(bool(u.regularization) for u in units),
     )

@@ -54,6 +54,8 @@ class CaptureConfig:
     threshold: float = 0.0  # "fires" means activation > threshold
     seed: int = 0
     ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
+    top_units: int | None = None  # also count, per unit, the tokens where it fires and is among this many of the
+    #                               layer's most activated units (VISIT's regularization check uses 100)
 
 
 @contextmanager
@@ -168,6 +170,7 @@ class LayerCapture:
     res_ids: list[torch.Tensor] = field(default_factory=list)  # [W] token ids each
     res_acts: list[torch.Tensor] = field(default_factory=list)  # [W, U] activations of every unit each
     ngrams: NGramCounts | None = None  # per-unit bigram/trigram firing counts when config.ngrams
+    top_hits: torch.Tensor | None = None  # [U] int64 tokens where the unit fires among the top config.top_units
 
     def __post_init__(self):
         U, K, W = self.n_units, self.config.top_k, self.config.window
@@ -188,6 +191,8 @@ class LayerCapture:
         self._decoded: dict[int, str] = {}
         if self.config.ngrams:
             self.ngrams = NGramCounts(units=U, vocab=self.vocab)
+        if self.config.top_units:
+            self.top_hits = torch.zeros(U, dtype=torch.int64)
 
     # -- accumulation ------------------------------------------------------------------------------------------
     def update(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:
@@ -210,6 +215,9 @@ class LayerCapture:
         self.tok_fire.add(flat_ids, fires)
         if self.ngrams is not None:
             self.ngrams.add(ids, fires.view(B, W, U))
+        if self.top_hits is not None:  # ties at the k-th value are all in (lens.regularization_units)
+            kth = flat.topk(min(self.config.top_units, U), dim=1).values[:, -1:]
+            self.top_hits += ((flat >= kth) & fires).sum(0)
         self._merge_top(acts, ids, first_index)
 
     def _merge_top(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:

@@ -8,7 +8,7 @@ import sqlite_utils
 
 
 KEYS = {"layer", "unit", "dead", "firing_rate", "token_detector", "ngram_k", "positional_mi", "positional",
-        "positional_kind", "suppresses_triggers", "promoted", "suppressed"}
+        "positional_kind", "suppresses_triggers", "promoted", "suppressed", "top_share", "regularization"}
 
 
 
@@ -22,12 +22,27 @@ def test_analyze_json_records_and_storage(cli, tiny_checkpoints, text_corpus, is
     assert len(records) == 2 * 48 and {r["layer"] for r in records} == {0, 2}
     assert all(KEYS <= set(r) for r in records)
     assert all(set(r["ngram_k"]) == {"1", "2", "3"} for r in records)
+    # 48 units and a top 100: every unit that fires is "in the top", so top_share is the firing rate
+    assert all(r["top_share"] == r["firing_rate"] and r["regularization"] == (r["top_share"] > 0.85) for r in records)
     # negative control (METHODS.md §8): a random-init model has no dead units and no token detectors
     assert not any(r["dead"] for r in records) and not any(r["token_detector"] for r in records)
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["analysis_runs"].count == 1 and db["layer_analyses"].count == 2 and db["unit_analyses"].count == 96
     code, out, _ = cli("analyze", "--layer", "1", "--model", model, "--corpus", str(text_corpus))
-    assert code == 0 and "% dead" in out and "token det." in out
+    assert code == 0 and "% dead" in out and "token det." in out and "regular." in out
+
+
+def test_lens_command(cli, tiny_checkpoints):
+    model = ("--model", str(tiny_checkpoints["opt"]))
+    code, out, err = cli("lens", "def f(self):", *model, "--format", "json")
+    assert code == 0, err
+    lens = json.loads(out)
+    assert len(lens["layers"]) == 4 and lens["layers"][0]["residual"] == "embeddings"  # 3 blocks + embeddings
+    assert all(len(layer["top"]) == len(lens["tokens"]) and len(layer["top"][0]) == 5 for layer in lens["layers"])
+    code, out, err = cli("lens", "def f(self):", *model, "--position", "-1", "--top", "3")
+    assert code == 0 and "after block 2" in out, err
+    code, _, err = cli("lens", "x", *model, "--position", "7")
+    assert code == 2 and "out of range" in err
 
 
 def test_analyze_bad_layer(cli, tiny_checkpoints, text_corpus):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from planted import build_planted, capture_with_ngrams, one_thread  # noqa: F401
 
 from autointerp.corpus import iter_token_windows, open_corpus, stdlib_root
 from autointerp.subject.analyses import analyze_layer
-from autointerp.subject.capture import mlp_hooks, run_batch
+from autointerp.subject.capture import CaptureConfig, capture_windows, mlp_hooks, run_batch
 from autointerp.subject.lens import regularization_units
 from autointerp.subject.model import load_subject
 
@@ -138,3 +139,16 @@ def test_correct_explanation_of_a_planted_detector_scores_far_above_a_wrong_one(
         wrong = subject.tokenizer.decode([truth.token_detectors[other][0]])
         assert score(right, rec) > 0.95 and token in right
         assert (score(f"Fires on the token {json.dumps(wrong)}.", rec) or 0.0) < 0.2
+
+
+def test_capture_counts_regularization_units_like_the_lens(planted, windows):
+    """The one-pass count (CaptureConfig.top_units, used by analyze) equals lens.regularization_units."""
+    subject, truth = planted
+    cfg = CaptureConfig(layers=[0], window=WINDOW, top_k=3, n_random=2, batch_size=16, top_units=2)
+    cap = capture_windows(subject, windows[:100], cfg)[0]
+    shares = regularization_units(subject, windows[:100], 0, top=2, min_fraction=-1.0)
+    assert cap.top_hits.double().div(cap.n_tokens).tolist() == pytest.approx([shares[u] for u in range(cap.n_units)])
+    units, summary = analyze_layer(subject, cap, None)
+    assert {u.unit for u in units if u.regularization} == truth.dense and summary.n_regularization == len(truth.dense)
+    plain = capture_windows(subject, windows[:10], replace(cfg, top_units=None))[0]
+    assert plain.top_hits is None and analyze_layer(subject, plain, None)[1].n_regularization is None
