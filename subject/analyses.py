@@ -235,7 +235,7 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
             total_n = ngram_counts.total(u, n)
             ks[n] = coverage_k(fires, total_n)
             exact = exact and ngram_counts.exact(u, n)
-            if n == 3 and tokens is None:
+            if n == 3 and tokens is None and ks[3] <= MAX_TRIGRAM_K:  # a larger K3 is no detector: skip the lookup
                 trigrams = detected(keys, fires, ngram_counts.occurrences(keys, 3), total_n, MAX_TRIGRAM_K, slack3)
         suppresses = rank = None
         if tokens is not None:

@@ -126,3 +126,28 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
 
     code, _, err = cli(*run, "--units", "sae:pca1", "--dictionary", "pca1")
     assert code == 2 and "give the dictionary once" in err
+
+
+def test_sae_train_and_eval_store_their_metrics(cli, tiny_checkpoints, text_corpus, isolated):
+    common = ("--model", str(tiny_checkpoints["opt"]), "--corpus", str(text_corpus), "--device", "cpu",
+              "--format", "json")
+    code, out, err = cli("sae", "train", "--layer", "0", "--site", "mlp", "--out", "sae0", "--epochs", "1",
+                         "--ratio", "2", "--fit-tokens", "1500", "--eval-tokens", "400", "--fit-corpus",
+                         str(text_corpus), *common)
+    assert code == 0, err
+    trained = json.loads(out)
+    assert (trained["family"], trained["site"], trained["n_features"], trained["d_in"]) == ("sae", "mlp", 96, 48)
+    assert 0 <= trained["fvu"] and trained["loss_spliced"] > 0 and trained["loss_clean"] > 0
+    assert json.loads((isolated / "sae0" / "cfg.json").read_text())["metadata"]["layer"] == 0
+    code, out, err = cli("sae", "eval", "sae0", "--layer", "0", "--eval-tokens", "400", *common)
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["kind"] == trained["kind"] and again["fvu"] == pytest.approx(trained["fvu"])
+    import sqlite_utils
+
+    rows = list(sqlite_utils.Database(isolated / "autointerp.db")["dictionary_evals"].rows)
+    assert len(rows) == 2 and {r["kind"] for r in rows} == {trained["kind"]} and rows[0]["fvu"] is not None
+    code, _, err = cli("sae", "eval", "sae0", "--layer", "1", *common)
+    assert code == 2 and "fitted on layer 0" in err
+    code, _, err = cli("sae", "train", "--layer", "0", "--kind", "nmf", "--out", "x", *common)
+    assert code == 2 and "--kind 'nmf'" in err
