@@ -474,7 +474,8 @@ def leaderboard(
 
 @app.command()
 def show(
-    unit: Annotated[str, typer.Argument(help="LAYER/UNIT, e.g. 13/42.")],
+    unit: Annotated[str, typer.Argument(help="LAYER/UNIT, e.g. 13/42; KIND@LAYER/UNIT for a dictionary feature, "
+                                             "e.g. sae:82a38cf9@3/17 (as the leaderboard shows it).")],
     db: DbOpt = None,
     config: ConfigOpt = None,
     output: Annotated[str, Opt("--format", help="table or json.")] = "table",
@@ -484,11 +485,12 @@ def show(
     from autointerp.config import load_config
 
     _check_format(output, ("table", "json"))
+    kind, _, where = unit.rpartition("@")
     try:
-        layer, u = (int(x) for x in unit.split("/"))
+        layer, u = (int(x) for x in where.split("/"))
     except ValueError:
-        raise UsageError(f"{unit!r} is not LAYER/UNIT; write e.g. autointerp show 13/42")
-    card = _open_existing(load_config(config, {"db": db}).db).unit_card(layer, u)
+        raise UsageError(f"{unit!r} is not LAYER/UNIT; write e.g. autointerp show 13/42 (or sae:HASH@13/42)")
+    card = _open_existing(load_config(config, {"db": db}).db).unit_card(layer, u, kind or "neuron")
     if output == "json":
         out.print_json(json.dumps(card))
         return

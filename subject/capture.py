@@ -202,7 +202,8 @@ class LayerCapture:
         fires = flat > self.config.threshold
         self.n_tokens += B * W
         self.n_windows += B
-        self.fire_count += fires.sum(0)
+        batch_fires = fires.sum(0)
+        self.fire_count += batch_fires
         self.act_sum += flat.sum(0, dtype=torch.float64)
         self.act_sq += (flat * flat).sum(0, dtype=torch.float64)
         self.act_max = torch.maximum(self.act_max, flat.max(0).values)
@@ -215,10 +216,21 @@ class LayerCapture:
         self.tok_fire.add(flat_ids, fires)
         if self.ngrams is not None:
             self.ngrams.add(ids, fires.view(B, W, U))
-        if self.top_hits is not None:  # ties at the k-th value are all in (lens.regularization_units)
-            kth = flat.topk(min(self.config.top_units, U), dim=1).values[:, -1:]
-            self.top_hits += ((flat >= kth) & fires).sum(0)
+        if self.top_hits is not None:
+            self.top_hits += self._top_hits(flat, fires, batch_fires)
         self._merge_top(acts, ids, first_index)
+
+    def _top_hits(self, flat: torch.Tensor, fires: torch.Tensor, batch_fires: torch.Tensor) -> torch.Tensor:
+        """[U] tokens of this batch where each unit fires and fewer than ``top_units`` units have a strictly larger
+        activation (ties at the k-th value all in, as lens.regularization_units). Where at most k units fire, every
+        firing unit qualifies, so the k-th value is computed only for the tokens with more than k firing."""
+        k = min(self.config.top_units, flat.shape[1])
+        crowded = fires.sum(1) > k
+        if not crowded.any():
+            return batch_fires
+        sub, sub_fires = flat[crowded], fires[crowded]
+        kth = sub.topk(k, dim=1).values[:, -1:]
+        return batch_fires - ((sub < kth) & sub_fires).sum(0)
 
     def _merge_top(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:
         B, W, U = acts.shape

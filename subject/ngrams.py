@@ -44,20 +44,35 @@ class _Table:
     """Counts summed per (key, unit) row, merged lazily, truncated to the ``cap`` largest counts.
 
     After ``merge`` the rows are unique and sorted by (key, unit). ``units == 1`` makes it a plain per-key table.
+    When (key, unit) fits one int64 (``direct``), the table is that sorted composite ``rows``; a merge sorts only
+    the buffer, finds its rows in the table by binary search and interleaves the new ones in one linear pass, and a
+    truncation finds the cut by selection (``kthvalue``), not by sorting: the table is never re-sorted.
     """
 
     def __init__(self, cap: int, units: int, max_key: int):
         self.cap, self.units = cap, units
         self.direct = max_key * units < 2**63  # (key, unit) fits one int64 without ranking the keys first
-        self.keys = torch.zeros(0, dtype=torch.int64)
-        self.unit = torch.zeros(0, dtype=torch.int64)
+        self.rows = torch.zeros(0, dtype=torch.int64)  # direct: key * units + unit, sorted
+        self._keys = torch.zeros(0, dtype=torch.int64)  # otherwise: keys and units, sorted by (key, unit)
+        self._unit = torch.zeros(0, dtype=torch.int64)
         self.counts = torch.zeros(0, dtype=torch.int64)
-        self._buffer: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._buffer: list[tuple[torch.Tensor, ...]] = []  # (rows, counts) when direct, else (keys, unit, counts)
         self._buffered = 0
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self.rows // self.units if self.direct else self._keys
+
+    @property
+    def unit(self) -> torch.Tensor:
+        return self.rows % self.units if self.direct else self._unit
 
     def add(self, keys: torch.Tensor, unit: torch.Tensor, counts: torch.Tensor):
         """Buffer rows; returns the rows a truncation dropped (see ``merge``) when this call triggered one."""
-        self._buffer.append((keys, unit, counts))
+        if self.direct:
+            self._buffer.append((keys * self.units + unit, counts))  # the composite row: one int64, not two
+        else:
+            self._buffer.append((keys, unit, counts))
         self._buffered += len(keys)
         return self.merge() if self._buffered > self.cap else None
 
@@ -65,24 +80,56 @@ class _Table:
         """Sum the buffer into the table and truncate it; returns the dropped (keys, unit, counts), or None."""
         if not self._buffer:
             return None
-        keys = torch.cat([self.keys, *(b[0] for b in self._buffer)])
-        unit = torch.cat([self.unit, *(b[1] for b in self._buffer)])
-        counts = torch.cat([self.counts, *(b[2] for b in self._buffer)])
-        self._buffer, self._buffered = [], 0
+        buffer, self._buffer, self._buffered = self._buffer, [], 0
         if self.direct:
-            rows, inverse = torch.unique(keys * self.units + unit, return_inverse=True)
-            self.keys, self.unit = rows // self.units, rows % self.units
+            self._merge_direct(torch.cat([b[0] for b in buffer]), torch.cat([b[1] for b in buffer]))
         else:  # rank the keys first so that (rank, unit) fits one int64
+            keys = torch.cat([b[0] for b in buffer])
+            unit = torch.cat([b[1] for b in buffer])
+            counts = torch.cat([b[2] for b in buffer])
+            keys, unit = torch.cat([self._keys, keys]), torch.cat([self._unit, unit])
+            counts = torch.cat([self.counts, counts])
             distinct, rank = torch.unique(keys, return_inverse=True)
             rows, inverse = torch.unique(rank * self.units + unit, return_inverse=True)
-            self.keys, self.unit = distinct[rows // self.units], rows % self.units
-        self.counts = torch.zeros(len(rows), dtype=torch.int64).index_add_(0, inverse, counts)
-        if len(rows) <= self.cap:
+            self._keys, self._unit = distinct[rows // self.units], rows % self.units
+            self.counts = torch.zeros(len(rows), dtype=torch.int64).index_add_(0, inverse, counts)
+        return self._truncate()
+
+    def _merge_direct(self, rows: torch.Tensor, counts: torch.Tensor) -> None:
+        new, inverse = torch.unique(rows, return_inverse=True)
+        new_counts = torch.zeros(len(new), dtype=torch.int64).index_add_(0, inverse, counts)
+        at = torch.searchsorted(self.rows, new)
+        inside = at < len(self.rows)
+        found = inside.clone()
+        found[inside] = self.rows[at[inside]] == new[inside]
+        self.counts.index_add_(0, at[found], new_counts[found])
+        new, new_counts, at = new[~found], new_counts[~found], at[~found]
+        if len(new):  # interleave: the i-th new row lands after the at[i] table rows below it and i new ones
+            total = len(self.rows) + len(new)
+            place = at + torch.arange(len(new))
+            is_new = torch.zeros(total, dtype=torch.bool)
+            is_new[place] = True
+            rows = torch.empty(total, dtype=torch.int64)
+            merged = torch.empty(total, dtype=torch.int64)
+            rows[place], merged[place] = new, new_counts
+            rows[~is_new], merged[~is_new] = self.rows, self.counts
+            self.rows, self.counts = rows, merged
+
+    def _truncate(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Keep the ``cap`` largest counts (ties: the first rows, i.e. the smaller key), in row order."""
+        n = len(self.counts)
+        if n <= self.cap:
             return None
-        order = torch.sort(self.counts, descending=True, stable=True).indices
-        keep, drop = order[: self.cap].sort().values, order[self.cap :]
-        dropped = self.keys[drop], self.unit[drop], self.counts[drop]
-        self.keys, self.unit, self.counts = self.keys[keep], self.unit[keep], self.counts[keep]
+        cut = self.counts.kthvalue(n - self.cap + 1).values  # the cap-th largest count
+        keep = self.counts > cut
+        ties = (self.counts == cut).nonzero(as_tuple=True)[0]
+        keep[ties[: self.cap - int(keep.sum())]] = True
+        dropped = self.keys[~keep], self.unit[~keep], self.counts[~keep]
+        if self.direct:
+            self.rows = self.rows[keep]
+        else:
+            self._keys, self._unit = self._keys[keep], self._unit[keep]
+        self.counts = self.counts[keep]
         return dropped
 
 

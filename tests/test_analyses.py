@@ -153,6 +153,34 @@ def test_ngram_truncation_is_bounded_and_flagged():
     assert (torch.tensor(list(want_occ.values())) <= stored + slack).all()
 
 
+@pytest.mark.parametrize("direct", [True, False])
+def test_table_merges_and_truncates_by_the_documented_rule(direct):
+    """_Table against a dict: rows summed; past ``cap``, the largest counts kept, ties to the smaller (key, unit)."""
+    from autointerp.subject.ngrams import _Table
+
+    gen = torch.Generator().manual_seed(3)
+    cap, units = 30, 3
+    table = _Table(cap, units, max_key=1000 if direct else 2**62)
+    assert table.direct == direct
+    want: dict[tuple[int, int], int] = {}
+    for _ in range(25):
+        n = int(torch.randint(1, 40, (1,), generator=gen))
+        keys, unit = torch.randint(0, 60, (n,), generator=gen), torch.randint(0, units, (n,), generator=gen)
+        counts = torch.randint(1, 4, (n,), generator=gen)
+        for k, u, c in zip(keys.tolist(), unit.tolist(), counts.tolist()):
+            want[k, u] = want.get((k, u), 0) + c
+        dropped = table.add(keys, unit, counts)
+        if table._buffered == 0:  # this add merged: apply the rule to the reference
+            kept = sorted(sorted(want), key=lambda row: -want[row])[:cap]
+            lost = {row: want[row] for row in want if row not in set(kept)}
+            want = {row: want[row] for row in kept}
+            got_lost = {} if dropped is None else dict(zip(zip(dropped[0].tolist(), dropped[1].tolist()),
+                                                           dropped[2].tolist()))
+            assert got_lost == lost
+            rows = list(zip(table.keys.tolist(), table.unit.tolist()))
+            assert rows == sorted(want) and dict(zip(rows, table.counts.tolist())) == want
+
+
 def test_trigram_detector_from_streamed_counts():
     gen = torch.Generator().manual_seed(2)
     ids = torch.randint(0, 20, (200, 12), generator=gen)

@@ -124,6 +124,9 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
     assert rows[report["kind"]]["family"] == "pca" and rows["neuron"]["units"] + rows["neuron"]["undefined"] == 8
     assert rows[report["kind"]]["units"] + rows[report["kind"]]["undefined"] == 64
 
+    code, out, err = cli("show", f"{report['kind']}@1/0", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["unit"]["kind"] == report["kind"]
     code, _, err = cli(*run, "--units", "sae:pca1", "--dictionary", "pca1")
     assert code == 2 and "give the dictionary once" in err
 
