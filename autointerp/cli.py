@@ -42,6 +42,9 @@ ModelOpt = Annotated[Optional[str], Opt("--model", help="'bundled' (default), a 
 CorpusOpt = Annotated[Optional[str], Opt("--corpus", help="stdlib (default), a file, folder, .jsonl or hf:NAME.")]
 TokensOpt = Annotated[Optional[int], Opt("--tokens", help="Content tokens to capture (default: whole corpus).")]
 DeviceOpt = Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N.")]
+FormatOpt = Annotated[str, Opt("--format", help="table or json.")]
+EvalCorpusOpt = Annotated[Optional[str], Opt("--corpus", help="Evaluation corpus (default stdlib, the held-out "
+                                                               "split).")]
 
 
 @app.callback()
@@ -168,7 +171,7 @@ def probe(
     tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 20000).")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
-    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    output: FormatOpt = "table",
 ) -> None:
     """k-sparse probing (Gurnee et al. 2023): precision, recall and F1 for k = 1, 2, 4, ... units."""
     from autointerp.config import load_config
@@ -205,7 +208,7 @@ def lens(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
-    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    output: FormatOpt = "table",
 ) -> None:
     """The logit lens (METHODS.md §4): what the residual stream after each block predicts as the next token."""
     from autointerp.config import load_config
@@ -261,11 +264,11 @@ def sae_train(
                                         "was trained on).")] = "stdlib:fit",
     eval_tokens: Annotated[int, Opt(help="Held-out tokens to evaluate on.")] = 50_000,
     model: ModelOpt = None,
-    corpus: Annotated[Optional[str], Opt(help="Evaluation corpus (default stdlib, the held-out split).")] = None,
+    corpus: EvalCorpusOpt = None,
     device: DeviceOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
-    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    output: FormatOpt = "table",
 ) -> None:
     """Fit an SAE (METHODS.md §7) or a baseline dictionary on one layer; evaluate it; explain its features with
     `autointerp run --layer N --units sae:OUT`."""
@@ -286,11 +289,11 @@ def sae_eval(
     layer: Annotated[int, Opt(help="0-based layer it reads.")],
     eval_tokens: Annotated[int, Opt(help="Tokens to evaluate on.")] = 50_000,
     model: ModelOpt = None,
-    corpus: Annotated[Optional[str], Opt(help="Evaluation corpus (default stdlib, the held-out split).")] = None,
+    corpus: EvalCorpusOpt = None,
     device: DeviceOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
-    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    output: FormatOpt = "table",
 ) -> None:
     """FVU, mean L0, dead features and the subject's loss with the layer spliced (SAEs); stored."""
     from autointerp.config import load_config
@@ -319,7 +322,7 @@ def _print_dictionary(report, output: str, db: str) -> None:
 @app.command()
 def models(
     check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, logprobs, tool calls.")] = False,
-    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    output: FormatOpt = "table",
     config: ConfigOpt = None,
 ) -> None:
     """List the LLM profiles of the config ([models.NAME] tables); with --check, probe each one."""
@@ -478,7 +481,7 @@ def show(
                                              "e.g. sae:82a38cf9@3/17 (as the leaderboard shows it).")],
     db: DbOpt = None,
     config: ConfigOpt = None,
-    output: Annotated[str, Opt("--format", help="table or json.")] = "table",
+    output: FormatOpt = "table",
     windows: Annotated[int, Opt(help="Top windows to show.")] = 5,
 ) -> None:
     """One unit's card: statistics, explanations with scores, top windows with activating tokens highlighted."""

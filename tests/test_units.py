@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from planted import one_thread  # noqa: F401 (fixture)
 
 from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.errors import UsageError
@@ -20,14 +21,6 @@ from autointerp.subject.sae import (
     pca_dictionary,
 )
 from autointerp.subject.units import NEURONS, load_unit_space
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
