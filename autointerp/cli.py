@@ -325,7 +325,7 @@ def models(
     output: FormatOpt = "table",
     config: ConfigOpt = None,
 ) -> None:
-    """List the LLM profiles of the config ([models.NAME] tables); with --check, probe each one."""
+    """List the LLM profiles of the config (its models.NAME tables); with --check, probe each one."""
     import asyncio
 
     from autointerp.config import load_config
