@@ -61,7 +61,9 @@ class _Table:
 
     @property
     def keys(self) -> torch.Tensor:
-        return self.rows // self.units if self.direct else self._keys
+        if not self.direct:
+            return self._keys
+        return self.rows if self.units == 1 else self.rows // self.units  # occurrence tables: the row is the key
 
     @property
     def unit(self) -> torch.Tensor:
@@ -124,10 +126,12 @@ class _Table:
         keep = self.counts > cut
         ties = (self.counts == cut).nonzero(as_tuple=True)[0]
         keep[ties[: self.cap - int(keep.sum())]] = True
-        dropped = self.keys[~keep], self.unit[~keep], self.counts[~keep]
-        if self.direct:
+        if self.direct:  # split only the dropped rows into (key, unit), not the whole table
+            rows = self.rows[~keep]
+            dropped = rows // self.units, rows % self.units, self.counts[~keep]
             self.rows = self.rows[keep]
         else:
+            dropped = self._keys[~keep], self._unit[~keep], self.counts[~keep]
             self._keys, self._unit = self._keys[keep], self._unit[keep]
         self.counts = self.counts[keep]
         return dropped

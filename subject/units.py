@@ -49,7 +49,6 @@ class UnitSpace:
     kind: str = "neuron"
     site: Site = "mlp"
     dictionary: Dictionary | None = None
-    source: str | None = None  # the dictionary's folder, as given
 
     @property
     def family(self) -> str:
@@ -67,7 +66,7 @@ class UnitSpace:
     @contextlib.contextmanager
     def hooks(self, subject: Subject, layers: Iterable[int], stop_after_last: bool = True
               ) -> Iterator[dict[int, torch.Tensor]]:
-        """Yields {layer: raw site activations} filled by each forward pass (see ``content``)."""
+        """Yields the raw site activations filled by each forward pass; read them with ``content``."""
         layers = sorted(set(layers))
         if self.site == "mlp":
             with mlp_hooks(subject, layers, stop_after_last) as store:
@@ -75,29 +74,19 @@ class UnitSpace:
             return
         for layer in layers:
             subject.check_layer(layer)
-        with residual_hooks(subject, [layer + 1 for layer in layers], stop_after_last) as resid:
-            yield _Shifted(resid)
+        with residual_hooks(subject, [layer + 1 for layer in layers], stop_after_last) as store:
+            yield store  # keyed by residual index: the output of block ``layer`` is ``layer + 1``
 
     def content(self, store: dict[int, torch.Tensor], layer: int, inputs: torch.Tensor, n_content: int
                 ) -> torch.Tensor:
         """[B, n_content, units] float32 CPU activations of the last ``n_content`` positions of ``inputs`` [B, T]
         (OPT's MLP sees [B*T, D]; the shape is restored first)."""
-        acts = store[layer].reshape(*inputs.shape, -1)[:, -n_content:, :].float().cpu()
+        key = layer if self.site == "mlp" else layer + 1  # residual_hooks index the stream after block l as l + 1
+        acts = store[key].reshape(*inputs.shape, -1)[:, -n_content:, :].float().cpu()
         if self.dictionary is not None:
             with torch.no_grad():
                 acts = self.dictionary.encode(acts).float()
         return acts
-
-
-class _Shifted(dict):
-    """A residual-hook store read by layer: index ``layer + 1`` (the block's output) under key ``layer``."""
-
-    def __init__(self, resid: dict[int, torch.Tensor]):
-        super().__init__()
-        self._resid = resid
-
-    def __getitem__(self, layer: int) -> torch.Tensor:
-        return self._resid[layer + 1]
 
 
 NEURONS = UnitSpace()
@@ -121,7 +110,7 @@ def load_unit_space(path: str | Path, layer: int, subject: Subject) -> UnitSpace
     if dictionary.d_in != width:
         raise UsageError(f"{folder} takes {dictionary.d_in}-wide input, but the {site} activations of "
                          f"{subject.name} are {width} wide; use a dictionary fitted on this model")
-    return UnitSpace(kind=f"{family}:{digest}", site=site, dictionary=dictionary, source=str(path))
+    return UnitSpace(kind=f"{family}:{digest}", site=site, dictionary=dictionary)
 
 
 def _site(folder: Path, dictionary: Dictionary, subject: Subject) -> Site:
