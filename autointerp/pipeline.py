@@ -46,7 +46,6 @@ from autointerp.subject.probing import BUILTIN_CONCEPTS, load_span_concept, prob
 from autointerp.subject.sae import (
     SAETrainConfig,
     SparseAutoencoder,
-    collect_activations,
     default_basis,
     dictionary_metrics,
     ica_dictionary,
@@ -57,7 +56,7 @@ from autointerp.subject.sae import (
 )
 from autointerp.subject.model import load_subject
 from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
-from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
+from autointerp.subject.units import NEURONS, UnitSpace, collect_activations, load_unit_space
 
 class LLMContext:
     """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget

@@ -1,6 +1,7 @@
 """Sparse autoencoders and baseline dictionaries over one layer's activations (METHODS.md §7, Cunningham et al.).
 
-    >>> from autointerp.subject.sae import collect_activations, train_sae, SAETrainConfig, evaluate, spliced_loss
+    >>> from autointerp.subject.sae import train_sae, SAETrainConfig, evaluate, spliced_loss
+    >>> from autointerp.subject.units import collect_activations
     >>> acts = collect_activations(subject, windows, layer=3, site="resid")        # [N, d_model], BOS excluded
     >>> sae = train_sae(acts, SAETrainConfig(ratio=4, alpha=1e-3))
     >>> evaluate(sae, acts)                                                        # FVU, mean L0, dead features
@@ -57,8 +58,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autointerp.errors import UsageError
-from autointerp.subject.capture import mlp_hooks, run_batch
-from autointerp.subject.lens import batches, blocks, content, residual_hooks
+from autointerp.subject.capture import run_batch
+from autointerp.subject.lens import batches, blocks
 from autointerp.subject.model import Subject
 
 Site = Literal["resid", "mlp"]
@@ -268,27 +269,6 @@ def dictionary_metrics(dictionary: SparseAutoencoder | LinearDictionary, acts: t
 
 # -- activations and splicing ----------------------------------------------------------------------------------------
 @torch.no_grad()
-def collect_activations(subject: Subject, windows: Iterable[list[int]], layer: int, site: Site = "resid",
-                        max_tokens: int | None = None, batch_size: int = 32) -> torch.Tensor:
-    """[N, d] float32 activations of ``site`` at ``layer`` on the content positions of ``windows``."""
-    subject.check_layer(layer)
-    out, n = [], 0
-    hooks = residual_hooks(subject, [layer + 1], stop_after_last=True) if site == "resid" else \
-        mlp_hooks(subject, [layer])
-    key = layer + 1 if site == "resid" else layer
-    with hooks as store:
-        for ids, inputs in batches(subject, windows, batch_size):
-            run_batch(subject, inputs)
-            out.append(content(store[key], inputs, ids).reshape(-1, store[key].shape[-1]))
-            n += len(out[-1])
-            if max_tokens is not None and n >= max_tokens:
-                break
-    if not out:
-        raise UsageError("no window to collect activations from; use a larger corpus")
-    acts = torch.cat(out)
-    return acts if max_tokens is None else acts[:max_tokens]
-
-
 @contextmanager
 def splice(subject: Subject, sae: SparseAutoencoder, layer: int, site: Site, seq_len: int, n_content: int
            ) -> Iterator[None]:

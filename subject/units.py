@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from autointerp.errors import UsageError
-from autointerp.subject.capture import mlp_hooks
-from autointerp.subject.lens import residual_hooks
+from autointerp.subject.capture import mlp_hooks, run_batch
+from autointerp.subject.lens import batches, residual_hooks
 from autointerp.subject.model import Subject
 from autointerp.subject.sae import LinearDictionary, Site, SparseAutoencoder, load_dictionary
 
@@ -77,12 +77,15 @@ class UnitSpace:
         with residual_hooks(subject, [layer + 1 for layer in layers], stop_after_last) as store:
             yield store  # keyed by residual index: the output of block ``layer`` is ``layer + 1``
 
+    def key(self, layer: int) -> int:
+        """The ``hooks`` store index of ``layer``: residual_hooks index the stream after block l as l + 1."""
+        return layer if self.site == "mlp" else layer + 1
+
     def content(self, store: dict[int, torch.Tensor], layer: int, inputs: torch.Tensor, n_content: int
                 ) -> torch.Tensor:
         """[B, n_content, units] float32 CPU activations of the last ``n_content`` positions of ``inputs`` [B, T]
         (OPT's MLP sees [B*T, D]; the shape is restored first)."""
-        key = layer if self.site == "mlp" else layer + 1  # residual_hooks index the stream after block l as l + 1
-        acts = store[key].reshape(*inputs.shape, -1)[:, -n_content:, :].float().cpu()
+        acts = store[self.key(layer)].reshape(*inputs.shape, -1)[:, -n_content:, :].float().cpu()
         if self.dictionary is not None:
             with torch.no_grad():
                 acts = self.dictionary.encode(acts).float()
@@ -90,6 +93,27 @@ class UnitSpace:
 
 
 NEURONS = UnitSpace()
+
+
+def collect_activations(subject: Subject, windows: Iterable[list[int]], layer: int, site: Site = "resid",
+                        max_tokens: int | None = None, batch_size: int = 32) -> torch.Tensor:
+    """[N, d] float32 raw activations of ``site`` at ``layer`` on the content positions of ``windows`` (what a
+    dictionary is fitted on and evaluated against)."""
+    subject.check_layer(layer)
+    space = UnitSpace(kind="raw", site=site)
+    out, n = [], 0
+    with space.hooks(subject, [layer]) as store:
+        for ids, inputs in batches(subject, windows, batch_size):
+            run_batch(subject, inputs)
+            acts = space.content(store, layer, inputs, ids.shape[1])
+            out.append(acts.reshape(-1, acts.shape[-1]))
+            n += len(out[-1])
+            if max_tokens is not None and n >= max_tokens:
+                break
+    if not out:
+        raise UsageError("no window to collect activations from; use a larger corpus")
+    every = torch.cat(out)
+    return every if max_tokens is None else every[:max_tokens]
 
 
 def load_unit_space(path: str | Path, layer: int, subject: Subject) -> UnitSpace:

@@ -21,7 +21,6 @@ from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     SAETrainConfig,
     SparseAutoencoder,
-    collect_activations,
     default_basis,
     evaluate,
     ica_dictionary,
@@ -31,6 +30,7 @@ from autointerp.subject.sae import (
     spliced_loss,
     train_sae,
 )
+from autointerp.subject.units import collect_activations
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,11 +16,10 @@ from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     LinearDictionary,
     SparseAutoencoder,
-    collect_activations,
     load_dictionary,
     pca_dictionary,
 )
-from autointerp.subject.units import NEURONS, load_unit_space
+from autointerp.subject.units import NEURONS, collect_activations, load_unit_space
 
 
 @pytest.fixture
