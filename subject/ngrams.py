@@ -17,9 +17,9 @@ unit's firings at positions n-1..W-1, not its overall firing count. Unigrams nee
 never collide and ``decode`` inverts them. It needs ``vocab**n < 2**63``: true for n <= 3 with any vocabulary below
 2,097,152 tokens; a larger combination is refused at construction.
 
-**Memory bound.** Each n keeps two tables: firings per (unit, n-gram) and occurrences per n-gram. Each batch is
-reduced to its distinct rows (one nonzero over the firings, one unique per n), buffered, and merged into the
-table (rows summed) when the buffer holds more than ``max_entries`` rows. After a merge, a table holding more than
+**Memory bound.** Each n keeps two tables: firings per (unit, n-gram) and occurrences per n-gram. A batch's rows
+(one per firing, one per n-gram occurrence; one nonzero over the firings, no sort) are buffered as they are and
+merged into the table (equal rows summed: one sort per merge) when the buffer holds more than ``max_entries`` rows. After a merge, a table holding more than
 ``max_entries`` rows keeps the ``max_entries`` largest counts (ties: the smaller key first) and drops the rest. Memory
 is therefore at most about ``2 * max_entries`` rows per table plus one batch (24 bytes per row), whatever the number
 of tokens processed.
@@ -69,26 +69,38 @@ class _Table:
     def unit(self) -> torch.Tensor:
         return self.rows % self.units if self.direct else self._unit
 
-    def add(self, keys: torch.Tensor, unit: torch.Tensor, counts: torch.Tensor):
-        """Buffer rows; returns the rows a truncation dropped (see ``merge``) when this call triggered one."""
-        if self.direct:
-            self._buffer.append((keys * self.units + unit, counts))  # the composite row: one int64, not two
+    def add(self, keys: torch.Tensor, unit: torch.Tensor | None = None, counts: torch.Tensor | None = None):
+        """Buffer rows (``unit`` None: unit 0; ``counts`` None: 1 each, equal rows need not be summed first);
+        returns the rows a truncation dropped (see ``merge``) when this call triggered one."""
+        if unit is None:
+            unit = torch.zeros_like(keys)
+        if self.direct:  # the composite row: one int64, not two
+            self._buffer.append((keys if self.units == 1 else keys * self.units + unit, counts))
         else:
             self._buffer.append((keys, unit, counts))
         self._buffered += len(keys)
         return self.merge() if self._buffered > self.cap else None
+
+    @staticmethod
+    def _counts(buffer: list[tuple[torch.Tensor, ...]]) -> torch.Tensor | None:
+        """The buffer's counts, ones where a part had none; None when no part had any."""
+        if all(b[-1] is None for b in buffer):
+            return None
+        return torch.cat([torch.ones(len(b[0]), dtype=torch.int64) if b[-1] is None else b[-1] for b in buffer])
 
     def merge(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Sum the buffer into the table and truncate it; returns the dropped (keys, unit, counts), or None."""
         if not self._buffer:
             return None
         buffer, self._buffer, self._buffered = self._buffer, [], 0
+        counts = self._counts(buffer)
         if self.direct:
-            self._merge_direct(torch.cat([b[0] for b in buffer]), torch.cat([b[1] for b in buffer]))
+            self._merge_direct(torch.cat([b[0] for b in buffer]), counts)
         else:  # rank the keys first so that (rank, unit) fits one int64
             keys = torch.cat([b[0] for b in buffer])
             unit = torch.cat([b[1] for b in buffer])
-            counts = torch.cat([b[2] for b in buffer])
+            if counts is None:
+                counts = torch.ones(len(keys), dtype=torch.int64)
             keys, unit = torch.cat([self._keys, keys]), torch.cat([self._unit, unit])
             counts = torch.cat([self.counts, counts])
             distinct, rank = torch.unique(keys, return_inverse=True)
@@ -97,9 +109,12 @@ class _Table:
             self.counts = torch.zeros(len(rows), dtype=torch.int64).index_add_(0, inverse, counts)
         return self._truncate()
 
-    def _merge_direct(self, rows: torch.Tensor, counts: torch.Tensor) -> None:
-        new, inverse = torch.unique(rows, return_inverse=True)
-        new_counts = torch.zeros(len(new), dtype=torch.int64).index_add_(0, inverse, counts)
+    def _merge_direct(self, rows: torch.Tensor, counts: torch.Tensor | None) -> None:
+        if counts is None:
+            new, new_counts = torch.unique(rows, return_counts=True)
+        else:
+            new, inverse = torch.unique(rows, return_inverse=True)
+            new_counts = torch.zeros(len(new), dtype=torch.int64).index_add_(0, inverse, counts)
         at = torch.searchsorted(self.rows, new)
         inside = at < len(self.rows)
         found = inside.clone()
@@ -166,18 +181,19 @@ class NGramCounts:
     def add(self, ids: torch.Tensor, fires: torch.Tensor) -> None:
         """Count one batch: ``ids`` [B, W] int64 content token ids, ``fires`` [B, W, U] bool."""
         B, W, U = fires.shape
-        b, p, u = fires.nonzero(as_tuple=True)
+        at, u = fires.reshape(B * W, U).nonzero(as_tuple=True)  # at = b * W + p
+        p = at % W
         for n in self.n_values:
             if W < n:
                 continue
-            local, inverse, occ = torch.unique(self.grams(ids, n).flatten(), return_inverse=True, return_counts=True)
+            grams = self.grams(ids, n)
+            key = torch.zeros(B, W, dtype=torch.int64)
+            key[:, n - 1 :] = grams  # the key of the n-gram ending at each position (positions < n-1: unused)
             keep = p >= n - 1
-            gram = inverse[b[keep] * (W - n + 1) + p[keep] - (n - 1)]  # this batch's rank of each firing's n-gram
-            rows, counts = torch.unique(gram * U + u[keep], return_counts=True)
-            dropped = self._fires[n].add(local[rows // U], rows % U, counts)
+            dropped = self._fires[n].add(key.view(-1)[at[keep]], u[keep])
             if dropped is not None:
                 self.dropped[n].index_add_(0, dropped[1], dropped[2])
-            dropped = self._occ[n].add(local, torch.zeros_like(local), occ)
+            dropped = self._occ[n].add(grams.flatten())
             if dropped is not None:
                 self._slack[n] += int(dropped[2].max())
         self._by_unit.clear()

@@ -153,9 +153,11 @@ def test_ngram_truncation_is_bounded_and_flagged():
     assert (torch.tensor(list(want_occ.values())) <= stored + slack).all()
 
 
+@pytest.mark.parametrize("raw", [False, True])
 @pytest.mark.parametrize("direct", [True, False])
-def test_table_merges_and_truncates_by_the_documented_rule(direct):
-    """_Table against a dict: rows summed; past ``cap``, the largest counts kept, ties to the smaller (key, unit)."""
+def test_table_merges_and_truncates_by_the_documented_rule(direct, raw):
+    """_Table against a dict: rows summed; past ``cap``, the largest counts kept, ties to the smaller (key, unit).
+    ``raw``: rows come one per event (counts None), repeats included, as NGramCounts.add buffers them."""
     from autointerp.subject.ngrams import _Table
 
     gen = torch.Generator().manual_seed(3)
@@ -166,10 +168,10 @@ def test_table_merges_and_truncates_by_the_documented_rule(direct):
     for _ in range(25):
         n = int(torch.randint(1, 40, (1,), generator=gen))
         keys, unit = torch.randint(0, 60, (n,), generator=gen), torch.randint(0, units, (n,), generator=gen)
-        counts = torch.randint(1, 4, (n,), generator=gen)
+        counts = torch.ones(n, dtype=torch.int64) if raw else torch.randint(1, 4, (n,), generator=gen)
         for k, u, c in zip(keys.tolist(), unit.tolist(), counts.tolist()):
             want[k, u] = want.get((k, u), 0) + c
-        dropped = table.add(keys, unit, counts)
+        dropped = table.add(keys, unit, None if raw else counts)
         if table._buffered == 0:  # this add merged: apply the rule to the reference
             kept = sorted(sorted(want), key=lambda row: -want[row])[:cap]
             lost = {row: want[row] for row in want if row not in set(kept)}
