@@ -19,10 +19,10 @@ never collide and ``decode`` inverts them. It needs ``vocab**n < 2**63``: true f
 
 **Memory bound.** Each n keeps two tables: firings per (unit, n-gram) and occurrences per n-gram. A batch's rows
 (one per firing, one per n-gram occurrence; one nonzero over the firings, no sort) are buffered as they are and
-merged into the table (equal rows summed: one sort per merge) when the buffer holds more than ``max_entries`` rows. After a merge, a table holding more than
-``max_entries`` rows keeps the ``max_entries`` largest counts (ties: the smaller key first) and drops the rest. Memory
-is therefore at most about ``2 * max_entries`` rows per table plus one batch (24 bytes per row), whatever the number
-of tokens processed.
+merged into the table (equal rows summed: one sort per merge) when the buffer holds more than ``max_entries``
+rows. After a merge, a table holding more than ``max_entries`` rows keeps the ``max_entries`` largest counts (ties:
+the smaller key first) and drops the rest. Memory is therefore at most about ``2 * max_entries`` rows per table plus
+one batch (a stored row is two int64, a buffered one int64), whatever the number of tokens processed.
 
 **Exactness after truncation.** Dropped firings are tallied per unit (``dropped[n]``): a unit's counts are exact
 while its tally is 0 (``exact(unit, n)``), and stored + dropped == firings at positions >= n-1 always holds
