@@ -85,10 +85,7 @@ def run(
     from autointerp.pipeline import run as run_pipeline
 
     _check_format(output, ("table", "json"))
-    if units is not None and units.startswith("sae:"):  # --units sae:PATH: every feature of that dictionary
-        if dictionary is not None:
-            raise UsageError("give the dictionary once: --units sae:PATH, or --dictionary PATH --units 0:32")
-        dictionary, units = units[len("sae:"):], None
+    units, dictionary = _dictionary_units(units, dictionary)
     cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
                                    dictionary=dictionary,
                                    explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
@@ -169,6 +166,11 @@ def probe(
     model: ModelOpt = None,
     corpus: Annotated[Optional[str], Opt(help="Corpus for built-in concepts (default stdlib).")] = None,
     tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 20000).")] = None,
+    units: Annotated[Optional[str], Opt(help="sae:PATH to probe a dictionary's features instead of the "
+                                             "neurons (every unit is ranked).")] = None,
+    dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are "
+                                                  "probed; the same as --units sae:PATH.")] = None,
+    device: DeviceOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     output: FormatOpt = "table",
@@ -178,15 +180,21 @@ def probe(
     from autointerp.pipeline import probe as run_probe
 
     _check_format(output, ("table", "json"))
-    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, db=db))
+    units, dictionary = _dictionary_units(units, dictionary)
+    if units is not None:
+        raise UsageError(f"probe ranks every unit of the layer; --units takes only sae:PATH, not {units!r}")
+    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, dictionary=dictionary, device=device,
+                                   db=db))
     result, probe_id = run_probe(cfg, layer, concept, method, " ".join(sys.argv))
     rows = [{"k": r.k, "precision": r.precision, "recall": r.recall, "f1": r.f1, "units": list(r.units)}
             for r in result.results]
     if output == "json":
-        out.print_json(json.dumps({"concept": result.concept, "layer": result.layer, "method": result.method,
-                                   "n_train": result.n_train, "n_test": result.n_test, "results": rows}))
+        out.print_json(json.dumps({"concept": result.concept, "layer": result.layer, "kind": result.kind,
+                                   "method": result.method, "n_train": result.n_train, "n_test": result.n_test,
+                                   "results": rows}))
         return
-    table = Table("k", "precision", "recall", "F1", "units", title=f"{result.concept} at layer {result.layer} "
+    of = "" if result.kind == "neuron" else f" ({result.kind} features)"
+    table = Table("k", "precision", "recall", "F1", "units", title=f"{result.concept} at layer {result.layer}{of} "
                   f"({result.method}; {result.n_train:,} train / {result.n_test:,} test tokens, "
                   f"{100 * result.positive_rate_test:.1f}% positive)")
     for r in rows:
@@ -511,6 +519,15 @@ def _open_existing(path: str):
     if not Path(path).is_file():
         raise UsageError(f"no results database at {path}; run 'autointerp run --layer N' first or pass --db")
     return open_db(path)
+
+
+def _dictionary_units(units: str | None, dictionary: str | None) -> tuple[str | None, str | None]:
+    """``--units sae:PATH`` means every feature of that dictionary: returns (units, dictionary) with it split out."""
+    if units is None or not units.startswith("sae:"):
+        return units, dictionary
+    if dictionary is not None:
+        raise UsageError("give the dictionary once: --units sae:PATH, or --dictionary PATH --units 0:32")
+    return None, units[len("sae:"):]
 
 
 def _check_format(value: str, allowed: tuple[str, ...]) -> None:

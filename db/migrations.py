@@ -5,7 +5,7 @@
     >>> db = sqlite_utils.Database(memory=True)
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]
-    ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes']
+    ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind']
 
 The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
 
@@ -344,6 +344,16 @@ def m005_dictionaries(db: Database) -> None:
         FROM explanation_scores
         WHERE status IS NOT NULL
         GROUP BY model_hash, layer, kind, explainer, simulator;
+        """
+    )
+
+
+@migrations()
+def m006_probe_kind(db: Database) -> None:
+    """Probes read either the MLP neurons or a dictionary's features: record which (``units.kind``'s values)."""
+    db.executescript(
+        """
+        ALTER TABLE probe_results ADD COLUMN kind TEXT NOT NULL DEFAULT 'neuron';  -- neuron | family:hash8
         """
     )
 

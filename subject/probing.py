@@ -4,6 +4,7 @@
     >>> res = probe_concept(subject, open_corpus("stdlib"), layer=3, concept="string")
     >>> [(r.k, round(r.f1, 3), r.units[:4]) for r in res.results]       # test-split F1 for k = 1, 2, 4, ...
     >>> probe_concept(subject, None, 3, load_span_concept("my_concept.jsonl"), method="adaptive")
+    >>> probe_concept(subject, corpus, 8, "comment", space=load_unit_space("runs/l8-sae", 8, subject))  # SAE features
 
 **Built-in concepts** (Python source): every character is labelled from Python's ``tokenize`` (and ``ast`` for
 docstrings) over the whole document, then a model token is positive when its character span (the tokenizer's
@@ -56,9 +57,10 @@ from sklearn.preprocessing import StandardScaler
 
 from autointerp.corpus import Corpus
 from autointerp.errors import UsageError
-from autointerp.subject.capture import mlp_hooks, run_batch
-from autointerp.subject.lens import batches, content
+from autointerp.subject.capture import run_batch
+from autointerp.subject.lens import batches
 from autointerp.subject.model import Subject
+from autointerp.subject.units import NEURONS, UnitSpace
 
 BUILTIN_CONCEPTS = ("comment", "string", "docstring", "keyword", "identifier", "number", "operator", "indent_ge2")
 DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
@@ -187,9 +189,10 @@ def _labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> It
 
 # -- activations -----------------------------------------------------------------------------------------------------
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
-            max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(X [N, units] float32 activations, y [N] bool labels, group [N] window number) for labelled documents."""
+            max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32,
+            space: UnitSpace = NEURONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
+    labelled documents."""
     windows: list[tuple[list[int], np.ndarray]] = []
     n = 0
     for text, char_labels in documents:
@@ -207,12 +210,13 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
         raise UsageError("no labelled text to probe on; check the corpus or the concept file")
     xs: list[np.ndarray | None] = [None] * len(windows)
     order = sorted(range(len(windows)), key=lambda i: len(windows[i][0]))  # equal lengths batch together
-    with mlp_hooks(subject, [layer]) as store:
+    with space.hooks(subject, [layer]) as store:
         for _, same_length in groupby(order, key=lambda i: len(windows[i][0])):
             members = list(same_length)
             for b, (ids, inputs) in enumerate(batches(subject, [windows[i][0] for i in members], batch_size)):
                 run_batch(subject, inputs)
-                for i, a in zip(members[b * batch_size :], content(store[layer], inputs, ids).numpy()):
+                acts = space.content(store, layer, inputs, ids.shape[1]).numpy()
+                for i, a in zip(members[b * batch_size :], acts):
                     xs[i] = a
     X = np.concatenate(xs)
     y = np.concatenate([labels for _, labels in windows])
@@ -243,6 +247,7 @@ class ProbeResult:
     positive_rate_test: float
     ranking: tuple[tuple[int, float], ...]  # (unit, |mean difference|) of the top units on the train split
     results: tuple[ProbeK, ...]  # one per k, increasing k
+    kind: str = "neuron"  # the units' kind (UnitSpace.kind): neurons, or a dictionary's features
 
     @property
     def best(self) -> ProbeK:
@@ -303,11 +308,13 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
                   ks: Sequence[int] = DEFAULT_KS, method: Method = "mean_diff", max_tokens: int = 20_000,
-                  window: int = 64, windows_per_document: int | None = 8, seed: int = 0) -> ProbeResult:
-    """Collect ``layer``'s activations on labelled text and fit k-sparse probes (see the module docstring)."""
+                  window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
+                  space: UnitSpace = NEURONS) -> ProbeResult:
+    """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
+    features) on labelled text and fit k-sparse probes (see the module docstring)."""
     subject.check_layer(layer)
     documents = _labelled_documents(corpus, concept)
-    X, y, group = collect(subject, documents, layer, window, max_tokens, windows_per_document)
+    X, y, group = collect(subject, documents, layer, window, max_tokens, windows_per_document, space=space)
     results, facts = fit_probes(X, y, group, ks, method, seed)
     name = concept.name if isinstance(concept, SpanConcept) else concept
-    return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), **facts)
+    return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind, **facts)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import sqlite_utils
 import torch
 from planted import one_thread  # noqa: F401 (fixture)
 
@@ -51,6 +53,27 @@ def test_capture_of_dictionary_features_is_encode_of_the_site(site, subject, tex
     record = cap.unit_record(0, space.kind)
     best = max(record.windows, key=lambda w: max(w.activations))
     assert record.id.kind == space.kind and max(best.activations) == pytest.approx(float(features[:, 0].max()), abs=1e-5)
+
+
+def test_probing_reads_dictionary_features(subject, text_corpus, tmp_path):
+    """probing.collect over a dictionary's space gives encode(site activations) on the same tokens."""
+    from autointerp.subject.probing import collect
+
+    text = open_corpus(str(text_corpus)).documents().__next__().text
+    labels = np.zeros(len(text), dtype=bool)
+    X, y, group = collect(subject, [(text, labels)], 1, window=16, max_tokens=64, windows_per_document=None,
+                          space=NEURONS)
+    assert X.shape == (64, subject.n_units)
+    ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"][:64]
+    acts = collect_activations(subject, [ids[i : i + 16] for i in range(0, 64, 16)], 1, "resid")
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(acts.shape[1], 40, tied=True, metadata={"layer": 1, "site": "resid"})
+    sae.save(tmp_path / "sae")
+    space = load_unit_space(tmp_path / "sae", 1, subject)
+    X, _, _ = collect(subject, [(text, labels)], 1, window=16, max_tokens=64, windows_per_document=None,
+                      space=space)
+    assert X.shape == (64, 40)
+    assert np.allclose(X, sae.encode(acts).detach().numpy(), atol=1e-5)
 
 
 def test_neurons_are_the_default_space(subject, text_corpus):
@@ -121,6 +144,17 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
     assert json.loads(out)["unit"]["kind"] == report["kind"]
     code, _, err = cli(*run, "--units", "sae:pca1", "--dictionary", "pca1")
     assert code == 2 and "give the dictionary once" in err
+
+    probe = ("probe", "--concept", "identifier", "--tokens", "2000", *common)
+    code, out, err = cli(*probe, "--layer", "1", "--units", "sae:pca1", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["kind"] == report["kind"] and all(u < 64 for r in result["results"] for u in r["units"])
+    assert [r["kind"] for r in sqlite_utils.Database("autointerp.db")["probe_results"].rows] == [report["kind"]]
+    code, _, err = cli(*probe, "--layer", "2", "--dictionary", "pca1")
+    assert code == 2 and "fitted on layer 1" in err
+    code, _, err = cli(*probe, "--layer", "1", "--units", "0:4")
+    assert code == 2 and "takes only sae:PATH" in err
 
 
 def test_sae_train_and_eval_store_their_metrics(cli, tiny_checkpoints, text_corpus, isolated):
