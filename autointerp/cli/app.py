@@ -1,0 +1,142 @@
+"""The ``autointerp`` app, its consoles and shared options, the helpers every command uses, and ``main``: bad input
+prints one line saying what to do and exits with status 2; ``--debug`` shows the traceback instead."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import sys
+import time
+import traceback
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from autointerp.errors import UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Explain and score every neuron of a language-model layer.")
+# Piped or redirected output gets 120 columns (rich's default is 80, which truncates the wider tables); a
+# terminal, or $COLUMNS, sets its own width.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120)
+err = Console(stderr=True)
+
+Opt = typer.Option
+ConfigOpt = Annotated[Optional[str], Opt("--config", help="TOML config file (default: ./autointerp.toml).")]
+DbOpt = Annotated[Optional[str], Opt("--db", help="SQLite file (default ./autointerp.db, or $AUTOINTERP_DB).")]
+ModelOpt = Annotated[Optional[str], Opt("--model", help="'bundled' (default), a hub id or a checkpoint folder.")]
+CorpusOpt = Annotated[Optional[str], Opt("--corpus", help="stdlib (default), a file, folder, .jsonl or hf:NAME.")]
+TokensOpt = Annotated[Optional[int], Opt("--tokens", help="Content tokens to capture (default: whole corpus).")]
+DeviceOpt = Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N.")]
+FormatOpt = Annotated[str, Opt("--format", help="table or json.")]
+EvalCorpusOpt = Annotated[Optional[str], Opt("--corpus", help="Evaluation corpus (default stdlib, the held-out "
+                                                               "split).")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, Opt("--debug", help="Show tracebacks.")] = False) -> None:
+    """autointerp: natural-language explanations of MLP neurons, with honest scores."""
+
+
+def capture_progress():
+    """A progress display on stderr and the ``on_capture_start`` hook that adds the capture bar (tokens, tok/s).
+
+    Transient: it disappears when done, so a failed run leaves only its one-line error."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
+
+    def on_capture_start(total: int | None):
+        task = progress.add_task("capture (tokens)", total=total, rate="")
+        t0 = time.time()
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            progress.update(task, rate=f"{progress.tasks[task].completed / max(time.time() - t0, 1e-9):,.0f} tok/s")
+
+        return advance
+
+    return progress, on_capture_start
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def open_existing(path: str):
+    """Open a results DB for reading; a missing file is an error, not a new empty DB."""
+    from pathlib import Path
+
+    from autointerp.db import open_db
+
+    if not Path(path).is_file():
+        raise UsageError(f"no results database at {path}; run 'autointerp run --layer N' first or pass --db")
+    return open_db(path)
+
+
+def dictionary_units(units: str | None, dictionary: str | None) -> tuple[str | None, str | None]:
+    """``--units sae:PATH`` means every feature of that dictionary: returns (units, dictionary) with it split out."""
+    if units is None or not units.startswith("sae:"):
+        return units, dictionary
+    if dictionary is not None:
+        raise UsageError("give the dictionary once: --units sae:PATH, or --dictionary PATH --units 0:32")
+    return None, units[len("sae:"):]
+
+
+def check_format(value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"--format {value!r} is not supported here; use {' or '.join(allowed)}")
+
+
+def emit(rows: list[dict], cols: list[str], output: str) -> None:
+    if output == "json":
+        out.print_json(json.dumps(rows))
+    elif output == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        if not rows:
+            out.print("no scored explanations match; run: autointerp run --layer N")
+            return
+        table = Table(*cols)
+        for r in rows:
+            table.add_row(*(Text(fmt(v)) if isinstance(v, float) else Text(str(v)) for v in (r.get(c) for c in cols)))
+        out.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, before or after the command
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        code = app(args=argv, standalone_mode=False)  # typer returns 130 for Ctrl-C, an exit code for Exit
+        if code == 130:
+            raise KeyboardInterrupt
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except UsageError as e:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.exceptions.TyperException as e:  # bad flags (typer's click errors derive from it): status 2
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        err.print("interrupted: finished units are saved; run the same command again to resume", markup=False)
+        sys.exit(130)
+    except sqlite3.Error as e:
+        if debug:
+            traceback.print_exc()
+        err.print(f"error: database problem: {e}; pass another --db or check the file", markup=False)
+        sys.exit(1)

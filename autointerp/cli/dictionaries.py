@@ -1,0 +1,97 @@
+"""``autointerp sae train`` and ``sae eval``: sparse autoencoders and baseline dictionaries."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from autointerp.cli.app import (
+    ConfigOpt,
+    DbOpt,
+    DeviceOpt,
+    EvalCorpusOpt,
+    FormatOpt,
+    ModelOpt,
+    Opt,
+    app,
+    check_format,
+    fmt,
+    out,
+)
+
+sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders and baseline dictionaries as units.")
+app.add_typer(sae_app, name="sae")
+
+
+@sae_app.command("train")
+def sae_train(
+    layer: Annotated[int, Opt(help="0-based layer whose activations the dictionary reads.")],
+    out_dir: Annotated[str, Opt("--out", help="New folder for the dictionary (cfg.json + safetensors).")],
+    kind: Annotated[str, Opt(help="sae (default), or a baseline: pca, ica, random, default.")] = "sae",
+    site: Annotated[str, Opt(help="resid (residual stream after the block, default) or mlp (the neurons).")] = "resid",
+    ratio: Annotated[float, Opt(help="SAE features per input dimension (random: half as many directions).")] = 4.0,
+    alpha: Annotated[float, Opt(help="SAE L1 coefficient (loss: summed squared error + alpha * L1); 1.0 gives "
+                                     "mean L0 about 20 on the bundled model's residual stream.")] = 1.0,
+    epochs: Annotated[int, Opt(help="SAE passes over the fitting activations.")] = 10,
+    fit_tokens: Annotated[int, Opt(help="Tokens of activations to fit on.")] = 200_000,
+    fit_corpus: Annotated[str, Opt(help="Corpus to fit on (default stdlib:fit, the split the bundled model "
+                                        "was trained on).")] = "stdlib:fit",
+    eval_tokens: Annotated[int, Opt(help="Held-out tokens to evaluate on.")] = 50_000,
+    model: ModelOpt = None,
+    corpus: EvalCorpusOpt = None,
+    device: DeviceOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: FormatOpt = "table",
+) -> None:
+    """Fit an SAE (METHODS.md §7) or a baseline dictionary on one layer; evaluate it; explain its features with
+    `autointerp run --layer N --units sae:OUT`."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import train_dictionary
+
+    check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
+    report = train_dictionary(cfg, layer, kind, site, out_dir, ratio=ratio, alpha=alpha, epochs=epochs,
+                              fit_tokens=fit_tokens, fit_corpus=fit_corpus, eval_tokens=eval_tokens,
+                              command=" ".join(sys.argv))
+    _print_dictionary(report, output, cfg.db)
+
+
+@sae_app.command("eval")
+def sae_eval(
+    path: Annotated[str, typer.Argument(help="Dictionary folder: autointerp, SAELens or sparsify layout.")],
+    layer: Annotated[int, Opt(help="0-based layer it reads.")],
+    eval_tokens: Annotated[int, Opt(help="Tokens to evaluate on.")] = 50_000,
+    model: ModelOpt = None,
+    corpus: EvalCorpusOpt = None,
+    device: DeviceOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    output: FormatOpt = "table",
+) -> None:
+    """FVU, mean L0, dead features and the subject's loss with the layer spliced (SAEs); stored."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import evaluate_dictionary
+
+    check_format(output, ("table", "json"))
+    cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
+    _print_dictionary(evaluate_dictionary(cfg, path, layer, eval_tokens, " ".join(sys.argv)), output, cfg.db)
+
+
+def _print_dictionary(report, output: str, db: str) -> None:
+    from dataclasses import asdict
+
+    if output == "json":
+        out.print_json(json.dumps(asdict(report)))
+        return
+    table = Table(title=f"{report.path}: layer {report.layer}, {report.n_tokens:,} held-out tokens")
+    for name in ("kind", "site", "features", "FVU", "mean L0", "dead", "loss clean", "loss spliced"):
+        table.add_column(name, no_wrap=True)
+    table.add_row(report.kind, report.site, f"{report.n_features:,}", fmt(report.fvu), f"{report.mean_l0:.1f}",
+                  f"{report.dead_features:,}", fmt(report.loss_clean), fmt(report.loss_spliced))
+    out.print(table)
+    out.print(f"stored in {db}; explain its features: autointerp run --layer {report.layer} --units sae:{report.path}")

@@ -1,0 +1,136 @@
+"""``autointerp run``: capture, explain, simulate, score and store one layer, then print a summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+from rich.table import Table
+from rich.text import Text
+
+from autointerp.cli.app import (
+    ConfigOpt,
+    CorpusOpt,
+    DbOpt,
+    DeviceOpt,
+    ModelOpt,
+    Opt,
+    TokensOpt,
+    app,
+    capture_progress,
+    check_format,
+    dictionary_units,
+    fmt,
+    out,
+)
+
+
+@app.command()
+def run(
+    layer: Annotated[Optional[int], Opt(help="0-based layer to explain.")] = None,
+    model: ModelOpt = None,
+    corpus: CorpusOpt = None,
+    tokens: TokensOpt = None,
+    units: Annotated[Optional[str], Opt(help="Units: 0:32 or 3,17,42 (default: all); sae:PATH for every feature "
+                                             "of a dictionary folder.")] = None,
+    dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are the "
+                                                  "units; --units then picks among them.")] = None,
+    explainer: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
+    simulator: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
+    window: Annotated[Optional[int], Opt(help="Tokens per window (default 64).")] = None,
+    batch_size: Annotated[Optional[int], Opt(help="Windows per forward pass (default 32).")] = None,
+    device: DeviceOpt = None,
+    dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
+    seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
+    concurrency: Annotated[Optional[int], Opt(help="Units explained and scored at once (default 8).")] = None,
+    revise_rounds: Annotated[Optional[int], Opt(help="LLM explainer revisions (default 1; 0: none).")] = None,
+    max_tool_calls: Annotated[Optional[int], Opt(help="LLM explainer tool calls per unit (default 4).")] = None,
+    best_of: Annotated[Optional[int], Opt(help="LLM explainer: independent drafts (default 1).")] = None,
+    max_usd: Annotated[Optional[float], Opt(help="Stop LLM spending past this many US dollars.")] = None,
+    max_calls: Annotated[Optional[int], Opt(help="Stop after this many LLM calls.")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    fresh: Annotated[bool, Opt("--fresh", help="Start a new run even if this exact run exists "
+                                               "(default: resume).")] = False,
+    output: Annotated[str, Opt("--format", help="Summary format: table or json.")] = "table",
+) -> None:
+    """Capture -> explain -> simulate -> score -> store, for every unit of one layer; then print a summary."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import run as run_pipeline
+
+    check_format(output, ("table", "json"))
+    units, dictionary = dictionary_units(units, dictionary)
+    cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
+                                   dictionary=dictionary,
+                                   explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
+                                   device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
+                                   max_calls=max_calls, revise_rounds=revise_rounds, max_tool_calls=max_tool_calls,
+                                   best_of=best_of, concurrency=concurrency))
+    progress, on_capture_start = capture_progress()
+    state: dict = {}
+
+    def on_unit(outcome) -> None:
+        if "units" not in state:
+            state["units"] = progress.add_task("explain+score (units)", total=None, rate="")
+        progress.advance(state["units"])
+
+    def on_estimate(e: dict) -> None:
+        progress.console.print(
+            f"LLM estimate for {e['units']} units: ~{e['calls']:,} calls, ~{e['tokens_in']:,} tokens in, "
+            f"~{e['tokens_out']:,} out, ~${e['cost_usd']:.4f} (tokens counted by {e['token_counting']})"
+            + (f"; stops at --max-usd {cfg.max_usd}" if cfg.max_usd is not None else "")
+            + (f"; stops at --max-calls {cfg.max_calls}" if cfg.max_calls is not None else ""))
+
+    with progress:
+        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit, fresh=fresh,
+                               on_estimate=on_estimate)
+    if output == "json":
+        out.print_json(json.dumps(_summary_json(summary)))
+    else:
+        _print_summary(summary)
+
+
+def _summary_json(s) -> dict:
+    return {
+        "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
+        "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
+        "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
+        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
+        "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
+        "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
+                  for o in sorted(s.outcomes, key=lambda o: o.unit)],
+    }
+
+
+def _print_summary(s) -> None:
+    label = f"{s.explainer} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
+    out.print(f"[bold]layer {s.layer}[/bold]: {len(s.outcomes)} units explained and scored"
+              + (f", {s.units_skipped} already done by an earlier run" if s.units_skipped else "")
+              + f" in {s.wall_s:.1f}s")
+    if s.capture_s:
+        out.print(f"captured {s.n_tokens:,} tokens in {s.capture_s:.1f}s ({s.n_tokens / s.capture_s:,.0f} tok/s)")
+    if s.explain_s:
+        out.print(f"explained and scored in {s.explain_s:.1f}s")
+    out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
+    out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
+              f"{len(s.outcomes) - len(s.scores)} units without a defined score")
+    scored = sorted((o for o in s.outcomes if o.score is not None), key=lambda o: -o.score)
+    if scored:
+        table = Table("unit", "score", "explanation", title="best and worst units")
+        picks = scored[:5] + ([None] if len(scored) > 10 else []) + scored[max(5, len(scored) - 5):]
+        for o in picks:
+            if o is None:
+                table.add_row("...", "", "")
+            else:
+                name = f"{s.layer}/{o.unit}" if s.unit_kind == "neuron" else f"{s.unit_kind}@{s.layer}/{o.unit}"
+                table.add_row(name, fmt(o.score), Text(o.explanation))
+        out.print(table)
+    if s.llm_usage:
+        u = s.llm_usage
+        out.print(f"LLM: {u['calls']:,} calls ({u['errors']} failed), {u['tokens_in']:,} tokens in, "
+                  f"{u['tokens_out']:,} out, ${u['cost_usd']:.4f}; per unit: {u['per_unit']['calls']} calls, "
+                  f"{u['per_unit']['tokens_in']:,} in, {u['per_unit']['tokens_out']:,} out")
+    if s.stopped:
+        out.print(f"[yellow]stopped early: {s.stopped}[/yellow]; the same command resumes with the units left")
+    out.print(f"results in {s.db} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")
