@@ -96,6 +96,31 @@ def coverage_k(counts: torch.Tensor, total: int, frac: Fraction = COVER) -> int:
     return len(counts) + -(-(need - reached) // frac.denominator)
 
 
+def coverage_k_units(offsets: torch.Tensor, counts: torch.Tensor, totals: torch.Tensor,
+                     frac: Fraction = COVER) -> torch.Tensor:
+    """[U] ``coverage_k`` of every unit at once: unit u's counts are ``counts[offsets[u]:offsets[u+1]]`` (as
+    ``NGramCounts.unit_view`` returns them) and its total is ``totals[u]``; one sort instead of one per unit."""
+    U = len(offsets) - 1
+    sizes = offsets.diff()
+    unit = torch.repeat_interleave(torch.arange(U), sizes)
+    counts = counts.long()
+    top = int(counts.max()) + 1 if len(counts) else 1
+    c = counts[torch.argsort(unit * top + (top - 1 - counts))]  # by unit, then by count, largest first
+    cum = c.cumsum(0)
+    before = torch.cat([torch.zeros(1, dtype=torch.int64), cum])[offsets[:-1]]  # cumsum before each unit's rows
+    in_unit = cum - before[unit]
+    need = frac.numerator * totals.long()  # compare den * cumsum >= num * total: exact integers
+    hit = in_unit * frac.denominator >= need[unit]
+    first = torch.full((U,), len(c), dtype=torch.int64)
+    first.scatter_reduce_(0, unit[hit], torch.nonzero(hit, as_tuple=True)[0], reduce="amin")
+    found = first < len(c)
+    reached = torch.zeros(U, dtype=torch.int64).index_add_(0, unit, counts)  # every stored firing of the unit
+    missing = need - reached * frac.denominator  # not reached with the stored rows: singletons, as coverage_k
+    k = torch.where(found, first - offsets[:-1] + 1, sizes + torch.div(missing + frac.denominator - 1,
+                                                                      frac.denominator, rounding_mode="floor"))
+    return torch.where(totals > 0, k, 0)
+
+
 def covered(fires: torch.Tensor, occurrences: torch.Tensor, slack: int = 0, frac: Fraction = COVER) -> torch.Tensor:
     """[N] bool: the unit fires on at least ``frac`` of the (occurrences + slack) of each n-gram."""
     return fires.long() * frac.denominator >= (occurrences.long() + slack) * frac.numerator
@@ -219,6 +244,13 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
     up, down = promoted_suppressed(subject, cap.layer, top_tokens, through_ln)
     slack3 = ngram_counts.occurrence_slack(3) if ngram_counts is not None and 3 in ngram_counts.n_values else 0
     top_share = None if cap.top_hits is None else (cap.top_hits.double() / max(cap.n_tokens, 1)).tolist()
+    ngram_ks: dict[int, list[int]] = {}  # K2, K3 of every unit, computed at once
+    for n in (2, 3):
+        if ngram_counts is not None and n in ngram_counts.n_values:
+            offsets, _, counts = ngram_counts.unit_view(n)
+            totals = torch.zeros(cap.n_units, dtype=torch.int64).index_add_(
+                0, torch.repeat_interleave(torch.arange(cap.n_units), offsets.diff()), counts) + ngram_counts.dropped[n]
+            ngram_ks[n] = coverage_k_units(offsets, counts, totals).tolist()
     units = []
     for u in range(cap.n_units):
         tok_keys, tok_fires = _token_counts(cap, u)
@@ -228,15 +260,15 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
         tokens = detected(tok_keys, tok_fires, cap.tok_count[tok_keys], total, MAX_TOKEN_K)
         trigrams = None
         for n in (2, 3):
-            if ngram_counts is None or n not in ngram_counts.n_values:
+            if n not in ngram_ks:
                 ks[n] = None
                 continue
-            keys, fires = ngram_counts.unit_counts(u, n)
-            total_n = ngram_counts.total(u, n)
-            ks[n] = coverage_k(fires, total_n)
+            ks[n] = ngram_ks[n][u]
             exact = exact and ngram_counts.exact(u, n)
             if n == 3 and tokens is None and ks[3] <= MAX_TRIGRAM_K:  # a larger K3 is no detector: skip the lookup
-                trigrams = detected(keys, fires, ngram_counts.occurrences(keys, 3), total_n, MAX_TRIGRAM_K, slack3)
+                keys, fires = ngram_counts.unit_counts(u, 3)
+                trigrams = detected(keys, fires, ngram_counts.occurrences(keys, 3), ngram_counts.total(u, 3),
+                                    MAX_TRIGRAM_K, slack3)
         suppresses = rank = None
         if tokens is not None:
             suppresses, rank = trigger_suppression(vocab_projection(subject, cap.layer, [u], through_ln)[0], tokens)

@@ -11,7 +11,7 @@ import torch
 from planted import one_thread  # noqa: F401 (fixture)
 from sklearn.metrics import mutual_info_score
 
-from autointerp.subject.analyses import coverage_k, detected, positional_mi, positional_pattern
+from autointerp.subject.analyses import coverage_k, coverage_k_units, detected, positional_mi, positional_pattern
 from autointerp.subject.lens import logit_lens, residual_hooks, trigger_suppression, vocab_projection, w_out
 from autointerp.subject.model import load_subject
 from autointerp.subject.ngrams import NGramCounts
@@ -29,6 +29,21 @@ def test_coverage_k_on_a_hand_made_table():
     # 20 firings lost to truncation count as singletons: 50 + 30 = 80, then 15 more -> upper bound 17
     assert coverage_k(torch.tensor([50, 30]), 100) == 17
     assert coverage_k(torch.tensor([3, 1]), 4, Fraction(1, 2)) == 1
+
+
+def test_coverage_k_of_every_unit_at_once_equals_one_at_a_time():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        U = int(torch.randint(1, 8, (1,), generator=gen))
+        sizes = torch.randint(0, 6, (U,), generator=gen)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), sizes.cumsum(0)])
+        counts = torch.randint(1, 10, (int(sizes.sum()),), generator=gen)
+        unit = torch.repeat_interleave(torch.arange(U), sizes)
+        stored = torch.zeros(U, dtype=torch.int64).index_add_(0, unit, counts)
+        totals = stored + torch.randint(0, 5, (U,), generator=gen) * (torch.rand(U, generator=gen) < 0.5)  # dropped
+        totals[torch.rand(U, generator=gen) < 0.1] = 0
+        want = [coverage_k(counts[offsets[u] : offsets[u + 1]], int(totals[u])) for u in range(U)]
+        assert coverage_k_units(offsets, counts, totals).tolist() == want
 
 
 def test_detected_needs_few_ngrams_and_coverage_of_occurrences():
