@@ -96,28 +96,27 @@ def coverage_k(counts: torch.Tensor, total: int, frac: Fraction = COVER) -> int:
     return len(counts) + -(-(need - reached) // frac.denominator)
 
 
-def coverage_k_units(offsets: torch.Tensor, counts: torch.Tensor, totals: torch.Tensor,
+def coverage_k_units(unit: torch.Tensor, counts: torch.Tensor, totals: torch.Tensor,
                      frac: Fraction = COVER) -> torch.Tensor:
-    """[U] ``coverage_k`` of every unit at once: unit u's counts are ``counts[offsets[u]:offsets[u+1]]`` (as
-    ``NGramCounts.unit_view`` returns them) and its total is ``totals[u]``; one sort instead of one per unit."""
-    U = len(offsets) - 1
-    sizes = offsets.diff()
-    unit = torch.repeat_interleave(torch.arange(U), sizes)
+    """[U] ``coverage_k`` of every unit at once, from rows in any order: row i holds ``counts[i]`` firings of unit
+    ``unit[i]`` (as ``NGramCounts.rows`` returns them) and unit u's total is ``totals[u]``; one sort in all."""
+    U = len(totals)
     counts = counts.long()
     top = int(counts.max()) + 1 if len(counts) else 1
-    c = counts[torch.argsort(unit * top + (top - 1 - counts))]  # by unit, then by count, largest first
+    order = torch.argsort(unit * top + (top - 1 - counts))  # by unit, then by count, largest first
+    unit, c = unit[order], counts[order]
+    sizes = torch.bincount(unit, minlength=U)
+    start = torch.cumsum(sizes, 0) - sizes  # each unit's first row
     cum = c.cumsum(0)
-    before = torch.cat([torch.zeros(1, dtype=torch.int64), cum])[offsets[:-1]]  # cumsum before each unit's rows
-    in_unit = cum - before[unit]
+    before = torch.cat([torch.zeros(1, dtype=torch.int64), cum])[start]  # cumsum before each unit's rows
     need = frac.numerator * totals.long()  # compare den * cumsum >= num * total: exact integers
-    hit = in_unit * frac.denominator >= need[unit]
+    hit = (cum - before[unit]) * frac.denominator >= need[unit]
     first = torch.full((U,), len(c), dtype=torch.int64)
     first.scatter_reduce_(0, unit[hit], torch.nonzero(hit, as_tuple=True)[0], reduce="amin")
-    found = first < len(c)
-    reached = torch.zeros(U, dtype=torch.int64).index_add_(0, unit, counts)  # every stored firing of the unit
+    reached = torch.zeros(U, dtype=torch.int64).index_add_(0, unit, c)  # every stored firing of the unit
     missing = need - reached * frac.denominator  # not reached with the stored rows: singletons, as coverage_k
-    k = torch.where(found, first - offsets[:-1] + 1, sizes + torch.div(missing + frac.denominator - 1,
-                                                                      frac.denominator, rounding_mode="floor"))
+    k = torch.where(first < len(c), first - start + 1,
+                    sizes + torch.div(missing + frac.denominator - 1, frac.denominator, rounding_mode="floor"))
     return torch.where(totals > 0, k, 0)
 
 
@@ -242,15 +241,12 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
     mi = positional_mi(cap.pos_fire, pos_count)
     profile = cap.position_profile()
     up, down = promoted_suppressed(subject, cap.layer, top_tokens, through_ln)
-    slack3 = ngram_counts.occurrence_slack(3) if ngram_counts is not None and 3 in ngram_counts.n_values else 0
     top_share = None if cap.top_hits is None else (cap.top_hits.double() / max(cap.n_tokens, 1)).tolist()
     ngram_ks: dict[int, list[int]] = {}  # K2, K3 of every unit, computed at once
     for n in (2, 3):
         if ngram_counts is not None and n in ngram_counts.n_values:
-            offsets, _, counts = ngram_counts.unit_view(n)
-            totals = torch.zeros(cap.n_units, dtype=torch.int64).index_add_(
-                0, torch.repeat_interleave(torch.arange(cap.n_units), offsets.diff()), counts) + ngram_counts.dropped[n]
-            ngram_ks[n] = coverage_k_units(offsets, counts, totals).tolist()
+            unit, _, counts = ngram_counts.rows(n)
+            ngram_ks[n] = coverage_k_units(unit, counts, ngram_counts.totals(n)).tolist()
     units = []
     for u in range(cap.n_units):
         tok_keys, tok_fires = _token_counts(cap, u)
@@ -268,7 +264,7 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
             if n == 3 and tokens is None and ks[3] <= MAX_TRIGRAM_K:  # a larger K3 is no detector: skip the lookup
                 keys, fires = ngram_counts.unit_counts(u, 3)
                 trigrams = detected(keys, fires, ngram_counts.occurrences(keys, 3), ngram_counts.total(u, 3),
-                                    MAX_TRIGRAM_K, slack3)
+                                    MAX_TRIGRAM_K, ngram_counts.occurrence_slack(3))
         suppresses = rank = None
         if tokens is not None:
             suppresses, rank = trigger_suppression(vocab_projection(subject, cap.layer, [u], through_ln)[0], tokens)

@@ -167,7 +167,6 @@ class NGramCounts:
         self._occ = {n: _Table(max_entries, 1, vocab**n) for n in self.n_values}
         self.dropped = {n: torch.zeros(units, dtype=torch.int64) for n in self.n_values}
         self._slack = dict.fromkeys(self.n_values, 0)
-        self._by_unit: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     # -- accumulation --------------------------------------------------------------------------------------------
     def grams(self, ids: torch.Tensor, n: int) -> torch.Tensor:
@@ -196,7 +195,6 @@ class NGramCounts:
             dropped = self._occ[n].add(grams.flatten())
             if dropped is not None:
                 self._slack[n] += int(dropped[2].max())
-        self._by_unit.clear()
 
     def _merge(self, n: int) -> None:
         dropped = self._fires[n].merge()
@@ -207,22 +205,22 @@ class NGramCounts:
             self._slack[n] += int(dropped[2].max())
 
     # -- read-out ------------------------------------------------------------------------------------------------
-    def unit_view(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(offsets [U+1], keys, counts): unit u's n-gram keys and firings are ``keys[offsets[u]:offsets[u+1]]``."""
-        if n not in self._by_unit:
-            self._merge(n)
-            table = self._fires[n]
-            order = torch.sort(table.unit, stable=True).indices
-            offsets = torch.zeros(self.units + 1, dtype=torch.int64)
-            offsets[1:] = torch.bincount(table.unit, minlength=self.units).cumsum(0)
-            self._by_unit[n] = offsets, table.keys[order], table.counts[order]
-        return self._by_unit[n]
+    def rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(unit, key, firings) of every stored n-gram row, all units together (merged, not grouped by unit)."""
+        self._merge(n)
+        table = self._fires[n]
+        return table.unit, table.keys, table.counts
+
+    def totals(self, n: int) -> torch.Tensor:
+        """[U] every unit's ``total(unit, n)`` at once."""
+        unit, _, counts = self.rows(n)
+        return torch.zeros(self.units, dtype=torch.int64).index_add_(0, unit, counts) + self.dropped[n]
 
     def unit_counts(self, unit: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(keys, firings) of one unit's stored n-grams, as tensors."""
-        offsets, keys, counts = self.unit_view(n)
-        a, b = int(offsets[unit]), int(offsets[unit + 1])
-        return keys[a:b], counts[a:b]
+        """(keys, firings) of one unit's stored n-grams, as tensors (a pass over the table: for a few units)."""
+        units, keys, counts = self.rows(n)
+        mine = units == unit
+        return keys[mine], counts[mine]
 
     def counts(self, unit: int, n: int) -> dict[int, int]:
         """{n-gram key: firings} of one unit (stored rows; see ``exact``)."""

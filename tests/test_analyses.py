@@ -35,15 +35,14 @@ def test_coverage_k_of_every_unit_at_once_equals_one_at_a_time():
     gen = torch.Generator().manual_seed(0)
     for _ in range(200):
         U = int(torch.randint(1, 8, (1,), generator=gen))
-        sizes = torch.randint(0, 6, (U,), generator=gen)
-        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), sizes.cumsum(0)])
-        counts = torch.randint(1, 10, (int(sizes.sum()),), generator=gen)
-        unit = torch.repeat_interleave(torch.arange(U), sizes)
+        n_rows = int(torch.randint(0, 30, (1,), generator=gen))
+        unit = torch.randint(0, U, (n_rows,), generator=gen)  # rows in any order, as NGramCounts.rows gives them
+        counts = torch.randint(1, 10, (n_rows,), generator=gen)
         stored = torch.zeros(U, dtype=torch.int64).index_add_(0, unit, counts)
         totals = stored + torch.randint(0, 5, (U,), generator=gen) * (torch.rand(U, generator=gen) < 0.5)  # dropped
         totals[torch.rand(U, generator=gen) < 0.1] = 0
-        want = [coverage_k(counts[offsets[u] : offsets[u + 1]], int(totals[u])) for u in range(U)]
-        assert coverage_k_units(offsets, counts, totals).tolist() == want
+        want = [coverage_k(counts[unit == u], int(totals[u])) for u in range(U)]
+        assert coverage_k_units(unit, counts, totals).tolist() == want
 
 
 def test_detected_needs_few_ngrams_and_coverage_of_occurrences():
@@ -128,7 +127,7 @@ def test_ngram_counts_equal_brute_force(direct):
         table.direct = direct  # False: the path for models where vocab**n * units overflows int64
     for ids, fires in batches:
         counter.add(ids, fires)
-        counter.unit_view(2)  # reading merges the buffer: later batches merge into a non-empty table
+        counter.rows(2)  # reading merges the buffer: later batches merge into a non-empty table
     ids, fires = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     for n in (2, 3):
         want_fires, want_occ = brute_ngrams(ids, fires, n)
@@ -136,6 +135,7 @@ def test_ngram_counts_equal_brute_force(direct):
             got = {counter.decode(k, n): c for k, c in counter.counts(u, n).items()}
             assert got == {g: c for (uu, g), c in want_fires.items() if uu == u}
             assert counter.total(u, n) == int(fires[:, n - 1 :, u].sum()) and counter.exact(u, n)
+            assert int(counter.totals(n)[u]) == counter.total(u, n)
         keys = torch.tensor([sum(t * 13 ** (n - 1 - i) for i, t in enumerate(g)) for g in want_occ])
         assert counter.occurrences(keys, n).tolist() == list(want_occ.values())
         assert counter.occurrences(torch.tensor([10**6]), n).tolist() == [0]
