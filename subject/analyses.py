@@ -103,8 +103,8 @@ def coverage_k_units(unit: torch.Tensor, counts: torch.Tensor, totals: torch.Ten
     U = len(totals)
     counts = counts.long()
     top = int(counts.max()) + 1 if len(counts) else 1
-    order = torch.argsort(unit * top + (top - 1 - counts))  # by unit, then by count, largest first
-    unit, c = unit[order], counts[order]
+    rows = torch.sort(unit * top + (top - 1 - counts)).values  # by unit, then by count, largest first
+    unit, c = rows // top, top - 1 - rows % top
     sizes = torch.bincount(unit, minlength=U)
     start = torch.cumsum(sizes, 0) - sizes  # each unit's first row
     cum = c.cumsum(0)

@@ -167,6 +167,7 @@ class NGramCounts:
         self._occ = {n: _Table(max_entries, 1, vocab**n) for n in self.n_values}
         self.dropped = {n: torch.zeros(units, dtype=torch.int64) for n in self.n_values}
         self._slack = dict.fromkeys(self.n_values, 0)
+        self._rows: dict = {}  # read-outs kept until the next add: n -> rows(n), ("by_unit", n) -> grouped
 
     # -- accumulation --------------------------------------------------------------------------------------------
     def grams(self, ids: torch.Tensor, n: int) -> torch.Tensor:
@@ -195,6 +196,7 @@ class NGramCounts:
             dropped = self._occ[n].add(grams.flatten())
             if dropped is not None:
                 self._slack[n] += int(dropped[2].max())
+        self._rows.clear()
 
     def _merge(self, n: int) -> None:
         dropped = self._fires[n].merge()
@@ -207,9 +209,11 @@ class NGramCounts:
     # -- read-out ------------------------------------------------------------------------------------------------
     def rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(unit, key, firings) of every stored n-gram row, all units together (merged, not grouped by unit)."""
-        self._merge(n)
-        table = self._fires[n]
-        return table.unit, table.keys, table.counts
+        if n not in self._rows:  # kept until the next add
+            self._merge(n)
+            table = self._fires[n]
+            self._rows[n] = table.unit, table.keys, table.counts
+        return self._rows[n]
 
     def totals(self, n: int) -> torch.Tensor:
         """[U] every unit's ``total(unit, n)`` at once."""
@@ -217,10 +221,17 @@ class NGramCounts:
         return torch.zeros(self.units, dtype=torch.int64).index_add_(0, unit, counts) + self.dropped[n]
 
     def unit_counts(self, unit: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(keys, firings) of one unit's stored n-grams, as tensors (a pass over the table: for a few units)."""
-        units, keys, counts = self.rows(n)
-        mine = units == unit
-        return keys[mine], counts[mine]
+        """(keys, firings) of one unit's stored n-grams, as tensors. The first call after an add groups the table
+        by unit (one sort), so that reading many units stays cheap."""
+        if ("by_unit", n) not in self._rows:
+            units, keys, counts = self.rows(n)
+            order = torch.sort(units, stable=True).indices
+            offsets = torch.zeros(self.units + 1, dtype=torch.int64)
+            offsets[1:] = torch.bincount(units, minlength=self.units).cumsum(0)
+            self._rows["by_unit", n] = offsets, keys[order], counts[order]
+        offsets, keys, counts = self._rows["by_unit", n]
+        a, b = int(offsets[unit]), int(offsets[unit + 1])
+        return keys[a:b], counts[a:b]
 
     def counts(self, unit: int, n: int) -> dict[int, int]:
         """{n-gram key: firings} of one unit (stored rows; see ``exact``)."""
