@@ -50,7 +50,8 @@ def measure(mode: str, model: str, layers: list[int] | None, tokens: int, window
                         for layer in layers)
     wall = time.perf_counter() - t0
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"mode": mode, "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu0, 1), "layers": len(layers), "tokens": len(windows) * window, "capture_s": round(t_capture, 1),
+    return {"mode": mode, "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu0, 1), "layers": len(layers),
+            "tokens": len(windows) * window, "capture_s": round(t_capture, 1),
             "wall_s": round(wall, 1), "token_detectors": detectors, "threads": torch.get_num_threads(),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -77,13 +78,15 @@ def main() -> None:
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             print(f"{mode:9s} {r['layers']} layers, {r['tokens']:,} tokens: {r['wall_s']:7.1f} s "
-                  f"(capture pass {r['capture_s']} s), CPU {r['cpu_s']} s, peak RSS {r['peak_rss_mb']:,} MB", flush=True)
+                  f"(capture pass {r['capture_s']} s), CPU {r['cpu_s']} s, peak RSS {r['peak_rss_mb']:,} MB",
+                  flush=True)
             if mode not in best or r["wall_s"] < best[mode]["wall_s"]:
                 best[mode] = r
             best_cpu[mode] = min(best_cpu.get(mode, r["cpu_s"]), r["cpu_s"])
     ratio = best["analyses"]["wall_s"] / best["capture"]["wall_s"]
     cpu_ratio = best_cpu["analyses"] / best_cpu["capture"]
-    print(f"best of {max(1, args.repeat)}: capture {best['capture']['wall_s']} s, analyses {best['analyses']['wall_s']} s")
+    print(f"best of {max(1, args.repeat)}: capture {best['capture']['wall_s']} s, "
+          f"analyses {best['analyses']['wall_s']} s")
     print(f"every analysis / capture alone: {ratio:.2f}x wall, {cpu_ratio:.2f}x CPU (best CPU time of each mode)")
 
 
