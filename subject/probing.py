@@ -21,8 +21,11 @@ exclusive, into ``text``); a token is positive when it overlaps a span. The text
 is needed.
 
 **Data.** Each document is tokenized without special tokens and cut into windows of ``window`` tokens (a shorter
-tail is kept, so short user texts count); windows are fed as [BOS] + window like capture, and the BOS position is
-never a sample. At most ``windows_per_document`` windows (the first ones; None: all) are taken from each document,
+tail is kept, so short user texts count). A window is fed as [BOS] + context + window, where the context is the
+``context`` tokens (default ``window``; fewer at the start of a document or where the model's positions run out)
+that precede it in its document: whether a token is inside a comment or a string depends on text before it, which
+a window cut from the middle of a file would otherwise hide. Only the window's tokens are samples; the BOS and the
+context never are. At most ``windows_per_document`` windows (the first ones; None: all) are taken from each document,
 so that a few long files cannot make the whole sample, and windows are read in corpus order until exactly
 ``max_tokens`` tokens are collected (the last window is cut short): the cap keeps the [tokens, units] matrix and the
 fits small on CPU. Windows are split 70/30 into train/test at random (seeded): no window has tokens on both sides.
@@ -190,17 +193,21 @@ def _labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> It
 # -- activations -----------------------------------------------------------------------------------------------------
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
             max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32,
-            space: UnitSpace = NEURONS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            space: UnitSpace = NEURONS, context: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
-    labelled documents."""
-    windows: list[tuple[list[int], np.ndarray]] = []
+    labelled documents. Each window is fed after up to ``context`` tokens that precede it in its document (default:
+    ``window``, fewer where the model's positions run out); only the window's own tokens are samples."""
+    room = None if subject.max_positions is None else subject.max_positions - 1 - window  # the BOS takes one
+    context = window if context is None else context
+    context = max(0, context if room is None else min(context, room))
+    windows: list[tuple[list[int], np.ndarray, list[int]]] = []  # (window ids, labels, context ids)
     n = 0
     for text, char_labels in documents:
         ids, labels = token_labels(subject.tokenizer, text, char_labels)
         starts = range(0, len(ids), window)
         for start in starts if windows_per_document is None else starts[:windows_per_document]:
             end = min(start + window, len(ids), start + max_tokens - n)
-            windows.append((ids[start:end], labels[start:end]))
+            windows.append((ids[start:end], labels[start:end], ids[max(0, start - context) : start]))
             n += end - start
             if n == max_tokens:
                 break
@@ -209,18 +216,23 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
     if not windows:
         raise UsageError("no labelled text to probe on; check the corpus or the concept file")
     xs: list[np.ndarray | None] = [None] * len(windows)
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i][0]))  # equal lengths batch together
+
+    def shape(i: int) -> tuple[int, int]:
+        return len(windows[i][2]), len(windows[i][0])
+
+    order = sorted(range(len(windows)), key=shape)  # equal (context, window) lengths batch together
     with space.hooks(subject, [layer]) as store:
-        for _, same_length in groupby(order, key=lambda i: len(windows[i][0])):
-            members = list(same_length)
-            for b, (ids, inputs) in enumerate(batches(subject, [windows[i][0] for i in members], batch_size)):
+        for (_, width), same in groupby(order, key=shape):
+            members = list(same)
+            fed = [windows[i][2] + windows[i][0] for i in members]
+            for b, (_, inputs) in enumerate(batches(subject, fed, batch_size)):
                 run_batch(subject, inputs)
-                acts = space.content(store, layer, inputs, ids.shape[1]).numpy()
+                acts = space.content(store, layer, inputs, width).numpy()  # the window's positions only
                 for i, a in zip(members[b * batch_size :], acts):
                     xs[i] = a
     X = np.concatenate(xs)
-    y = np.concatenate([labels for _, labels in windows])
-    group = np.concatenate([np.full(len(ids), i) for i, (ids, _) in enumerate(windows)])
+    y = np.concatenate([labels for _, labels, _ in windows])
+    group = np.concatenate([np.full(len(ids), i) for i, (ids, _, _) in enumerate(windows)])
     return X, y, group
 
 
@@ -309,12 +321,13 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
                   ks: Sequence[int] = DEFAULT_KS, method: Method = "mean_diff", max_tokens: int = 20_000,
                   window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
-                  space: UnitSpace = NEURONS) -> ProbeResult:
+                  space: UnitSpace = NEURONS, context: int | None = None) -> ProbeResult:
     """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
     features) on labelled text and fit k-sparse probes (see the module docstring)."""
     subject.check_layer(layer)
     documents = _labelled_documents(corpus, concept)
-    X, y, group = collect(subject, documents, layer, window, max_tokens, windows_per_document, space=space)
+    X, y, group = collect(subject, documents, layer, window, max_tokens, windows_per_document, space=space,
+                          context=context)
     results, facts = fit_probes(X, y, group, ks, method, seed)
     name = concept.name if isinstance(concept, SpanConcept) else concept
     return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind, **facts)

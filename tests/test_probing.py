@@ -125,3 +125,27 @@ def test_builtin_concept_end_to_end_on_a_random_model(tiny_checkpoints, text_cor
     assert res.n_train + res.n_test == 3 * 8 * 32 and res.concept == "string"  # 8 windows of each of 3 files
     with pytest.raises(UsageError, match="built in"):
         probe_concept(subject, open_corpus(str(text_corpus)), 1, "colour")
+
+
+def test_windows_are_probed_after_their_context(tiny_checkpoints, text_corpus):
+    """Each window is fed after the tokens before it in its document; only the window's tokens are samples, and
+    their activations are those of one forward pass over [BOS] + context + window."""
+    from autointerp.subject.capture import mlp_hooks, run_batch
+    from autointerp.subject.lens import batches, content
+    from autointerp.subject.probing import collect
+
+    subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
+    text = next(open_corpus(str(text_corpus)).documents()).text
+    labels = np.zeros(len(text), dtype=bool)
+    ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"][:48]
+    X, _, group = collect(subject, [(text, labels)], 1, window=16, max_tokens=48, windows_per_document=None,
+                          context=8)
+    with mlp_hooks(subject, [1]) as store:
+        for fed, inputs in batches(subject, [ids[8:32], ids[24:48]], 2):  # windows 2 and 3, 8 tokens of context each
+            run_batch(subject, inputs)
+            want = content(store[1], inputs, fed).numpy()[:, 8:]
+    assert X.shape == (48, subject.n_units) and np.bincount(group).tolist() == [16, 16, 16]
+    assert np.allclose(X[16:32], want[0], atol=1e-5) and np.allclose(X[32:48], want[1], atol=1e-5)
+    X0, _, _ = collect(subject, [(text, labels)], 1, window=16, max_tokens=48, windows_per_document=None, context=0)
+    assert np.allclose(X0[:16], X[:16], atol=1e-5)  # the first window has nothing before it
+    assert not np.allclose(X0[16:], X[16:], atol=1e-3)  # the others see more than their own tokens

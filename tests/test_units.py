@@ -71,7 +71,7 @@ def test_probing_reads_dictionary_features(subject, text_corpus, tmp_path):
     sae.save(tmp_path / "sae")
     space = load_unit_space(tmp_path / "sae", 1, subject)
     X, _, _ = collect(subject, [(text, labels)], 1, window=16, max_tokens=64, windows_per_document=None,
-                      space=space)
+                      space=space, context=0)
     assert X.shape == (64, 40)
     assert np.allclose(X, sae.encode(acts).detach().numpy(), atol=1e-5)
 
