@@ -539,10 +539,12 @@ def analyze(cfg: Config, layers: str, command: str = "",
     return AnalysisResult(run_id, cfg.db, n_tokens, summaries, units, capture_s, time.time() - t0)
 
 
-def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", command: str = ""):
+def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", command: str = "",
+          context: int | None = None):
     """k-sparse probes of ``layer``'s units (the MLP neurons, or the features of ``cfg.dictionary``) for a built-in
     concept (labelled by Python's tokenize on ``cfg.corpus``) or a JSONL span-concept file; stored in probe_results.
-    Returns the ProbeResult and its id."""
+    ``context``: preceding tokens fed before each window (default: ``probing.MAX_CONTEXT`` within the model's
+    positions). Returns the ProbeResult and its id."""
     if concept.endswith(".jsonl"):
         if not Path(concept).is_file():
             raise UsageError(f"concept file {concept} not found; give a .jsonl of {{\"text\", \"spans\"}} lines")
@@ -557,7 +559,7 @@ def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", comm
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     space = unit_space(cfg.model_copy(update={"layer": layer}), subject)
     result = probe_concept(subject, corpus, layer, target, method=method, max_tokens=cfg.tokens or 20_000,
-                           window=cfg.window, seed=cfg.seed, space=space)
+                           window=cfg.window, seed=cfg.seed, space=space, context=context)
     probe_id = store.save_probe(command=command, model=cfg.model, model_hash=subject.weights_hash(),
                                 corpus=None if corpus is None else cfg.corpus, result=result)
     return result, probe_id

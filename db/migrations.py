@@ -358,6 +358,17 @@ def m006_probe_kind(db: Database) -> None:
     )
 
 
+@migrations()
+def m007_probe_context(db: Database) -> None:
+    """Probes feed each window after the text before it: record at most how many tokens of it (NULL on rows
+    written before this migration: unknown)."""
+    db.executescript(
+        """
+        ALTER TABLE probe_results ADD COLUMN context INTEGER;  -- preceding tokens fed before each probed window
+        """
+    )
+
+
 def _known_names() -> frozenset[str]:
     with Database(memory=True) as empty:  # everything registered is pending on an empty database
         return frozenset(m.name for m in migrations.pending(empty))

@@ -343,8 +343,8 @@ class Store(Reads):
             self.db.table("probe_results").insert(dict(
                 id=probe_id, created_at=_now(), command=command, model=model, model_hash=model_hash, corpus=corpus,
                 layer=result.layer, kind=result.kind, concept=result.concept, method=result.method,
-                n_train=result.n_train,
-                n_test=result.n_test, best_k=best.k, best_f1=_finite(best.f1), results=_json(rows)))
+                n_train=result.n_train, n_test=result.n_test, context=result.context, best_k=best.k,
+                best_f1=_finite(best.f1), results=_json(rows)))
         return probe_id
 
     def save_dictionary_eval(self, *, command: str, model: str, model_hash: str, corpus: str, report: Any,

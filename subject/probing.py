@@ -22,16 +22,19 @@ is needed.
 
 **Data.** Each document is tokenized without special tokens and cut into windows of ``window`` tokens (a shorter
 tail is kept, so short user texts count). A window is fed as [BOS] + context + window, where the context is the
-``context`` tokens (default ``window``; fewer at the start of a document or where the model's positions run out)
-that precede it in its document: whether a token is inside a comment or a string depends on text before it, which
-a window cut from the middle of a file would otherwise hide. Only the window's tokens are samples; the BOS and the
+``context`` tokens that precede it in its document (default: as many as the model's positions leave room for, at
+most ``MAX_CONTEXT``; fewer at the start of a document): whether a token is inside a comment or a string depends on
+text before it, sometimes far before it (a long docstring), which a window cut from the middle of a file would
+otherwise hide. Only the window's tokens are samples; the BOS and the
 context never are. At most ``windows_per_document`` windows (the first ones; None: all) are taken from each document,
 so that a few long files cannot make the whole sample, and windows are read in corpus order until exactly
 ``max_tokens`` tokens are collected (the last window is cut short): the cap keeps the [tokens, units] matrix and the
 fits small on CPU. Windows are split 70/30 into train/test at random (seeded): no window has tokens on both sides.
 
 **Probes.** Units are ranked on the train split by |mean(x | y=1) - mean(x | y=0)| of their raw activations.
-``method="mean_diff"``: for each k, an L2 logistic regression (C=1) on the k top-ranked units. ``"adaptive"``
+The sizes k are 1, 2, 4, 8, ... and, last, every unit of the layer (``default_ks``): the dense probe is the ceiling
+that the sparse ones are read against. ``method="mean_diff"``: for each k, an L2 logistic regression (C=1) on the
+k top-ranked units. ``"adaptive"``
 (adaptive thresholding): start from the max(ks) top-ranked units; for k from large to small, fit an elastic-net
 logistic regression (l1_ratio 0.9, C=0.1) on the current support and keep its k largest |coefficients| as the next
 support; each support is then scored with the same L2 probe. Features are standardised with train statistics.
@@ -66,7 +69,7 @@ from autointerp.subject.model import Subject
 from autointerp.subject.units import NEURONS, UnitSpace
 
 BUILTIN_CONCEPTS = ("comment", "string", "docstring", "keyword", "identifier", "number", "operator", "indent_ge2")
-DEFAULT_KS = (1, 2, 4, 8, 16, 32, 64)
+MAX_CONTEXT = 448  # default cap on the preceding tokens fed before a probed window
 TRAIN_SHARE = 0.7
 Method = Literal["mean_diff", "adaptive"]
 _PENALTY_DEPRECATED = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
@@ -191,15 +194,22 @@ def _labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> It
 
 
 # -- activations -----------------------------------------------------------------------------------------------------
+def context_size(subject: Subject, window: int, context: int | None = None) -> int:
+    """Preceding tokens fed before each probed window: ``context`` (default ``MAX_CONTEXT``), or fewer when the
+    model's positions (BOS + context + window) run out."""
+    context = MAX_CONTEXT if context is None else context
+    room = context if subject.max_positions is None else subject.max_positions - 1 - window  # the BOS takes one
+    return max(0, min(context, room))
+
+
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
             max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32,
             space: UnitSpace = NEURONS, context: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
     labelled documents. Each window is fed after up to ``context`` tokens that precede it in its document (default:
-    ``window``, fewer where the model's positions run out); only the window's own tokens are samples."""
-    room = None if subject.max_positions is None else subject.max_positions - 1 - window  # the BOS takes one
-    context = window if context is None else context
-    context = max(0, context if room is None else min(context, room))
+    ``MAX_CONTEXT``; never more than the model's positions allow, ``context_size``); only the window's own tokens
+    are samples."""
+    context = context_size(subject, window, context)
     windows: list[tuple[list[int], np.ndarray, list[int]]] = []  # (window ids, labels, context ids)
     n = 0
     for text, char_labels in documents:
@@ -260,6 +270,7 @@ class ProbeResult:
     ranking: tuple[tuple[int, float], ...]  # (unit, |mean difference|) of the top units on the train split
     results: tuple[ProbeK, ...]  # one per k, increasing k
     kind: str = "neuron"  # the units' kind (UnitSpace.kind): neurons, or a dictionary's features
+    context: int = 0  # preceding tokens fed before each window (at most; fewer at the start of a document)
 
     @property
     def best(self) -> ProbeK:
@@ -286,9 +297,16 @@ def split_by_window(group: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.isin(group, chosen)
 
 
-def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int] = DEFAULT_KS,
+def default_ks(n_units: int) -> tuple[int, ...]:
+    """1, 2, 4, ... below ``n_units``, then ``n_units`` itself (the dense probe over every unit)."""
+    return tuple(2**i for i in range(max(1, n_units).bit_length()) if 2**i < n_units) + (max(1, n_units),)
+
+
+def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int] | None = None,
                method: Method = "mean_diff", seed: int = 0) -> tuple[list[ProbeK], dict]:
-    """The probing of the module docstring on ready data; returns (results by increasing k, split facts)."""
+    """The probing of the module docstring on ready data; returns (results by increasing k, split facts).
+    ``ks`` defaults to ``default_ks`` of the number of units."""
+    ks = default_ks(X.shape[1]) if ks is None else ks
     train = split_by_window(group, seed)
     X_tr, y_tr, X_te, y_te = X[train], y[train], X[~train], y[~train]
     if y_tr.all() or not y_tr.any():
@@ -319,7 +337,7 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 
 
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
-                  ks: Sequence[int] = DEFAULT_KS, method: Method = "mean_diff", max_tokens: int = 20_000,
+                  ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = 20_000,
                   window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
                   space: UnitSpace = NEURONS, context: int | None = None) -> ProbeResult:
     """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
@@ -330,4 +348,5 @@ def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: 
                           context=context)
     results, facts = fit_probes(X, y, group, ks, method, seed)
     name = concept.name if isinstance(concept, SpanConcept) else concept
-    return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind, **facts)
+    return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind,
+                       context=context_size(subject, window, context), **facts)

@@ -14,7 +14,10 @@ from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.model import load_subject
 from autointerp.subject.probing import (
+    MAX_CONTEXT,
     SpanConcept,
+    context_size,
+    default_ks,
     fit_probes,
     load_span_concept,
     probe_concept,
@@ -100,6 +103,23 @@ def test_planted_token_unit_carries_its_token_concept(method, tokenizer, text_co
     assert res.results[0].k == 1 and res.results[0].units == (2,)
     assert res.results[0].f1 == 1.0 and res.best.k == 1
     assert res.n_train + res.n_test == 6000 and 0 < res.positive_rate_test < 0.5
+
+
+def test_default_ks_end_with_the_dense_probe():
+    assert default_ks(256) == (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    assert default_ks(100) == (1, 2, 4, 8, 16, 32, 64, 100)
+    assert default_ks(1) == (1,)
+    X = np.random.default_rng(0).normal(size=(200, 6)).astype(np.float32)
+    results, _ = fit_probes(X, X[:, 0] > 0, np.arange(200) // 10)
+    assert [r.k for r in results] == [1, 2, 4, 6] and sorted(results[-1].units) == list(range(6))
+
+
+def test_context_size_fits_the_model_positions(tiny_checkpoints):
+    subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
+    room = subject.max_positions - 1 - 16  # BOS + context + a 16-token window
+    assert context_size(subject, 16) == min(MAX_CONTEXT, room)
+    assert context_size(subject, 16, 3) == 3 and context_size(subject, 16, 10**6) == room
+    assert context_size(subject, subject.max_positions) == 0
 
 
 @pytest.mark.parametrize("method", ["mean_diff", "adaptive"])

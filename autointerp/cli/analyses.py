@@ -83,6 +83,8 @@ def probe(
                                              "neurons (every unit is ranked).")] = None,
     dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are "
                                                   "probed; the same as --units sae:PATH.")] = None,
+    context: Annotated[Optional[int], Opt(help="Tokens of the text before each window fed with it (default 448, "
+                                               "or as many as the model's positions allow).")] = None,
     device: DeviceOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -98,18 +100,21 @@ def probe(
         raise UsageError(f"probe ranks every unit of the layer; --units takes only sae:PATH, not {units!r}")
     cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, dictionary=dictionary, device=device,
                                    db=db))
-    result, probe_id = run_probe(cfg, layer, concept, method, " ".join(sys.argv))
+    if context is not None and context < 0:
+        raise UsageError(f"--context {context} must be 0 or more tokens")
+    result, probe_id = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context)
     rows = [{"k": r.k, "precision": r.precision, "recall": r.recall, "f1": r.f1, "units": list(r.units)}
             for r in result.results]
     if output == "json":
         out.print_json(json.dumps({"concept": result.concept, "layer": result.layer, "kind": result.kind,
-                                   "method": result.method, "n_train": result.n_train, "n_test": result.n_test,
-                                   "results": rows}))
+                                   "method": result.method, "context": result.context, "n_train": result.n_train,
+                                   "n_test": result.n_test, "results": rows}))
         return
     of = "" if result.kind == "neuron" else f" ({result.kind} features)"
     table = Table("k", "precision", "recall", "F1", "units", title=f"{result.concept} at layer {result.layer}{of} "
                   f"({result.method}; {result.n_train:,} train / {result.n_test:,} test tokens, "
-                  f"{100 * result.positive_rate_test:.1f}% positive)")
+                  f"{100 * result.positive_rate_test:.1f}% positive; each window after up to {result.context} "
+                  "tokens of context)")
     for r in rows:
         units = ", ".join(map(str, r["units"][:8])) + (" ..." if len(r["units"]) > 8 else "")
         table.add_row(str(r["k"]), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", units)
