@@ -380,7 +380,7 @@ def run(
     summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"])
                         for r in store.run_outcomes(run_id) if r["unit"] in wanted and r["kind"] == space.kind]
     if not todo:
-        summary.n_tokens = store.db["runs"].get(run_id)["n_tokens"] or 0
+        summary.n_tokens = store.run_tokens(run_id)
         summary.wall_s = time.time() - t0
         store.finish_run(run_id, "complete", summary.wall_s)
         return summary

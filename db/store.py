@@ -165,6 +165,10 @@ class Store(Reads):
         cols = ["layer", "unit", "kind", "status", "explanation", "score", "undefined_reason"]
         return [dict(zip(cols, row)) for row in self.db.execute(sql, [run_id]).fetchall()]
 
+    def run_tokens(self, run_id: str) -> int:
+        """Content tokens the run captured (0 before its capture finished)."""
+        return int(self.db["runs"].get(run_id)["n_tokens"] or 0)
+
     def set_run_tokens(self, run_id: str, n_tokens: int) -> None:
         """Record how many content tokens the run's capture read."""
         with self._write():

@@ -107,12 +107,14 @@ class TokenCounts:
         self._keys: list[torch.Tensor] = []
         self._counts: list[torch.Tensor] = []
         self._pending = 0
+        self._by_unit: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None  # built by column, reset by add
 
     def add(self, ids: torch.Tensor, fires: torch.Tensor) -> None:
         """ids: [N] token ids; fires: [N, units] bool."""
         if self.dense is not None:
             self.dense.index_add_(0, ids, fires.to(torch.int32))
             return
+        self._by_unit = None
         rows, cols = fires.nonzero(as_tuple=True)
         keys, counts = torch.unique(ids[rows] * self.units + cols, return_counts=True)
         self._keys.append(keys)
@@ -134,12 +136,17 @@ class TokenCounts:
             col = self.dense[:, unit]
             nz = col.nonzero(as_tuple=True)[0]
             return dict(zip(nz.tolist(), col[nz].tolist()))
-        self._merge()
-        if not self._keys:
-            return {}
-        keys, counts = self._keys[0], self._counts[0]
-        mask = keys % self.units == unit
-        return dict(zip((keys[mask] // self.units).tolist(), counts[mask].tolist()))
+        if self._by_unit is None:  # one sort by (unit, token) after the last add, then a slice per unit
+            self._merge()
+            keys = self._keys[0] if self._keys else torch.zeros(0, dtype=torch.int64)
+            counts = self._counts[0] if self._counts else torch.zeros(0, dtype=torch.int64)
+            units, tokens = keys % self.units, keys // self.units
+            order = torch.argsort(units * self.vocab + tokens)
+            bounds = torch.searchsorted(units[order], torch.arange(self.units + 1)).tolist()
+            self._by_unit = tokens[order], counts[order], bounds
+        tokens, counts, bounds = self._by_unit
+        a, b = bounds[unit], bounds[unit + 1]
+        return dict(zip(tokens[a:b].tolist(), counts[a:b].tolist()))
 
 
 @dataclass

@@ -66,7 +66,8 @@ def test_sparse_token_counts_match_dense(tiny_checkpoints, text_corpus, monkeypa
     monkeypatch.setattr(capmod, "DENSE_TOKEN_COUNTS_MAX", 0)
     sparse = capture(subject, open_corpus(str(text_corpus)), cfg)[0]
     assert sparse.tok_fire.dense is None
-    for u in (0, 5, 47):
+    assert any(sparse.tok_fire.column(u) for u in range(subject.n_units))
+    for u in range(subject.n_units):
         assert sparse.tok_fire.column(u) == dense.tok_fire.column(u)
 
 

@@ -60,6 +60,7 @@ def test_rerun_resumes_and_fresh_starts_over(cli, tiny, text_corpus, isolated):
     assert cli(*base_args(tiny, text_corpus))[0] == 0
     code, out, _ = cli(*base_args(tiny, text_corpus), "--format", "json")
     assert code == 0 and json.loads(out)["units_skipped"] == 6 and json.loads(out)["units_done"] == 6
+    assert json.loads(out)["n_tokens"] > 0  # the no-op resume reports the tokens its run captured
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["runs"].count == 1 and db["explanations"].count == 6
     assert cli(*base_args(tiny, text_corpus), "--fresh")[0] == 0

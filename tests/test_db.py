@@ -337,8 +337,9 @@ def test_nan_is_written_as_null(store):
 def test_resume_finds_the_latest_run_with_the_key_and_its_done_units(store):
     assert store.find_resumable_run("key") is None
     old, new, other = start(store), start(store), start(store, run_key="other", n_tokens=None)
+    assert store.run_tokens(other) == 0  # unknown before capture
     store.set_run_tokens(other, 42)  # known once capture has run
-    assert store.db.table("runs").get(other)["n_tokens"] == 42
+    assert store.db.table("runs").get(other)["n_tokens"] == 42 and store.run_tokens(other) == 42
     assert store.find_resumable_run("key") == new
     store.finish_run(new, "complete", wall_s=1.0)
     assert store.find_resumable_run("key") == new  # complete: found, with nothing left to do
