@@ -42,7 +42,7 @@ from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
-from autointerp.subject.probing import BUILTIN_CONCEPTS, load_span_concept, probe_concept
+from autointerp.subject.probing import BUILTIN_CONCEPTS, ProbeResult, load_span_concept, probe_layers
 from autointerp.subject.sae import (
     SAETrainConfig,
     SparseAutoencoder,
@@ -539,12 +539,13 @@ def analyze(cfg: Config, layers: str, command: str = "",
     return AnalysisResult(run_id, cfg.db, n_tokens, summaries, units, capture_s, time.time() - t0)
 
 
-def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", command: str = "",
-          context: int | None = None):
-    """k-sparse probes of ``layer``'s units (the MLP neurons, or the features of ``cfg.dictionary``) for a built-in
-    concept (labelled by Python's tokenize on ``cfg.corpus``) or a JSONL span-concept file; stored in probe_results.
-    ``context``: preceding tokens fed before each window (default: ``probing.MAX_CONTEXT`` within the model's
-    positions). Returns the ProbeResult and its id."""
+def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", command: str = "",
+          context: int | None = None) -> list[tuple[ProbeResult, str]]:
+    """k-sparse probes of the units of ``layers`` (``N``, ``N:M``, ``N,M`` or ``all``: the MLP neurons, or the features
+    of ``cfg.dictionary``, which belongs to one layer) for a built-in concept (labelled by Python's tokenize on
+    ``cfg.corpus``) or a JSONL span-concept file, every layer from one set of forward passes; each layer stored as one
+    probe_results row. ``context``: preceding tokens fed before each window (default: ``probing.MAX_CONTEXT`` within
+    the model's positions). Returns (ProbeResult, probe id) per layer, in layer order."""
     if concept.endswith(".jsonl"):
         if not Path(concept).is_file():
             raise UsageError(f"concept file {concept} not found; give a .jsonl of {{\"text\", \"spans\"}} lines")
@@ -557,12 +558,16 @@ def probe(cfg: Config, layer: int, concept: str, method: str = "mean_diff", comm
         raise UsageError(f"--method {method!r} is not supported; use mean_diff or adaptive")
     store = open_db(cfg.db)
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
-    space = unit_space(cfg.model_copy(update={"layer": layer}), subject)
-    result = probe_concept(subject, corpus, layer, target, method=method, max_tokens=cfg.tokens or 20_000,
+    wanted = parse_layers(layers, subject.n_layers)
+    if cfg.dictionary is not None and len(wanted) > 1:
+        raise UsageError("a dictionary reads one layer; give --layer N with --units sae:PATH")
+    space = unit_space(cfg.model_copy(update={"layer": wanted[0]}), subject)
+    results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or 20_000,
                            window=cfg.window, seed=cfg.seed, space=space, context=context)
-    probe_id = store.save_probe(command=command, model=cfg.model, model_hash=subject.weights_hash(),
-                                corpus=None if corpus is None else cfg.corpus, result=result)
-    return result, probe_id
+    model_hash = subject.weights_hash()
+    return [(result, store.save_probe(command=command, model=cfg.model, model_hash=model_hash,
+                                      corpus=None if corpus is None else cfg.corpus, result=result))
+            for result in results]
 
 
 # -- dictionaries (SAEs and baselines) ---------------------------------------------------------------------------

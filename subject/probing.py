@@ -5,6 +5,7 @@
     >>> [(r.k, round(r.f1, 3), r.units[:4]) for r in res.results]       # test-split F1 for k = 1, 2, 4, ...
     >>> probe_concept(subject, None, 3, load_span_concept("my_concept.jsonl"), method="adaptive")
     >>> probe_concept(subject, corpus, 8, "comment", space=load_unit_space("runs/l8-sae", 8, subject))  # SAE features
+    >>> [r.best.f1 for r in probe_layers(subject, corpus, range(16), "comment")]  # every layer, one set of passes
 
 **Built-in concepts** (Python source): every character is labelled from Python's ``tokenize`` (and ``ast`` for
 docstrings) over the whole document, then a model token is positive when its character span (the tokenizer's
@@ -206,9 +207,21 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
             max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32,
             space: UnitSpace = NEURONS, context: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
-    labelled documents. Each window is fed after up to ``context`` tokens that precede it in its document (default:
-    ``MAX_CONTEXT``; never more than the model's positions allow, ``context_size``); only the window's own tokens
-    are samples."""
+    labelled documents: ``collect_layers`` for one layer."""
+    xs, y, group = collect_layers(subject, documents, [layer], window, max_tokens, windows_per_document, batch_size,
+                                  space, context)
+    return xs[layer], y, group
+
+
+def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layers: Sequence[int],
+                   window: int = 64, max_tokens: int = 20_000, windows_per_document: int | None = 8,
+                   batch_size: int = 32, space: UnitSpace = NEURONS, context: int | None = None
+                   ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
+    """({layer: X [N, units] float32 activations of ``space``'s units}, y [N] bool labels, group [N] window number)
+    for labelled documents, every layer from the same forward passes. Each window is fed after up to ``context``
+    tokens that precede it in its document (default: ``MAX_CONTEXT``; never more than the model's positions allow,
+    ``context_size``); only the window's own tokens are samples."""
+    layers = sorted(set(layers))
     context = context_size(subject, window, context)
     windows: list[tuple[list[int], np.ndarray, list[int]]] = []  # (window ids, labels, context ids)
     n = 0
@@ -225,25 +238,25 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
             break
     if not windows:
         raise UsageError("no labelled text to probe on; check the corpus or the concept file")
-    xs: list[np.ndarray | None] = [None] * len(windows)
+    xs: dict[int, list[np.ndarray | None]] = {layer: [None] * len(windows) for layer in layers}
 
     def shape(i: int) -> tuple[int, int]:
         return len(windows[i][2]), len(windows[i][0])
 
     order = sorted(range(len(windows)), key=shape)  # equal (context, window) lengths batch together
-    with space.hooks(subject, [layer]) as store:
+    with space.hooks(subject, layers) as store:
         for (_, width), same in groupby(order, key=shape):
             members = list(same)
             fed = [windows[i][2] + windows[i][0] for i in members]
             for b, (_, inputs) in enumerate(batches(subject, fed, batch_size)):
                 run_batch(subject, inputs)
-                acts = space.content(store, layer, inputs, width).numpy()  # the window's positions only
-                for i, a in zip(members[b * batch_size :], acts):
-                    xs[i] = a
-    X = np.concatenate(xs)
+                for layer in layers:
+                    acts = space.content(store, layer, inputs, width).numpy()  # the window's positions only
+                    for i, a in zip(members[b * batch_size :], acts):
+                        xs[layer][i] = a
     y = np.concatenate([labels for _, labels, _ in windows])
     group = np.concatenate([np.full(len(ids), i) for i, (ids, _, _) in enumerate(windows)])
-    return X, y, group
+    return {layer: np.concatenate(x) for layer, x in xs.items()}, y, group
 
 
 # -- probes ----------------------------------------------------------------------------------------------------------
@@ -342,11 +355,25 @@ def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: 
                   space: UnitSpace = NEURONS, context: int | None = None) -> ProbeResult:
     """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
     features) on labelled text and fit k-sparse probes (see the module docstring)."""
-    subject.check_layer(layer)
+    return probe_layers(subject, corpus, [layer], concept, ks, method, max_tokens, window, windows_per_document,
+                        seed, space, context)[0]
+
+
+def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int], concept: str | SpanConcept,
+                 ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = 20_000,
+                 window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
+                 space: UnitSpace = NEURONS, context: int | None = None) -> list[ProbeResult]:
+    """``probe_concept`` for several layers at once: one set of forward passes over the same labelled tokens and
+    the same train/test split, then the probes of each layer; results in increasing layer order."""
+    for layer in layers:
+        subject.check_layer(layer)
     documents = _labelled_documents(corpus, concept)
-    X, y, group = collect(subject, documents, layer, window, max_tokens, windows_per_document, space=space,
-                          context=context)
-    results, facts = fit_probes(X, y, group, ks, method, seed)
+    xs, y, group = collect_layers(subject, documents, layers, window, max_tokens, windows_per_document,
+                                  space=space, context=context)
     name = concept.name if isinstance(concept, SpanConcept) else concept
-    return ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind,
-                       context=context_size(subject, window, context), **facts)
+    out = []
+    for layer, X in xs.items():
+        results, facts = fit_probes(X, y, group, ks, method, seed)
+        out.append(ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind,
+                               context=context_size(subject, window, context), **facts))
+    return out

@@ -71,5 +71,22 @@ def test_probe_command_reports_every_k_and_stores_it(cli, tiny_checkpoints, text
     assert code == 0 and json.loads(out)["context"] == 5
     code, _, err = cli("probe", "--layer", "1", "--concept", "keyword", "--model", model, "--context", "-1")
     assert code == 2 and "--context" in err and len(err.strip().splitlines()) == 1
+
+
+def test_probe_every_layer_in_one_command(cli, tiny_checkpoints, text_corpus, isolated):
+    """--layer all: one JSON line per layer, each equal to probing that layer alone (same tokens, same split)."""
+    model = str(tiny_checkpoints["opt"])
+    args = ("--concept", "keyword", "--model", model, "--corpus", str(text_corpus), "--tokens", "2000")
+    code, out, err = cli("probe", "--layer", "all", *args, "--format", "json")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [x["layer"] for x in lines] == [0, 1, 2]
+    code, alone, _ = cli("probe", "--layer", "2", *args, "--format", "json")
+    assert code == 0 and json.loads(alone)["results"] == lines[2]["results"]
+    assert sqlite_utils.Database(isolated / "autointerp.db")["probe_results"].count == 4
+    code, out, _ = cli("probe", "--layer", "0,2", *args)
+    assert code == 0 and "test F1 by layer and k" in out and "best F1" in out
+    code, _, err = cli("probe", "--layer", "0:9", *args)
+    assert code == 2 and "layers 0..2" in err
     code, _, err = cli("probe", "--layer", "1", "--concept", "poetry", "--model", model)
     assert code == 2 and "unknown concept 'poetry'" in err and "comment" in err

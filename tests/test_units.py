@@ -155,6 +155,8 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
     assert code == 2 and "fitted on layer 1" in err
     code, _, err = cli(*probe, "--layer", "1", "--units", "0:4")
     assert code == 2 and "takes only sae:PATH" in err
+    code, _, err = cli(*probe, "--layer", "all", "--units", "sae:pca1")
+    assert code == 2 and "a dictionary reads one layer" in err
 
 
 def test_sae_train_and_eval_store_their_metrics(cli, tiny_checkpoints, text_corpus, isolated):

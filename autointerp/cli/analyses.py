@@ -72,7 +72,8 @@ def analyze(
 
 @app.command()
 def probe(
-    layer: Annotated[int, Opt(help="0-based layer whose units are probed.")],
+    layer: Annotated[str, Opt(help="Layer(s) whose units are probed: N, N:M, N,M or all (one set of forward "
+                                   "passes for all of them).")],
     concept: Annotated[str, Opt(help="comment, string, docstring, keyword, identifier, number, operator, "
                                      "indent_ge2, or a .jsonl file of {text, spans}.")],
     method: Annotated[str, Opt(help="mean_diff (default) or adaptive (elastic-net thresholding).")] = "mean_diff",
@@ -90,7 +91,7 @@ def probe(
     config: ConfigOpt = None,
     output: FormatOpt = "table",
 ) -> None:
-    """k-sparse probing (Gurnee et al. 2023): precision, recall and F1 for k = 1, 2, 4, ... units."""
+    """k-sparse probing (Gurnee et al. 2023): precision, recall and F1 for k = 1, 2, 4, ... up to every unit."""
     from autointerp.config import load_config
     from autointerp.pipeline import probe as run_probe
 
@@ -98,28 +99,45 @@ def probe(
     units, dictionary = dictionary_units(units, dictionary)
     if units is not None:
         raise UsageError(f"probe ranks every unit of the layer; --units takes only sae:PATH, not {units!r}")
-    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, dictionary=dictionary, device=device,
-                                   db=db))
     if context is not None and context < 0:
         raise UsageError(f"--context {context} must be 0 or more tokens")
-    result, probe_id = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context)
-    rows = [{"k": r.k, "precision": r.precision, "recall": r.recall, "f1": r.f1, "units": list(r.units)}
-            for r in result.results]
-    if output == "json":
-        out.print_json(json.dumps({"concept": result.concept, "layer": result.layer, "kind": result.kind,
-                                   "method": result.method, "context": result.context, "n_train": result.n_train,
-                                   "n_test": result.n_test, "results": rows}))
+    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, dictionary=dictionary, device=device,
+                                   db=db))
+    stored = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context)
+    if output == "json":  # one object per layer, one per line
+        for result, _ in stored:
+            sys.stdout.write(json.dumps({
+                "concept": result.concept, "layer": result.layer, "kind": result.kind, "method": result.method,
+                "context": result.context, "n_train": result.n_train, "n_test": result.n_test,
+                "positive_rate_test": result.positive_rate_test,
+                "results": [{"k": r.k, "precision": r.precision, "recall": r.recall, "f1": r.f1,
+                             "units": list(r.units)} for r in result.results]}) + "\n")
         return
-    of = "" if result.kind == "neuron" else f" ({result.kind} features)"
-    table = Table("k", "precision", "recall", "F1", "units", title=f"{result.concept} at layer {result.layer}{of} "
-                  f"({result.method}; {result.n_train:,} train / {result.n_test:,} test tokens, "
-                  f"{100 * result.positive_rate_test:.1f}% positive; each window after up to {result.context} "
-                  "tokens of context)")
-    for r in rows:
-        units = ", ".join(map(str, r["units"][:8])) + (" ..." if len(r["units"]) > 8 else "")
-        table.add_row(str(r["k"]), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", units)
+    first = stored[0][0]
+    of = "" if first.kind == "neuron" else f" ({first.kind} features)"
+    facts = (f"{first.method}; {first.n_train:,} train / {first.n_test:,} test tokens, "
+             f"{100 * first.positive_rate_test:.1f}% positive; each window after up to {first.context} tokens of "
+             "context")
+    if len(stored) == 1:
+        table = Table("k", "precision", "recall", "F1", "units",
+                      title=f"{first.concept} at layer {first.layer}{of} ({facts})")
+        for r in first.results:
+            shown = ", ".join(map(str, r.units[:8])) + (" ..." if len(r.units) > 8 else "")
+            table.add_row(str(r.k), f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}", shown)
+        out.print(table)
+        out.print(f"best F1 {first.best.f1:.3f} at k={first.best.k}; stored in {cfg.db} (probe {stored[0][1]})")
+        return
+    ks = [r.k for r in first.results]
+    table = Table("layer", *(f"k={k}" for k in ks), "best", "top unit",
+                  title=f"{first.concept}: test F1 by layer and k{of} ({facts})")
+    for result, _ in stored:
+        best = result.best
+        table.add_row(str(result.layer), *(f"{r.f1:.3f}" for r in result.results), f"{best.f1:.3f} (k={best.k})",
+                      str(result.results[0].units[0]))
     out.print(table)
-    out.print(f"best F1 {result.best.f1:.3f} at k={result.best.k}; stored in {cfg.db} (probe {probe_id})")
+    top = max((result for result, _ in stored), key=lambda x: (x.best.f1, -x.best.k))
+    out.print(f"best F1 {top.best.f1:.3f} at layer {top.layer}, k={top.best.k}; {len(stored)} probes stored in "
+              f"{cfg.db}; one layer in detail: autointerp probe --layer {top.layer} --concept {concept}")
 
 
 LENS_COLUMNS = 8  # positions the lens table shows at once
