@@ -42,7 +42,13 @@ from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
-from autointerp.subject.probing import BUILTIN_CONCEPTS, ProbeResult, load_span_concept, probe_layers
+from autointerp.subject.probing import (
+    BUILTIN_CONCEPTS,
+    DEFAULT_TOKENS,
+    ProbeResult,
+    load_span_concept,
+    probe_layers,
+)
 from autointerp.subject.sae import (
     SAETrainConfig,
     SparseAutoencoder,
@@ -562,7 +568,7 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
     if cfg.dictionary is not None and len(wanted) > 1:
         raise UsageError("a dictionary reads one layer; give --layer N with --units sae:PATH")
     space = unit_space(cfg.model_copy(update={"layer": wanted[0]}), subject)
-    results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or 20_000,
+    results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or DEFAULT_TOKENS,
                            window=cfg.window, seed=cfg.seed, space=space, context=context)
     model_hash = subject.weights_hash()
     return [(result, store.save_probe(command=command, model=cfg.model, model_hash=model_hash,

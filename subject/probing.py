@@ -71,6 +71,7 @@ from autointerp.subject.units import NEURONS, UnitSpace
 
 BUILTIN_CONCEPTS = ("comment", "string", "docstring", "keyword", "identifier", "number", "operator", "indent_ge2")
 MAX_CONTEXT = 448  # default cap on the preceding tokens fed before a probed window
+DEFAULT_TOKENS = 100_000  # labelled tokens collected by default: about 200 documents at 8 windows of 64 each
 TRAIN_SHARE = 0.7
 Method = Literal["mean_diff", "adaptive"]
 _PENALTY_DEPRECATED = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
@@ -204,7 +205,7 @@ def context_size(subject: Subject, window: int, context: int | None = None) -> i
 
 
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
-            max_tokens: int = 20_000, windows_per_document: int | None = 8, batch_size: int = 32,
+            max_tokens: int = DEFAULT_TOKENS, windows_per_document: int | None = 8, batch_size: int = 32,
             space: UnitSpace = NEURONS, context: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
     labelled documents: ``collect_layers`` for one layer."""
@@ -214,7 +215,7 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
 
 
 def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layers: Sequence[int],
-                   window: int = 64, max_tokens: int = 20_000, windows_per_document: int | None = 8,
+                   window: int = 64, max_tokens: int = DEFAULT_TOKENS, windows_per_document: int | None = 8,
                    batch_size: int = 32, space: UnitSpace = NEURONS, context: int | None = None
                    ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
     """({layer: X [N, units] float32 activations of ``space``'s units}, y [N] bool labels, group [N] window number)
@@ -350,7 +351,7 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 
 
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
-                  ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = 20_000,
+                  ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
                   window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
                   space: UnitSpace = NEURONS, context: int | None = None) -> ProbeResult:
     """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
@@ -360,7 +361,7 @@ def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: 
 
 
 def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int], concept: str | SpanConcept,
-                 ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = 20_000,
+                 ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
                  window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
                  space: UnitSpace = NEURONS, context: int | None = None) -> list[ProbeResult]:
     """``probe_concept`` for several layers at once: one set of forward passes over the same labelled tokens and

@@ -79,7 +79,7 @@ def probe(
     method: Annotated[str, Opt(help="mean_diff (default) or adaptive (elastic-net thresholding).")] = "mean_diff",
     model: ModelOpt = None,
     corpus: Annotated[Optional[str], Opt(help="Corpus for built-in concepts (default stdlib).")] = None,
-    tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 20000).")] = None,
+    tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 100000).")] = None,
     units: Annotated[Optional[str], Opt(help="sae:PATH to probe a dictionary's features instead of the "
                                              "neurons (every unit is ranked).")] = None,
     dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are "
