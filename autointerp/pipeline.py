@@ -62,7 +62,7 @@ from autointerp.subject.sae import (
 )
 from autointerp.subject.model import load_subject
 from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
-from autointerp.subject.units import NEURONS, UnitSpace, collect_activations, load_unit_space
+from autointerp.subject.units import NEURONS, RESIDUAL, UnitSpace, collect_activations, load_unit_space
 
 class LLMContext:
     """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget
@@ -546,12 +546,13 @@ def analyze(cfg: Config, layers: str, command: str = "",
 
 
 def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", command: str = "",
-          context: int | None = None) -> list[tuple[ProbeResult, str]]:
+          context: int | None = None, residual: bool = False) -> list[tuple[ProbeResult, str]]:
     """k-sparse probes of the units of ``layers`` (``N``, ``N:M``, ``N,M`` or ``all``: the MLP neurons, or the features
     of ``cfg.dictionary``, which belongs to one layer) for a built-in concept (labelled by Python's tokenize on
     ``cfg.corpus``) or a JSONL span-concept file, every layer from one set of forward passes; each layer stored as one
     probe_results row. ``context``: preceding tokens fed before each window (default: ``probing.MAX_CONTEXT`` within
-    the model's positions). Returns (ProbeResult, probe id) per layer, in layer order."""
+    the model's positions). ``residual``: probe the residual stream's coordinates instead (kind ``resid``). Returns
+    (ProbeResult, probe id) per layer, in layer order."""
     if concept.endswith(".jsonl"):
         if not Path(concept).is_file():
             raise UsageError(f"concept file {concept} not found; give a .jsonl of {{\"text\", \"spans\"}} lines")
@@ -567,7 +568,7 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
     wanted = parse_layers(layers, subject.n_layers)
     if cfg.dictionary is not None and len(wanted) > 1:
         raise UsageError("a dictionary reads one layer; give --layer N with --units sae:PATH")
-    space = unit_space(cfg.model_copy(update={"layer": wanted[0]}), subject)
+    space = RESIDUAL if residual else unit_space(cfg.model_copy(update={"layer": wanted[0]}), subject)
     results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or DEFAULT_TOKENS,
                            window=cfg.window, seed=cfg.seed, space=space, context=context)
     model_hash = subject.weights_hash()

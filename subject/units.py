@@ -44,7 +44,9 @@ SITES = ("mlp", "resid")
 
 @dataclass(frozen=True, eq=False)
 class UnitSpace:
-    """The units of a layer: neurons (``dictionary`` None) or a dictionary's features at ``site``."""
+    """The units of a layer: neurons (``dictionary`` None, site ``mlp``), a dictionary's features at ``site``, or
+    the coordinates of the residual stream itself (``RESIDUAL``: no dictionary, site ``resid``; probes read it as the
+    dense ceiling of what any units of the layer can carry)."""
 
     kind: str = "neuron"
     site: Site = "mlp"
@@ -52,11 +54,13 @@ class UnitSpace:
 
     @property
     def family(self) -> str:
-        """"neuron", "sae", "pca", "ica", "random" or "default"."""
+        """"neuron", "resid", "sae", "pca", "ica", "random" or "default"."""
         return self.kind.split(":", 1)[0]
 
     def n_units(self, subject: Subject) -> int:
-        return subject.n_units if self.dictionary is None else self.dictionary.n_features
+        if self.dictionary is not None:
+            return self.dictionary.n_features
+        return subject.d_model if self.site == "resid" else subject.n_units
 
     def identity(self) -> dict[str, Any] | None:
         """What makes these units these units, for the run key (None for neurons: keys of neuron runs stay as they
@@ -93,6 +97,7 @@ class UnitSpace:
 
 
 NEURONS = UnitSpace()
+RESIDUAL = UnitSpace(kind="resid", site="resid")
 
 
 def collect_activations(subject: Subject, windows: Iterable[list[int]], layer: int, site: Site = "resid",

@@ -73,6 +73,22 @@ def test_probe_command_reports_every_k_and_stores_it(cli, tiny_checkpoints, text
     assert code == 2 and "--context" in err and len(err.strip().splitlines()) == 1
 
 
+def test_probe_the_residual_stream(cli, tiny_checkpoints, text_corpus, isolated):
+    """--units resid: one unit per residual dimension after the block, up to the dense read-out of all of them."""
+    model = str(tiny_checkpoints["opt"])
+    width = json.loads((tiny_checkpoints["opt"] / "config.json").read_text())["hidden_size"]
+    args = ("probe", "--layer", "1", "--concept", "keyword", "--model", model, "--corpus", str(text_corpus),
+            "--tokens", "2000")
+    code, out, err = cli(*args, "--units", "resid", "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["kind"] == "resid" and result["results"][-1]["k"] == width
+    assert sorted(result["results"][-1]["units"]) == list(range(width))
+    assert next(sqlite_utils.Database(isolated / "autointerp.db")["probe_results"].rows)["kind"] == "resid"
+    code, _, err = cli(*args, "--units", "resid", "--dictionary", "somewhere")
+    assert code == 2 and "drop --dictionary" in err
+
+
 def test_probe_every_layer_in_one_command(cli, tiny_checkpoints, text_corpus, isolated):
     """--layer all: one JSON line per layer, each equal to probing that layer alone (same tokens, same split)."""
     model = str(tiny_checkpoints["opt"])

@@ -154,7 +154,7 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
     code, _, err = cli(*probe, "--layer", "2", "--dictionary", "pca1")
     assert code == 2 and "fitted on layer 1" in err
     code, _, err = cli(*probe, "--layer", "1", "--units", "0:4")
-    assert code == 2 and "takes only sae:PATH" in err
+    assert code == 2 and "takes only sae:PATH or resid" in err
     code, _, err = cli(*probe, "--layer", "all", "--units", "sae:pca1")
     assert code == 2 and "a dictionary reads one layer" in err
 

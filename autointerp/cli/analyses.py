@@ -81,7 +81,8 @@ def probe(
     corpus: Annotated[Optional[str], Opt(help="Corpus for built-in concepts (default stdlib).")] = None,
     tokens: Annotated[Optional[int], Opt(help="Labelled tokens to collect (default 100000).")] = None,
     units: Annotated[Optional[str], Opt(help="sae:PATH to probe a dictionary's features instead of the "
-                                             "neurons (every unit is ranked).")] = None,
+                                             "neurons, or resid for the residual stream's coordinates (the dense "
+                                             "ceiling); every unit is ranked.")] = None,
     dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are "
                                                   "probed; the same as --units sae:PATH.")] = None,
     context: Annotated[Optional[int], Opt(help="Tokens of the text before each window fed with it (default 448, "
@@ -97,13 +98,16 @@ def probe(
 
     check_format(output, ("table", "json"))
     units, dictionary = dictionary_units(units, dictionary)
-    if units is not None:
-        raise UsageError(f"probe ranks every unit of the layer; --units takes only sae:PATH, not {units!r}")
+    residual = units == "resid"
+    if residual and dictionary is not None:
+        raise UsageError("--units resid probes the residual stream itself; drop --dictionary")
+    if units is not None and not residual:
+        raise UsageError(f"probe ranks every unit of the layer; --units takes only sae:PATH or resid, not {units!r}")
     if context is not None and context < 0:
         raise UsageError(f"--context {context} must be 0 or more tokens")
     cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, dictionary=dictionary, device=device,
                                    db=db))
-    stored = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context)
+    stored = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context, residual=residual)
     if output == "json":  # one object per layer, one per line
         for result, _ in stored:
             sys.stdout.write(json.dumps({
@@ -114,7 +118,7 @@ def probe(
                              "units": list(r.units)} for r in result.results]}) + "\n")
         return
     first = stored[0][0]
-    of = "" if first.kind == "neuron" else f" ({first.kind} features)"
+    of = {"neuron": "", "resid": " (residual stream)"}.get(first.kind, f" ({first.kind} features)")
     facts = (f"{first.method}; {first.n_train:,} train / {first.n_test:,} test tokens, "
              f"{100 * first.positive_rate_test:.1f}% positive; each window after up to {first.context} tokens of "
              "context")
