@@ -72,6 +72,7 @@ from autointerp.subject.units import NEURONS, UnitSpace
 BUILTIN_CONCEPTS = ("comment", "string", "docstring", "keyword", "identifier", "number", "operator", "indent_ge2")
 MAX_CONTEXT = 448  # default cap on the preceding tokens fed before a probed window
 DEFAULT_TOKENS = 100_000  # labelled tokens collected by default: about 200 documents at 8 windows of 64 each
+WINDOWS_PER_DOCUMENT = 8  # the first windows of each document taken by default
 TRAIN_SHARE = 0.7
 Method = Literal["mean_diff", "adaptive"]
 _PENALTY_DEPRECATED = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
@@ -180,7 +181,9 @@ def load_span_concept(path: str | Path, name: str | None = None) -> SpanConcept:
     return SpanConcept(name or path.stem, tuple(docs))
 
 
-def _labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> Iterator[tuple[str, np.ndarray]]:
+def labelled_documents(corpus: Corpus | None, concept: str | SpanConcept) -> Iterator[tuple[str, np.ndarray]]:
+    """(text, [len(text)] bool character labels) of every document of a span concept, or of every corpus document
+    that parses as Python for a built-in one."""
     if isinstance(concept, SpanConcept):
         for text, spans in concept.documents:
             yield text, span_char_labels(text, spans)
@@ -205,8 +208,9 @@ def context_size(subject: Subject, window: int, context: int | None = None) -> i
 
 
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
-            max_tokens: int = DEFAULT_TOKENS, windows_per_document: int | None = 8, batch_size: int = 32,
-            space: UnitSpace = NEURONS, context: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            max_tokens: int = DEFAULT_TOKENS, windows_per_document: int | None = WINDOWS_PER_DOCUMENT,
+            batch_size: int = 32, space: UnitSpace = NEURONS, context: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
     labelled documents: ``collect_layers`` for one layer."""
     xs, y, group = collect_layers(subject, documents, [layer], window, max_tokens, windows_per_document, batch_size,
@@ -215,8 +219,9 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
 
 
 def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layers: Sequence[int],
-                   window: int = 64, max_tokens: int = DEFAULT_TOKENS, windows_per_document: int | None = 8,
-                   batch_size: int = 32, space: UnitSpace = NEURONS, context: int | None = None
+                   window: int = 64, max_tokens: int = DEFAULT_TOKENS,
+                   windows_per_document: int | None = WINDOWS_PER_DOCUMENT, batch_size: int = 32,
+                   space: UnitSpace = NEURONS, context: int | None = None
                    ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
     """({layer: X [N, units] float32 activations of ``space``'s units}, y [N] bool labels, group [N] window number)
     for labelled documents, every layer from the same forward passes. Each window is fed after up to ``context``
@@ -352,7 +357,7 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
                   ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
-                  window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
+                  window: int = 64, windows_per_document: int | None = WINDOWS_PER_DOCUMENT, seed: int = 0,
                   space: UnitSpace = NEURONS, context: int | None = None) -> ProbeResult:
     """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
     features) on labelled text and fit k-sparse probes (see the module docstring)."""
@@ -362,13 +367,13 @@ def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: 
 
 def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int], concept: str | SpanConcept,
                  ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
-                 window: int = 64, windows_per_document: int | None = 8, seed: int = 0,
+                 window: int = 64, windows_per_document: int | None = WINDOWS_PER_DOCUMENT, seed: int = 0,
                  space: UnitSpace = NEURONS, context: int | None = None) -> list[ProbeResult]:
     """``probe_concept`` for several layers at once: one set of forward passes over the same labelled tokens and
     the same train/test split, then the probes of each layer; results in increasing layer order."""
     for layer in layers:
         subject.check_layer(layer)
-    documents = _labelled_documents(corpus, concept)
+    documents = labelled_documents(corpus, concept)
     xs, y, group = collect_layers(subject, documents, layers, window, max_tokens, windows_per_document,
                                   space=space, context=context)
     name = concept.name if isinstance(concept, SpanConcept) else concept
