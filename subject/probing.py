@@ -1,4 +1,4 @@
-"""k-sparse probing of one layer's units for a concept (METHODS.md §6, Gurnee et al. 2023).
+"""k-sparse probing of a layer's units for a concept (METHODS.md §6, Gurnee et al. 2023).
 
     >>> from autointerp.subject.probing import probe_concept, load_span_concept
     >>> res = probe_concept(subject, open_corpus("stdlib"), layer=3, concept="string")
@@ -26,17 +26,19 @@ tail is kept, so short user texts count). A window is fed as [BOS] + context + w
 ``context`` tokens that precede it in its document (default: as many as the model's positions leave room for, at
 most ``MAX_CONTEXT``; fewer at the start of a document): whether a token is inside a comment or a string depends on
 text before it, sometimes far before it (a long docstring), which a window cut from the middle of a file would
-otherwise hide. Only the window's tokens are samples; the BOS and the
-context never are. At most ``windows_per_document`` windows (the first ones; None: all) are taken from each document,
+otherwise hide. Only the window's tokens are samples; the BOS and the context never are. At most
+``windows_per_document`` windows (``WINDOWS_PER_DOCUMENT``, the first ones; None: all) are taken from each document,
 so that a few long files cannot make the whole sample, and windows are read in corpus order until exactly
-``max_tokens`` tokens are collected (the last window is cut short): the cap keeps the [tokens, units] matrix and the
-fits small on CPU. Windows are split 70/30 into train/test at random (seeded): no window has tokens on both sides.
+``max_tokens`` tokens (``DEFAULT_TOKENS``) are collected (the last window is cut short): the cap keeps the [tokens,
+units] matrix and the fits small on CPU. Windows are split 70/30 into train/test at random (seeded): no window has
+tokens on both sides. ``probe_layers`` reads several layers from the same forward passes, so every layer is probed
+on the same tokens with the same split.
 
 **Probes.** Units are ranked on the train split by |mean(x | y=1) - mean(x | y=0)| of their raw activations.
 The sizes k are 1, 2, 4, 8, ... and, last, every unit of the layer (``default_ks``): the dense probe is the ceiling
 that the sparse ones are read against. ``method="mean_diff"``: for each k, an L2 logistic regression (C=1) on the
-k top-ranked units. ``"adaptive"``
-(adaptive thresholding): start from the max(ks) top-ranked units; for k from large to small, fit an elastic-net
+k top-ranked units. ``"adaptive"`` (adaptive thresholding): start from the max(ks) top-ranked units; for k from
+large to small, fit an elastic-net
 logistic regression (l1_ratio 0.9, C=0.1) on the current support and keep its k largest |coefficients| as the next
 support; each support is then scored with the same L2 probe. Features are standardised with train statistics.
 Precision, recall and F1 of the positive class are on the test split (0 where undefined).
