@@ -38,9 +38,9 @@ on the same tokens with the same split.
 The sizes k are 1, 2, 4, 8, ... and, last, every unit of the layer (``default_ks``): the dense probe is the ceiling
 that the sparse ones are read against. ``method="mean_diff"``: for each k, an L2 logistic regression (C=1) on the
 k top-ranked units. ``"adaptive"`` (adaptive thresholding): start from the max(ks) top-ranked units; for k from
-large to small, fit an elastic-net
-logistic regression (l1_ratio 0.9, C=0.1) on the current support and keep its k largest |coefficients| as the next
-support; each support is then scored with the same L2 probe. Features are standardised with train statistics.
+large to small, fit an elastic-net logistic regression (l1_ratio 0.9, C=0.1) on the current support and keep its
+k largest |coefficients| as the next support; each support is then scored with the same L2 probe. Features are
+standardised with train statistics.
 Precision, recall and F1 of the positive class are on the test split (0 where undefined).
 """
 
