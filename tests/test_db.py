@@ -69,7 +69,7 @@ EXPECTED_TABLES = {
     "probe_results": {
         "id": str, "created_at": str, "command": str, "model": str, "model_hash": str, "corpus": str, "layer": int,
         "concept": str, "method": str, "n_train": int, "n_test": int, "best_k": int, "best_f1": float, "results": str,
-        "kind": str,
+        "kind": str, "context": int,
     },
     "dictionary_evals": {
         "id": str, "created_at": str, "command": str, "path": str, "kind": str, "family": str, "model": str,
@@ -171,7 +171,7 @@ def test_reopen_applies_nothing_new(tmp_path):
     with open_db(tmp_path / "a.db") as s:
         assert list(s.db.table("_sqlite_migrations").rows) == first
     assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
-                                          "m005_dictionaries", "m006_probe_kind"]
+                                          "m005_dictionaries", "m006_probe_kind", "m007_probe_context"]
 
 
 def test_a_file_from_a_newer_autointerp_is_refused(tmp_path):
