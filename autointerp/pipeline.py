@@ -546,13 +546,14 @@ def analyze(cfg: Config, layers: str, command: str = "",
 
 
 def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", command: str = "",
-          context: int | None = None, residual: bool = False) -> list[tuple[ProbeResult, str]]:
+          context: int | None = None, residual: bool = False,
+          on_progress: Callable[[str, int], None] | None = None) -> list[tuple[ProbeResult, str]]:
     """k-sparse probes of the units of ``layers`` (``N``, ``N:M``, ``N,M`` or ``all``: the MLP neurons, or the features
     of ``cfg.dictionary``, which belongs to one layer) for a built-in concept (labelled by Python's tokenize on
     ``cfg.corpus``) or a JSONL span-concept file, every layer from one set of forward passes; each layer stored as one
     probe_results row. ``context``: preceding tokens fed before each window (default: ``probing.MAX_CONTEXT`` within
     the model's positions). ``residual``: probe the residual stream's coordinates instead (kind ``resid``). Returns
-    (ProbeResult, probe id) per layer, in layer order."""
+    (ProbeResult, probe id) per layer, in layer order; ``on_progress`` as in ``probing.probe_layers``."""
     if concept.endswith(".jsonl"):
         if not Path(concept).is_file():
             raise UsageError(f"concept file {concept} not found; give a .jsonl of {{\"text\", \"spans\"}} lines")
@@ -570,7 +571,7 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
         raise UsageError("a dictionary reads one layer; give --layer N with --units sae:PATH")
     space = RESIDUAL if residual else unit_space(cfg.model_copy(update={"layer": wanted[0]}), subject)
     results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or DEFAULT_TOKENS,
-                           window=cfg.window, seed=cfg.seed, space=space, context=context)
+                           window=cfg.window, seed=cfg.seed, space=space, context=context, on_progress=on_progress)
     model_hash = subject.weights_hash()
     return [(result, store.save_probe(command=command, model=cfg.model, model_hash=model_hash,
                                       corpus=None if corpus is None else cfg.corpus, result=result))

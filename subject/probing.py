@@ -51,7 +51,7 @@ import io
 import json
 import keyword
 import tokenize
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -223,12 +223,14 @@ def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer
 def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layers: Sequence[int],
                    window: int = 64, max_tokens: int = DEFAULT_TOKENS,
                    windows_per_document: int | None = WINDOWS_PER_DOCUMENT, batch_size: int = 32,
-                   space: UnitSpace = NEURONS, context: int | None = None
+                   space: UnitSpace = NEURONS, context: int | None = None,
+                   on_tokens: Callable[[int], None] | None = None
                    ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
     """({layer: X [N, units] float32 activations of ``space``'s units}, y [N] bool labels, group [N] window number)
     for labelled documents, every layer from the same forward passes. Each window is fed after up to ``context``
     tokens that precede it in its document (default: ``MAX_CONTEXT``; never more than the model's positions allow,
-    ``context_size``); only the window's own tokens are samples."""
+    ``context_size``); only the window's own tokens are samples. ``on_tokens(n)`` is called after each batch with
+    the samples it added."""
     layers = sorted(set(layers))
     context = context_size(subject, window, context)
     windows: list[tuple[list[int], np.ndarray, list[int]]] = []  # (window ids, labels, context ids)
@@ -262,6 +264,8 @@ def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]]
                     acts = space.content(store, layer, inputs, width).numpy()  # the window's positions only
                     for i, a in zip(members[b * batch_size :], acts):
                         xs[layer][i] = a
+                if on_tokens is not None:
+                    on_tokens(width * len(inputs))
     y = np.concatenate([labels for _, labels, _ in windows])
     group = np.concatenate([np.full(len(ids), i) for i, (ids, _, _) in enumerate(windows)])
     return {layer: np.concatenate(x) for layer, x in xs.items()}, y, group
@@ -370,18 +374,24 @@ def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: 
 def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int], concept: str | SpanConcept,
                  ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
                  window: int = 64, windows_per_document: int | None = WINDOWS_PER_DOCUMENT, seed: int = 0,
-                 space: UnitSpace = NEURONS, context: int | None = None) -> list[ProbeResult]:
+                 space: UnitSpace = NEURONS, context: int | None = None,
+                 on_progress: Callable[[str, int], None] | None = None) -> list[ProbeResult]:
     """``probe_concept`` for several layers at once: one set of forward passes over the same labelled tokens and
-    the same train/test split, then the probes of each layer; results in increasing layer order."""
+    the same train/test split, then the probes of each layer; results in increasing layer order. ``on_progress``
+    hears ("tokens", n) as samples are collected, then ("layers", count) once and ("layer", layer) as each layer's
+    probes are fitted."""
     for layer in layers:
         subject.check_layer(layer)
+    report = on_progress or (lambda event, n: None)
     documents = labelled_documents(corpus, concept)
     xs, y, group = collect_layers(subject, documents, layers, window, max_tokens, windows_per_document,
-                                  space=space, context=context)
+                                  space=space, context=context, on_tokens=lambda n: report("tokens", n))
     name = concept.name if isinstance(concept, SpanConcept) else concept
+    report("layers", len(xs))
     out = []
     for layer, X in xs.items():
         results, facts = fit_probes(X, y, group, ks, method, seed)
         out.append(ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind,
                                context=context_size(subject, window, context), **facts))
+        report("layer", layer)
     return out

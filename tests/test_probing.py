@@ -147,6 +147,20 @@ def test_builtin_concept_end_to_end_on_a_random_model(tiny_checkpoints, text_cor
         probe_concept(subject, open_corpus(str(text_corpus)), 1, "colour")
 
 
+def test_probe_layers_reports_progress_and_matches_one_layer(tiny_checkpoints, text_corpus):
+    from autointerp.subject.probing import probe_layers
+
+    subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
+    events = []
+    both = probe_layers(subject, open_corpus(str(text_corpus)), [2, 0], "string", ks=(1, 4), max_tokens=1500,
+                        window=32, on_progress=lambda event, n: events.append((event, n)))
+    assert [r.layer for r in both] == [0, 2]
+    assert sum(n for e, n in events if e == "tokens") == both[0].n_train + both[0].n_test > 0
+    assert [x for x in events if x[0] != "tokens"] == [("layers", 2), ("layer", 0), ("layer", 2)]
+    alone = probe_concept(subject, open_corpus(str(text_corpus)), 2, "string", ks=(1, 4), max_tokens=1500, window=32)
+    assert alone == both[1]
+
+
 def test_windows_are_probed_after_their_context(tiny_checkpoints, text_corpus):
     """Each window is fed after the tokens before it in its document; only the window's tokens are samples, and
     their activations are those of one forward pass over [BOS] + context + window."""

@@ -22,6 +22,7 @@ from autointerp.cli.app import (
     app,
     capture_progress,
     check_format,
+    probe_progress,
     dictionary_units,
     out,
 )
@@ -95,6 +96,7 @@ def probe(
     """k-sparse probing (Gurnee et al. 2023): precision, recall and F1 for k = 1, 2, 4, ... up to every unit."""
     from autointerp.config import load_config
     from autointerp.pipeline import probe as run_probe
+    from autointerp.subject.probing import DEFAULT_TOKENS
 
     check_format(output, ("table", "json"))
     units, dictionary = dictionary_units(units, dictionary)
@@ -107,7 +109,10 @@ def probe(
         raise UsageError(f"--context {context} must be 0 or more tokens")
     cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, dictionary=dictionary, device=device,
                                    db=db))
-    stored = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context, residual=residual)
+    progress, on_progress = probe_progress(cfg.tokens or DEFAULT_TOKENS)
+    with progress:
+        stored = run_probe(cfg, layer, concept, method, " ".join(sys.argv), context=context, residual=residual,
+                           on_progress=on_progress)
     if output == "json":  # one object per layer, one per line
         for result, _ in stored:
             sys.stdout.write(json.dumps({
@@ -132,12 +137,16 @@ def probe(
         out.print(f"best F1 {first.best.f1:.3f} at k={first.best.k}; stored in {cfg.db} (probe {stored[0][1]})")
         return
     ks = [r.k for r in first.results]
-    table = Table("layer", *(f"k={k}" for k in ks), "best", "top unit",
+    shown = list(range(len(ks)))
+    if out.width < 8 * len(ks) + 40:  # a narrow terminal: every other k, and always the dense probe
+        shown = sorted(set(shown[::2]) | {len(ks) - 1})
+    caption = None if len(shown) == len(ks) else "other k: --format json, or one layer with --layer N"
+    table = Table("layer", *(f"k={ks[i]}" for i in shown), "best", "top unit", caption=caption,
                   title=f"{first.concept}: test F1 by layer and k{of} ({facts})")
     for result, _ in stored:
         best = result.best
-        table.add_row(str(result.layer), *(f"{r.f1:.3f}" for r in result.results), f"{best.f1:.3f} (k={best.k})",
-                      str(result.results[0].units[0]))
+        table.add_row(str(result.layer), *(f"{result.results[i].f1:.3f}" for i in shown),
+                      f"{best.f1:.3f} (k={best.k})", str(result.results[0].units[0]))
     out.print(table)
     top = max((result for result, _ in stored), key=lambda x: (x.best.f1, -x.best.k))
     out.print(f"best F1 {top.best.f1:.3f} at layer {top.layer}, k={top.best.k}; {len(stored)} probes stored in "

@@ -65,6 +65,28 @@ def capture_progress():
     return progress, on_capture_start
 
 
+def probe_progress(total_tokens: int):
+    """A transient progress display on stderr and the ``on_progress`` hook of ``pipeline.probe``: labelled tokens
+    collected, then layers whose probes are fitted."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=True)
+    tasks: dict[str, int] = {}
+
+    def on_progress(event: str, n: int) -> None:
+        if event == "tokens":
+            if "tokens" not in tasks:
+                tasks["tokens"] = progress.add_task("collect (labelled tokens)", total=total_tokens)
+            progress.advance(tasks["tokens"], n)
+        elif event == "layers":
+            if "tokens" in tasks:
+                progress.update(tasks["tokens"], visible=False)
+            tasks["layers"] = progress.add_task("fit probes (layers)", total=n)
+        elif event == "layer":
+            progress.advance(tasks["layers"], 1)
+
+    return progress, on_progress
+
+
 def fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
