@@ -15,21 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from commands import autointerp
+
 FAMILIES = ("sae", "pca", "ica", "random", "default")
-
-
-def autointerp(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "autointerp.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"})
-    if done.returncode:
-        sys.exit(f"autointerp {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-    return done.stdout
 
 
 def main() -> None:

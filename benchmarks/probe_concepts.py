@@ -17,21 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def autointerp(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "autointerp.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"})
-    if done.returncode:
-        sys.exit(f"autointerp {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
-    return done.stdout
+from commands import autointerp
 
 
 def probe(concept: str, layer: str, common: list[str], *extra: str) -> list[dict]:
@@ -89,8 +79,9 @@ def string_limits(model: str, layer: int, tokens: int, corpus: str) -> None:
     print(f"  string tokens whose literal opened before the fed text: {100 * (~in_view[y]).mean():.1f}%")
     for name, part in (("in view", in_view), ("out of view", ~in_view)):
         mask = test & y & part
+        recall = f"{pred[mask].mean():.3f}" if mask.any() else "n/a"
         print(f"  dense residual probe, recall on test string tokens with the opening quote {name}: "
-              f"{pred[mask].mean():.3f} ({mask.sum():,} tokens)")
+              f"{recall} ({mask.sum():,} tokens)")
     print(f"  false-positive rate on test tokens outside strings: {pred[test & ~y].mean():.3f}")
 
 
