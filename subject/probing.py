@@ -248,7 +248,9 @@ def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]]
             break
     if not windows:
         raise UsageError("no labelled text to probe on; check the corpus or the concept file")
-    xs: dict[int, list[np.ndarray | None]] = {layer: [None] * len(windows) for layer in layers}
+    starts = np.concatenate([[0], np.cumsum([len(ids) for ids, _, _ in windows])])  # each window's first row
+    n_units = space.n_units(subject)
+    xs = {layer: np.empty((int(starts[-1]), n_units), dtype=np.float32) for layer in layers}  # filled in place
 
     def shape(i: int) -> tuple[int, int]:
         return len(windows[i][2]), len(windows[i][0])
@@ -263,12 +265,12 @@ def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]]
                 for layer in layers:
                     acts = space.content(store, layer, inputs, width).numpy()  # the window's positions only
                     for i, a in zip(members[b * batch_size :], acts):
-                        xs[layer][i] = a
+                        xs[layer][starts[i] : starts[i + 1]] = a
                 if on_tokens is not None:
                     on_tokens(width * len(inputs))
     y = np.concatenate([labels for _, labels, _ in windows])
     group = np.concatenate([np.full(len(ids), i) for i, (ids, _, _) in enumerate(windows)])
-    return {layer: np.concatenate(x) for layer, x in xs.items()}, y, group
+    return xs, y, group
 
 
 # -- probes ----------------------------------------------------------------------------------------------------------
