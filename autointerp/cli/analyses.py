@@ -22,9 +22,9 @@ from autointerp.cli.app import (
     app,
     capture_progress,
     check_format,
-    probe_progress,
     dictionary_units,
     out,
+    probe_progress,
 )
 from autointerp.errors import UsageError
 
