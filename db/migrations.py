@@ -5,7 +5,8 @@
     >>> db = sqlite_utils.Database(memory=True)
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]
-    ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind']
+    ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind',
+     'm007_probe_context']
 
 The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
 

@@ -174,6 +174,23 @@ def test_reopen_applies_nothing_new(tmp_path):
                                           "m005_dictionaries", "m006_probe_kind", "m007_probe_context"]
 
 
+def test_a_file_from_before_m007_keeps_its_probe_rows(tmp_path):
+    """An older file gains probe_results.context on open; its rows keep their values, with context unknown."""
+    import sqlite_utils
+
+    from autointerp.db.migrations import migrations
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m007_probe_context")
+    row = dict(id="p1", created_at="2026-11-21T00:00:00Z", command="autointerp probe", model="bundled",
+               model_hash="h", corpus="stdlib", layer=8, kind="neuron", concept="comment", method="mean_diff",
+               n_train=70, n_test=30, best_k=64, best_f1=0.657, results="[]")
+    db["probe_results"].insert(row)
+    db.close()
+    with open_db(tmp_path / "old.db") as s:
+        assert s.db["probe_results"].get("p1") == {**row, "context": None}
+
+
 def test_a_file_from_a_newer_autointerp_is_refused(tmp_path):
     with open_db(tmp_path / "a.db") as s:
         s.db.table("_sqlite_migrations").insert(
