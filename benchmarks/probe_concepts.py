@@ -46,6 +46,7 @@ def string_limits(model: str, layer: int, tokens: int, corpus: str) -> None:
         WINDOWS_PER_DOCUMENT,
         collect,
         context_size,
+        cut_windows,
         labelled_documents,
         split_by_window,
         token_labels,
@@ -56,20 +57,16 @@ def string_limits(model: str, layer: int, tokens: int, corpus: str) -> None:
     window, context = 64, context_size(subject, 64)
     docs = list(labelled_documents(open_corpus(corpus), "string"))
     X, y, group = collect(subject, iter(docs), layer, window, tokens, space=RESIDUAL)
-    in_view, n = [], 0  # per sampled token, in collect's order: is its literal's first token within the fed text?
-    for text, chars in docs:
-        ids, labels = token_labels(subject.tokenizer, text, chars)
-        opened = np.zeros(len(ids), dtype=np.int64)  # index of the first token of the positive run holding each token
-        for i in range(1, len(ids)):
-            opened[i] = opened[i - 1] if labels[i] and labels[i - 1] else i
-        for start in list(range(0, len(ids), window))[:WINDOWS_PER_DOCUMENT]:
-            end = min(start + window, len(ids), start + tokens - n)
-            in_view.extend(opened[start:end] >= max(0, start - context))
-            n += end - start
-            if n == tokens:
-                break
-        if n == tokens:
-            break
+    opened: dict[int, np.ndarray] = {}  # per document: the index of the first token of the run holding each token
+    in_view = []  # per sampled token, in collect's order: is its literal's first token within the fed text?
+    for w in cut_windows(subject.tokenizer, iter(docs), window, tokens, WINDOWS_PER_DOCUMENT, context):
+        if w.doc not in opened:
+            _, labels = token_labels(subject.tokenizer, *docs[w.doc])
+            run = np.arange(len(labels))
+            for i in range(1, len(labels)):
+                run[i] = run[i - 1] if labels[i] and labels[i - 1] else i
+            opened[w.doc] = run
+        in_view.extend(opened[w.doc][w.start : w.start + len(w.ids)] >= w.start - len(w.context))
     in_view = np.asarray(in_view)
     train = split_by_window(group)
     scaler = StandardScaler().fit(X[train])

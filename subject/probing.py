@@ -205,8 +205,39 @@ def context_size(subject: Subject, window: int, context: int | None = None) -> i
     """Preceding tokens fed before each probed window: ``context`` (default ``MAX_CONTEXT``), or fewer when the
     model's positions (BOS + context + window) run out."""
     context = MAX_CONTEXT if context is None else context
-    room = context if subject.max_positions is None else subject.max_positions - 1 - window  # the BOS takes one
-    return max(0, min(context, room))
+    if subject.max_positions is not None:
+        context = min(context, subject.max_positions - 1 - window)  # the BOS takes one position
+    return max(0, context)
+
+
+@dataclass(frozen=True)
+class ProbeWindow:
+    """One sampled window: its token ids and labels, the ids fed before it, and where it sits in its document
+    (``doc``: the document's number among those given; ``start``: its first token's index in that document)."""
+
+    ids: list[int]
+    labels: np.ndarray
+    context: list[int]
+    doc: int
+    start: int
+
+
+def cut_windows(tokenizer, documents: Iterable[tuple[str, np.ndarray]], window: int, max_tokens: int,
+                windows_per_document: int | None, context: int) -> list[ProbeWindow]:
+    """The windows the probes sample, in corpus order (see the module docstring's **Data**); ``context`` is already
+    the number of preceding tokens to feed (``context_size``)."""
+    windows, n = [], 0
+    for doc, (text, char_labels) in enumerate(documents):
+        ids, labels = token_labels(tokenizer, text, char_labels)
+        starts = range(0, len(ids), window)
+        for start in starts if windows_per_document is None else starts[:windows_per_document]:
+            end = min(start + window, len(ids), start + max_tokens - n)
+            windows.append(ProbeWindow(ids[start:end], labels[start:end], ids[max(0, start - context) : start], doc,
+                                       start))
+            n += end - start
+            if n == max_tokens:
+                return windows
+    return windows
 
 
 def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
@@ -232,34 +263,22 @@ def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]]
     ``context_size``); only the window's own tokens are samples. ``on_tokens(n)`` is called after each batch with
     the samples it added."""
     layers = sorted(set(layers))
-    context = context_size(subject, window, context)
-    windows: list[tuple[list[int], np.ndarray, list[int]]] = []  # (window ids, labels, context ids)
-    n = 0
-    for text, char_labels in documents:
-        ids, labels = token_labels(subject.tokenizer, text, char_labels)
-        starts = range(0, len(ids), window)
-        for start in starts if windows_per_document is None else starts[:windows_per_document]:
-            end = min(start + window, len(ids), start + max_tokens - n)
-            windows.append((ids[start:end], labels[start:end], ids[max(0, start - context) : start]))
-            n += end - start
-            if n == max_tokens:
-                break
-        if n == max_tokens:
-            break
+    windows = cut_windows(subject.tokenizer, documents, window, max_tokens, windows_per_document,
+                          context_size(subject, window, context))
     if not windows:
         raise UsageError("no labelled text to probe on; check the corpus or the concept file")
-    starts = np.concatenate([[0], np.cumsum([len(ids) for ids, _, _ in windows])])  # each window's first row
+    starts = np.concatenate([[0], np.cumsum([len(w.ids) for w in windows])])  # each window's first row
     n_units = space.n_units(subject)
     xs = {layer: np.empty((int(starts[-1]), n_units), dtype=np.float32) for layer in layers}  # filled in place
 
     def shape(i: int) -> tuple[int, int]:
-        return len(windows[i][2]), len(windows[i][0])
+        return len(windows[i].context), len(windows[i].ids)
 
     order = sorted(range(len(windows)), key=shape)  # equal (context, window) lengths batch together
     with space.hooks(subject, layers) as store:
         for (_, width), same in groupby(order, key=shape):
             members = list(same)
-            fed = [windows[i][2] + windows[i][0] for i in members]
+            fed = [windows[i].context + windows[i].ids for i in members]
             for b, (_, inputs) in enumerate(batches(subject, fed, batch_size)):
                 run_batch(subject, inputs)
                 for layer in layers:
@@ -268,8 +287,8 @@ def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]]
                         xs[layer][starts[i] : starts[i + 1]] = a
                 if on_tokens is not None:
                     on_tokens(width * len(inputs))
-    y = np.concatenate([labels for _, labels, _ in windows])
-    group = np.concatenate([np.full(len(ids), i) for i, (ids, _, _) in enumerate(windows)])
+    y = np.concatenate([w.labels for w in windows])
+    group = np.concatenate([np.full(len(w.ids), i) for i, w in enumerate(windows)])
     return xs, y, group
 
 
@@ -389,11 +408,12 @@ def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int],
     xs, y, group = collect_layers(subject, documents, layers, window, max_tokens, windows_per_document,
                                   space=space, context=context, on_tokens=lambda n: report("tokens", n))
     name = concept.name if isinstance(concept, SpanConcept) else concept
+    fed = context_size(subject, window, context)
     report("layers", len(xs))
     out = []
     for layer, X in xs.items():
         results, facts = fit_probes(X, y, group, ks, method, seed)
         out.append(ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind,
-                               context=context_size(subject, window, context), **facts))
+                               context=fed, **facts))
         report("layer", layer)
     return out
