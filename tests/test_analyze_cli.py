@@ -57,12 +57,12 @@ def test_probe_command_reports_every_k_and_stores_it(cli, tiny_checkpoints, text
                          str(text_corpus), "--tokens", "3000", "--format", "json")
     assert code == 0, err
     result = json.loads(out)
-    n_units = json.loads((tiny_checkpoints["opt"] / "config.json").read_text())["ffn_dim"]
+    config = json.loads((tiny_checkpoints["opt"] / "config.json").read_text())
+    n_units = config["ffn_dim"]
     assert result["concept"] == "keyword" and [r["k"] for r in result["results"]] == \
         [2**i for i in range(n_units.bit_length()) if 2**i < n_units] + [n_units]  # up to the dense probe
     assert all(0 <= r["f1"] <= 1 and len(r["units"]) == r["k"] for r in result["results"])
-    positions = json.loads((tiny_checkpoints["opt"] / "config.json").read_text())["max_position_embeddings"]
-    assert result["context"] == min(448, positions - 1 - 64)
+    assert result["context"] == min(448, config["max_position_embeddings"] - 1 - 64)
     row = next(sqlite_utils.Database(isolated / "autointerp.db")["probe_results"].rows)
     assert row["concept"] == "keyword" and row["best_f1"] == max(r["f1"] for r in result["results"])
     assert row["context"] == result["context"]

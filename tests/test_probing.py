@@ -161,6 +161,17 @@ def test_probe_layers_reports_progress_and_matches_one_layer(tiny_checkpoints, t
     assert alone == both[1]
 
 
+def test_cut_windows_say_where_each_window_sits(tokenizer, text_corpus):
+    from autointerp.subject.probing import cut_windows
+
+    docs = [(d.text, np.zeros(len(d.text), dtype=bool)) for d in open_corpus(str(text_corpus)).documents()]
+    windows = cut_windows(tokenizer, docs, 16, 100, 3, context=5)
+    assert sum(len(w.ids) for w in windows) == 100 and [w.start for w in windows[:3]] == [0, 16, 32]
+    for w in windows:
+        ids = tokenizer(docs[w.doc][0], add_special_tokens=False)["input_ids"]
+        assert w.ids == ids[w.start : w.start + len(w.ids)] and w.context == ids[max(0, w.start - 5) : w.start]
+
+
 def test_windows_are_probed_after_their_context(tiny_checkpoints, text_corpus):
     """Each window is fed after the tokens before it in its document; only the window's tokens are samples, and
     their activations are those of one forward pass over [BOS] + context + window."""
