@@ -1,6 +1,6 @@
 """The Explainer interface. Baseline, LLM agent and test fakes all implement it; the pipeline only sees this.
 
-    explanation = await explainer.explain(record)     # record: autointerp.records.UnitRecord
+    explanation = await explainer.explain(record)     # record: autointerp.subject.records.UnitRecord
     explanation.text, explanation.status               # "done" | "gave_up" | "failed"
 
 An explainer may read ``record.split("train")`` and ``record.stats``; it must never read ``valid`` or ``test``
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from autointerp.records import UnitRecord
+from autointerp.subject.records import UnitRecord
 
 Status = Literal["done", "gave_up", "failed"]
 

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 
 from autointerp.agent.base import Explanation, Validator
-from autointerp.records import UnitRecord
+from autointerp.subject.records import UnitRecord
 
 STRONG = 0.5  # a token is "strong" when its activation is at least this fraction of the max over train windows
 MASS_COVERAGE = 0.8  # list tokens until they cover this fraction of the strong activation mass

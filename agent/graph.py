@@ -63,7 +63,7 @@ from autointerp.agent.prompting import (
 )
 from autointerp.agent.tools import UnitTools
 from autointerp.llm.client import ChatModel, Message
-from autointerp.records import UnitRecord, Window
+from autointerp.subject.records import UnitRecord, Window
 
 Stop = Literal["max_tool_calls", "max_tokens", "unparseable"]
 Phase = Literal["draft", "revision"]

@@ -64,7 +64,7 @@ from autointerp.llm.client import ChatModel, LLMError
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import templates_sha256
-from autointerp.records import UnitRecord
+from autointerp.subject.records import UnitRecord
 
 USAGE_KEYS = ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "tool_calls", "drafts", "rounds")
 TYPICAL_ANSWER = 'Thinking it over.\nEXPLANATION: The token " self" when a method body reads one of its attributes.'

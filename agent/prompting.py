@@ -34,7 +34,7 @@ from typing import Any
 
 from autointerp.llm.client import Message
 from autointerp.prompts.render import PROMPTS_DIR, render
-from autointerp.records import UnitRecord, Window
+from autointerp.subject.records import UnitRecord, Window
 
 SYSTEM_TEMPLATE = "explainer_system.j2"
 USER_TEMPLATE = "explainer_user.j2"

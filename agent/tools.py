@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from autointerp.records import Window
+from autointerp.subject.records import Window
 
 
 @runtime_checkable

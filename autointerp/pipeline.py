@@ -32,7 +32,7 @@ from autointerp.config import Config
 from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.db import ScoredExplanation, Store, open_db
 from autointerp.errors import UsageError
-from autointerp.records import UnitRecord
+from autointerp.subject.records import UnitRecord
 from autointerp.llm.client import Budget, BudgetExceeded, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
 from autointerp.llm.tokens import Estimate, TokenCounter

@@ -39,7 +39,7 @@ from autointerp.agent.base import Explanation, Status
 from autointerp.db.migrations import migrate
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
-from autointerp.records import UnitId, UnitRecord
+from autointerp.subject.records import UnitId, UnitRecord
 from autointerp.scoring.score import ScoreResult
 
 FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running' from start_run to finish_run

@@ -1,20 +1,29 @@
-"""Scoring: simulators (explanation -> predicted activations) and the pure math that scores them.
+"""The scoring room: simulators (explanation -> predicted activations) and the pure math that scores them; imports
+errors, corpus, llm, prompts, subject and agent.
 
 Public API: ``correlation_score``, ``pooled_correlation``, ``score_windows``, ``ScoreResult``, ``Simulator``,
-``SimulationResult``, ``expected_value`` (from the LLM simulator).
+``SimulationResult``, ``LLMSimulator`` and ``expected_value`` (from the LLM simulator). Names are loaded on first use,
+so that ``autointerp.scoring.score`` (pure math) imports no LLM client or template engine.
 """
 
-from autointerp.scoring.llm_simulator import LLMSimulator, expected_value
-from autointerp.scoring.score import ScoreResult, correlation_score, pooled_correlation, score_windows
-from autointerp.scoring.simulator import SimulationResult, Simulator
+from __future__ import annotations
 
-__all__ = [
-    "LLMSimulator",
-    "expected_value",
-    "ScoreResult",
-    "SimulationResult",
-    "Simulator",
-    "correlation_score",
-    "pooled_correlation",
-    "score_windows",
-]
+import importlib
+
+_WHERE = {
+    "LLMSimulator": "llm_simulator",
+    "expected_value": "llm_simulator",
+    "ScoreResult": "score",
+    "correlation_score": "score",
+    "pooled_correlation": "score",
+    "score_windows": "score",
+    "SimulationResult": "simulator",
+    "Simulator": "simulator",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'autointerp.scoring' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"autointerp.scoring.{_WHERE[name]}"), name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from autointerp.records import Window
+from autointerp.subject.records import Window
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float | None, str | None]:

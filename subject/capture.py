@@ -5,7 +5,7 @@
     >>> from autointerp.corpus import open_corpus
     >>> subject = load_subject("bundled")
     >>> caps = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=[13], max_tokens=100_000))
-    >>> rec = caps[13].unit_record(7)              # an autointerp.records.UnitRecord with split windows
+    >>> rec = caps[13].unit_record(7)              # an autointerp.subject.records.UnitRecord with split windows
 
 Kept per unit (memory independent of the number of tokens): firing count, sum, sum of squares, max, min, a
 fixed-bin histogram, the top-k windows by max activation (merged batch by batch), per-position firing counts,
@@ -17,30 +17,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from autointerp.corpus import Corpus, bos_id, iter_token_windows
 from autointerp.errors import UsageError
-from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.subject.model import Subject
+from autointerp.subject.hooks import run_batch
 from autointerp.subject.ngrams import NGramCounts
-
-if TYPE_CHECKING:
-    from autointerp.subject.units import UnitSpace
+from autointerp.subject.units import NEURONS, UnitSpace
 
 # Fixed histogram edges, the same for every unit and model: 0, then +-geomspace(1e-4, 1e4, 64).
 _POS = np.geomspace(1e-4, 1e4, 64)
 HIST_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
 DENSE_TOKEN_COUNTS_MAX = 1 << 26  # vocab x units cells kept dense up to 64M (256 MB of int32), sparse beyond
-
-
-class StopForward(Exception):
-    """Raised by the last needed hook to skip the rest of the model."""
 
 
 @dataclass(frozen=True)
@@ -56,46 +49,6 @@ class CaptureConfig:
     ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
     top_units: int | None = None  # also count, per unit, the tokens where it fires and is among this many of the
     #                               layer's most activated units (VISIT's regularization check uses 100)
-
-
-@contextmanager
-def mlp_hooks(subject: Subject, layers: Iterable[int], stop_after_last: bool = True) -> Iterator[dict[int, torch.Tensor]]:
-    """Hook the input of each layer's down projection; yields {layer: last activations [B, T, units]}.
-
-    The hooks are removed when the block exits, whatever happens inside it. With ``stop_after_last`` the deepest
-    hook raises StopForward, which the caller catches (see ``run_batch``).
-    """
-    layers = sorted(set(layers))
-    for layer in layers:
-        subject.check_layer(layer)
-    store: dict[int, torch.Tensor] = {}
-    handles = []
-
-    def make_hook(layer: int, last: bool):
-        def hook(module, args):
-            store[layer] = args[0].detach()
-            if last:
-                raise StopForward
-
-        return hook
-
-    try:
-        for layer in layers:
-            last = stop_after_last and layer == layers[-1]
-            handles.append(subject.down_proj(layer).register_forward_pre_hook(make_hook(layer, last)))
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def run_batch(subject: Subject, input_ids: torch.Tensor) -> None:
-    """Forward pass that tolerates the StopForward raised by the deepest hook."""
-    try:
-        with torch.inference_mode():
-            subject.model(input_ids=input_ids, use_cache=False)
-    except StopForward:
-        pass
 
 
 class TokenCounts:
@@ -379,8 +332,7 @@ def capture_windows(
     space: UnitSpace | None = None,
 ) -> dict[int, LayerCapture]:
     """The capture loop over already tokenized windows (lists of ``config.window`` content token ids)."""
-    if space is None:
-        from autointerp.subject.units import NEURONS as space  # units imports this module
+    space = NEURONS if space is None else space
     max_pos = subject.max_positions
     bos = bos_id(subject.tokenizer)
     needed = config.window + (bos is not None)

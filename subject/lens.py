@@ -23,21 +23,15 @@ every other module path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from itertools import islice
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from autointerp.corpus import bos_id
-from autointerp.subject.capture import StopForward, mlp_hooks, run_batch
+from autointerp.subject.hooks import batches, blocks, content, mlp_hooks, residual_hooks, run_batch
 from autointerp.subject.model import ARCHITECTURES, Subject
-
-def blocks(subject: Subject) -> nn.ModuleList:
-    return subject.model.get_submodule(ARCHITECTURES[subject.model_type].blocks)
-
 
 def final_norm(subject: Subject) -> nn.Module:
     """The norm applied before the unembedding (identity for post-LN OPT variants that have none)."""
@@ -92,58 +86,6 @@ def trigger_suppression(s: torch.Tensor, triggers: Sequence[int]) -> tuple[bool,
     idx = torch.tensor(list(triggers), dtype=torch.int64)
     ranks = 1 + (s.unsqueeze(0) < s[idx].unsqueeze(1)).sum(1)
     return bool(s[idx].mean() < 0), int(ranks.min())
-
-
-def batches(subject: Subject, windows: Iterable[list[int]], size: int = 32
-            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Group equal-length token windows into (ids [B, W] on CPU, model inputs [B, W(+1)] on the subject's device),
-    prepending the BOS the model expects, as capture does."""
-    bos = bos_id(subject.tokenizer)
-    it = iter(windows)
-    while batch := list(islice(it, size)):
-        ids = torch.tensor(batch, dtype=torch.int64)
-        inputs = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], dim=1)
-        yield ids, inputs.to(subject.device)
-
-
-def content(acts: torch.Tensor, inputs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Hooked activations [B, T, D] (or OPT's flattened [B*T, D]) -> float32 CPU [B, W, D] without the BOS."""
-    return acts.reshape(*inputs.shape, -1)[:, inputs.shape[1] - ids.shape[1] :].float().cpu()
-
-
-def _hidden(output) -> torch.Tensor:
-    """A block's output hidden state (transformers 5 returns a tensor, 4.x a tuple whose first item it is)."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-@contextmanager
-def residual_hooks(subject: Subject, layers: Iterable[int] | None = None, stop_after_last: bool = False
-                   ) -> Iterator[dict[int, torch.Tensor]]:
-    """Yields {index: residual stream [B, T, d]} filled by the next forward pass; index 0 is the input of block 0,
-    index l+1 the output of block l (``layers`` restricts which are kept, all when None). With ``stop_after_last``
-    the deepest kept index raises StopForward (run the pass with capture's ``run_batch``). Hooks always removed."""
-    mods = blocks(subject)
-    wanted = set(range(len(mods) + 1)) if layers is None else set(layers)
-    last = max(wanted) if stop_after_last else None
-    store: dict[int, torch.Tensor] = {}
-    handles = []
-
-    def keep(index: int, value: torch.Tensor) -> None:
-        store[index] = value.detach()
-        if index == last:
-            raise StopForward
-
-    try:
-        if 0 in wanted:
-            handles.append(mods[0].register_forward_pre_hook(
-                lambda module, args, kwargs: keep(0, args[0] if args else kwargs["hidden_states"]), with_kwargs=True))
-        for i, block in enumerate(mods):
-            if i + 1 in wanted:
-                handles.append(block.register_forward_hook(lambda module, args, out, i=i: keep(i + 1, _hidden(out))))
-        yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @dataclass(frozen=True)

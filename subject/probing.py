@@ -66,8 +66,7 @@ from sklearn.preprocessing import StandardScaler
 
 from autointerp.corpus import Corpus
 from autointerp.errors import UsageError
-from autointerp.subject.capture import run_batch
-from autointerp.subject.lens import batches
+from autointerp.subject.hooks import batches, run_batch
 from autointerp.subject.model import Subject
 from autointerp.subject.units import NEURONS, UnitSpace
 

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from autointerp.corpus import Corpus, bos_id, iter_token_windows
-from autointerp.records import UnitRecord, Window
-from autointerp.subject.capture import LayerCapture, run_batch
+from autointerp.subject.records import UnitRecord, Window
+from autointerp.subject.capture import LayerCapture
+from autointerp.subject.hooks import run_batch
 from autointerp.subject.model import Subject
 from autointerp.subject.units import NEURONS, UnitSpace
 

@@ -33,8 +33,7 @@ from typing import Any
 import torch
 
 from autointerp.errors import UsageError
-from autointerp.subject.capture import mlp_hooks, run_batch
-from autointerp.subject.lens import batches, residual_hooks
+from autointerp.subject.hooks import batches, mlp_hooks, residual_hooks, run_batch
 from autointerp.subject.model import Subject
 from autointerp.subject.sae import LinearDictionary, Site, SparseAutoencoder, load_dictionary
 

@@ -21,7 +21,7 @@ from autointerp.llm.fake import FakeLLM
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.server import HTTPFailure, Reply
 from autointerp.llm.tokens import TokenCounter
-from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 
 SELF = 'EXPLANATION: The token " self" when it reaches an attribute.'
 SELF_TEXT = 'The token " self" when it reaches an attribute.'

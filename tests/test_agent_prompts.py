@@ -24,7 +24,7 @@ from autointerp.agent.prompting import (
     windows_text,
 )
 from autointerp.prompts.render import render
-from autointerp.records import UnitId, UnitRecord, UnitStats, Window
+from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window
 
 GOLDEN = Path(__file__).parent / "golden" / "explainer_prompt.txt"
 

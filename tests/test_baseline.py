@@ -8,7 +8,7 @@ import random
 import numpy as np
 
 from autointerp.agent.baseline import BaselineExplainer
-from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.scoring.baseline import BaselineSimulator
 from autointerp.scoring.score import score_windows
 

@@ -7,7 +7,8 @@ import torch
 
 from autointerp.corpus import bos_id, iter_token_windows, open_corpus
 from autointerp.errors import UsageError
-from autointerp.subject.capture import CaptureConfig, capture, mlp_hooks, reservoir_slot, run_batch
+from autointerp.subject.capture import CaptureConfig, capture, reservoir_slot
+from autointerp.subject.hooks import mlp_hooks, run_batch
 from autointerp.subject.model import load_subject
 
 from conftest import ARCHS

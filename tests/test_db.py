@@ -17,7 +17,7 @@ from autointerp.agent.base import Explanation
 from autointerp.db import BOOTSTRAP_RESAMPLES, ScoredExplanation, Store, open_db
 from autointerp.db import migrations as migrations_module
 from autointerp.errors import UsageError
-from autointerp.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.scoring.score import ScoreResult
 
 EXPECTED_TABLES = {

@@ -14,7 +14,8 @@ from planted import build_planted, capture_with_ngrams, one_thread  # noqa: F401
 
 from autointerp.corpus import iter_token_windows, open_corpus, stdlib_root
 from autointerp.subject.analyses import analyze_layer
-from autointerp.subject.capture import CaptureConfig, capture_windows, mlp_hooks, run_batch
+from autointerp.subject.capture import CaptureConfig, capture_windows
+from autointerp.subject.hooks import mlp_hooks, run_batch
 from autointerp.subject.lens import regularization_units
 from autointerp.subject.model import load_subject
 

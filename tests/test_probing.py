@@ -175,8 +175,7 @@ def test_cut_windows_say_where_each_window_sits(tokenizer, text_corpus):
 def test_windows_are_probed_after_their_context(tiny_checkpoints, text_corpus):
     """Each window is fed after the tokens before it in its document; only the window's tokens are samples, and
     their activations are those of one forward pass over [BOS] + context + window."""
-    from autointerp.subject.capture import mlp_hooks, run_batch
-    from autointerp.subject.lens import batches, content
+    from autointerp.subject.hooks import batches, content, mlp_hooks, run_batch
     from autointerp.subject.probing import collect
 
     subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")

@@ -15,8 +15,7 @@ from planted import one_thread  # noqa: F401 (fixture)
 
 from autointerp.corpus import bos_id, iter_token_windows, open_corpus
 from autointerp.errors import UsageError
-from autointerp.subject.capture import mlp_hooks
-from autointerp.subject.lens import residual_hooks
+from autointerp.subject.hooks import mlp_hooks, residual_hooks
 from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     SAETrainConfig,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autointerp.records import Window
+from autointerp.subject.records import Window
 from autointerp.scoring import correlation_score, pooled_correlation, score_windows
 
 

@@ -86,7 +86,7 @@ def show(
     if output == "json":
         out.print_json(json.dumps(card))
         return
-    from autointerp.report import render_unit_card
+    from autointerp.cli.cards import render_unit_card
 
     render_unit_card(out, card, windows)
 

@@ -1,0 +1,146 @@
+"""The floor plan, enforced: every room imports only rooms upstream of it, and no module import loop exists.
+
+The graph is built from the installed package (each room located by ``importlib``, whatever folder it lives in),
+counting every ``import`` statement, including ones inside functions. A new room must be given its place in
+``ALLOWED`` (and in pyproject's ``[tool.setuptools]``), which is the data-flow order written as data.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+# room -> the rooms it may import (besides itself). "autointerp" is the front door's own modules, listed per module.
+UPSTREAM = {
+    "errors": set(),
+    "corpus": {"errors"},
+    "llm": {"errors"},
+    "prompts": {"errors"},
+    "subject": {"errors", "corpus"},
+    "agent": {"errors", "corpus", "llm", "prompts", "subject"},
+    "scoring": {"errors", "corpus", "llm", "prompts", "subject", "agent"},
+    "db": {"errors", "corpus", "llm", "prompts", "subject", "agent", "scoring"},
+}
+ROOMS_ORDER = ["errors", "corpus", "llm", "prompts", "subject", "agent", "scoring", "db"]
+UPSTREAM["config"] = set(ROOMS_ORDER)
+UPSTREAM["pipeline"] = set(ROOMS_ORDER) | {"config"}
+UPSTREAM["report"] = set(ROOMS_ORDER) | {"config"}
+UPSTREAM["sweep"] = set(ROOMS_ORDER) | {"config", "pipeline"}
+UPSTREAM["cli"] = set(UPSTREAM) - {"cli"}
+FRONT_DOOR = {"errors", "config", "pipeline", "cli"}  # modules (or subpackages) of the autointerp/ folder itself
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def installed_packages() -> list[str]:
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return setuptools["packages"]
+
+
+def module_files() -> dict[str, Path]:
+    """{dotted module name: source file} for every module of the installed package."""
+    files: dict[str, Path] = {}
+    for package in installed_packages():
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations, f"{package} is not importable"
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        for path in folder.glob("*.py"):
+            name = package if path.stem == "__init__" else f"{package}.{path.stem}"
+            files[name] = path
+    return files
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "autointerp"
+    return parts[1]
+
+
+def imports(module: str, path: Path, known: set[str]) -> set[str]:
+    """Every autointerp module that ``module`` imports, anywhere in its source."""
+    found: set[str] = set()
+    package = module if path.stem == "__init__" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name in known:
+                found.add(name)
+    found.discard(module)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    files = module_files()
+    return {m: imports(m, p, set(files)) for m, p in files.items()}
+
+
+def test_every_room_has_a_place():
+    rooms = {room(p) for p in installed_packages()} - {"autointerp"}
+    assert rooms <= set(UPSTREAM), f"give {rooms - set(UPSTREAM)} a place in UPSTREAM"
+
+
+def test_no_room_imports_one_downstream(graph):
+    bad = []
+    for module, targets in graph.items():
+        source = room(module)
+        for target in targets:
+            dest = room(target)
+            if dest in (source, "autointerp"):
+                continue
+            if dest not in UPSTREAM.get(source, set()):
+                bad.append(f"{module} -> {target}")
+    assert not bad, "imports against the data flow:\n" + "\n".join(sorted(bad))
+
+
+def test_autointerp_folder_is_only_the_front_door():
+    files = module_files()
+    own = {m.split(".")[1] for m in files if m.startswith("autointerp.") and files[m].parent.name == "autointerp"}
+    assert own <= FRONT_DOOR, f"move {own - FRONT_DOOR} into the room that makes them"
+
+
+def test_no_import_loops(graph):
+    sys.setrecursionlimit(10_000)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    loops: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            # importing a package runs its __init__; a module importing its own package's __init__ is not a loop
+            if m.startswith(t + "."):
+                continue
+            if state.get(t) == 1:
+                loops.append(" -> ".join(stack[stack.index(t):] + [t]))
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not loops, "import loops:\n" + "\n".join(loops)
+
+
+def test_no_module_much_over_400_lines():
+    long = {m: n for m, p in module_files().items() if (n := len(p.read_text().splitlines())) > 450}
+    assert not long, f"split these modules (lines): {long}"
