@@ -49,7 +49,8 @@ class BaselineExplainer:
     def config(self) -> dict[str, Any]:
         return {"kind": "baseline", "strong": STRONG, "mass_coverage": MASS_COVERAGE, "max_tokens": MAX_TOKENS}
 
-    async def explain(self, record: UnitRecord, validate: Validator | None = None) -> Explanation:
+    async def explain(self, record: UnitRecord, validate: Validator | None = None, *, tools: Any = None
+                      ) -> Explanation:
         return self.explain_sync(record)
 
     def explain_sync(self, record: UnitRecord) -> Explanation:

@@ -12,9 +12,10 @@
     explanation.status, explanation.reason, explanation.details["llm_calls"]
     explainer.estimate(record, TokenCounter())       # expected calls and tokens per unit, before spending
 
-Tools. ``tools_factory`` is called once per unit with the train-only record the explainer works from. A factory
-whose tools must know the held-out windows (``SubjectUnitTools`` keeps quantile windows clear of valid and test)
-looks the full record up by ``record.id``; it must never hand the agent a way to read valid or test activations.
+Tools. Each unit's tools are handed to ``explain(..., tools=...)`` (the pipeline builds a ``SubjectUnitTools`` from
+the unit's full record, so that its quantile windows stay clear of valid and test; build the explainer with
+``with_tools=True`` so that its config, and the run key, say tools are used); or ``tools_factory`` is called once per
+unit with the train-only record. Tools must never hand the agent a way to read valid or test activations.
 
 Outcomes. ``done``: the agent finished its plan (drafts, validation, revisions); the text is the candidate with the
 best valid score. ``gave_up``: a hard cap (``max_tool_calls``, ``max_tokens``) or a second unparseable answer ended
@@ -84,6 +85,7 @@ class LLMExplainer:
         limits: AgentLimits = AgentLimits(),
         checkpoint_path: str | None = None,
         run_id: str = "",
+        with_tools: bool = False,
     ):
         if profile != llm.profile:
             raise ValueError(f"profile {profile.model!r} is not the profile of chat model {llm.name!r}")
@@ -91,6 +93,7 @@ class LLMExplainer:
         self.profile = profile
         self.name = llm.name  # the profile's registry name
         self.tools_factory = tools_factory  # called with the train-only record of each unit (see the docstring)
+        self.with_tools = with_tools  # the caller hands each unit's tools to ``explain`` (``tools=``)
         self.limits = limits
         self.checkpoint_path = checkpoint_path
         self.run_id = run_id
@@ -121,7 +124,8 @@ class LLMExplainer:
     @property
     def uses_tools(self) -> bool:
         """Whether units get the tool loop (tools given, supported by the profile, and allowed by the limits)."""
-        return self.tools_factory is not None and self.profile.supports_tools and self.limits.max_tool_calls > 0
+        offered = self.tools_factory is not None or self.with_tools
+        return offered and self.profile.supports_tools and self.limits.max_tool_calls > 0
 
     def estimate(self, record: UnitRecord, counter: TokenCounter) -> Estimate:
         """Expected LLM usage for one unit like ``record``, before spending: every draft and revision, and every
@@ -140,12 +144,14 @@ class LLMExplainer:
                      + self.limits.max_rounds * counter.count_messages(revision))
         return Estimate(calls, tokens_in, calls * counter.count(TYPICAL_ANSWER), counter.method)
 
-    async def explain(self, record: UnitRecord, validate: Validator | None = None) -> Explanation:
+    async def explain(self, record: UnitRecord, validate: Validator | None = None, *,
+                      tools: UnitTools | None = None) -> Explanation:
         record = record.for_explainer()  # whatever the caller hands over, only train windows go further
         if record.stats.dead:
             text = f"Never fires (dead on {record.stats.n_tokens} tokens)."
             return Explanation(text, explainer=self.name, details={"dead": True, **dict.fromkeys(USAGE_KEYS, 0)})
-        tools = self.tools_factory(record) if self.tools_factory is not None else None
+        if tools is None and self.tools_factory is not None:
+            tools = self.tools_factory(record)
         context = UnitContext(record=record, tools=tools, validate=validate)
         thread_id = f"{self.run_id}:{record.id}"
         config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.limits)}

@@ -20,52 +20,30 @@ locked by another process) become ``UsageError``.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretBytes, SecretStr
 from sqlite_utils import Database
 
-from autointerp.agent.base import Explanation, Status
+from autointerp.agent.base import Status
 from autointerp.db.migrations import migrate
+from autointerp.db.values import finite as _finite, to_json as _json
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
+from autointerp.llm.secrets import scrub_secrets
 from autointerp.subject.records import UnitId, UnitRecord
-from autointerp.scoring.score import ScoreResult
+from autointerp.scoring.scored import ScoredExplanation
 
 FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running' from start_run to finish_run
 _STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|password|passwd|token|credentials?|authorization)$")
-_SECRET_VALUE = re.compile(r"^(sk|hf|ghp|gho|xox[abp])[-_][A-Za-z0-9_-]{16,}$")
 
-
-@dataclass(frozen=True)
-class ScoredExplanation:
-    """One explanation of one unit, how it was simulated and scored, and what it cost: what ``save_unit_result``
-    writes. A score's ``per_window`` follows ``record.split(split)``, the windows the pipeline simulated, in order."""
-
-    explanation: Explanation  # text, status, reason, explainer name, details
-    explainer_config: dict[str, Any]  # everything that determines the explainer's output (never a key)
-    is_baseline: bool  # True for the non-LLM floor
-    simulator: str  # registry name of the simulator that scored it
-    simulator_config: dict[str, Any]  # everything that determines the simulator's output (never a key)
-    test: ScoreResult | None  # scored on record.split("test"); None when it was not scored (no text)
-    # Window.index -> (predictions, error): one value per token on the 0..10 scale, or None and why
-    simulations: dict[int, tuple[Sequence[float] | None, str | None]] = field(default_factory=dict)
-    valid: ScoreResult | None = None  # scored on record.split("valid"), when it was scored there too
-    llm_calls: int = 0  # LLM requests made to write this explanation (revisions and tool rounds included)
-    tokens_in: int = 0  # prompt tokens over those requests
-    tokens_out: int = 0  # completion tokens over those requests
-    cost_usd: float | None = 0.0  # None when the price is unknown
 
 
 def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
@@ -411,28 +389,6 @@ class CallSink:
         self.store.record_call(record, self.run_id)
 
 
-def scrub_secrets(value: Any) -> Any:
-    """A copy of a config without secrets, at any depth.
-
-    Dropped: dict entries whose key names a secret (``api_key``, ``apikey``, ``secret``, ``password``, ``token``,
-    ``credentials``, ``authorization``, alone or as the last ``_`` part, as in ``hf_token``; ``max_tokens`` stays),
-    pydantic ``SecretStr``/``SecretBytes`` values, and strings shaped like provider keys (``sk-...``, ``hf_...``).
-    """
-    if isinstance(value, dict):
-        return {
-            k: scrub_secrets(v)
-            for k, v in value.items()
-            if not (_SECRET_KEY.search(str(k).lower().replace("-", "_")) or _is_secret_value(v))
-        }
-    if isinstance(value, list | tuple):
-        return [scrub_secrets(v) for v in value if not _is_secret_value(v)]
-    return value
-
-
-def _is_secret_value(value: Any) -> bool:
-    return isinstance(value, SecretStr | SecretBytes) or (isinstance(value, str) and bool(_SECRET_VALUE.match(value)))
-
-
 def _as_unit_id(unit: UnitId | str) -> UnitId:
     """A ``UnitId`` as given, or parsed back from its ``str()`` form: "layer/unit" or "kind@layer/unit"."""
     if isinstance(unit, UnitId):
@@ -451,36 +407,6 @@ def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, A
         min=_finite(s.min), threshold=_finite(s.threshold), quantiles=_json(s.quantiles),
         top_tokens=_json(record.top_tokens), extra=_json(extra),
     )
-
-
-def _finite(x: float | None) -> float | None:
-    """``x`` as a float, or None when it is None, NaN or infinite: SQLite and JSON have no portable NaN."""
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-def _clean(value: Any) -> Any:
-    """Non-finite floats to None at any depth; numpy scalars and arrays to Python values."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float):
-        return _finite(value)
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _json(value: Any) -> str:
-    """JSON text for a TEXT column; never NaN, anything unknown as its ``str()``.
-
-    The C encoder refuses NaN and infinities (``allow_nan=False``), so the slow recursive clean-up runs only for
-    the rare value that holds one (LLM call logs with thousands of logprobs would otherwise spend most of a run here).
-    """
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-    except (ValueError, TypeError):  # a NaN or infinity, or a type json does not know (numpy scalars, ...)
-        return json.dumps(_clean(value), ensure_ascii=False, allow_nan=False, default=str)
 
 
 def _iso(t: datetime) -> str:

@@ -36,202 +36,30 @@ import re
 import time
 import weakref
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Sequence
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import openai
 
 from autointerp.errors import UsageError
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
 from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
+    Message,
+    ToolCall,
+    MalformedLogprobs,
+    TokenLogprob,
+    TokenLogprobs,
+    ChatResult,
+    CallRecord,
+    CallSink,
+    LLMError,
+    RetryableError,
+    BudgetExceeded,
+    Budget,
+    Totals,
+)
 
-Message = dict[str, Any]  # one chat message as the API takes it: {"role": ..., "content": ...}
-
-
-class ToolCall(TypedDict):
-    id: str
-    name: str
-    arguments: str  # JSON text exactly as the model wrote it (may not parse)
-
-
-class MalformedLogprobs(ValueError):
-    """A token's ``top_logprobs`` in the response are not a list of {token, logprob} objects."""
-
-
-class TokenLogprob:
-    """One generated token: its text, its logprob, and ``top_logprobs`` (the most likely tokens at this position:
-    text -> natural-log probability; alternatives with the same text, different token ids, have their probabilities
-    added).
-
-    ``top_logprobs`` is read from the response entry on first use, which raises ``MalformedLogprobs`` when that
-    entry is malformed: a simulator reply holds thousands of tokens and reads the alternatives of one in four.
-    """
-
-    __slots__ = ("token", "logprob", "_top", "_alternatives")
-
-    def __init__(self, token: str, logprob: float, top_logprobs: dict[str, float] | None = None, *,
-                 alternatives: list[dict[str, Any]] | None = None):
-        self.token = token
-        self.logprob = logprob
-        self._top = top_logprobs
-        self._alternatives = alternatives  # the raw ``top_logprobs`` list, parsed on first use
-
-    @classmethod
-    def from_entry(cls, entry: dict[str, Any]) -> TokenLogprob:
-        try:
-            return cls(entry["token"], float(entry["logprob"]), alternatives=entry.get("top_logprobs") or [])
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise MalformedLogprobs(f"malformed logprobs entry {str(entry)[:100]!r}: {exc!r}") from None
-
-    @property
-    def top_logprobs(self) -> dict[str, float]:
-        if self._top is None:
-            top: dict[str, float] = {}
-            try:
-                for alt in self._alternatives or []:
-                    token, logprob = alt["token"], float(alt["logprob"])
-                    top[token] = math.log(math.exp(top[token]) + math.exp(logprob)) if token in top else logprob
-            except (KeyError, TypeError, ValueError) as exc:
-                raise MalformedLogprobs(f"malformed top_logprobs after token {self.token!r}: {exc!r}") from None
-            self._top, self._alternatives = top, None
-        return self._top
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TokenLogprob):
-            return NotImplemented
-        return (self.token, self.logprob, self.top_logprobs) == (other.token, other.logprob, other.top_logprobs)
-
-    def __repr__(self) -> str:
-        return f"TokenLogprob(token={self.token!r}, logprob={self.logprob!r}, top_logprobs={self.top_logprobs!r})"
-
-
-class TokenLogprobs(Sequence[TokenLogprob]):
-    """The generated tokens of a reply with their logprobs: ``tokens`` (their texts) at once, and each
-    ``TokenLogprob`` built when it is indexed (a simulator reply holds thousands; it reads one in four)."""
-
-    def __init__(self, entries: list[dict[str, Any]]):
-        tokens = [entry["token"] for entry in entries]  # KeyError / TypeError: not a logprobs list
-        if not all(isinstance(token, str) for token in tokens):
-            raise TypeError("a logprobs entry's token is not a string")
-        self.tokens: list[str] = tokens
-        self._entries = entries
-        self._built: dict[int, TokenLogprob] = {}
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def __getitem__(self, index):  # type: ignore[override]
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = range(len(self))[index]  # IndexError, negative indices
-        built = self._built.get(index)
-        if built is None:
-            built = self._built[index] = TokenLogprob.from_entry(self._entries[index])
-        return built
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    def __repr__(self) -> str:
-        return f"TokenLogprobs({len(self)} tokens)"
-
-
-@dataclass(frozen=True)
-class ChatResult:
-    text: str  # the assistant message's content ("" when it only called tools)
-    tool_calls: list[ToolCall]
-    logprobs: TokenLogprobs | None  # per generated token; None when not requested or not returned
-    tokens_in: int  # prompt tokens (from the response's usage, else counted)
-    tokens_out: int  # generated tokens
-    latency_s: float  # wall time of the whole call, retries and backoff included
-    cost_usd: float
-    finish_reason: str | None  # "stop", "length", "tool_calls", ...
-    raw: dict[str, Any]  # the response body as a plain dict
-
-
-@dataclass(frozen=True)
-class CallRecord:
-    """One ``chat`` call, as a sink stores it. Holds no API key."""
-
-    profile: str  # the client's profile name
-    model: str
-    purpose: str  # what the call was for, e.g. "simulate", "explain"
-    unit: str | None  # the unit it was about, e.g. "L3/N1024", when known
-    messages: list[Message]
-    response: dict[str, Any] | None  # the response body; None when the call failed
-    tokens_in: int
-    tokens_out: int
-    latency_s: float
-    cost_usd: float
-    error: str | None  # why the call failed; None on success
-    attempts: int  # tries made (1 = no retry)
-    created_at: str  # ISO 8601, UTC, when the call ended
-
-
-class CallSink(Protocol):
-    def record_call(self, record: CallRecord) -> None: ...
-
-
-class LLMError(Exception):
-    """A call failed for good: a non-retryable HTTP error, or retries exhausted. The message says which."""
-
-
-class RetryableError(Exception):
-    """A failure worth another try (429, 5xx, timeout, bad body); raised by transports, never leaves ``chat``."""
-
-    def __init__(self, reason: str, retry_after_s: float | None = None):
-        super().__init__(reason)
-        self.retry_after_s = retry_after_s
-
-
-class BudgetExceeded(Exception):
-    """The next call would pass the budget; nothing was sent."""
-
-
-@dataclass
-class Budget:
-    """A spending cap shared by any number of clients. ``None`` means no cap."""
-
-    max_usd: float | None = None
-    max_calls: int | None = None
-    spent_usd: float = 0.0  # cost of finished calls
-    calls: int = 0  # calls started
-    reserved_usd: float = 0.0  # worst-case cost of calls in flight
-
-    def reserve(self, worst_case_usd: float) -> None:
-        """Count one more call and hold its worst-case cost, or raise BudgetExceeded."""
-        if self.max_calls is not None and self.calls + 1 > self.max_calls:
-            raise BudgetExceeded(f"call budget of {self.max_calls} calls reached; raise max_calls to go on")
-        if self.max_usd is not None and self.spent_usd + self.reserved_usd + worst_case_usd > self.max_usd:
-            raise BudgetExceeded(
-                f"spending budget of ${self.max_usd:.4f} reached (spent ${self.spent_usd:.4f}, next call up to "
-                f"${worst_case_usd:.4f}); raise max_usd to go on"
-            )
-        self.calls += 1
-        self.reserved_usd += worst_case_usd
-
-    def settle(self, worst_case_usd: float, cost_usd: float) -> None:
-        """Replace a call's reservation by what it cost."""
-        self.reserved_usd -= worst_case_usd
-        self.spent_usd += cost_usd
-
-
-@dataclass
-class Totals:
-    calls: int = 0  # calls sent, failed ones included
-    errors: int = 0  # calls that raised LLMError
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-
-    def add(self, record: CallRecord) -> None:
-        self.calls += 1
-        self.errors += record.error is not None
-        self.tokens_in += record.tokens_in
-        self.tokens_out += record.tokens_out
-        self.cost_usd += record.cost_usd
 
 
 @runtime_checkable

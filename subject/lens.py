@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from autointerp.corpus import bos_id
-from autointerp.subject.hooks import batches, blocks, content, mlp_hooks, residual_hooks, run_batch
+from autointerp.subject.hooks import batches, content, mlp_hooks, residual_hooks, run_batch
 from autointerp.subject.model import ARCHITECTURES, Subject
 
 def final_norm(subject: Subject) -> nn.Module:

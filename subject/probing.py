@@ -59,7 +59,6 @@ from typing import Literal
 
 import numpy as np
 import sklearn
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_fscore_support
 from sklearn.preprocessing import StandardScaler

@@ -58,7 +58,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autointerp.errors import UsageError
-from autointerp.subject.hooks import batches, blocks, run_batch
+from autointerp.subject.hooks import batches, blocks
 from autointerp.subject.model import Subject
 
 Site = Literal["resid", "mlp"]

@@ -159,3 +159,32 @@ def _site(folder: Path, dictionary: Dictionary, subject: Subject) -> Site:
     if site not in SITES:
         raise UsageError(f"{folder}: site {site!r} is not one of {', '.join(SITES)}")
     return site
+
+
+def parse_units(spec: str | None, n_units: int) -> list[int]:
+    """``None``/``all`` -> every unit; ``a:b`` -> range(a, b); ``3,17,42`` -> those. Out of range -> UsageError."""
+    if spec is None or spec == "all":
+        return list(range(n_units))
+    try:
+        if ":" in spec:
+            a, _, b = spec.partition(":")
+            units = list(range(int(a or 0), int(b) if b else n_units))
+        else:
+            units = sorted({int(u) for u in spec.split(",") if u.strip()})
+    except ValueError:
+        raise UsageError(f"--units {spec!r} is not understood; use a range like 0:32 or a list like 3,17,42")
+    bad = [u for u in units if not 0 <= u < n_units]
+    if bad or not units:
+        raise UsageError(f"--units {spec!r} is out of range: this layer has units 0..{n_units - 1}")
+    return units
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """``all`` -> every layer; ``13`` or ``3,7`` or ``0:4`` -> those (0-based). Out of range -> UsageError."""
+    if spec == "all":
+        return list(range(n_layers))
+    try:
+        layers = parse_units(spec, n_layers)
+    except UsageError:
+        raise UsageError(f"--layer {spec!r} is not valid: use all, N, N:M or N,M with layers 0..{n_layers - 1}")
+    return layers

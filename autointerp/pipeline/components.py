@@ -1,0 +1,118 @@
+"""The run's components, chosen by name through registries: explainers, simulators, LLM clients, the unit space.
+
+    >>> llm = LLMContext(cfg)                          # one client per LLM profile, one budget, calls logged to the DB
+    >>> explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)
+
+``EXPLAINERS`` and ``SIMULATORS`` map a built-in name to a factory ``(config, llm context) -> component``; any other
+name is an LLM profile (``[models.NAME]`` in autointerp.toml, or ``openai:MODEL``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+from autointerp.agent.base import Explainer
+from autointerp.agent.baseline import BaselineExplainer
+from autointerp.agent.graph import AgentLimits
+from autointerp.agent.llm_explainer import LLMExplainer
+from autointerp.config import Config
+from autointerp.db import Store
+from autointerp.errors import UsageError
+from autointerp.llm.client import Budget, LLMClient
+from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
+from autointerp.scoring.baseline import BaselineSimulator
+from autointerp.scoring.llm_simulator import LLMSimulator
+from autointerp.scoring.simulator import Simulator
+from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
+
+
+class LLMContext:
+    """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget
+    shared by all of them, and a sink that logs every call to the results DB under the run's id."""
+
+    def __init__(self, cfg: Config):
+        self.profiles = cfg.models
+        self.log_logprobs = cfg.log_logprobs
+        self.budget = Budget(max_usd=cfg.max_usd, max_calls=cfg.max_calls)
+        self.store: Store | None = None
+        self.run_id: str | None = None
+        self.clients: dict[str, LLMClient] = {}
+
+    def record_call(self, record) -> None:  # the CallSink the clients write to
+        if self.store is not None:
+            self.store.record_call(record, self.run_id)
+
+    def client(self, name: str) -> tuple[LLMClient, ModelProfile]:
+        profile = resolve_profile(name, self.profiles)
+        if name not in self.clients:
+            self.clients[name] = LLMClient(profile, name, sink=self, budget=self.budget,
+                                           log_logprobs=self.log_logprobs)
+        return self.clients[name], profile
+
+    def usage(self, n_units: int) -> dict[str, Any] | None:
+        """Totals over this session's clients (None when no LLM was used), and per unit over ``n_units``."""
+        if not self.clients:
+            return None
+        t = {"calls": 0, "errors": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        for client in self.clients.values():
+            for key in t:
+                t[key] += getattr(client.totals, key)
+        t["per_unit"] = {k: round(t[k] / n_units, 2) for k in ("calls", "tokens_in", "tokens_out")}
+        return t
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+
+
+# Registries of the built-in components: name -> factory(config, llm context). Any other name is an LLM profile.
+EXPLAINERS: dict[str, Callable[[Config, LLMContext], Explainer]] = {"baseline": lambda cfg, llm: BaselineExplainer()}
+SIMULATORS: dict[str, Callable[[Config, LLMContext], Simulator]] = {"baseline": lambda cfg, llm: BaselineSimulator()}
+
+
+def _profile_or_error(kind: str, name: str, builtins: dict, llm: LLMContext):
+    try:
+        return llm.client(name)
+    except UsageError:
+        if name.startswith(SHORTHAND_PREFIX) or name in llm.profiles:
+            raise  # a real profile whose key or URL is missing: that message says what to do
+        known = sorted(builtins) + sorted(llm.profiles)
+        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}, or openai:MODEL "
+                         "(define profiles as [models.NAME] in autointerp.toml)")
+
+
+def make_explainer(cfg: Config, llm: LLMContext) -> Explainer:
+    if cfg.explainer in EXPLAINERS:
+        return EXPLAINERS[cfg.explainer](cfg, llm)
+    client, profile = _profile_or_error("explainer", cfg.explainer, EXPLAINERS, llm)
+    limits = AgentLimits(max_rounds=cfg.revise_rounds, max_tool_calls=cfg.max_tool_calls,
+                         max_tokens=cfg.max_unit_tokens, best_of_k=cfg.best_of)
+    return LLMExplainer(client, profile, limits=limits, checkpoint_path=f"{cfg.db}.agent.sqlite",
+                        with_tools=cfg.max_tool_calls > 0)
+
+
+def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
+    if cfg.simulator in SIMULATORS:
+        return SIMULATORS[cfg.simulator](cfg, llm)
+    client, profile = _profile_or_error("simulator", cfg.simulator, SIMULATORS, llm)
+    return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
+
+
+def unit_space(cfg: Config, subject) -> UnitSpace:
+    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer``."""
+    if cfg.dictionary is None:
+        return NEURONS
+    return load_unit_space(cfg.dictionary, cfg.layer, subject)
+
+
+def package_versions() -> dict[str, str]:
+    names = ["autointerp", "torch", "transformers", "openai", "langgraph", "pydantic", "sqlite-utils", "numpy"]
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,129 @@
+"""``autointerp sae train`` and ``autointerp sae eval``: fit a dictionary (an SAE, or a baseline: PCA, ICA, random
+directions, the default basis) on a layer's activations, and measure it (FVU, L0, dead features, spliced loss).
+
+    >>> report = train_dictionary(load_config(), layer=3, family="sae", site="resid", out="runs/l3-sae")
+    >>> report.fvu, report.mean_l0, report.loss_spliced
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from autointerp.config import Config
+from autointerp.corpus import iter_token_windows, open_corpus
+from autointerp.db import Store, open_db
+from autointerp.errors import UsageError
+from autointerp.subject.model import load_subject
+from autointerp.subject.sae import (
+    SAETrainConfig,
+    SparseAutoencoder,
+    default_basis,
+    dictionary_metrics,
+    ica_dictionary,
+    pca_dictionary,
+    random_dictionary,
+    spliced_loss,
+    train_sae,
+)
+from autointerp.subject.units import collect_activations, load_unit_space
+
+DICTIONARY_FAMILIES = ("sae", "pca", "ica", "random", "default")
+FIT_CORPUS = "stdlib:fit"  # dictionaries are fitted on the split the bundled model was trained on, scored on the rest
+
+
+@dataclass
+class DictionaryReport:
+    path: str
+    kind: str  # the units' kind, family:hash8
+    family: str
+    layer: int
+    site: str
+    d_in: int
+    n_features: int
+    n_tokens: int  # evaluation tokens
+    fvu: float | None
+    mean_l0: float
+    dead_features: int
+    loss_clean: float | None  # nats per predicted token (SAEs only)
+    loss_spliced: float | None
+    n_fit_tokens: int | None = None  # set by train_dictionary
+    eval_id: str = ""
+
+
+def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, *, ratio: float = 4.0,
+                     alpha: float = 1e-3, epochs: int = 10, fit_tokens: int = 200_000, fit_corpus: str = FIT_CORPUS,
+                     eval_tokens: int = 50_000, command: str = "") -> DictionaryReport:
+    """Fit a dictionary on ``layer``'s ``site`` activations over ``fit_tokens`` of ``fit_corpus``, save it to the
+    new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can check them),
+    then evaluate it like ``evaluate_dictionary``.
+
+    Families: ``sae`` (tied for the residual stream, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
+    features, L1 coefficient ``alpha``), ``pca`` and ``ica`` (d_in directions), ``random`` (``ratio`` x d_in / 2
+    directions) and ``default`` (the site's own coordinates); baseline directions are sign-split into two features
+    each, so every feature is non-negative like a neuron.
+    """
+    if family not in DICTIONARY_FAMILIES:
+        raise UsageError(f"--kind {family!r} is not one of {', '.join(DICTIONARY_FAMILIES)}")
+    if site not in ("mlp", "resid"):
+        raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
+    target = Path(out)
+    if target.exists() and any(target.iterdir()):
+        raise UsageError(f"{out} already exists and is not empty; choose another --out or remove it")
+    store = open_db(cfg.db)
+    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    subject.check_layer(layer)
+    model_hash = subject.weights_hash()
+    windows = iter_token_windows(open_corpus(fit_corpus, cfg.seed), subject.tokenizer, cfg.window,
+                                 max(1, fit_tokens // cfg.window))
+    acts = collect_activations(subject, windows, layer, site, max_tokens=fit_tokens, batch_size=cfg.batch_size)
+    metadata = {"layer": layer, "site": site, "model": cfg.model, "model_hash": model_hash,
+                "fit_corpus": fit_corpus, "fit_tokens": len(acts), "seed": cfg.seed}
+    d_in = acts.shape[1]
+    if family == "sae":
+        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=alpha, tied=site == "resid", epochs=epochs,
+                                                    seed=cfg.seed, metadata=metadata))
+    elif family == "default":
+        dictionary = replace(default_basis(d_in, split_signs=True), metadata=metadata)
+    elif family == "random":
+        dictionary = replace(random_dictionary(acts, max(1, round(ratio * d_in / 2)), seed=cfg.seed),
+                             metadata=metadata)
+    elif family == "pca":
+        dictionary = replace(pca_dictionary(acts, min(d_in, len(acts))), metadata=metadata)
+    else:
+        dictionary = replace(ica_dictionary(acts, min(d_in, len(acts)), seed=cfg.seed), metadata=metadata)
+    dictionary.save(target)
+    report = evaluate_dictionary(cfg, out, layer, eval_tokens, command, store=store, subject=subject)
+    report.n_fit_tokens = len(acts)
+    return report
+
+
+def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 50_000, command: str = "", *,
+                        store: Store | None = None, subject=None) -> DictionaryReport:
+    """FVU, mean L0 and dead features of the dictionary folder ``path`` on ``eval_tokens`` of ``cfg.corpus`` (the
+    held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
+    stored in ``dictionary_evals``."""
+    store = store or open_db(cfg.db)
+    subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
+    subject.check_layer(layer)
+    space = load_unit_space(path, layer, subject)
+    max_windows = max(1, eval_tokens // cfg.window)
+    windows = list(iter_token_windows(open_corpus(cfg.corpus, cfg.seed), subject.tokenizer, cfg.window, max_windows))
+    acts = collect_activations(subject, windows, layer, space.site, max_tokens=eval_tokens,
+                               batch_size=cfg.batch_size)
+    metrics = dictionary_metrics(space.dictionary, acts)
+    loss_clean = loss_spliced = None
+    if isinstance(space.dictionary, SparseAutoencoder):
+        loss_clean, loss_spliced = spliced_loss(subject, space.dictionary, windows, layer, space.site,
+                                                batch_size=cfg.batch_size)
+    report = DictionaryReport(
+        path=str(path), kind=space.kind, family=space.family, layer=layer, site=space.site,
+        d_in=space.dictionary.d_in, n_features=metrics.n_features, n_tokens=metrics.n_tokens, fvu=metrics.fvu,
+        mean_l0=metrics.mean_l0, dead_features=metrics.dead_features, loss_clean=loss_clean,
+        loss_spliced=loss_spliced,
+    )
+    config = json.loads((Path(path) / "cfg.json").read_text())
+    report.eval_id = store.save_dictionary_eval(command=command, model=cfg.model, model_hash=subject.weights_hash(),
+                                                corpus=cfg.corpus, report=report, config=config)
+    return report

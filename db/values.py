@@ -1,0 +1,37 @@
+"""Values as SQLite and JSON can hold them: no NaN or infinity (None instead), numpy values as Python ones."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def finite(x: float | None) -> float | None:
+    """``x`` as a float, or None when it is None, NaN or infinite: SQLite and JSON have no portable NaN."""
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def clean(value: Any) -> Any:
+    """Non-finite floats to None at any depth; numpy scalars and arrays to Python values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    """JSON text for a TEXT column; never NaN, anything unknown as its ``str()``.
+
+    The C encoder refuses NaN and infinities (``allow_nan=False``), so the slow recursive clean-up runs only for
+    the rare value that holds one (LLM call logs with thousands of logprobs would otherwise spend most of a run here).
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError):  # a NaN or infinity, or a type json does not know (numpy scalars, ...)
+        return json.dumps(clean(value), ensure_ascii=False, allow_nan=False, default=str)
