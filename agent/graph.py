@@ -1,7 +1,7 @@
 """The explainer agent as a langgraph graph, built by a function that takes the model (never at import time).
 
     from autointerp.agent.graph import AgentLimits, UnitContext, build_explainer_graph, initial_state, recursion_limit
-    limits = AgentLimits(max_rounds=1, max_tool_calls=4)
+    limits = AgentLimits(revise_rounds=1, max_tool_calls=4)
     graph = build_explainer_graph(llm, limits=limits)                 # llm: any autointerp.llm ChatModel
     final = await graph.ainvoke(initial_state(), {"recursion_limit": recursion_limit(limits)},
                                 context=UnitContext(record.for_explainer(), tools, validate))
@@ -23,10 +23,10 @@ The loop (METHODS.md §2, Bills et al. 2023)::
 - ``propose`` reads the ``EXPLANATION:`` line (``prompting.parse_explanation``); an unreadable answer is re-asked
   once per conversation, a second one ends the unit.
 - ``validate`` calls the pipeline's Validator (simulation + score on ``valid``) and runs only when there is a
-  choice to make (``best_of_k > 1`` or ``max_rounds > 0``): with neither, the unit costs exactly one LLM call.
+  choice to make (``best_of > 1`` or ``revise_rounds > 0``): with neither, the unit costs exactly one LLM call.
   The best candidate is the one with the highest valid score (undefined scores lowest, ties to the earliest).
 
-Budgets. ``best_of_k`` and ``max_rounds`` are the planned work. ``max_tool_calls`` (all conversations of the unit
+Budgets. ``best_of`` and ``revise_rounds`` are the planned work. ``max_tool_calls`` (all conversations of the unit
 together) and ``max_tokens`` (prompt plus generated tokens of every call, checked before each call, so a unit
 may pass it by one call) are hard caps: the turn that would pass one ends the unit with ``stop`` naming it and a
 ``reason``, as does a second unparseable answer. The explainer turns that into status ``gave_up`` (with the best
@@ -41,7 +41,8 @@ from __future__ import annotations
 import json
 import math
 import operator
-from dataclasses import dataclass
+import warnings
+from dataclasses import InitVar, dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -73,19 +74,30 @@ MAX_TOOL_RESULT_CHARS = 6000  # longer tool results (statistics) are cut here, s
 
 @dataclass(frozen=True)
 class AgentLimits:
-    """How much work the agent does per unit; every field is part of the explainer's config."""
+    """How much work the agent does per unit; every field is part of the explainer's config. The names are the
+    config's (``autointerp.toml``, ``run`` flags); ``max_rounds``, ``best_of_k`` and ``max_tokens`` are accepted for
+    one release, with a deprecation warning."""
 
-    max_rounds: int = 1  # revisions after the drafts (0: none)
+    revise_rounds: int = 1  # revisions after the drafts (0: none)
     max_tool_calls: int = 4  # tool calls per unit over all its conversations (0: tools never offered); hard cap
-    max_tokens: int = 40_000  # prompt + generated tokens of the unit's LLM calls; hard cap, checked before a call
-    best_of_k: int = 1  # independent drafts, the best on valid kept (needs temperature > 0 to differ)
+    max_unit_tokens: int = 40_000  # prompt + generated tokens of the unit's LLM calls; hard cap, checked before a call
+    best_of: int = 1  # independent drafts, the best on valid kept (needs temperature > 0 to differ)
     windows_shown: int = 10  # train windows in the draft prompt, strongest first
+    max_rounds: InitVar[int | None] = None  # deprecated name of revise_rounds
+    max_tokens: InitVar[int | None] = None  # deprecated name of max_unit_tokens
+    best_of_k: InitVar[int | None] = None  # deprecated name of best_of
 
-    def __post_init__(self) -> None:
-        counts, sizes = (self.max_rounds, self.max_tool_calls), (self.max_tokens, self.best_of_k, self.windows_shown)
+    def __post_init__(self, max_rounds: int | None, max_tokens: int | None, best_of_k: int | None) -> None:
+        for old, new, value in (("max_rounds", "revise_rounds", max_rounds), ("max_tokens", "max_unit_tokens",
+                                max_tokens), ("best_of_k", "best_of", best_of_k)):
+            if value is not None:
+                warnings.warn(f"AgentLimits({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=3)
+                object.__setattr__(self, new, value)
+        counts = (self.revise_rounds, self.max_tool_calls)
+        sizes = (self.max_unit_tokens, self.best_of, self.windows_shown)
         if min(counts) < 0 or min(sizes) < 1:
-            raise ValueError(f"bad agent limits {self}: max_rounds and max_tool_calls must be >= 0, "
-                             "max_tokens, best_of_k and windows_shown >= 1")
+            raise ValueError(f"bad agent limits {self}: revise_rounds and max_tool_calls must be >= 0, "
+                             "max_unit_tokens, best_of and windows_shown >= 1")
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,7 @@ def initial_state() -> AgentState:
 def recursion_limit(limits: AgentLimits) -> int:
     """Graph steps a unit can take at most: per conversation draft/revise, llm, propose, re-ask llm, propose and
     validate; plus an llm and a tools step per tool call, and the turn that hits a cap."""
-    return 6 * (limits.best_of_k + limits.max_rounds) + 2 * (limits.max_tool_calls + 1) + 4
+    return 6 * (limits.best_of + limits.revise_rounds) + 2 * (limits.max_tool_calls + 1) + 4
 
 
 def best_candidate(candidates: list[Candidate]) -> Candidate | None:
@@ -145,7 +157,7 @@ def build_explainer_graph(
         return ctx.tools is not None and llm.profile.supports_tools and limits.max_tool_calls > 0
 
     def validating(ctx: UnitContext) -> bool:
-        return ctx.validate is not None and (limits.best_of_k > 1 or limits.max_rounds > 0)
+        return ctx.validate is not None and (limits.best_of > 1 or limits.revise_rounds > 0)
 
     def calls_left(state: AgentState, ctx: UnitContext) -> int:
         return limits.max_tool_calls - state["tool_calls"] if tools_on(ctx) else 0
@@ -172,9 +184,9 @@ def build_explainer_graph(
 
     async def call_llm(state: AgentState, runtime: Runtime[UnitContext]) -> dict[str, Any]:
         used = state["tokens_in"] + state["tokens_out"]
-        if used >= limits.max_tokens:
+        if used >= limits.max_unit_tokens:
             return {"stop": "max_tokens",
-                    "reason": f"max_tokens cap ({limits.max_tokens}) reached: the unit's LLM calls used {used} tokens"}
+                    "reason": f"max_unit_tokens cap ({limits.max_unit_tokens}) reached: the unit's LLM calls used {used} tokens"}
         ctx = runtime.context
         offer: dict[str, Any] = {}
         if calls_left(state, ctx) > 0:
@@ -245,9 +257,9 @@ def build_explainer_graph(
         return "validate" if validating(runtime.context) else END
 
     def after_validate(state: AgentState) -> Literal["draft", "revise", "__end__"]:
-        if state["drafts"] < limits.best_of_k:
+        if state["drafts"] < limits.best_of:
             return "draft"
-        return "revise" if state["rounds"] < limits.max_rounds else END
+        return "revise" if state["rounds"] < limits.revise_rounds else END
 
     builder = StateGraph(AgentState, context_schema=UnitContext)
     builder.add_node("draft", draft)

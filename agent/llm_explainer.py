@@ -6,7 +6,7 @@
 
     profile = resolve_profile("mini", cfg.models)
     explainer = LLMExplainer(LLMClient(profile, "mini", sink, budget), profile, tools_factory=make_unit_tools,
-                             limits=AgentLimits(max_rounds=1, max_tool_calls=4),
+                             limits=AgentLimits(revise_rounds=1, max_tool_calls=4),
                              checkpoint_path="autointerp.db.agent.sqlite", run_id=run_id)
     explanation = await explainer.explain(record.for_explainer(), validate)
     explanation.status, explanation.reason, explanation.details["llm_calls"]
@@ -139,9 +139,9 @@ class LLMExplainer:
                  for w in train[:WORST_WINDOWS]]
         revision = [*draft, {"role": "assistant", "content": TYPICAL_ANSWER},
                     revise_message(TYPICAL_ANSWER, 0.5, worst, scale(train))]
-        calls = self.limits.best_of_k + self.limits.max_rounds + tool_calls
-        tokens_in = ((self.limits.best_of_k + tool_calls) * counter.count_messages(draft)
-                     + self.limits.max_rounds * counter.count_messages(revision))
+        calls = self.limits.best_of + self.limits.revise_rounds + tool_calls
+        tokens_in = ((self.limits.best_of + tool_calls) * counter.count_messages(draft)
+                     + self.limits.revise_rounds * counter.count_messages(revision))
         return Estimate(calls, tokens_in, calls * counter.count(TYPICAL_ANSWER), counter.method)
 
     async def explain(self, record: UnitRecord, validate: Validator | None = None, *,

@@ -29,9 +29,9 @@ def estimate_llm_usage(record: UnitRecord, explainer: Explainer, simulator: Simu
         sample = "x" * 160  # a typical one-sentence explanation
         sim = simulator.estimate([list(w.tokens) for w in record.split("test")], counter, sample)
         limits = getattr(explainer, "limits", None)
-        if limits is not None and (limits.best_of_k > 1 or limits.max_rounds > 0):  # candidates scored on valid
+        if limits is not None and (limits.best_of > 1 or limits.revise_rounds > 0):  # candidates scored on valid
             valid = simulator.estimate([list(w.tokens) for w in record.split("valid")], counter, sample)
-            sim = sim + valid * (limits.best_of_k + limits.max_rounds)
+            sim = sim + valid * (limits.best_of + limits.revise_rounds)
         parts["simulator"] = (sim, simulator.profile)
     if not parts:
         return None

@@ -9,6 +9,7 @@ import copy
 import json
 import re
 import sqlite3
+from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ SELF = 'EXPLANATION: The token " self" when it reaches an attribute.'
 SELF_TEXT = 'The token " self" when it reaches an attribute.'
 BETTER = 'EXPLANATION: The token " self" before a dot, weakly "self" in signatures.'
 BETTER_TEXT = 'The token " self" before a dot, weakly "self" in signatures.'
-NO_TOOLS = AgentLimits(max_rounds=0, max_tool_calls=0)
+NO_TOOLS = AgentLimits(revise_rounds=0, max_tool_calls=0)
 
 
 # --- the planted unit ----------------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def test_is_an_explainer_whose_config_names_everything_but_the_key():
     ex, fake, _ = explainer(Script(), AgentLimits())
     assert isinstance(ex, Explainer) and not ex.is_baseline and ex.name == "fake-profile"
     config = ex.config()
-    assert config["limits"]["max_rounds"] == 1 and config["tools"] is True and len(config["prompt_sha256"]) == 64
+    assert config["limits"]["revise_rounds"] == 1 and config["tools"] is True and len(config["prompt_sha256"]) == 64
     assert "api_key_env" not in config["profile"] and config["profile"]["model"] == fake.profile.model
     json.dumps(config)  # stored in the DB as JSON
 
@@ -146,7 +147,7 @@ def test_estimate_counts_the_planned_calls():
     record = planted_record()
     one, _, _ = explainer(Script(), NO_TOOLS)
     assert one.estimate(record, TokenCounter()).calls == 1
-    full, _, _ = explainer(Script(), AgentLimits(best_of_k=2, max_rounds=1, max_tool_calls=3))
+    full, _, _ = explainer(Script(), AgentLimits(best_of=2, revise_rounds=1, max_tool_calls=3))
     estimate = full.estimate(record, TokenCounter())
     assert estimate.calls == 6 and estimate.tokens_in > 5 * one.estimate(record, TokenCounter()).tokens_in
 
@@ -169,7 +170,7 @@ def test_drafts_calls_tools_then_revises_and_keeps_the_better():
         SELF,
         BETTER,
     )
-    ex, fake, sink = explainer(script, AgentLimits(max_rounds=1, max_tool_calls=4))
+    ex, fake, sink = explainer(script, AgentLimits(revise_rounds=1, max_tool_calls=4))
     record = planted_record()
     validator = FakeValidator(record, {SELF_TEXT: 0.4, BETTER_TEXT: 0.8})
     out = run(ex.explain(record.for_explainer(), validator))
@@ -195,7 +196,7 @@ def test_drafts_calls_tools_then_revises_and_keeps_the_better():
 
 def test_revision_that_scores_worse_on_valid_is_not_kept():
     record = planted_record()
-    ex, _, _ = explainer(Script(SELF, BETTER, "EXPLANATION: Anything at all."), AgentLimits(max_rounds=2))
+    ex, _, _ = explainer(Script(SELF, BETTER, "EXPLANATION: Anything at all."), AgentLimits(revise_rounds=2))
     validator = FakeValidator(record, {SELF_TEXT: 0.7, BETTER_TEXT: 0.3, "Anything at all.": None})
     out = run(ex.explain(record.for_explainer(), validator))
     assert (out.text, out.status, out.details["chosen"]) == (SELF_TEXT, "done", "draft 1")
@@ -205,16 +206,16 @@ def test_revision_that_scores_worse_on_valid_is_not_kept():
 def test_second_revision_revises_the_best_so_far():
     record = planted_record()
     script = Script(SELF, "EXPLANATION: Worse.", BETTER)
-    ex, _, _ = explainer(script, AgentLimits(max_rounds=2))
+    ex, _, _ = explainer(script, AgentLimits(revise_rounds=2))
     out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5, BETTER_TEXT: 0.6})))
     assert out.text == BETTER_TEXT
     assert SELF_TEXT in script.requests[2]["messages"][-1]["content"]  # not "Worse."
 
 
-def test_best_of_k_keeps_the_best_draft():
+def test_best_of_keeps_the_best_draft():
     record = planted_record()
     ex, fake, _ = explainer(Script("EXPLANATION: A.", "EXPLANATION: B.", "EXPLANATION: C."),
-                            AgentLimits(best_of_k=3, max_rounds=0, max_tool_calls=0))
+                            AgentLimits(best_of=3, revise_rounds=0, max_tool_calls=0))
     out = run(ex.explain(record.for_explainer(), FakeValidator(record, {"A.": 0.2, "B.": 0.9, "C.": 0.5})))
     assert (out.text, out.details["chosen"], fake.totals.calls) == ("B.", "draft 2", 3)
 
@@ -222,7 +223,7 @@ def test_best_of_k_keeps_the_best_draft():
 def test_tool_call_cap_ends_gave_up_with_the_best_so_far():
     record = planted_record()
     script = Script(SELF, Reply(tool_calls=[("statistics", {})]), Reply(tool_calls=[("statistics", {})]))
-    ex, fake, _ = explainer(script, AgentLimits(max_rounds=1, max_tool_calls=1))
+    ex, fake, _ = explainer(script, AgentLimits(revise_rounds=1, max_tool_calls=1))
     out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5})))
     assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "max_tool_calls")
     assert "max_tool_calls cap (1)" in out.reason and out.details["tool_calls"] == 1 and fake.totals.calls == 3
@@ -237,10 +238,10 @@ def test_tool_call_cap_before_any_candidate_fails_with_the_reason():
 
 def test_token_cap_ends_gave_up_before_the_next_call():
     record = planted_record()
-    ex, fake, _ = explainer(Script(SELF), AgentLimits(max_rounds=3, max_tokens=10))
+    ex, fake, _ = explainer(Script(SELF), AgentLimits(revise_rounds=3, max_unit_tokens=10))
     out = run(ex.explain(record.for_explainer(), FakeValidator(record)))
     assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "max_tokens")
-    assert "max_tokens cap (10)" in out.reason and fake.totals.calls == 1
+    assert "max_unit_tokens cap (10)" in out.reason and fake.totals.calls == 1
 
 
 def test_garbage_answer_is_reasked_once_then_fails():
@@ -254,7 +255,7 @@ def test_garbage_answer_is_reasked_once_then_fails():
 
 def test_garbage_revision_gives_up_with_the_draft():
     record = planted_record()
-    ex, _, _ = explainer(Script(SELF, "no\nidea", ""), AgentLimits(max_rounds=1))
+    ex, _, _ = explainer(Script(SELF, "no\nidea", ""), AgentLimits(revise_rounds=1))
     out = run(ex.explain(record.for_explainer(), FakeValidator(record)))
     assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "unparseable")
 
@@ -271,7 +272,7 @@ def test_bad_tool_arguments_go_back_to_the_model_as_errors():
                  ("quantile_windows", {"lo": 0.9, "hi": 0.5}), ("run_python", {"code": "1"}),
                  ("statistics", {"x": 1}), ("run_text", {"text": 5}), ("quantile_windows", {"lo": True, "hi": 1})]
     script = Script(Reply(tool_calls=bad_calls), SELF)
-    ex, _, _ = explainer(script, AgentLimits(max_rounds=0, max_tool_calls=8))
+    ex, _, _ = explainer(script, AgentLimits(revise_rounds=0, max_tool_calls=8))
     out = run(ex.explain(record.for_explainer(), None))
     assert out.status == "done"
     results = [m["content"] for m in script.requests[1]["messages"] if m["role"] == "tool"]
@@ -298,7 +299,7 @@ def test_explainer_never_sees_valid_or_test_activations():
     script = Script(Reply(tool_calls=[("train_windows", {"offset": 0, "n": 8}), ("statistics", {})]), SELF,
                     Reply(tool_calls=[("train_windows", {"offset": 2, "n": 8})]), BETTER)
     fake = FakeLLM(script)
-    ex = LLMExplainer(fake, fake.profile, factory, AgentLimits(max_rounds=1, max_tool_calls=4))
+    ex = LLMExplainer(fake, fake.profile, factory, AgentLimits(revise_rounds=1, max_tool_calls=4))
     out = run(ex.explain(record, FakeValidator(record)))  # even handed the FULL record
     assert out.status == "done" and fake.totals.calls == 4
     assert all(w.split == "train" for w in seen_by_factory[0].windows)
@@ -314,7 +315,7 @@ def test_tool_less_profile_skips_the_tool_loop_but_still_revises():
     record = planted_record()
     script = Script(SELF, BETTER)
     profile = ModelProfile(model="fake-model", supports_tools=False)
-    ex, fake, _ = explainer(script, AgentLimits(max_rounds=1, max_tool_calls=4), profile=profile)
+    ex, fake, _ = explainer(script, AgentLimits(revise_rounds=1, max_tool_calls=4), profile=profile)
     out = run(ex.explain(record.for_explainer(), FakeValidator(record, {BETTER_TEXT: 0.9})))
     assert (out.text, fake.totals.calls) == (BETTER_TEXT, 2)
     assert all(r["tools"] is None for r in script.requests) and ex.config()["tools"] is False
@@ -323,7 +324,7 @@ def test_tool_less_profile_skips_the_tool_loop_but_still_revises():
 
 
 def test_no_validator_means_one_draft_and_no_revision():
-    ex, fake, _ = explainer(Script(SELF), AgentLimits(best_of_k=3, max_rounds=2, max_tool_calls=0))
+    ex, fake, _ = explainer(Script(SELF), AgentLimits(best_of=3, revise_rounds=2, max_tool_calls=0))
     out = run(ex.explain(planted_record().for_explainer(), None))
     assert (out.status, fake.totals.calls) == ("done", 1)
 
@@ -348,7 +349,7 @@ def test_llm_error_fails_the_unit_and_budget_exceeded_propagates():
 def test_checkpoint_resume_does_not_repeat_finished_calls(tmp_path):
     path = str(tmp_path / "results.db.agent.sqlite")
     record = planted_record()
-    limits = AgentLimits(max_rounds=1, max_tool_calls=0)
+    limits = AgentLimits(revise_rounds=1, max_tool_calls=0)
     first = Script(SELF, HTTPFailure(400, message="interrupted"))
     ex, _, _ = explainer(first, limits, checkpoint_path=path, run_id="run1")
     validator = FakeValidator(record, {SELF_TEXT: 0.3, BETTER_TEXT: 0.6})
@@ -384,7 +385,7 @@ def test_checkpoint_threads_are_per_run_and_unit(tmp_path):
 def test_concurrent_units_share_one_checkpoint_file(tmp_path):
     path = str(tmp_path / "agent.sqlite")
     fake = FakeLLM(lambda messages, tools, logprobs: SELF)
-    ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(max_rounds=1), checkpoint_path=path, run_id="r")
+    ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(revise_rounds=1), checkpoint_path=path, run_id="r")
     records = [planted_record(unit) for unit in range(6)]
 
     async def all_units():
@@ -392,3 +393,10 @@ def test_concurrent_units_share_one_checkpoint_file(tmp_path):
 
     outs = run(all_units())
     assert [o.status for o in outs] == ["done"] * 6 and fake.totals.calls == 12
+
+
+def test_agent_limits_old_names_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="is deprecated; use"):
+        limits = AgentLimits(max_rounds=3, max_tokens=500, best_of_k=2)
+    assert (limits.revise_rounds, limits.max_unit_tokens, limits.best_of) == (3, 500, 2)
+    assert "max_rounds" not in asdict(limits)  # the explainer's config holds the new names only

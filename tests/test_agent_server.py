@@ -36,7 +36,7 @@ async def explain_over_http(limits: AgentLimits, validate=None) -> tuple[Any, li
 
 
 def test_tool_call_and_answer_over_http():
-    out, requests = asyncio.run(explain_over_http(AgentLimits(max_rounds=0, max_tool_calls=2)))
+    out, requests = asyncio.run(explain_over_http(AgentLimits(revise_rounds=0, max_tool_calls=2)))
     assert (out.text, out.status, out.explainer) == (SELF_TEXT, "done", "local")
     assert len(requests) == 2 and out.details["llm_calls"] == 2 and out.details["tool_calls"] == 1
     assert [t["function"]["name"] for t in requests[0]["tools"]] == [
@@ -52,7 +52,7 @@ def test_tool_call_and_answer_over_http():
 
 def test_spent_tool_budget_asks_for_an_answer_with_tool_choice_none():
     record = planted_record()
-    out, requests = asyncio.run(explain_over_http(AgentLimits(max_rounds=1, max_tool_calls=1), FakeValidator(record)))
+    out, requests = asyncio.run(explain_over_http(AgentLimits(revise_rounds=1, max_tool_calls=1), FakeValidator(record)))
     assert out.status == "done" and out.details["tool_calls"] == 1
     assert requests[1]["tool_choice"] == "none"  # the one call is spent, mid-conversation
     assert "tools" not in requests[2]  # the revision starts a fresh conversation with no calls left

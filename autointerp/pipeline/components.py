@@ -87,8 +87,8 @@ def make_explainer(cfg: Config, llm: LLMContext) -> Explainer:
     if cfg.explainer in EXPLAINERS:
         return EXPLAINERS[cfg.explainer](cfg, llm)
     client, profile = _profile_or_error("explainer", cfg.explainer, EXPLAINERS, llm)
-    limits = AgentLimits(max_rounds=cfg.revise_rounds, max_tool_calls=cfg.max_tool_calls,
-                         max_tokens=cfg.max_unit_tokens, best_of_k=cfg.best_of)
+    limits = AgentLimits(revise_rounds=cfg.revise_rounds, max_tool_calls=cfg.max_tool_calls,
+                         max_unit_tokens=cfg.max_unit_tokens, best_of=cfg.best_of)
     return LLMExplainer(client, profile, limits=limits, checkpoint_path=f"{cfg.db}.agent.sqlite",
                         with_tools=cfg.max_tool_calls > 0)
 
