@@ -8,6 +8,13 @@ Sources, later ones win: field defaults; ``autointerp.toml`` in the working dire
 ``--config``); environment variables ``AUTOINTERP_<FIELD>`` (e.g. ``AUTOINTERP_DB``, ``AUTOINTERP_TOKENS``);
 command-line flags. LLM endpoints are named profiles in ``[models.NAME]`` tables (see ``autointerp.llm.profiles``);
 API keys are never part of the config: a profile names the environment variable that holds its key.
+
+**One tree, one name per setting.** Every setting has one name, used alike as a TOML key, an ``AUTOINTERP_*``
+variable and a flag (``batch_size`` is ``--batch-size``); its description is the flag's help. ``SECTIONS`` groups
+them: subject, capture, explainer, simulator, budget, storage, plus the ``models`` profiles. A TOML file may write
+them flat (``tokens = 20000``) or in their section's table (``[capture]`` ``tokens = 20000``; in ``[explainer]`` and
+``[simulator]``, ``name`` is the explainer or simulator itself). Names from before this layout (``DEPRECATED``) are
+still read, for one release, with a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import hashlib
 import json
 import os
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +33,15 @@ from autointerp.errors import UsageError
 from autointerp.llm.profiles import ModelProfile
 
 CONFIG_FILE = "autointerp.toml"
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "subject": ("model", "layer", "units", "dictionary", "device", "dtype"),
+    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "seed"),
+    "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
+    "simulator": ("simulator", "windows_per_request"),
+    "budget": ("max_usd", "max_calls"),
+    "storage": ("db", "log_logprobs", "tiktoken_file"),
+}
+DEPRECATED = {"max_rounds": "revise_rounds", "best_of_k": "best_of", "max_tokens": "max_unit_tokens"}  # until 0.3
 
 
 class Config(BaseModel):
@@ -89,6 +106,26 @@ def _from_env() -> dict[str, Any]:
     return values
 
 
+def flatten(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A TOML document's settings as flat ``Config`` fields: section tables unfolded, deprecated names renamed (with
+    a warning naming the file); anything unknown is left for ``Config`` to refuse by name."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for name, v in value.items():
+                field = key if name == "name" and key in ("explainer", "simulator") else name
+                flat[f"{key}.{name}" if field not in SECTIONS[key] and field not in DEPRECATED else field] = v
+        else:
+            flat[key] = value
+    for old, new in DEPRECATED.items():
+        if old in flat:
+            warnings.warn(f"{source}: '{old}' is deprecated, write '{new}' (read as {new} until 0.3)", FutureWarning,
+                          stacklevel=3)
+            flat.setdefault(new, flat.pop(old))
+            flat.pop(old, None)
+    return flat
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Build the config from the file, the environment and the given overrides (None values are ignored)."""
     data: dict[str, Any] = {}
@@ -97,7 +134,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         raise UsageError(f"config file {path} not found; pass an existing TOML file to --config")
     if file.is_file():
         try:
-            data = tomllib.loads(file.read_text())
+            data = flatten(tomllib.loads(file.read_text()), str(file))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise UsageError(f"config file {file} is not valid TOML ({e}); fix it or pass another with --config")
     data.update(_from_env())

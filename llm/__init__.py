@@ -1,4 +1,6 @@
-"""LLM access for autointerp: model profiles, the one chat seam, its fakes, and token counting.
+"""The LLM room (imports only autointerp.errors): model profiles, the one chat seam, its fakes, and token counting.
+
+LLM access for autointerp: model profiles, the one chat seam, its fakes, and token counting.
 
     from autointerp.llm import LLMClient, ModelProfile, resolve_profile
         client = LLMClient(resolve_profile("openai:gpt-4o-mini", {}), "openai:gpt-4o-mini")   # needs OPENAI_API_KEY
@@ -9,33 +11,22 @@ CallSink, Budget, errors), ``tokens`` (TokenCounter); and for tests and benchmar
 ``fake`` (FakeLLM, in process) and ``server`` (FakeOpenAIServer, a local OpenAI-compatible HTTP server).
 """
 
-from autointerp.llm.client import (
-    Budget,
-    BudgetExceeded,
-    CallRecord,
-    CallSink,
-    ChatModel,
-    ChatResult,
-    LLMClient,
-    LLMError,
-    TokenLogprob,
-    ToolCall,
-)
-from autointerp.llm.profiles import ModelProfile, resolve_profile
-from autointerp.llm.tokens import TokenCounter
+from __future__ import annotations
 
-__all__ = [
-    "Budget",
-    "BudgetExceeded",
-    "CallRecord",
-    "CallSink",
-    "ChatModel",
-    "ChatResult",
-    "LLMClient",
-    "LLMError",
-    "ModelProfile",
-    "TokenCounter",
-    "TokenLogprob",
-    "ToolCall",
-    "resolve_profile",
-]
+import importlib
+
+# Names are loaded on first use, so that reading a profile (``autointerp.config``) does not import the OpenAI client.
+_WHERE = {
+    "Budget": "types", "BudgetExceeded": "types", "CallRecord": "types", "CallSink": "types", "ChatResult": "types",
+    "LLMError": "types", "TokenLogprob": "types", "ToolCall": "types",
+    "ChatModel": "client", "LLMClient": "client",
+    "ModelProfile": "profiles", "resolve_profile": "profiles",
+    "TokenCounter": "tokens",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'autointerp.llm' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"autointerp.llm.{_WHERE[name]}"), name)

@@ -15,10 +15,17 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
+from autointerp.cli.flags import config_flag
 from autointerp.errors import UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -30,11 +37,12 @@ err = Console(stderr=True)
 
 Opt = typer.Option
 ConfigOpt = Annotated[Optional[str], Opt("--config", help="TOML config file (default: ./autointerp.toml).")]
-DbOpt = Annotated[Optional[str], Opt("--db", help="SQLite file (default ./autointerp.db, or $AUTOINTERP_DB).")]
-ModelOpt = Annotated[Optional[str], Opt("--model", help="'bundled' (default), a hub id or a checkpoint folder.")]
-CorpusOpt = Annotated[Optional[str], Opt("--corpus", help="stdlib (default), a file, folder, .jsonl or hf:NAME.")]
-TokensOpt = Annotated[Optional[int], Opt("--tokens", help="Content tokens to capture (default: whole corpus).")]
-DeviceOpt = Annotated[Optional[str], Opt("--device", help="auto, cpu, cuda, cuda:N.")]
+# Settings shared by several commands: flag, type and help come from the config field (autointerp/config.py).
+DbOpt = config_flag("db")
+ModelOpt = config_flag("model")
+CorpusOpt = config_flag("corpus")
+TokensOpt = config_flag("tokens")
+DeviceOpt = config_flag("device")
 FormatOpt = Annotated[str, Opt("--format", help="table or json.")]
 EvalCorpusOpt = Annotated[Optional[str], Opt("--corpus", help="Evaluation corpus (default stdlib, the held-out "
                                                                "split).")]

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 from rich.table import Table
 from rich.text import Text
 
 from autointerp.cli.app import (
     ConfigOpt,
-    CorpusOpt,
-    DbOpt,
-    DeviceOpt,
-    ModelOpt,
     Opt,
-    TokensOpt,
     app,
     capture_progress,
     check_format,
@@ -24,32 +19,20 @@ from autointerp.cli.app import (
     fmt,
     out,
 )
+from autointerp.cli.flags import config_flags
+
+RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
+                "batch_size", "top_k", "n_random", "threshold", "device", "dtype", "seed", "concurrency",
+                "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "windows_per_request", "max_usd",
+                "max_calls", "db")
 
 
 @app.command()
+@config_flags(*RUN_SETTINGS, helps={
+    "units": "Units: 0:32 or 3,17,42 (default: all); sae:PATH for every feature of a dictionary folder.",
+})
 def run(
-    layer: Annotated[Optional[int], Opt(help="0-based layer to explain.")] = None,
-    model: ModelOpt = None,
-    corpus: CorpusOpt = None,
-    tokens: TokensOpt = None,
-    units: Annotated[Optional[str], Opt(help="Units: 0:32 or 3,17,42 (default: all); sae:PATH for every feature "
-                                             "of a dictionary folder.")] = None,
-    dictionary: Annotated[Optional[str], Opt(help="Dictionary folder (SAE or baseline) whose features are the "
-                                                  "units; --units then picks among them.")] = None,
-    explainer: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
-    simulator: Annotated[Optional[str], Opt(help="'baseline' (default) or a model profile.")] = None,
-    window: Annotated[Optional[int], Opt(help="Tokens per window (default 64).")] = None,
-    batch_size: Annotated[Optional[int], Opt(help="Windows per forward pass (default 32).")] = None,
-    device: DeviceOpt = None,
-    dtype: Annotated[Optional[str], Opt(help="auto, float32, bfloat16, float16.")] = None,
-    seed: Annotated[Optional[int], Opt(help="Seed for corpus order and random windows.")] = None,
-    concurrency: Annotated[Optional[int], Opt(help="Units explained and scored at once (default 8).")] = None,
-    revise_rounds: Annotated[Optional[int], Opt(help="LLM explainer revisions (default 1; 0: none).")] = None,
-    max_tool_calls: Annotated[Optional[int], Opt(help="LLM explainer tool calls per unit (default 4).")] = None,
-    best_of: Annotated[Optional[int], Opt(help="LLM explainer: independent drafts (default 1).")] = None,
-    max_usd: Annotated[Optional[float], Opt(help="Stop LLM spending past this many US dollars.")] = None,
-    max_calls: Annotated[Optional[int], Opt(help="Stop after this many LLM calls.")] = None,
-    db: DbOpt = None,
+    overrides: dict,
     config: ConfigOpt = None,
     fresh: Annotated[bool, Opt("--fresh", help="Start a new run even if this exact run exists "
                                                "(default: resume).")] = False,
@@ -60,13 +43,8 @@ def run(
     from autointerp.pipeline import run as run_pipeline
 
     check_format(output, ("table", "json"))
-    units, dictionary = dictionary_units(units, dictionary)
-    cfg = load_config(config, dict(layer=layer, model=model, corpus=corpus, tokens=tokens, units=units,
-                                   dictionary=dictionary,
-                                   explainer=explainer, simulator=simulator, window=window, batch_size=batch_size,
-                                   device=device, dtype=dtype, seed=seed, db=db, max_usd=max_usd,
-                                   max_calls=max_calls, revise_rounds=revise_rounds, max_tool_calls=max_tool_calls,
-                                   best_of=best_of, concurrency=concurrency))
+    overrides["units"], overrides["dictionary"] = dictionary_units(overrides["units"], overrides["dictionary"])
+    cfg = load_config(config, overrides)
     progress, on_capture_start = capture_progress()
     state: dict = {}
 
