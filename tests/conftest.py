@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+os.environ.setdefault("OMP_NUM_THREADS", "2")  # torch on two threads at most, set before anything imports it
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +70,7 @@ def tiny_config(arch: str, vocab: int, layers: int = 3, width: int = 32, ffn: in
 
 def save_tiny_model(path, arch: str, tokenizer, seed: int = 0, **kw):
     """Build a tiny random model and save it with the tokenizer, as a checkpoint folder on disk."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -119,3 +119,26 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and do not stall when another job shares the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# Test tiers. A test that builds or loads a model (it asks, directly or through another fixture, for one of these)
+# is an integration test, marked ``slow``; ``pytest -m "not slow"`` runs the unit tests alone. Tests that load a
+# model without these fixtures carry ``@pytest.mark.slow`` themselves.
+MODEL_FIXTURES = {"tiny_checkpoints", "one_thread"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pytest
 import torch
 
 from autointerp.corpus import open_corpus
@@ -136,12 +135,3 @@ def capture_with_ngrams(subject: Subject, corpus_path, window: int, max_windows:
     cfg = CaptureConfig(layers=[0], window=window, top_k=3, n_random=2, batch_size=16, ngrams=True,
                         max_tokens=None if max_windows is None else max_windows * window)
     return capture(subject, open_corpus(str(corpus_path)), cfg)[0]
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and do not stall when another job shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -13,7 +13,7 @@ from autointerp.llm.client import LLMClient
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.server import FakeOpenAIServer, Reply
 
-from test_agent import SELF, SELF_TEXT, FakeTools, FakeValidator, planted_record
+from fakes import SELF, SELF_TEXT, FakeTools, FakeValidator, planted_record
 
 HYPOTHESIS = "class A:\n    def f(self):\n        return self.x\n"
 

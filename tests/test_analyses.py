@@ -8,12 +8,22 @@ from fractions import Fraction
 
 import pytest
 import torch
-from planted import one_thread  # noqa: F401 (fixture)
 from sklearn.metrics import mutual_info_score
 
-from autointerp.subject.analyses import coverage_k, coverage_k_units, detected, positional_mi, positional_pattern
+from autointerp.subject.analyses import (
+    coverage_k,
+    coverage_k_units,
+    detected,
+    positional_mi,
+    positional_pattern,
+)
 from autointerp.subject.hooks import residual_hooks
-from autointerp.subject.lens import logit_lens, trigger_suppression, vocab_projection, w_out
+from autointerp.subject.lens import (
+    logit_lens,
+    trigger_suppression,
+    vocab_projection,
+    w_out,
+)
 from autointerp.subject.model import load_subject
 from autointerp.subject.ngrams import NGramCounts
 

@@ -6,7 +6,6 @@ import json
 
 import sqlite_utils
 
-
 KEYS = {"layer", "unit", "dead", "firing_rate", "token_detector", "ngram_k", "positional_mi", "positional",
         "positional_kind", "suppresses_triggers", "promoted", "suppressed", "top_share", "regularization"}
 

@@ -8,9 +8,15 @@ import random
 import numpy as np
 
 from autointerp.agent.baseline import BaselineExplainer
-from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.scoring.baseline import BaselineSimulator
 from autointerp.scoring.score import score_windows
+from autointerp.subject.records import (
+    UnitId,
+    UnitRecord,
+    UnitStats,
+    Window,
+    deal_splits,
+)
 
 VOCAB = ["def", " self", ".", "(", ")", ":", " return", " x", "\n    ", " if", " for", " in", "import", " os"]
 

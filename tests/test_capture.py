@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ARCHS
 
 from autointerp.corpus import bos_id, iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.capture import CaptureConfig, capture, reservoir_slot
 from autointerp.subject.hooks import mlp_hooks, run_batch
 from autointerp.subject.model import load_subject
-
-from conftest import ARCHS
 
 
 def brute_force(subject, corpus, window, layer, max_windows):

@@ -15,8 +15,6 @@ import sqlite_utils
 from autointerp.agent.baseline import BaselineExplainer
 
 
-
-
 @pytest.fixture
 def tiny(tiny_checkpoints):
     return str(tiny_checkpoints["opt"])

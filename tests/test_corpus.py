@@ -8,6 +8,7 @@ from autointerp.corpus import iter_token_windows, open_corpus, stdlib_part
 from autointerp.errors import UsageError
 
 
+@pytest.mark.slow  # reads every file of the standard library
 def test_stdlib_split_is_deterministic_and_disjoint():
     held = {d.name for d in open_corpus("stdlib").documents()}
     fit = {d.name for d in open_corpus("stdlib:fit").documents()}
@@ -19,6 +20,7 @@ def test_stdlib_split_is_deterministic_and_disjoint():
     assert all("site-packages" not in n for n in every)
 
 
+@pytest.mark.slow  # reads every file of the standard library
 def test_order_is_seeded():
     a = [d.name for d in open_corpus("stdlib", seed=1).documents()][:20]
     assert a == [d.name for d in open_corpus("stdlib", seed=1).documents()][:20]

@@ -17,8 +17,14 @@ from autointerp.agent.base import Explanation
 from autointerp.db import BOOTSTRAP_RESAMPLES, ScoredExplanation, Store, open_db
 from autointerp.db import migrations as migrations_module
 from autointerp.errors import UsageError
-from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.scoring.score import ScoreResult
+from autointerp.subject.records import (
+    UnitId,
+    UnitRecord,
+    UnitStats,
+    Window,
+    deal_splits,
+)
 
 EXPECTED_TABLES = {
     "_sqlite_migrations": {"id": int, "migration_set": str, "name": str, "applied_at": str},

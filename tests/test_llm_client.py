@@ -13,11 +13,26 @@ import time
 import pytest
 
 from autointerp.errors import UsageError
-from autointerp.llm import Budget, BudgetExceeded, CallRecord, LLMClient, LLMError, ModelProfile, resolve_profile
+from autointerp.llm import (
+    Budget,
+    BudgetExceeded,
+    CallRecord,
+    LLMClient,
+    LLMError,
+    ModelProfile,
+    resolve_profile,
+)
 from autointerp.llm.client import ChatModel, parse_body, retry_after_s
 from autointerp.llm.fake import FakeLLM
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY
-from autointerp.llm.server import FakeOpenAIServer, Garbage, Hang, HTTPFailure, Reply, scripted
+from autointerp.llm.server import (
+    FakeOpenAIServer,
+    Garbage,
+    Hang,
+    HTTPFailure,
+    Reply,
+    scripted,
+)
 from autointerp.llm.tokens import TokenCounter
 
 HELLO = [{"role": "user", "content": "hello"}]

@@ -7,7 +7,12 @@ import json
 import pytest
 import sqlite_utils
 
-from autointerp.llm.server import FakeOpenAIServer, FaultInjector, Reply, default_handler
+from autointerp.llm.server import (
+    FakeOpenAIServer,
+    FaultInjector,
+    Reply,
+    default_handler,
+)
 
 KEY = "sk-test-SECRET-abcdefghijklmnopqrstuvwxyz"
 

@@ -10,7 +10,12 @@ import pytest
 from autointerp.llm import Budget, BudgetExceeded, ChatResult, LLMClient, ModelProfile
 from autointerp.llm.fake import FakeLLM
 from autointerp.llm.server import FakeOpenAIServer, Garbage, Reply
-from autointerp.scoring.llm_simulator import LLMSimulator, expected_value, parse_reply, split_ten
+from autointerp.scoring.llm_simulator import (
+    LLMSimulator,
+    expected_value,
+    parse_reply,
+    split_ten,
+)
 from autointerp.scoring.simulator import Simulator
 
 EXPLANATION = 'the token "def"'

@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from planted import build_planted, capture_with_ngrams, one_thread  # noqa: F401 (fixture)
 
 from autointerp.corpus import iter_token_windows, open_corpus, stdlib_root
 from autointerp.subject.analyses import analyze_layer
@@ -18,6 +17,8 @@ from autointerp.subject.capture import CaptureConfig, capture_windows
 from autointerp.subject.hooks import mlp_hooks, run_batch
 from autointerp.subject.lens import regularization_units
 from autointerp.subject.model import load_subject
+
+from planted import build_planted, capture_with_ngrams
 
 WINDOW = 16
 pytestmark = pytest.mark.usefixtures("one_thread")

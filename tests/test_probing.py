@@ -8,7 +8,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from planted import build_planted, one_thread  # noqa: F401 (fixture)
 
 from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.errors import UsageError
@@ -25,6 +24,8 @@ from autointerp.subject.probing import (
     split_by_window,
     token_labels,
 )
+
+from planted import build_planted
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

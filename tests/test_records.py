@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
+from autointerp.subject.records import (
+    UnitId,
+    UnitRecord,
+    UnitStats,
+    Window,
+    deal_splits,
+)
 
 STATS = UnitStats(n_tokens=10, fire_count=3, threshold=0.0, mean=0.1, std=0.2, max=1.0, min=0.0)
 

@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from planted import one_thread  # noqa: F401 (fixture)
-
 from autointerp.corpus import bos_id, iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.hooks import mlp_hooks, residual_hooks

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from autointerp.subject.records import Window
 from autointerp.scoring import correlation_score, pooled_correlation, score_windows
+from autointerp.subject.records import Window
 
 
 def test_hand_computed():

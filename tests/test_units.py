@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import sqlite_utils
 import torch
-from planted import one_thread  # noqa: F401 (fixture)
 
 from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.errors import UsageError
