@@ -1,4 +1,5 @@
-"""The run store: one SQLite file holding runs, units, windows, explanations, simulations, scores and LLM calls.
+"""The db room (imports every room above it: errors, corpus, llm, prompts, subject, agent, scoring): the run store,
+one SQLite file holding runs, units, windows, explanations, simulations, scores and LLM calls.
 
     from autointerp.db import open_db
 
