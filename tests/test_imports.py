@@ -32,6 +32,7 @@ UPSTREAM["pipeline"] = set(ROOMS_ORDER) | {"config"}
 UPSTREAM["report"] = set(ROOMS_ORDER) | {"config"}
 UPSTREAM["sweep"] = set(ROOMS_ORDER) | {"config", "pipeline"}
 UPSTREAM["cli"] = set(UPSTREAM) - {"cli"}
+UPSTREAM["autointerp"] = set(ROOMS_ORDER)  # the package itself and its deprecation shims
 FRONT_DOOR = {"errors", "config", "pipeline", "cli"}  # modules (or subpackages) of the autointerp/ folder itself
 DEPRECATED_SHIMS = {"records"}  # old import paths kept for one release, each warning where it moved
 
