@@ -49,3 +49,15 @@ def test_run_flags_and_help_come_from_the_config_fields():
         assert flag in result.output
         assert Config.model_fields[name].description.split(";")[0].rstrip(".") in result.output
     assert "(default: 64)" in result.output  # the window's default, read from the field
+
+
+def test_the_rooms_own_defaults_agree_with_the_config():
+    """Each room keeps its own config (capture's, the agent's); a setting has one default wherever it is read."""
+    from autointerp.agent.graph import AgentLimits
+    from autointerp.subject.capture import CaptureConfig
+
+    capture, limits = CaptureConfig(layers=[0]), AgentLimits()
+    for name in ("window", "top_k", "n_random", "batch_size", "threshold", "seed"):
+        assert getattr(capture, name) == Config.model_fields[name].default, name
+    for name in ("revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of"):
+        assert getattr(limits, name) == Config.model_fields[name].default, name
