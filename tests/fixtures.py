@@ -56,3 +56,23 @@ def plant_hostile_rows(db: Path) -> None:
                      " ?, ?, 10, 5, 0.1, 0.001, NULL, 1, '2026-01-01T00:00:00+00:00')",
                      [run_id, uid, json.dumps(messages), json.dumps(response)])
     conn.close()
+
+
+def run_cli(*args: str) -> None:
+    """Run the real ``autointerp`` command in-process outside a test's capsys (for module-scoped builders)."""
+    from autointerp.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as e:
+        assert not e.code, f"autointerp {' '.join(args[:3])} failed with status {e.code}"
+
+
+def hostile_results(root: Path, model: str) -> Path:
+    """A real baseline run (12 units of layer 1) and analysis over a hostile corpus, then hostile rows planted."""
+    corpus = hostile_corpus(root / "corpus")
+    db = root / "results.db"
+    for args in (["run", "--layer", "1", "--units", "0:12"], ["analyze", "--layer", "1"]):
+        run_cli(*args, "--model", model, "--corpus", str(corpus), "--db", str(db))
+    plant_hostile_rows(db)
+    return db

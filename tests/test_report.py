@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 import urllib.error
 import urllib.request
@@ -11,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fixtures import HOSTILE, SECRET, hostile_corpus, plant_hostile_rows
+from fixtures import HOSTILE, SECRET, hostile_results  # noqa: F401 (HOSTILE: what the corpus holds)
 
 SAFE_TAGS = {  # every element the templates write, and the SVG elements matplotlib writes
     "html", "head", "meta", "title", "link", "body", "header", "main", "nav", "a", "span", "h1", "h2", "h3", "p", "b",
@@ -70,17 +71,19 @@ def assert_inert(html: str, where: str) -> Page:
     return page
 
 
+@pytest.fixture(scope="module")
+def hostile_db(tiny_checkpoints, tmp_path_factory):
+    """Built once for this file; each test works on its own copy."""
+    return hostile_results(tmp_path_factory.mktemp("hostile"), str(tiny_checkpoints["opt"]))
+
+
 @pytest.fixture
-def results(cli, tiny_checkpoints, isolated):
-    """A real baseline run and analysis over a hostile corpus, with hostile rows planted where text comes from."""
-    corpus = hostile_corpus(isolated / "hostile")
-    tiny = str(tiny_checkpoints["opt"])
-    code, _, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(corpus), "--units", "0:12")
-    assert code == 0, err
-    code, _, err = cli("analyze", "--layer", "1", "--model", tiny, "--corpus", str(corpus))
-    assert code == 0, err
-    plant_hostile_rows(isolated / "autointerp.db")
-    return isolated / "autointerp.db"
+def results(hostile_db, isolated):
+    """This test's copy of the hostile results, at the default database path."""
+    target = isolated / "autointerp.db"
+    with sqlite3.connect(hostile_db) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)  # the WAL file's pages too
+    return target
 
 
 def test_report_renders_hostile_text_as_text(cli, results, isolated):
