@@ -170,8 +170,8 @@ def test_screenshots(browser, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("shots")
     db = str(root / "results.db")
-    run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "200000", "--db", db)
-    run_cli("analyze", "--layer", "4", "--tokens", "200000", "--db", db)
+    run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "100000", "--db", db)
+    run_cli("analyze", "--layer", "4", "--tokens", "100000", "--db", db)
     build_site(db, root / "site", jobs=2)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
     w = Watched(context, allowed_hosts=set())
@@ -179,12 +179,13 @@ def test_screenshots(browser, tmp_path_factory):
     w.page.locator("#leaderboard th[data-sort=score]").click()
     out = os.environ.get("AUTOINTERP_SCREENSHOTS")
     if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        w.page.screenshot(path=str(Path(out) / "index.png"))
+        out = Path(__file__).resolve().parents[1] / out  # relative to the repository (tests run in a temp dir)
+        out.mkdir(parents=True, exist_ok=True)
+        w.page.screenshot(path=str(out / "index.png"))
     w.page.goto((root / "site" / "units" / "4-199.html").as_uri())
     assert w.page.locator(".win .true i.a10").count() >= 1
     if out:
         w.page.locator("h2", has_text="Explanations").scroll_into_view_if_needed()
-        w.page.screenshot(path=str(Path(out) / "unit.png"))
+        w.page.screenshot(path=str(out / "unit.png"))
     w.assert_clean()
     context.close()
