@@ -129,6 +129,11 @@ def test_report_refuses_a_folder_that_is_not_a_report_and_replaces_one_that_is(c
 def test_report_on_a_missing_database_is_a_usage_error(cli, isolated):
     code, _, err = cli("report", "--out", "site", "--db", "nope.db")
     assert code == 2 and "no results database" in err
+    code, _, err = cli("serve", "--db", "nope.db", "--port", "0")
+    assert code == 2 and "no results database" in err
+    code, _, err = cli("serve", "--port", "70000")
+    assert code == 2 and "--port" in err
+    assert not (isolated / "site").exists() and not (isolated / "nope.db").exists()
 
 
 def get(url: str) -> tuple[int, str]:

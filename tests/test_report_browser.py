@@ -162,6 +162,13 @@ def test_serve_in_chromium(site, browser):
         server.server_close()
 
 
+def _capture(fn, failures: list[BaseException]) -> None:
+    try:
+        fn()
+    except BaseException as e:  # noqa: BLE001 - handed back to the test's thread
+        failures.append(e)
+
+
 @pytest.mark.slow
 def test_screenshots(browser, tmp_path_factory):
     """The bundled model, a few units of layer 4 (4/199 detects " self"): the index and a unit page in chromium,
@@ -170,9 +177,17 @@ def test_screenshots(browser, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("shots")
     db = str(root / "results.db")
-    run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "100000", "--db", db)
-    run_cli("analyze", "--layer", "4", "--tokens", "100000", "--db", db)
-    build_site(db, root / "site", jobs=2)
+
+    def build() -> None:  # in a thread of its own: Playwright's event loop runs in this one, the pipeline's can't
+        run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "100000", "--db", db)
+        run_cli("analyze", "--layer", "4", "--tokens", "100000", "--db", db)
+        build_site(db, root / "site", jobs=2)
+
+    failures: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(build, failures))
+    worker.start()
+    worker.join()
+    assert not failures, failures
     context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
     w = Watched(context, allowed_hosts=set())
     w.page.goto((root / "site" / "index.html").as_uri())

@@ -13,6 +13,7 @@
   const minScore = $("filter-min");
 
   function value(row, key, numeric) {
+    if (key === "text") return row.cells[row.cells.length - 1].textContent;
     const v = row.dataset[key];
     if (!numeric) return v || "";
     return v === undefined || v === "" ? -Infinity : Number(v);
