@@ -1,4 +1,4 @@
-"""Migration m008: leases (one live process per run or sweep) and the sweep ledger (sessions, attempts, runs).
+"""Migration m008: leases (one live process per run or sweep) and the sweep ledger (items, runs, attempts, sessions).
 
 Registered by ``db/migrations.py`` (kept there under its line budget); the same rules apply: never edited once
 released, a change is a new migration.
@@ -39,6 +39,16 @@ def m008_leases_sweeps(db: Database) -> None:
             units_done INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX sweep_sessions_sweep ON sweep_sessions (sweep, started_at);
+
+        CREATE TABLE sweep_items (              -- a sweep's plan expanded: every (job, layer) and its unit count
+            sweep TEXT NOT NULL,
+            job TEXT NOT NULL,
+            layer INTEGER NOT NULL,
+            units_total INTEGER NOT NULL,
+            priority INTEGER NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (sweep, job, layer)
+        );
 
         CREATE TABLE sweep_runs (               -- the run each (job, layer) of a sweep resolved to
             sweep TEXT NOT NULL,

@@ -85,6 +85,9 @@ EXPECTED_TABLES = {
         "id": str, "sweep": str, "shard": str, "plan_hash": str, "pid": int, "host": str, "started_at": str,
         "finished_at": str, "status": str, "reason": str, "units_done": int,
     },
+    "sweep_items": {
+        "sweep": str, "job": str, "layer": int, "units_total": int, "priority": int, "updated_at": str,
+    },
     "sweep_runs": {"sweep": str, "job": str, "layer": int, "run_id": str, "units_total": int, "created_at": str},
     "sweep_attempts": {
         "id": int, "sweep": str, "session_id": str, "job": str, "layer": int, "run_id": str, "status": str,

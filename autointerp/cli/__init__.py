@@ -13,6 +13,7 @@ from autointerp.cli import run  # noqa: F401, I001
 from autointerp.cli import analyses  # noqa: F401, I001
 from autointerp.cli import dictionaries  # noqa: F401, I001
 from autointerp.cli import results  # noqa: F401, I001
+from autointerp.cli import sweeps  # noqa: F401, I001
 from autointerp.cli.app import app, main
 
 __all__ = ["app", "main"]

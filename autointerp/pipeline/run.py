@@ -188,18 +188,38 @@ def _resume_or_start(cfg, command, fresh, llm, explainer, simulator, corpus, sto
                    lease)
 
 
+def capture_config(cfg: Config) -> CaptureConfig:
+    """The capture settings of a run's config (everything the capture of ``cfg.layer`` depends on)."""
+    return CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
+                         batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
+
+
 def capture_layer(r: OpenRun, on_capture_start: ProgressStart | None = None) -> LayerCapture:
     """One pass over the corpus: the layer's statistics and windows for every unit of the run's unit space."""
     cfg = r.cfg
-    cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
     t0 = time.time()
-    cap = capture(r.subject, r.corpus, cap_cfg, progress, r.space)[cfg.layer]
+    cap = capture(r.subject, r.corpus, capture_config(cfg), progress, r.space)[cfg.layer]
     r.summary.capture_s = time.time() - t0
+    use_capture(r, cap)
+    return cap
+
+
+def use_capture(r: OpenRun, cap: LayerCapture) -> None:
+    """Record that the run's units come from ``cap`` (captured by this run, or shared with another of a sweep)."""
     r.summary.n_tokens = cap.n_tokens
     r.store.set_run_tokens(r.run_id, cap.n_tokens)
-    return cap
+
+
+def explain_layer(r: OpenRun, cap: LayerCapture, on_unit: Callable[[UnitOutcome], None] | None = None,
+                  stop: Callable[[], str | None] | None = None) -> None:
+    """``explain_units`` to the end, timed into ``summary.explain_s``, with the LLM phase's collector settings."""
+    t_explain = time.time()
+    try:
+        with _llm_phase_gc():
+            asyncio.run(explain_units(r, cap, on_unit, stop))
+    finally:
+        r.summary.explain_s = time.time() - t_explain
 
 
 def run(
@@ -240,12 +260,7 @@ def _run_opened(r: OpenRun, t0: float, on_capture_start, on_unit, on_estimate) -
                                               len(r.todo), cfg.tiktoken_file)
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
-        t_explain = time.time()
-        try:
-            with _llm_phase_gc():
-                asyncio.run(explain_units(r, cap, on_unit))
-        finally:
-            summary.explain_s = time.time() - t_explain
+        explain_layer(r, cap, on_unit)
     except KeyboardInterrupt:
         summary.interrupted = True
         r.store.finish_run(r.run_id, "interrupted", time.time() - t0)
