@@ -68,7 +68,7 @@ def sweep_status(plan_path: str | Path, config: str | None = None) -> dict[str, 
         sessions = ledger.sessions()
         return {
             "sweep": plan.name, "db": db,
-            "done": all(j["expanded"] and ((j["units_todo"] == 0 and j["units_failed"] == 0) or j["gave_up"])
+            "done": all((j["expanded"] and j["units_todo"] == 0 and j["units_failed"] == 0) or j["gave_up"]
                         for j in jobs),
             "jobs": jobs, "spend": ledger.spend(), "spend_tonight": ledger.spend(since=since),
             "budget": plan.budget.model_dump(), "lease_holder": holder.describe() if holder else None,
