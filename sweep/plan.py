@@ -44,7 +44,7 @@ from autointerp.config import Config
 from autointerp.errors import UsageError
 
 PER_RUN_ONLY = ("layer",)  # set by the job's `layers`, never by defaults or a job
-_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
+TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
 class BudgetPlan(BaseModel):
@@ -61,7 +61,7 @@ class BudgetPlan(BaseModel):
     @field_validator("until", "night_starts")
     @classmethod
     def _clock(cls, v: str | None) -> str | None:
-        if v is not None and not _TIME.match(v):
+        if v is not None and not TIME_OF_DAY.match(v):
             raise ValueError(f"{v!r} is not a time of day; write it as HH:MM or HH:MM:SS, e.g. \"07:00\"")
         return v
 

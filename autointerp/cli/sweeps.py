@@ -123,10 +123,10 @@ def sweep_schedule(plan: PlanArg,
                                                                              "many shards.")] = None) -> None:
     """Print how to start the sweep every night: a cron line (default), systemd user units or a Slurm array."""
     from autointerp.errors import UsageError
-    from autointerp.sweep.plan import _TIME
+    from autointerp.sweep.plan import TIME_OF_DAY
     from autointerp.sweep.schedule import cron_line, slurm_script, systemd_units
 
-    if not _TIME.match(at):
+    if not TIME_OF_DAY.match(at):
         raise UsageError(f"--at {at!r} is not a time of day; use HH:MM, e.g. --at 22:00")
     if slurm is not None and slurm < 1:
         raise UsageError("--print-slurm needs a number of shards of at least 1")
