@@ -105,17 +105,23 @@ class _Stop:
 
 def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[int, int] | None = None,
               wait: bool = False, ray: str | None = None, on_event: Event | None = None, command: str = "",
-              lease_ttl_s: float = DEFAULT_TTL_S) -> SweepResult:
-    """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address."""
+              lease_ttl_s: float = DEFAULT_TTL_S, db: str | None = None) -> SweepResult:
+    """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address.
+    ``db``: the results file instead of the configuration's (a plan that names one itself refuses it)."""
     t0 = time.time()
     plan = load_plan(plan_path)
     base = load_config(config).model_dump(exclude_unset=True)
+    if db is not None:
+        if "db" in plan.defaults or any("db" in j.settings for j in plan.jobs.values()):
+            raise UsageError(f"--db given but plan {plan_path} sets db itself; remove db from the plan to choose "
+                             "it here")
+        base["db"] = db
     jobs = resolve_jobs(plan, base, where=f"plan {plan_path}")
     dbs = {j.cfg.db for j in jobs}
     if len(dbs) > 1:
         raise UsageError(f"plan {plan_path}: every job of a sweep writes to one database, not {sorted(dbs)}; set db "
                          "in [defaults] only")
-    db = dbs.pop()
+    db = str(dbs.pop())
     captor = _ray_captor(ray) if ray else None  # fails early when ray is missing or unreachable
     shard_s = None if shard is None else f"{shard[0]}/{shard[1]}"
     store = open_db(db)

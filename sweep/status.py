@@ -20,19 +20,22 @@ from autointerp.sweep.ledger import Ledger, night_start
 from autointerp.sweep.plan import Plan, load_plan, resolve_jobs
 
 
-def _open(plan_path: str | Path, config: str | None) -> tuple[Plan, str, Store]:
+def _open(plan_path: str | Path, config: str | None, db: str | None) -> tuple[Plan, str, Store]:
     plan = load_plan(plan_path)
-    jobs = resolve_jobs(plan, load_config(config).model_dump(exclude_unset=True), where=f"plan {plan_path}")
+    base = load_config(config).model_dump(exclude_unset=True)
+    if db and ("db" in plan.defaults or any("db" in j.settings for j in plan.jobs.values())):
+        raise UsageError(f"--db given but plan {plan_path} sets db itself; remove db from the plan to choose it here")
+    jobs = resolve_jobs(plan, base | ({"db": db} if db else {}), where=f"plan {plan_path}")
     db = jobs[0].cfg.db
     if not Path(db).is_file():
         raise UsageError(f"no results database at {db}; start the sweep first: autointerp sweep run {plan_path}")
     return plan, db, open_db(db)
 
 
-def sweep_status(plan_path: str | Path, config: str | None = None) -> dict[str, Any]:
+def sweep_status(plan_path: str | Path, config: str | None = None, db: str | None = None) -> dict[str, Any]:
     """Per job: units done / failed / to do, attempts, spend (total and tonight), what is left in dollars and
     seconds at the rates measured so far; the lease holder; ``done`` when nothing is left that a start would do."""
-    plan, db, store = _open(plan_path, config)
+    plan, db, store = _open(plan_path, config, db)
     with store:
         ledger = Ledger(store, plan.name)
         since = night_start(plan.budget.night_starts).isoformat()
@@ -76,10 +79,11 @@ def sweep_status(plan_path: str | Path, config: str | None = None) -> dict[str, 
         }
 
 
-def sweep_report(plan_path: str | Path, config: str | None = None, since: str | None = None) -> dict[str, Any]:
+def sweep_report(plan_path: str | Path, config: str | None = None, since: str | None = None,
+                 db: str | None = None) -> dict[str, Any]:
     """What the latest night (from ``since``, ISO, else the start of the night of the last session) changed: units
     newly explained, best scores that changed, new failures with reasons, spend, and the sessions that did it."""
-    plan, db, store = _open(plan_path, config)
+    plan, db, store = _open(plan_path, config, db)
     with store:
         ledger = Ledger(store, plan.name)
         sessions = ledger.sessions()

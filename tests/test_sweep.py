@@ -140,6 +140,21 @@ def test_two_shards_do_exactly_the_work_of_the_whole_and_merge_into_it(tiny, tex
     assert_each_unit_once(isolated / "merged.db")
 
 
+def test_stop_time_stops_before_any_unit_and_the_next_start_does_them(tiny, text_corpus, isolated, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    import autointerp.sweep.engine as engine
+
+    plan = write_plan(isolated / "p.toml", tiny, text_corpus, '[jobs.a]\nlayers = "1"\n', budget='until = "07:00"\n')
+    real = engine.deadline
+    monkeypatch.setattr(engine, "deadline", lambda until: datetime.now(timezone.utc) - timedelta(seconds=1))
+    stopped = run_sweep(plan)
+    assert (stopped.status, stopped.units_done) == ("stopped", 0) and stopped.reason.startswith("stop time")
+    assert sweep_status(plan)["jobs"][0]["units_todo"] == 6
+    monkeypatch.setattr(engine, "deadline", real)
+    assert run_sweep(plan).units_done == 6
+
+
 @pytest.mark.slow
 def test_ray_path_gives_the_single_process_results(tiny, text_corpus, isolated):
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")

@@ -112,3 +112,19 @@ def test_schedule_prints_cron_systemd_and_slurm_with_absolute_paths_and_no_keys(
     code, _, err = cli("sweep", "schedule", str(plan), "--at", "9pm")
     assert code == 2 and "--at" in err
     assert "SECRET" not in out
+
+
+def test_stop_time_is_the_next_one_and_a_night_starts_at_its_hour():
+    from datetime import datetime, timedelta, timezone
+
+    from autointerp.sweep.ledger import deadline, night_start
+
+    now = datetime(2026, 12, 1, 22, 0, tzinfo=timezone.utc)
+    local = now.astimezone()
+    end = deadline(f"{(local + timedelta(hours=1)):%H:%M}", now)
+    assert end == now + timedelta(hours=1)  # later today
+    assert deadline(f"{(local - timedelta(hours=1)):%H:%M}", now) == now + timedelta(hours=23)  # tomorrow
+    assert deadline(None, now) is None
+    start = night_start(f"{(local - timedelta(hours=2)):%H:%M}", now)
+    assert start == now - timedelta(hours=2)
+    assert night_start(f"{(local + timedelta(hours=2)):%H:%M}", now) == now - timedelta(hours=22)

@@ -17,6 +17,7 @@ app.add_typer(sweep_app, name="sweep")
 app.add_typer(db_app, name="db")
 
 PlanArg = Annotated[str, typer.Argument(help="Sweep plan (TOML); see docs/sweeps.md.")]
+SweepDbOpt = Annotated[Optional[str], Opt("--db", help="Results file instead of the plan's (e.g. one per shard).")]
 
 
 @sweep_app.command("run")
@@ -24,7 +25,7 @@ def sweep_run(
     plan: PlanArg,
     shard: Annotated[Optional[str], Opt(help="Do only part I of N of the plan (I/N, 0-based): disjoint, "
                                              "deterministic parts whose union is the whole.")] = None,
-    db: Annotated[Optional[str], Opt("--db", help="Results file instead of the plan's (e.g. one per shard).")] = None,
+    db: SweepDbOpt = None,
     ray: Annotated[Optional[str], Opt("--ray", help="Capture on Ray: auto (running cluster), local (start one here) "
                                                     "or an address. Needs pip install -e '.[ray]'.")] = None,
     wait: Annotated[bool, Opt("--wait", help="If another process runs this sweep, wait for it (default: say who "
@@ -33,21 +34,11 @@ def sweep_run(
     config: ConfigOpt = None,
 ) -> None:
     """Do what the plan still needs, by priority, until done, the budget, the stop time, or Ctrl-C / SIGTERM."""
-    import os
-
     from autointerp.sweep import parse_shard, run_sweep
 
     check_format(output, ("table", "json"))
     shard_t = parse_shard(shard)
-    if db is not None:
-        os.environ["AUTOINTERP_DB"] = db  # below the plan's [defaults] in precedence: say so if the plan sets one
-        from autointerp.sweep import load_plan
-
-        if "db" in load_plan(plan).defaults or any("db" in j.settings for j in load_plan(plan).jobs.values()):
-            from autointerp.errors import UsageError
-
-            raise UsageError(f"--db given but plan {plan} sets db itself; remove db from the plan to choose it here")
-    result = run_sweep(plan, config=config, shard=shard_t, wait=wait, ray=ray, command=" ".join(sys.argv),
+    result = run_sweep(plan, config=config, shard=shard_t, wait=wait, ray=ray, command=" ".join(sys.argv), db=db,
                        on_event=lambda m: err.print(m, markup=False, highlight=False, soft_wrap=True))
     if output == "json":
         out.print_json(json.dumps(result.__dict__))
@@ -61,12 +52,12 @@ def sweep_run(
 
 @sweep_app.command("status")
 def sweep_status_cmd(plan: PlanArg, output: Annotated[str, Opt("--format", help="table or json.")] = "table",
-                     config: ConfigOpt = None) -> None:
+                     db: SweepDbOpt = None, config: ConfigOpt = None) -> None:
     """Per job: units done, failed, to do; spend in total and tonight; what is left; who holds the lease."""
     from autointerp.sweep import sweep_status
 
     check_format(output, ("table", "json"))
-    s = sweep_status(plan, config)
+    s = sweep_status(plan, config, db)
     if output == "json":
         out.print_json(json.dumps(s))
         return
@@ -89,12 +80,12 @@ def sweep_status_cmd(plan: PlanArg, output: Annotated[str, Opt("--format", help=
 def sweep_report_cmd(plan: PlanArg, since: Annotated[Optional[str], Opt(help="ISO time to report from (default: "
                                                                               "the start of the last night).")] = None,
                      output: Annotated[str, Opt("--format", help="text or json.")] = "text",
-                     config: ConfigOpt = None) -> None:
+                     db: SweepDbOpt = None, config: ConfigOpt = None) -> None:
     """What the last night changed: units newly explained, best scores, new failures and reasons, spend."""
     from autointerp.sweep import sweep_report
 
     check_format(output, ("text", "json"))
-    r = sweep_report(plan, config, since)
+    r = sweep_report(plan, config, since, db)
     if output == "json":
         out.print_json(json.dumps(r))
         return
