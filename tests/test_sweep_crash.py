@@ -70,6 +70,17 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
         kills += kill_when(proc, db, sql, n)
         assert count(db, "PRAGMA integrity_check") != 0
     assert kills >= 2
+    # SIGTERM (systemd stopping the service): the units in flight finish, the session ends 'interrupted', exit 0
+    proc = start(tmp_path, "sweep", "run", "night.toml", "--format", "json")
+    at = count(db, done_sql)
+    while proc.poll() is None and count(db, done_sql) <= at:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    termed = json.loads(out)
+    assert termed["status"] in ("interrupted", "done") and (termed["status"] == "done" or
+                                                            termed["reason"] == "signal SIGTERM")
     before = count(db, done_sql)
     assert before < TOTAL
     a, b = start(tmp_path, "sweep", "run", "night.toml", "--format", "json"), \
@@ -88,7 +99,8 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
             == (TOTAL, TOTAL)  # the baseline explainer's one test score per unit, once
         assert conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY 1").fetchall() == [("complete", 2)]
         sessions = dict(conn.execute("SELECT status, COUNT(*) FROM sweep_sessions GROUP BY 1").fetchall())
-        assert sessions.get("interrupted", 0) == kills  # killed sessions are marked so by the next start
+        # killed sessions are marked so by the next start, the SIGTERMed one by itself
+        assert sessions.get("interrupted", 0) == kills + (termed["status"] == "interrupted")
     code, out, err = cli("sweep", "status", str(tmp_path / "night.toml"), "--format", "json")
     status = json.loads(out)
     assert code == 0 and status["done"] is True
