@@ -6,7 +6,7 @@
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]
     ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind',
-     'm007_probe_context']
+     'm007_probe_context', 'm008_leases_sweeps']
 
 The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from autointerp.db.migrations_m008 import m008_leases_sweeps
 from autointerp.errors import UsageError
 
 migrations = Migrations("autointerp")
@@ -368,6 +369,9 @@ def m007_probe_context(db: Database) -> None:
         ALTER TABLE probe_results ADD COLUMN context INTEGER;  -- preceding tokens fed before each probed window
         """
     )
+
+
+migrations()(m008_leases_sweeps)  # leases and the sweep ledger (db/migrations_m008.py)
 
 
 def _known_names() -> frozenset[str]:

@@ -163,6 +163,12 @@ class Store(Reads):
             if cur.rowcount != 1:
                 raise KeyError(f"no run {run_id}")
 
+    def add_run_wall(self, run_id: str, seconds: float) -> None:
+        """Add a session's time to the run's ``wall_s`` (a killed session never reached ``finish_run``)."""
+        with self._write():
+            self.db.execute("UPDATE runs SET wall_s = COALESCE(wall_s, 0) + ? WHERE id = ?",
+                            [_finite(seconds) or 0.0, run_id])
+
     def unit_id(self, model_hash: str, layer: int, unit: int, kind: str = "neuron") -> int:
         """The id of this unit of these weights, created on first use."""
         with self._write():

@@ -83,6 +83,22 @@ EXPECTED_TABLES = {
         "fvu": float, "mean_l0": float, "dead_features": int, "loss_clean": float, "loss_spliced": float,
         "config": str,
     },
+    "leases": {
+        "name": str, "holder": str, "pid": int, "host": str, "acquired_at": str, "heartbeat_at": str,
+        "expires_at": str,
+    },
+    "sweep_sessions": {
+        "id": str, "sweep": str, "shard": str, "plan_hash": str, "pid": int, "host": str, "started_at": str,
+        "finished_at": str, "status": str, "reason": str, "units_done": int,
+    },
+    "sweep_items": {
+        "sweep": str, "job": str, "layer": int, "units_total": int, "priority": int, "updated_at": str,
+    },
+    "sweep_runs": {"sweep": str, "job": str, "layer": int, "run_id": str, "units_total": int, "created_at": str},
+    "sweep_attempts": {
+        "id": int, "sweep": str, "session_id": str, "job": str, "layer": int, "run_id": str, "status": str,
+        "reason": str, "units_done": int, "started_at": str, "finished_at": str,
+    },
 }
 EXPECTED_VIEWS = {
     "explanation_scores": [
@@ -104,7 +120,7 @@ EXPECTED_VIEWS = {
 }
 EXPECTED_INDEXES = {
     "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window", "unit_analyses_unit", "probe_results_concept",
-    "llm_calls_run_profile", "dictionary_evals_kind",
+    "llm_calls_run_profile", "dictionary_evals_kind", "sweep_sessions_sweep", "sweep_attempts_job",
 }
 UNIT_TABLES = ("unit_stats", "windows", "explanations", "simulations", "scores", "unit_runs")
 
@@ -177,7 +193,8 @@ def test_reopen_applies_nothing_new(tmp_path):
     with open_db(tmp_path / "a.db") as s:
         assert list(s.db.table("_sqlite_migrations").rows) == first
     assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
-                                          "m005_dictionaries", "m006_probe_kind", "m007_probe_context"]
+                                          "m005_dictionaries", "m006_probe_kind", "m007_probe_context",
+                                          "m008_leases_sweeps"]
 
 
 def test_a_file_from_before_m007_keeps_its_probe_rows(tmp_path):

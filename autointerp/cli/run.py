@@ -16,10 +16,12 @@ from autointerp.cli.app import (
     capture_progress,
     check_format,
     dictionary_units,
+    err,
     fmt,
     out,
 )
 from autointerp.cli.flags import config_flags
+from autointerp.db.leases import LeaseHeld
 
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
                 "batch_size", "top_k", "n_random", "threshold", "device", "dtype", "seed", "concurrency",
@@ -37,6 +39,8 @@ def run(
     fresh: Annotated[bool, Opt("--fresh", help="Start a new run even if this exact run exists "
                                                "(default: resume).")] = False,
     output: Annotated[str, Opt("--format", help="Summary format: table or json.")] = "table",
+    wait: Annotated[bool, Opt("--wait", help="If another process is doing this run, wait for it and then finish "
+                                             "what is left (default: say who holds it and exit 0).")] = False,
 ) -> None:
     """Capture -> explain -> simulate -> score -> store, for every unit of one layer; then print a summary."""
     from autointerp.config import load_config
@@ -60,9 +64,17 @@ def run(
             + (f"; stops at --max-usd {cfg.max_usd}" if cfg.max_usd is not None else "")
             + (f"; stops at --max-calls {cfg.max_calls}" if cfg.max_calls is not None else ""))
 
-    with progress:
-        summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit, fresh=fresh,
-                               on_estimate=on_estimate)
+    def on_wait(holder) -> None:
+        progress.console.print(f"waiting: this run is being done by {holder.describe()}")
+
+    try:
+        with progress:
+            summary = run_pipeline(cfg, " ".join(sys.argv), on_capture_start, on_unit, fresh=fresh,
+                                   on_estimate=on_estimate, wait=wait, on_wait=on_wait)
+    except LeaseHeld as e:
+        err.print(f"not started: this run is being done by {e.info.describe()}; it resumes from there, or pass "
+                  "--wait to wait for it", markup=False, highlight=False, soft_wrap=True)
+        return
     if output == "json":
         out.print_json(json.dumps(_summary_json(summary)))
     else:

@@ -9,6 +9,12 @@ A run is identified by its *run key* (``Config.run_key``): running the same comm
 with that key and only does the units it has not finished (each unit is committed on its own), so an interrupted
 run resumes. The steps, in order: ``open_run`` (components, subject, unit space, the run row), then
 ``capture_layer`` (one pass over the corpus), then ``explain_units`` (every unit left, ``concurrency`` at a time).
+
+One process per run: ``open_run`` takes the lease ``run:<run key>`` in the database (``autointerp.db.leases``) and
+``run`` releases it at the end, so a second process on the same run either waits for it (``wait=True``) or gets
+``LeaseHeld`` (the CLI says who holds it and exits 0) and never does a unit twice. A session killed with SIGKILL
+leaves its lease behind; the next session takes it over and adds the dead session's time (acquisition to last
+heartbeat) to the run's ``wall_s``, which sums every session.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from autointerp.agent.base import Explainer
 from autointerp.config import Config
 from autointerp.corpus import Corpus, open_corpus
 from autointerp.db import Store, open_db
+from autointerp.db.leases import DEFAULT_TTL_S, Lease, LeaseInfo, acquire_lease
 from autointerp.errors import UsageError
 from autointerp.llm.client import BudgetExceeded
 from autointerp.pipeline.components import (
@@ -108,23 +115,57 @@ class OpenRun:
     run_id: str
     todo: list[int]
     summary: RunSummary
+    lease: Lease | None = None  # held from open_run until close_run (or run's end)
+
+    def close(self) -> None:
+        """Release the run's lease and close the store (idempotent)."""
+        if self.lease is not None:
+            self.lease.release()
+        self.store.close()
 
 
-def open_run(cfg: Config, command: str = "", fresh: bool = False) -> OpenRun:
-    """Check every input, then find the run with this key (or start one): its units left and a summary so far."""
+def open_run(cfg: Config, command: str = "", fresh: bool = False, *, wait: bool = False,
+             on_wait: Callable[[LeaseInfo], None] | None = None, subject: Subject | None = None,
+             lease_ttl_s: float = DEFAULT_TTL_S) -> OpenRun:
+    """Check every input, take the run's lease, then find the run with this key (or start one): its units left and
+    a summary so far. ``subject``: an already loaded ``cfg.model`` (a sweep shares one). Raises ``LeaseHeld`` when
+    another live process has the run (unless ``wait``: then ``on_wait(holder)`` and wait for it)."""
     if cfg.layer is None:
         raise UsageError("no layer given; pass --layer N (0-based)")
     llm = LLMContext(cfg)
     explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)  # unknown names, missing keys
     corpus = open_corpus(cfg.corpus, cfg.seed)
     store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
-    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    try:
+        return _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject,
+                         lease_ttl_s)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject,
+              lease_ttl_s) -> OpenRun:
+    subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
     subject.check_layer(cfg.layer)
     space = unit_space(cfg, subject)
     units = parse_units(cfg.units, space.n_units(subject))
     model_hash = subject.weights_hash()
     run_key = cfg.run_key(model_hash, explainer.config(), simulator.config(), space.identity())
+    lease = acquire_lease(store.path, f"run:{run_key}", ttl_s=lease_ttl_s, wait=wait, on_wait=on_wait)
+    try:
+        return _resume_or_start(cfg, command, fresh, llm, explainer, simulator, corpus, store, subject, space, units,
+                                model_hash, run_key, lease)
+    except BaseException:
+        lease.release()
+        raise
+
+
+def _resume_or_start(cfg, command, fresh, llm, explainer, simulator, corpus, store, subject, space, units,
+                     model_hash, run_key, lease) -> OpenRun:
     run_id = None if fresh else store.find_resumable_run(run_key)
+    if run_id is not None and lease.previous is not None:  # a session died holding the run: count its time
+        store.add_run_wall(run_id, max(lease.previous.seconds_held(), 0.0))
     if run_id is None:
         run_id = store.start_run(
             run_key=run_key, command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
@@ -143,21 +184,42 @@ def open_run(cfg: Config, command: str = "", fresh: bool = False) -> OpenRun:
     wanted = set(units)
     summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"])
                         for r in store.run_outcomes(run_id) if r["unit"] in wanted and r["kind"] == space.kind]
-    return OpenRun(cfg, store, llm, explainer, simulator, corpus, subject, space, model_hash, run_id, todo, summary)
+    return OpenRun(cfg, store, llm, explainer, simulator, corpus, subject, space, model_hash, run_id, todo, summary,
+                   lease)
+
+
+def capture_config(cfg: Config) -> CaptureConfig:
+    """The capture settings of a run's config (everything the capture of ``cfg.layer`` depends on)."""
+    return CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
+                         batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
 
 
 def capture_layer(r: OpenRun, on_capture_start: ProgressStart | None = None) -> LayerCapture:
     """One pass over the corpus: the layer's statistics and windows for every unit of the run's unit space."""
     cfg = r.cfg
-    cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
     t0 = time.time()
-    cap = capture(r.subject, r.corpus, cap_cfg, progress, r.space)[cfg.layer]
+    cap = capture(r.subject, r.corpus, capture_config(cfg), progress, r.space)[cfg.layer]
     r.summary.capture_s = time.time() - t0
+    use_capture(r, cap)
+    return cap
+
+
+def use_capture(r: OpenRun, cap: LayerCapture) -> None:
+    """Record that the run's units come from ``cap`` (captured by this run, or shared with another of a sweep)."""
     r.summary.n_tokens = cap.n_tokens
     r.store.set_run_tokens(r.run_id, cap.n_tokens)
-    return cap
+
+
+def explain_layer(r: OpenRun, cap: LayerCapture, on_unit: Callable[[UnitOutcome], None] | None = None,
+                  stop: Callable[[], str | None] | None = None) -> None:
+    """``explain_units`` to the end, timed into ``summary.explain_s``, with the LLM phase's collector settings."""
+    t_explain = time.time()
+    try:
+        with _llm_phase_gc():
+            asyncio.run(explain_units(r, cap, on_unit, stop))
+    finally:
+        r.summary.explain_s = time.time() - t_explain
 
 
 def run(
@@ -167,16 +229,26 @@ def run(
     on_unit: Callable[[UnitOutcome], None] | None = None,
     fresh: bool = False,
     on_estimate: Callable[[dict[str, Any]], None] | None = None,
+    wait: bool = False,
+    on_wait: Callable[[LeaseInfo], None] | None = None,
 ) -> RunSummary:
     """Run capture -> explain -> simulate -> score -> store for ``cfg.layer``; see the module docstring.
 
     ``on_capture_start(total_tokens_or_None)`` returns a per-batch progress callback; ``on_unit`` is called
     after each unit is committed. ``fresh`` starts a new run even when one with the same key exists.
     ``on_estimate`` receives the expected LLM usage of the units left, before any LLM call is made.
+    Another live process on the same run: ``LeaseHeld``, or with ``wait`` ``on_wait(holder)`` and wait for it.
     """
     t0 = time.time()
-    r = open_run(cfg, command, fresh)
-    summary = r.summary
+    r = open_run(cfg, command, fresh, wait=wait, on_wait=on_wait)
+    try:
+        return _run_opened(r, t0, on_capture_start, on_unit, on_estimate)
+    finally:
+        r.close()
+
+
+def _run_opened(r: OpenRun, t0: float, on_capture_start, on_unit, on_estimate) -> RunSummary:
+    cfg, summary = r.cfg, r.summary
     if not r.todo:
         summary.n_tokens = r.store.run_tokens(r.run_id)
         summary.wall_s = time.time() - t0
@@ -188,12 +260,7 @@ def run(
                                               len(r.todo), cfg.tiktoken_file)
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
-        t_explain = time.time()
-        try:
-            with _llm_phase_gc():
-                asyncio.run(explain_units(r, cap, on_unit))
-        finally:
-            summary.explain_s = time.time() - t_explain
+        explain_layer(r, cap, on_unit)
     except KeyboardInterrupt:
         summary.interrupted = True
         r.store.finish_run(r.run_id, "interrupted", time.time() - t0)
@@ -202,7 +269,8 @@ def run(
         r.store.finish_run(r.run_id, "failed", time.time() - t0)  # finished units stay; the same command resumes
         raise
     summary.wall_s = time.time() - t0
-    r.store.finish_run(r.run_id, "interrupted" if summary.stopped else "complete", summary.wall_s)
+    r.store.finish_run(r.run_id, "interrupted" if summary.stopped or len(r.todo) > summary.units_this_session
+                       else "complete", summary.wall_s)
     return summary
 
 
@@ -225,9 +293,11 @@ def _llm_phase_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def explain_units(r: OpenRun, cap: LayerCapture, on_unit: Callable[[UnitOutcome], None] | None = None) -> None:
+async def explain_units(r: OpenRun, cap: LayerCapture, on_unit: Callable[[UnitOutcome], None] | None = None,
+                        stop: Callable[[], str | None] | None = None) -> None:
     """Explain, simulate, score and commit every unit left, ``cfg.concurrency`` at a time; a budget stops the run
-    (``summary.stopped``) and leaves the unit in hand to the next session."""
+    (``summary.stopped``) and leaves the unit in hand to the next session. So does ``stop()`` returning a reason
+    (checked before each unit: a sweep's stop time or signal), and so does losing the run's lease."""
     summary, kind = r.summary, r.space.kind
     sem = asyncio.Semaphore(r.cfg.concurrency)
     profiles = cap.position_profile()  # [W, U], once for the run
@@ -236,6 +306,10 @@ async def explain_units(r: OpenRun, cap: LayerCapture, on_unit: Callable[[UnitOu
 
     async def one(unit: int) -> None:
         async with sem:
+            if not summary.stopped and r.lease is not None and r.lease.lost:
+                summary.stopped = f"lost the run's lease to another process ({r.lease.name})"
+            if not summary.stopped and stop is not None:
+                summary.stopped = stop()
             if summary.stopped:
                 return
             record = cap.unit_record(unit, kind)
