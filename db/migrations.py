@@ -6,8 +6,9 @@
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]
     ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind',
-     'm007_probe_context']
+     'm007_probe_context', 'm008_outcomes']
 
+Migrations from ``m008`` on are written in ``db/migrations_outcomes.py`` and registered at the end of this module.
 The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
 
 Rules. A released migration is never edited. A change to a table or a view is a new function appended at the end
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database, Migrations
 
+from autointerp.db.migrations_outcomes import m008_outcomes
 from autointerp.errors import UsageError
 
 migrations = Migrations("autointerp")
@@ -368,6 +370,9 @@ def m007_probe_context(db: Database) -> None:
         ALTER TABLE probe_results ADD COLUMN context INTEGER;  -- preceding tokens fed before each probed window
         """
     )
+
+
+migrations()(m008_outcomes)  # from db/migrations_outcomes.py (this file stays under 450 lines)
 
 
 def _known_names() -> frozenset[str]:

@@ -433,6 +433,8 @@ class LLMClient(ChatModelBase):
         finally:
             if stream is not None:
                 await stream.close()
+        if failure is None and not assembler.chunks:
+            failure = RetryableError("response body is not a JSON object stream (no chat completion chunk arrived)")
         if failure is not None:
             raise failure
         return assembler.body()

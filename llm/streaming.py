@@ -41,10 +41,12 @@ class StreamAssembler:
         self.usage: dict[str, Any] | None = None
         self.model: str | None = None
         self.stopped: str | None = None
+        self.chunks = 0  # chunks that held choices or usage: 0 means the stream was not a chat completion
         self._checked = 0  # text up to here has been shown to stop_when
 
     def add(self, chunk: dict[str, Any]) -> bool:
         """Take one chunk; True when the stream should be closed now (``stop_when`` gave a reason)."""
+        self.chunks += bool(chunk.get("choices") or chunk.get("usage"))
         self.model = chunk.get("model") or self.model
         if chunk.get("usage"):
             self.usage = chunk["usage"]
