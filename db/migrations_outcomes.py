@@ -33,10 +33,13 @@ def m008_outcomes(db: Database) -> None:
         UPDATE explanations SET scoring_reason = reason WHERE scoring = 'failed';
 
         DROP VIEW leaderboard;
+        DROP VIEW explainer_summary;
+        DROP VIEW dictionary_scores;
         DROP VIEW explanation_scores;
 
         -- One row per explanation and simulator with its test score (NULLs when it has none). status is the unit's
-        -- outcome for the explanation: failed when scoring failed, else the explainer's (explainer_status).
+        -- outcome for the explanation: failed when scoring failed, else the explainer's (explainer_status); the
+        -- simulator is the one that scored it, or was to.
         CREATE VIEW explanation_scores AS
         SELECT
             e.id AS explanation_id, e.run_id, e.unit_id,
@@ -45,7 +48,7 @@ def m008_outcomes(db: Database) -> None:
             CASE WHEN e.scoring = 'failed' THEN 'failed' ELSE e.status END AS status,
             CASE WHEN e.scoring = 'failed' THEN e.scoring_reason ELSE e.reason END AS reason,
             e.text AS explanation,
-            s.simulator, s.score, s.score_top, s.score_random, s.undefined_reason, s.n_windows,
+            COALESCE(s.simulator, e.simulator) AS simulator, s.score, s.score_top, s.score_random, s.undefined_reason, s.n_windows,
             e.created_at, s.created_at AS scored_at,
             e.role, e.status AS explainer_status, e.scoring, e.llm_calls, e.tokens_in, e.tokens_out, e.cost_usd
         FROM explanations e
@@ -66,6 +69,31 @@ def m008_outcomes(db: Database) -> None:
             WHERE score IS NOT NULL AND role = 'explanation'
         )
         WHERE place = 1;
+
+        -- As m002 and m005 defined them, over the explanations that were scored (their semantics unchanged now that
+        -- unscored explanations also name their simulator).
+        CREATE VIEW explainer_summary AS
+        SELECT
+            explainer, simulator,
+            COUNT(DISTINCT CASE WHEN score IS NOT NULL THEN unit_id END) AS units,
+            COUNT(score) AS explanations,
+            COUNT(*) - COUNT(score) AS undefined,
+            AVG(score) AS mean_score
+        FROM explanation_scores
+        WHERE scored_at IS NOT NULL
+        GROUP BY explainer, simulator;
+
+        CREATE VIEW dictionary_scores AS
+        SELECT
+            model_hash, layer,
+            CASE WHEN instr(kind, ':') > 0 THEN substr(kind, 1, instr(kind, ':') - 1) ELSE kind END AS family,
+            kind, explainer, simulator,
+            COUNT(DISTINCT CASE WHEN score IS NOT NULL THEN unit_id END) AS units,
+            COUNT(DISTINCT unit_id) - COUNT(DISTINCT CASE WHEN score IS NOT NULL THEN unit_id END) AS undefined,
+            AVG(score) AS mean_score
+        FROM explanation_scores
+        WHERE scored_at IS NOT NULL
+        GROUP BY model_hash, layer, kind, explainer, simulator;
 
         -- Per explainer and simulator, every pair that wrote an explanation, scored or not: how the units ended
         -- (done / gave_up / failed, failed split into the explainer's and the scoring's failures), the mean of the

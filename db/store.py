@@ -138,7 +138,7 @@ class Store(Reads, CallWrites):
         """One row per unit finished in this run: layer, unit, kind, status, explanation, test score."""
         sql = """SELECT x.layer, x.unit, x.kind, r.status, x.explanation, x.score, x.undefined_reason
                  FROM unit_runs r JOIN explanation_scores x ON x.unit_id = r.unit_id AND x.run_id = r.run_id
-                 WHERE r.run_id = ? ORDER BY x.layer, x.unit"""
+                 WHERE r.run_id = ? AND x.role = 'explanation' ORDER BY x.layer, x.unit"""
         cols = ["layer", "unit", "kind", "status", "explanation", "score", "undefined_reason"]
         return [dict(zip(cols, row)) for row in self.db.execute(sql, [run_id]).fetchall()]
 
