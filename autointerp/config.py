@@ -37,7 +37,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "device", "dtype"),
     "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
-    "simulator": ("simulator", "windows_per_request"),
+    "simulator": ("simulator", "windows_per_request", "controls"),
     "budget": ("max_usd", "max_calls"),
     "storage": ("db", "log_logprobs", "tiktoken_file"),
 }
