@@ -104,12 +104,17 @@ def simulation_messages(explanation: str, windows: list[list[str]]) -> list[dict
     ]
 
 
-def reply_budget(windows: list[list[str]], counter: TokenCounter) -> int:
-    """``max_tokens`` for a reply to ``windows``: each token line as shown plus its tab, number and newline, each
-    window's ``<start>``/``<end>`` lines, with a 20% margin (see the module docstring)."""
+def reply_tokens(windows: list[list[str]], counter: TokenCounter) -> int:
+    """Generated tokens of a reply to ``windows`` in the format asked for: each token line as shown plus its tab,
+    number and newline (a token each: tokenizers keep a tab, a newline and a digit apart from the text around
+    them), and each window's ``<start>``/``<end>`` lines."""
     need = sum(counter.count(show_token(t)) + LINE_EXTRA_TOKENS for w in windows for t in w)
-    need += WINDOW_EXTRA_TOKENS * len(windows)
-    return math.ceil(REPLY_MARGIN * need) + PREAMBLE_TOKENS
+    return need + WINDOW_EXTRA_TOKENS * len(windows)
+
+
+def reply_budget(windows: list[list[str]], counter: TokenCounter) -> int:
+    """``max_tokens`` for a reply to ``windows``: ``reply_tokens`` with a 20% margin (see the module docstring)."""
+    return math.ceil(REPLY_MARGIN * reply_tokens(windows, counter)) + PREAMBLE_TOKENS
 
 
 class ReplyWatch:
@@ -219,13 +224,12 @@ class LLMSimulator:
         }
 
     def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
-        """Calls and tokens that simulating ``windows`` for one explanation takes (the reply echoes each token
-        line with a number)."""
+        """Calls and tokens that simulating ``windows`` for one explanation takes: the prompts as rendered, and
+        replies that echo each token line with a number (``reply_tokens``)."""
         step = self.windows_per_request
         groups = [windows[i : i + step] for i in range(0, len(windows), step)]
         tokens_in = sum(counter.count_messages(simulation_messages(explanation, g)) for g in groups)
-        reply = "".join("<start>\n" + "".join(f"{t}\t5\n" for t in w) + "<end>\n" for w in windows)
-        return Estimate(len(groups), tokens_in, counter.count(reply), counter.method)
+        return Estimate(len(groups), tokens_in, reply_tokens(windows, counter), counter.method)
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
         step = self.windows_per_request
