@@ -28,8 +28,9 @@ class Explanation:
     details: dict[str, Any] = field(default_factory=dict)  # rounds, tool calls, valid scores of candidates, ...
 
 
-# validate(text) -> (pooled Pearson on valid or None, list of the worst valid windows with predictions)
-Validator = Callable[[str], Awaitable[tuple[float | None, list[dict[str, Any]]]]]
+# validate(text) -> (pooled Pearson on valid or None, list of the worst valid windows with predictions), optionally
+# with a third element: why no window could be simulated (the worst list is then empty), or None
+Validator = Callable[[str], Awaitable[tuple[Any, ...]]]
 
 
 @runtime_checkable

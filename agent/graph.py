@@ -22,8 +22,9 @@ The loop (METHODS.md §2, Bills et al. 2023)::
   execution). Bad arguments go back to the model as an error message.
 - ``propose`` reads the ``EXPLANATION:`` line (``prompting.parse_explanation``); an unreadable answer is re-asked
   once per conversation, a second one ends the unit.
-- ``validate`` calls the pipeline's Validator (simulation + score on ``valid``) and runs only when there is a
-  choice to make (``best_of > 1`` or ``revise_rounds > 0``): with neither, the unit costs exactly one LLM call.
+- ``validate`` calls the pipeline's Validator (simulation + score on ``valid``); when it simulated no window (it
+  returns no worst windows), the unit ends ``stop="no_evidence"`` with the simulator's first error as the reason:
+  a revision prompt always shows real windows. It runs only when there is a choice to make (``best_of > 1`` or ``revise_rounds > 0``): with neither, the unit costs exactly one LLM call.
   The best candidate is the one with the highest valid score (undefined scores lowest, ties to the earliest).
 
 Budgets. ``best_of`` and ``revise_rounds`` are the planned work. ``max_tool_calls`` (all conversations of the unit
@@ -54,7 +55,7 @@ from langgraph.types import Overwrite
 from autointerp.agent.base import Validator
 from autointerp.agent.prompting import (
     draft_messages,
-    parse_explanation,
+    read_explanation,
     reask_message,
     record_statistics,
     revise_message,
@@ -66,7 +67,7 @@ from autointerp.agent.tools import UnitTools
 from autointerp.llm.client import ChatModel, Message
 from autointerp.subject.records import UnitRecord, Window
 
-Stop = Literal["max_tool_calls", "max_tokens", "unparseable"]
+Stop = Literal["max_tool_calls", "max_tokens", "unparseable", "no_evidence"]
 Phase = Literal["draft", "revision"]
 DEFAULT_WINDOWS_FROM_TOOLS = 4  # windows a window tool returns when the model gives no ``n``
 MAX_TOOL_RESULT_CHARS = 6000  # longer tool results (statistics) are cut here, saying so
@@ -223,23 +224,29 @@ def build_explainer_graph(
         return {"messages": results, "tool_calls": len(calls)}
 
     async def propose(state: AgentState) -> dict[str, Any]:
-        sentence = parse_explanation(state["messages"][-1]["content"] or "")
+        sentence, problem = read_explanation(state["messages"][-1]["content"] or "")
         if sentence is not None:
             n = state["drafts"] if state["phase"] == "draft" else state["rounds"]
             candidate = Candidate(text=sentence, origin=f"{state['phase']} {n}", score=None, worst=[])
             return {"candidates": [*state["candidates"], candidate]}
         if not state["reasked"]:
-            return {"messages": [reask_message()], "reasked": True}
+            return {"messages": [reask_message(problem)], "reasked": True}
         return {"stop": "unparseable",
-                "reason": f"no readable EXPLANATION line in the {state['phase']} answer, even after one re-ask"}
+                "reason": f"no acceptable EXPLANATION line in the {state['phase']} answer, even after one re-ask "
+                          f"({problem})"}
 
     async def validate(state: AgentState, runtime: Runtime[UnitContext]) -> dict[str, Any]:
         validator = runtime.context.validate
         assert validator is not None  # validating
         *older, latest = state["candidates"]
-        score, worst = await validator(latest["text"])
+        score, worst, *note = await validator(latest["text"])
         score = score if score is not None and math.isfinite(score) else None
-        return {"candidates": [*older, Candidate(**{**latest, "score": score, "worst": worst})]}
+        update: dict[str, Any] = {"candidates": [*older, Candidate(**{**latest, "score": score, "worst": worst})]}
+        if not worst:  # nothing to revise on, nor to choose between drafts by: no revision without windows
+            why = f" ({note[0]})" if note and note[0] else ""
+            update.update(stop="no_evidence",
+                          reason=f"validation could not simulate any valid window{why}; no revision without windows")
+        return update
 
     def after_llm(state: AgentState) -> Literal["tools", "propose", "__end__"]:
         if state["stop"] is not None:
@@ -257,6 +264,8 @@ def build_explainer_graph(
         return "validate" if validating(runtime.context) else END
 
     def after_validate(state: AgentState) -> Literal["draft", "revise", "__end__"]:
+        if state["stop"] is not None:
+            return END
         if state["drafts"] < limits.best_of:
             return "draft"
         return "revise" if state["rounds"] < limits.revise_rounds else END

@@ -20,7 +20,16 @@ chooses what goes into them. The choices:
 - **Answer.** The model is asked for one sentence and to end with a line ``EXPLANATION: <sentence>``. The last such
   line wins (markdown emphasis around the marker is ignored; an empty marker line takes the next line). A reply
   without a marker is accepted only when it is a single line. The sentence is unwrapped from quotes or backticks
-  that enclose all of it and must be 1..``MAX_EXPLANATION_CHARS`` characters; anything else is unparseable (None).
+  that enclose all of it. Anything else is unparseable (None).
+- **Judging the sentence** (``explanation_problem``): it must be one sentence about what the unit responds to.
+  Rejected, with the reason that the re-ask quotes: fewer than ``MIN_EXPLANATION_WORDS`` or more than
+  ``MAX_EXPLANATION_WORDS`` words or ``MAX_EXPLANATION_CHARS`` characters; more than one sentence (a ``.``, ``!`` or
+  ``?`` followed by a space and a capital letter, outside quotes and backticks); a list (a bullet or number marker
+  at the start, or four or more items separated by commas, semicolons, "and" or "or" of at most two words each and nothing else); a
+  question; text that describes the input instead of the unit (the code, snippet, function, text, passage, ...
+  as the subject of "demonstrates", "uses", "defines", "shows", ...: "The code snippet demonstrates a Python
+  function that uses ``functools.reduce``"); and chat filler ("Sure", "Here is", "I think", "As an AI"). The bad
+  replies of a real small model that these rules were checked on are kept in ``tests/data/weak_model_replies.json``.
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ PROMPT_FILES = (SYSTEM_TEMPLATE, USER_TEMPLATE, WINDOWS_TEMPLATE, REVISE_TEMPLAT
 MAX_VALUE = 10
 SPARSE_FRACTION = 0.2  # below this share of non-zero values, windows are repeated with the zero lines removed
 MAX_EXPLANATION_CHARS = 400
+MIN_EXPLANATION_WORDS = 2
+MAX_EXPLANATION_WORDS = 40
 MAX_TOP_TOKENS = 8  # top tokens listed in the evidence summary
 MAX_EVIDENCE_VALUE_CHARS = 160  # other statistics are listed when their JSON is at most this long
 
@@ -160,8 +171,11 @@ def revise_message(explanation: str, score: float | None, worst: Sequence[dict[s
     """The request to revise ``explanation``, showing the valid windows where its simulation was most wrong.
 
     ``worst`` is what the Validator returns: dicts with ``tokens``, raw ``activations`` and ``predictions`` (0..10).
-    True values are normalised by the max of ``m`` (the draft's scale) and of these windows' activations.
+    True values are normalised by the max of ``m`` (the draft's scale) and of these windows' activations. A revision
+    is only ever asked for with evidence: ``worst`` empty is a ValueError.
     """
+    if not worst:
+        raise ValueError("a revision prompt needs at least one simulated window")
     m = max([m, *(max(w["activations"]) for w in worst)])
     windows = []
     for w in worst:
@@ -175,13 +189,71 @@ def revise_message(explanation: str, score: float | None, worst: Sequence[dict[s
     return {"role": "user", "content": content}
 
 
-def reask_message() -> Message:
-    """The one re-ask after an answer without a readable ``EXPLANATION:`` line."""
-    return {"role": "user", "content": render(REASK_TEMPLATE, max_chars=MAX_EXPLANATION_CHARS)}
+def reask_message(problem: str | None = None) -> Message:
+    """The one re-ask after an answer without an acceptable ``EXPLANATION:`` line; ``problem``: what was wrong."""
+    content = render(REASK_TEMPLATE, max_chars=MAX_EXPLANATION_CHARS, max_words=MAX_EXPLANATION_WORDS,
+                     problem=problem)
+    return {"role": "user", "content": content}
+
+
+_QUOTED_RE = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|`[^`]*`|(?<![\w'])'[^']*'(?!\w)")
+_SENTENCE_END_RE = re.compile(r"[.!?][)\]]*\s+[A-Z]")
+_LIST_START_RE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s")
+_INPUT_WORDS = (r"code|snippet|function|script|program|text|passage|document|example|excerpt|file|class|method|"
+                r"module|windows?|sequences?|input|python|sentence|paragraph|line")
+_DESCRIBING_VERBS = (r"demonstrates?|shows?|uses?|defines?|describes?|contains?|implements?|illustrates?|provides?|"
+                     r"creates?|calls?|imports?|returns?|prints?|reads?|takes?|is|are|was|appears?|seems?|"
+                     r"performs?|checks?|iterates?|handles?|computes?|calculates?")
+_DESCRIBES_INPUT_RE = re.compile(
+    rf"^(?:the|this|these|that|each|in\s+(?:the|this))\b[^.]{{0,40}}?\b(?:{_INPUT_WORDS})\s+(?:\w+\s+){{0,2}}?"
+    rf"(?:{_DESCRIBING_VERBS})\b", re.I)
+_FILLER_RE = re.compile(r"^(?:sure\b|certainly\b|okay\b|ok\b|here(?:'s|\s+is|\s+are)\b|i\b|i'm\b|as\s+an\s+ai\b|"
+                        r"based\s+on\b|the\s+answer\b|explanation\b)", re.I)
+
+
+def explanation_problem(sentence: str) -> str | None:
+    """Why ``sentence`` is not an acceptable explanation, or None when it is (the rules: the module docstring)."""
+    words = sentence.split()
+    if len(words) < MIN_EXPLANATION_WORDS:
+        return f"it has {len(words)} word(s); write a sentence of at least {MIN_EXPLANATION_WORDS} words"
+    if len(words) > MAX_EXPLANATION_WORDS or len(sentence) > MAX_EXPLANATION_CHARS:
+        return (f"it is too long ({len(words)} words, {len(sentence)} characters); write one sentence of at most "
+                f"{MAX_EXPLANATION_WORDS} words")
+    bare = _QUOTED_RE.sub('"q"', sentence)
+    if _SENTENCE_END_RE.search(bare):
+        return "it is more than one sentence; write one sentence"
+    if _LIST_START_RE.match(bare) or _is_word_list(bare):
+        return "it is a list; write one sentence saying what the neuron responds to"
+    if bare.rstrip().endswith("?"):
+        return "it is a question; state what the neuron responds to"
+    if _DESCRIBES_INPUT_RE.match(bare):
+        return "it describes the text shown, not the neuron; say which tokens or contexts make the neuron fire"
+    if _FILLER_RE.match(bare):
+        return "it starts with chat filler; answer with the explanation only"
+    return None
+
+
+def _is_word_list(bare: str) -> bool:
+    items = [item.strip() for item in re.split(r"[,;]|\band\b|\bor\b", bare.rstrip(". ")) if item.strip()]
+    return len(items) >= 4 and all(len(item.split()) <= 2 for item in items)
+
+
+def read_explanation(text: str) -> tuple[str | None, str | None]:
+    """(the one-sentence explanation in a reply, None) or (None, why there is none): see the module docstring."""
+    sentence = _extract(text)
+    if sentence is None:
+        return None, "there was no line \"EXPLANATION: <one sentence>\""
+    problem = explanation_problem(sentence)
+    return (None, problem) if problem is not None else (sentence, None)
 
 
 def parse_explanation(text: str) -> str | None:
-    """The one-sentence explanation in a reply, or None when there is none (see the module docstring)."""
+    """The one-sentence explanation in a reply, or None when there is none or it is not acceptable."""
+    return read_explanation(text)[0]
+
+
+def _extract(text: str) -> str | None:
+    """The sentence a reply gives as its explanation, unjudged; None when there is no readable one."""
     matches = list(_MARKER_RE.finditer(text))
     if matches:
         sentence = matches[-1].group(1).strip()
@@ -194,7 +266,7 @@ def parse_explanation(text: str) -> str | None:
             return None
         sentence = lines[0]
     sentence = _unwrap(sentence.strip())
-    return sentence if 0 < len(sentence) <= MAX_EXPLANATION_CHARS else None
+    return sentence or None
 
 
 def _unwrap(sentence: str) -> str:

@@ -6,8 +6,10 @@
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]
     ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind',
-     'm007_probe_context', 'm008_leases_sweeps']
+     'm007_probe_context', 'm008_leases_sweeps', 'm009_outcomes']
 
+Migrations from ``m008`` on live in their own modules (``db/migrations_m008.py``, ``db/migrations_outcomes.py``)
+and are registered, in order, at the end of this module.
 The same set also runs from the shell: ``sqlite-utils migrate autointerp.db db/migrations.py``.
 
 Rules. A released migration is never edited. A change to a table or a view is a new function appended at the end
@@ -24,6 +26,7 @@ from __future__ import annotations
 from sqlite_utils import Database, Migrations
 
 from autointerp.db.migrations_m008 import m008_leases_sweeps
+from autointerp.db.migrations_outcomes import m009_outcomes
 from autointerp.errors import UsageError
 
 migrations = Migrations("autointerp")
@@ -372,6 +375,7 @@ def m007_probe_context(db: Database) -> None:
 
 
 migrations()(m008_leases_sweeps)  # leases and the sweep ledger (db/migrations_m008.py)
+migrations()(m009_outcomes)  # explainer and scoring outcomes, controls, accounting (db/migrations_outcomes.py)
 
 
 def _known_names() -> frozenset[str]:

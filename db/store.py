@@ -20,12 +20,10 @@ locked by another process) become ``UsageError``.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -35,10 +33,11 @@ from sqlite_utils import Database
 from autointerp.agent.base import Status
 from autointerp.db.migrations import migrate
 from autointerp.db.values import finite as _finite, to_json as _json
+from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
 from autointerp.llm.secrets import scrub_secrets
-from autointerp.subject.records import UnitId, UnitRecord
+from autointerp.subject.records import UnitRecord
 from autointerp.scoring.scored import ScoredExplanation
 
 FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running' from start_run to finish_run
@@ -72,7 +71,7 @@ def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
     return Store(db, path, busy_timeout_s)
 
 
-class Store(Reads):
+class Store(Reads, CallWrites):
     """Reads (``views.Reads``) and writes of one autointerp SQLite file. Build it with ``open_db``; ``store.db`` is
     the ``sqlite_utils.Database``."""
 
@@ -139,7 +138,7 @@ class Store(Reads):
         """One row per unit finished in this run: layer, unit, kind, status, explanation, test score."""
         sql = """SELECT x.layer, x.unit, x.kind, r.status, x.explanation, x.score, x.undefined_reason
                  FROM unit_runs r JOIN explanation_scores x ON x.unit_id = r.unit_id AND x.run_id = r.run_id
-                 WHERE r.run_id = ? ORDER BY x.layer, x.unit"""
+                 WHERE r.run_id = ? AND x.role = 'explanation' ORDER BY x.layer, x.unit"""
         cols = ["layer", "unit", "kind", "status", "explanation", "score", "undefined_reason"]
         return [dict(zip(cols, row)) for row in self.db.execute(sql, [run_id]).fetchall()]
 
@@ -200,8 +199,9 @@ class Store(Reads):
         there are none); it is returned.
         """
         uid = record.id
-        worst = max((e.explanation.status for e in explanations), key=_STATUS_ORDER.index, default="failed")
-        reason = next((e.explanation.reason for e in explanations if e.explanation.status == worst), "no explanation")
+        ranked = [e for e in explanations if e.role == "explanation"]  # controls never decide the unit's outcome
+        worst = max((e.status for e in ranked), key=_STATUS_ORDER.index, default="failed")
+        reason = next((e.reason for e in ranked if e.status == worst), "no explanation")
         with self._write():
             unit_id = self._unit_id(model_hash, uid.layer, uid.unit, uid.kind)
             for table in ("explanations", "windows", "unit_stats", "unit_runs"):  # cascades to simulations, scores
@@ -221,6 +221,30 @@ class Store(Reads):
             )
         return worst
 
+    def save_controls(self, run_id: str, record: UnitRecord, model_hash: str,
+                      controls: Sequence[ScoredExplanation]) -> None:
+        """Replace the controls (``role == "control"``) this run saved for a unit already saved by
+        ``save_unit_result``; one transaction. Raises KeyError when the unit's windows are not in the run."""
+        assert all(c.role == "control" for c in controls)
+        uid = record.id
+        with self._write():
+            unit_id = self._unit_id(model_hash, uid.layer, uid.unit, uid.kind)
+            rows = self.db.execute("SELECT corpus_index, id FROM windows WHERE run_id = ? AND unit_id = ?",
+                                   [run_id, unit_id]).fetchall()
+            if not rows:
+                raise KeyError(f"unit {uid} has no windows in run {run_id}; save_unit_result first")
+            self.db.execute("DELETE FROM explanations WHERE run_id = ? AND unit_id = ? AND role = 'control'",
+                            [run_id, unit_id])
+            for control in controls:
+                self._insert_explanation(run_id, unit_id, record, control, dict(rows))
+
+    def controlled_units(self, run_id: str) -> set[tuple[str, int, int]]:
+        """``(kind, layer, unit)`` of the units of this run that have their controls saved."""
+        rows = self.db.execute(
+            "SELECT DISTINCT u.kind, u.layer, u.unit FROM explanations e JOIN units u ON u.id = e.unit_id "
+            "WHERE e.run_id = ? AND e.role = 'control'", [run_id])
+        return {(kind, layer, unit) for kind, layer, unit in rows}
+
     def _insert_explanation(
         self, run_id: str, unit_id: int, record: UnitRecord, scored: ScoredExplanation, window_ids: dict[int, int]
     ) -> None:
@@ -230,7 +254,8 @@ class Store(Reads):
             explainer_config=_json(scrub_secrets(scored.explainer_config)), is_baseline=int(scored.is_baseline),
             text=e.text, status=e.status, reason=e.reason, details=_json(e.details), created_at=_now(),
             llm_calls=scored.llm_calls, tokens_in=scored.tokens_in, tokens_out=scored.tokens_out,
-            cost_usd=_finite(scored.cost_usd),
+            cost_usd=_finite(scored.cost_usd), simulator=scored.simulator, scoring=scored.scoring,
+            scoring_reason=scored.scoring_reason, role=scored.role,
         )
         explanation_id = self._insert("explanations", row)
         n_tokens = {w.index: len(w.tokens) for w in record.windows}
@@ -262,34 +287,9 @@ class Store(Reads):
                 undefined_reason=result.undefined_reason or (None if score is not None else "not a number"),
                 per_window=_json({w.index: r for w, r in zip(windows, result.per_window)}),
                 n_windows=result.n_windows, created_at=_now(),
+                diagnostics=_json(scored.diagnostics) if split == "test" else None,
             )
             self._insert("scores", row)
-
-    # -- LLM calls -----------------------------------------------------------------------------------------------
-
-    def record_call(self, record: Any, run_id: str | None = None) -> None:
-        """Store one LLM call record (duck-typed: profile, model, purpose, unit, messages, response, tokens_in,
-        tokens_out, latency_s, cost_usd, error, attempts, created_at).
-
-        ``record.unit`` (a ``UnitId``, its ``str()`` form such as "3/17" or "sae:x@3/17", or None) is linked only
-        when ``run_id`` is given: a unit's identity needs the run's model hash. Use ``call_sink(run_id)`` to bind a run.
-        """
-        with self._write():
-            unit_id = None
-            unit = getattr(record, "unit", None)
-            if run_id is not None and unit is not None:
-                (model_hash,) = self.db.execute("SELECT model_hash FROM runs WHERE id = ?", [run_id]).fetchone()
-                unit = _as_unit_id(unit)
-                unit_id = self._unit_id(model_hash, unit.layer, unit.unit, unit.kind)
-            created = getattr(record, "created_at", None)
-            row = dict(
-                run_id=run_id, unit_id=unit_id, profile=record.profile, model=record.model, purpose=record.purpose,
-                messages=_json(record.messages), response=None if record.response is None else _json(record.response),
-                tokens_in=record.tokens_in, tokens_out=record.tokens_out, latency_s=_finite(record.latency_s),
-                cost_usd=_finite(record.cost_usd), error=record.error, attempts=record.attempts,
-                created_at=_iso(created) if isinstance(created, datetime) else created or _now(),
-            )
-            self._insert("llm_calls", row)
 
     def save_analysis(self, *, command: str, config: dict[str, Any], versions: dict[str, str], model: str,
                       model_hash: str, corpus: str, n_tokens: int, summaries: Sequence[dict[str, Any]],
@@ -349,10 +349,6 @@ class Store(Reads):
                 config=_json(scrub_secrets(config))))
         return eval_id
 
-    def call_sink(self, run_id: str | None) -> CallSink:
-        """A sink that records every call it is handed under ``run_id``."""
-        return CallSink(self, run_id)
-
     # -- internals -----------------------------------------------------------------------------------------------
 
     @contextmanager
@@ -382,27 +378,6 @@ class Store(Reads):
             "SELECT id FROM units WHERE model_hash = ? AND layer = ? AND unit = ? AND kind = ?", key
         ).fetchone()
         return unit_id
-
-
-@dataclass(frozen=True)
-class CallSink:
-    """An LLM call sink bound to a run: hand it to the LLM client, which calls ``record_call`` after each call."""
-
-    store: Store
-    run_id: str | None
-
-    def record_call(self, record: Any) -> None:
-        self.store.record_call(record, self.run_id)
-
-
-def _as_unit_id(unit: UnitId | str) -> UnitId:
-    """A ``UnitId`` as given, or parsed back from its ``str()`` form: "layer/unit" or "kind@layer/unit"."""
-    if isinstance(unit, UnitId):
-        return unit
-    match = re.fullmatch(r"(?:(.+)@)?(\d+)/(\d+)", unit)
-    if match is None:
-        raise ValueError(f"unit {unit!r} is neither a UnitId nor its str() form 'layer/unit' or 'kind@layer/unit'")
-    return UnitId(int(match[2]), int(match[3]), match[1] or "neuron")
 
 
 def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, Any]) -> dict[str, Any]:

@@ -67,12 +67,37 @@ class Reads:
     def by_explainer(
         self, layer: int | None = None, min_score: float | None = None, seed: int = 0
     ) -> list[dict[str, Any]]:
-        """Per explainer and simulator over every explanation with a defined test score: units, explanations, mean,
-        median and a 95% bootstrap CI of the mean (``BOOTSTRAP_RESAMPLES`` resamples, seeded). Best mean first.
+        """Per explainer and simulator, every pair that wrote an explanation (controls as their own rows, ``role``
+        "control"): how its units ended (``done``, ``gave_up``, ``failed``: failed when the explainer or the
+        scoring failed), the LLM calls, tokens and cost spent, and over the explanations with a defined test score:
+        ``units``, ``explanations``, mean, median and a 95% bootstrap CI of the mean (``BOOTSTRAP_RESAMPLES``
+        resamples, seeded; None when there is none). Best mean first, pairs without a score last.
 
-        ``min_score`` keeps only the explanations scoring at least that; the statistics then describe those alone.
+        ``min_score`` keeps only the explanations scoring at least that, and only pairs that have some.
         """
-        return self._score_summaries(("explainer", "simulator"), layer, min_score, seed)
+        summaries = {(r["explainer"], r["simulator"]): r
+                     for r in self._score_summaries(("explainer", "simulator"), layer, min_score, seed)}
+        where, params = _where(layer=layer)
+        sql = f"""SELECT explainer, simulator, MIN(role) AS role, SUM(status = 'done') AS done,
+                         SUM(status = 'gave_up') AS gave_up, SUM(status = 'failed') AS failed,
+                         SUM(llm_calls) AS llm_calls, SUM(tokens_in) AS tokens_in, SUM(tokens_out) AS tokens_out,
+                         SUM(cost_usd) AS cost_usd
+                  FROM explanation_scores {_and(where)} GROUP BY explainer, simulator"""
+        rows = []
+        for counts in self.db.query(sql, params):
+            key = (counts["explainer"], counts["simulator"])
+            if min_score is not None and key not in summaries:
+                continue
+            empty = dict(units=0, explanations=0, mean=None, median=None, ci_low=None, ci_high=None)
+            rows.append({**counts, **summaries.get(key, {**dict(zip(("explainer", "simulator"), key)), **empty})})
+        return sorted(rows, key=lambda r: (r["mean"] is None, -(r["mean"] or 0.0), r["explainer"], r["simulator"]))
+
+    def run_controls(self, run_id: str) -> list[dict[str, Any]]:
+        """Per control of a run (``role`` "control"): its name, the units it scored, how many had a defined score,
+        and their mean."""
+        sql = """SELECT explainer AS control, COUNT(*) AS units, COUNT(score) AS scored, AVG(score) AS mean
+                 FROM explanation_scores WHERE run_id = ? AND role = 'control' GROUP BY explainer ORDER BY explainer"""
+        return list(self.db.query(sql, [run_id]))
 
     def by_dictionary(
         self, layer: int | None = None, min_score: float | None = None, seed: int = 0

@@ -15,11 +15,19 @@ Every ``chat`` call, through any ``ChatModelBase`` subclass (``LLMClient``, ``au
 - checks the optional shared ``Budget`` first (``BudgetExceeded`` when the call's worst case, prompt tokens plus
   ``max_tokens``, would pass ``max_usd``, or it would be call ``max_calls + 1``);
 - waits for one of ``profile.concurrency`` slots, shared by every client of the same profile name in the event loop;
-- retries 429, 5xx, timeouts, connection errors and bodies that are not a chat completion, up to
-  ``profile.max_retries`` times, sleeping ``Retry-After`` (or ``retry-after-ms``) when the server sends it, else a
-  jittered exponential backoff; any other 4xx fails at once. A call that fails raises ``LLMError``;
+- retries 429, 5xx, connection errors and bodies that are not a chat completion, up to ``profile.max_retries``
+  times, sleeping ``Retry-After`` (or ``retry-after-ms``) when the server sends it, else a jittered exponential
+  backoff. It fails at once on any other 4xx, and on a 5xx whose body says the request itself was refused
+  (``is_validation_error``: e.g. a chat template that cannot take a message shape; the same request would fail the
+  same way). A timeout is not retried unless the profile sets ``retry_timeouts`` and its temperature is above 0: the
+  server may still be generating the abandoned request, and at temperature 0 a retry would repeat the same output at
+  the same cost; the error says so. A call that fails raises ``LLMError``;
+- with ``stop_when`` (a callable taking the reply text so far and returning a reason to stop, or None), streams the
+  reply and closes the request as soon as ``stop_when`` answers a reason: the result has the text so far and
+  ``stopped`` set (the simulator stops a reply that has gone off format after its first bad line);
 - hands one ``CallRecord`` per call (success or failure, with the number of attempts) to the ``CallSink``, and adds
-  its tokens and cost to ``totals``.
+  its tokens and cost to ``totals`` and to the enclosing ``call_scope`` (``autointerp.llm.scope``), whose unit it
+  records when the call names none.
 
 ``latency_s`` is the wall time of the whole call, retries and waits included. Cost is tokens times the profile's
 price per million tokens; a response without ``usage`` is counted with ``TokenCounter``. The API key never reaches a
@@ -30,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import re
 import time
@@ -39,10 +46,14 @@ from abc import ABC, abstractmethod
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
+import httpx
 import openai
 
 from autointerp.errors import UsageError
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
+from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
+from autointerp.llm.scope import current_scope
+from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
 from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
@@ -55,6 +66,7 @@ from autointerp.llm.types import (  # noqa: F401  (the seam's records, importabl
     CallSink,
     LLMError,
     RetryableError,
+    RequestTimedOut,
     BudgetExceeded,
     Budget,
     Totals,
@@ -79,6 +91,7 @@ class ChatModel(Protocol):
         logprobs: bool = False,
         top_logprobs: int | None = None,
         unit: str | None = None,
+        stop_when: StopCheck | None = None,
         **extra: Any,
     ) -> ChatResult: ...
 
@@ -122,6 +135,15 @@ class ChatModelBase(ABC):
         """Send one request; return the response body (parsed, or its JSON text), or raise RetryableError / LLMError.
         A body returned as text is parsed after the request's concurrency slot is released."""
 
+    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any] | str:
+        """Send one request, streaming the reply and closing it when ``stop_when`` gives a reason; return a body as
+        ``_send`` does (key ``autointerp_stopped``: that reason). This default, for transports that cannot stream,
+        sends the whole request and cuts the reply where a stream would have been stopped."""
+        body = await self._send(params)
+        if isinstance(body, str):
+            body = self._decode(body)
+        return truncate_body(body, stop_when, self.token_counter)
+
     async def chat(
         self,
         messages: list[Message],
@@ -131,9 +153,11 @@ class ChatModelBase(ABC):
         logprobs: bool = False,
         top_logprobs: int | None = None,
         unit: str | None = None,
+        stop_when: StopCheck | None = None,
         **extra: Any,
     ) -> ChatResult:
-        """One chat completion. ``extra`` goes to the API as is (e.g. ``tool_choice``, ``seed``, ``max_tokens``)."""
+        """One chat completion. ``extra`` goes to the API as is (e.g. ``tool_choice``, ``seed``, ``max_tokens``);
+        ``stop_when``: stream the reply and stop it early (see the module docstring)."""
         params = self._params(messages, tools, logprobs, top_logprobs, extra)
         tokens_in_estimate = self.token_counter.count_messages(messages)
         worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
@@ -148,13 +172,15 @@ class ChatModelBase(ABC):
                 failure, retry_after = None, None
                 try:
                     async with self._slot():
-                        body = await self._send(params)
+                        body = await (self._send(params) if stop_when is None else self._send_stream(params, stop_when))
                     if isinstance(body, str):
                         body = self._decode(body)
                     result = self._result(body, tokens_in_estimate, started)
                     cost = result.cost_usd
                     self._log(messages, purpose, unit, attempts, result.latency_s, result=result)
                     return result
+                except RequestTimedOut as exc:
+                    failure = self._timeout_failure(exc, params, attempts)
                 except RetryableError as exc:
                     if attempts > self.profile.max_retries:
                         failure = f"{exc}; gave up after {attempts} tries"
@@ -169,6 +195,19 @@ class ChatModelBase(ABC):
         finally:
             if self.budget is not None:
                 self.budget.settle(worst_case, cost)
+
+    def _timeout_failure(self, exc: RequestTimedOut, params: dict[str, Any], attempts: int) -> str | None:
+        """Why a timed-out request is not retried, or None to retry it (see the module docstring)."""
+        tries = f"{attempts} tries" if attempts > 1 else "1 try"
+        if not self.profile.retry_timeouts:
+            return (f"{exc}; not retried ({tries}): the server may still be generating it; raise timeout_s, lower "
+                    "concurrency, or set retry_timeouts = true in the model profile")
+        if not params.get("temperature"):
+            return (f"{exc}; not retried ({tries}): at temperature 0 a retry would generate the same output again; "
+                    "raise timeout_s")
+        if attempts > self.profile.max_retries:
+            return f"{exc}; gave up after {tries}"
+        return None
 
     def _params(
         self,
@@ -243,6 +282,7 @@ class ChatModelBase(ABC):
             cost_usd=self.profile.cost_usd(tokens_in, tokens_out),
             finish_reason=choice.get("finish_reason"),
             raw=self._scrub(body),
+            stopped=body.get("autointerp_stopped"),
         )
 
     def _log(
@@ -255,12 +295,13 @@ class ChatModelBase(ABC):
         result: ChatResult | None = None,
         error: str | None = None,
     ) -> None:
-        """Add the call to ``totals`` and hand its record to the sink."""
+        """Add the call to ``totals`` and to the enclosing call scope, and hand its record to the sink."""
+        scope = current_scope()
         record = CallRecord(
             profile=self.name,
             model=self.profile.model,
             purpose=purpose,
-            unit=unit,
+            unit=unit if unit is not None or scope is None else scope.unit,
             messages=self._scrub(list(messages)),
             response=None if result is None else _logged_response(result.raw, self.log_logprobs),
             tokens_in=0 if result is None else result.tokens_in,
@@ -272,6 +313,8 @@ class ChatModelBase(ABC):
             created_at=datetime.now(timezone.utc).isoformat(),
         )
         self.totals.add(record)
+        if scope is not None:
+            scope.usage.add(record)
         if self.sink is not None:
             self.sink.record_call(record)
 
@@ -318,28 +361,6 @@ def _logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any
     return {**body, "choices": choices}
 
 
-def status_failure(status: int, reason: str, retry_after_s: float | None = None) -> Exception:
-    """The exception for an HTTP error status: retryable for 429 and 5xx, final for any other."""
-    message = f"HTTP {status}: {reason}"
-    if status == 429 or status >= 500:
-        return RetryableError(message, retry_after_s)
-    return LLMError(message)
-
-
-def retry_after_s(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds) headers; None when absent or a date."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                seconds = float(value) * scale
-            except ValueError:
-                continue
-            if math.isfinite(seconds) and seconds >= 0:
-                return seconds
-    return None
-
-
 class LLMClient(ChatModelBase):
     """The real chat model: an OpenAI-compatible endpoint through ``openai.AsyncOpenAI`` (SDK retries off)."""
 
@@ -377,7 +398,7 @@ class LLMClient(ChatModelBase):
         except openai.APIStatusError as exc:
             failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
-            failure = RetryableError(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
+            failure = RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIConnectionError as exc:
             failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except openai.OpenAIError as exc:
@@ -385,3 +406,44 @@ class LLMClient(ChatModelBase):
         if failure is not None:
             raise failure
         return response.http_response.text
+
+    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any]:
+        """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
+        close and stops generating). ``timeout_s`` bounds the whole reply, as for ``_send``. The server-sent events
+        are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
+        assembler = StreamAssembler(stop_when)
+        failure: Exception | None = None
+        try:
+            async with asyncio.timeout(self.profile.timeout_s):
+                async with self._openai.chat.completions.with_streaming_response.create(
+                    **params, stream=True, stream_options={"include_usage": True}, timeout=self.profile.timeout_s
+                ) as response:
+                    async for line in response.iter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        chunk = parse_body(data)
+                        if isinstance(chunk, dict) and chunk.get("error"):
+                            failure = RetryableError(self._scrub(f"error in the stream: {str(chunk['error'])[:300]}"))
+                            break
+                        if isinstance(chunk, dict) and assembler.add(chunk):
+                            break
+                    if assembler.stopped is None and failure is None:
+                        assembler.finish()
+        except (TimeoutError, openai.APITimeoutError):
+            failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
+        except openai.APIStatusError as exc:
+            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+        except (openai.APIConnectionError, httpx.HTTPError) as exc:
+            failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
+        except ValueError as exc:
+            failure = RetryableError(self._scrub(f"a streamed chunk is not JSON: {exc}"))
+        except openai.OpenAIError as exc:
+            failure = LLMError(self._scrub(f"{type(exc).__name__}: {exc}"))
+        if failure is None and not assembler.chunks:
+            failure = RetryableError("response body is not a JSON object stream (no chat completion chunk arrived)")
+        if failure is not None:
+            raise failure
+        return assembler.body()

@@ -27,7 +27,15 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from autointerp.llm.client import Budget, CallSink, ChatModelBase, Message, RetryableError, status_failure
+from autointerp.llm.client import (
+    Budget,
+    CallSink,
+    ChatModelBase,
+    Message,
+    RequestTimedOut,
+    RetryableError,
+    status_failure,
+)
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.server import Garbage, Hang, HTTPFailure, Outcome, completion_dict, default_handler
 
@@ -60,7 +68,7 @@ class FakeLLM(ChatModelBase):
             raise status_failure(outcome.status, outcome.message, outcome.retry_after_s)
         if isinstance(outcome, Hang):
             await asyncio.sleep(min(outcome.seconds, self.profile.timeout_s))
-            raise RetryableError(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
+            raise RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
         if isinstance(outcome, Garbage):
             raise RetryableError(f"response body is not JSON: {outcome.text[:200]!r}")
         return completion_dict(outcome, params)

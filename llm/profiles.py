@@ -41,7 +41,10 @@ class ModelProfile(BaseModel):
     max_tokens: int = Field(512, ge=1, description="Default cap on generated tokens per call.")
     concurrency: int = Field(8, ge=1, description="Most requests in flight at once for this profile.")
     timeout_s: float = Field(60.0, gt=0.0, description="Per-request timeout, seconds.")
-    max_retries: int = Field(6, ge=0, description="Retries after the first try (429, 5xx, timeout, connection).")
+    max_retries: int = Field(6, ge=0, description="Retries after the first try (429, 5xx, connection errors).")
+    retry_timeouts: bool = Field(
+        False, description="Retry a request that timed out (only at temperature > 0: at 0 a retry repeats the same "
+        "output). Off by default: the server may still be generating the abandoned request.")
     price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens.")
     price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million generated tokens.")
     supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")

@@ -16,6 +16,11 @@ is not JSON). ``completion_dict`` turns a ``Reply`` into the response JSON of th
 ``choices[0].logprobs.content[i].top_logprobs`` included; ``autointerp.llm.fake.FakeLLM`` uses it too, so the fake
 server and the in-process fake speak exactly the same wire format.
 
+A request with ``"stream": true`` is answered as server-sent events, one ``chat.completion.chunk`` per token (with
+its logprobs when asked; then a usage chunk when ``stream_options.include_usage``), ``token_latency_s`` apart, as a
+server generating them would; when the client closes the connection the server stops, and ``streamed_tokens`` says
+how many token chunks each streamed request got written before it ended or was abandoned.
+
 The server records every request body in ``requests`` and the most requests it had in flight in ``max_in_flight``.
 It never records, logs or echoes request headers (so never the Authorization header).
 """
@@ -150,6 +155,30 @@ def completion_json(reply: Reply | str, request: dict[str, Any]) -> str:
     return json.dumps(body).replace(f'"{placeholder}"', f"[{content}]", 1)
 
 
+def stream_chunks(body: dict[str, Any], include_usage: bool = False) -> list[dict[str, Any]]:
+    """A chat completion ``body`` as the ``chat.completion.chunk`` dicts of a stream: the role, one chunk per token
+    (its logprobs entry with it), the tool calls, the finish reason, then usage when asked. Each token chunk carries
+    ``"tokens": 1`` (extra, ignored by clients) so the server can count what it wrote."""
+    choice = body["choices"][0]
+    message, logprobs = choice["message"], (choice.get("logprobs") or {}).get("content")
+    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}
+
+    def chunk(delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None, **extra}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    if logprobs:
+        chunks += [{**chunk({"content": e["token"]}, logprobs={"content": [e]}), "tokens": 1} for e in logprobs]
+    elif message.get("content"):
+        chunks += [{**chunk({"content": t}), "tokens": 1} for t in _TOKEN_RE.findall(message["content"])]
+    for i, call in enumerate(message.get("tool_calls") or []):
+        chunks.append(chunk({"tool_calls": [{"index": i, **call}]}))
+    chunks.append(chunk({}, finish_reason=choice["finish_reason"]))
+    if include_usage:
+        chunks.append({**base, "choices": [], "usage": body["usage"]})
+    return chunks
+
+
 def _token_logprob(token: str, top: dict[str, float], n_top: int) -> dict[str, Any]:
     ranked = sorted(top.items(), key=lambda item: -item[1])[:n_top]
     return {
@@ -263,10 +292,13 @@ class FakeOpenAIServer:
     """An OpenAI-compatible server on 127.0.0.1 and an ephemeral port, in a background thread; a context manager."""
 
     def __init__(
-        self, handler: Handler = default_handler, *, latency_s: float = 0.0, model: str = "fake-model", port: int = 0
+        self, handler: Handler = default_handler, *, latency_s: float = 0.0, model: str = "fake-model", port: int = 0,
+        token_latency_s: float = 0.0,
     ):
         self.handler = handler
         self.latency_s = latency_s  # added before every chat-completion answer
+        self.token_latency_s = token_latency_s  # between the chunks of a streamed answer
+        self.streamed_tokens: list[int] = []  # per streamed request: token chunks written before it ended
         self.model = model  # the one model listed by GET /v1/models
         self.requests: list[dict[str, Any]] = []  # request bodies, in arrival order (headers are never kept)
         self.in_flight = 0
@@ -350,10 +382,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             elif isinstance(outcome, Garbage):
                 self._send(200, outcome.text.encode(), outcome.content_type)
+            elif request.get("stream"):
+                self._stream(completion_dict(outcome, request), request)
             else:
                 self._send(200, completion_json(outcome, request).encode(), "application/json")
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout) before the answer
             self.close_connection = True
+
+    def _stream(self, body: dict[str, Any], request: dict[str, Any]) -> None:
+        """``body`` as server-sent events: one chunk per token (see the module docstring)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        app, written = self.app, 0
+        try:
+            for chunk in stream_chunks(body, include_usage=bool((request.get("stream_options") or {}).get(
+                    "include_usage"))):
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                written += chunk.get("tokens", 0)
+                if app.token_latency_s and app.stopping.wait(app.token_latency_s):
+                    break
+            self.wfile.write(b"data: [DONE]\n\n")
+        finally:
+            with app.lock:
+                app.streamed_tokens.append(written)
 
     def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(payload).encode(), "application/json", headers)

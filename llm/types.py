@@ -113,6 +113,7 @@ class ChatResult:
     cost_usd: float
     finish_reason: str | None  # "stop", "length", "tool_calls", ...
     raw: dict[str, Any]  # the response body as a plain dict
+    stopped: str | None = None  # why the caller's ``stop_when`` cut a streamed reply short; None when it ran out
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,11 @@ class RetryableError(Exception):
     def __init__(self, reason: str, retry_after_s: float | None = None):
         super().__init__(reason)
         self.retry_after_s = retry_after_s
+
+
+class RequestTimedOut(RetryableError):
+    """No answer within the request's timeout. The server may still be generating the abandoned request, so it is
+    retried only when the profile allows it (``retry_timeouts``) and a retry could differ (temperature > 0)."""
 
 
 class BudgetExceeded(Exception):

@@ -16,10 +16,11 @@ from autointerp.subject.records import UnitRecord
 
 
 def estimate_llm_usage(record: UnitRecord, explainer: Explainer, simulator: Simulator, n_units: int,
-                       tiktoken_file: str | None = None) -> dict[str, Any] | None:
+                       tiktoken_file: str | None = None, controls: bool = False) -> dict[str, Any] | None:
     """Expected LLM calls, tokens and cost for ``n_units`` units like ``record``; None when no LLM is used.
 
-    Each LLM component estimates one unit (``estimate`` methods); the test windows are simulated once per unit.
+    Each LLM component estimates one unit (``estimate`` methods); the test windows are simulated once per unit, and
+    twice more with ``controls`` (a shuffled and an empty explanation, ``autointerp.scoring.controls``).
     """
     counter = TokenCounter(bpe_file=tiktoken_file)
     parts: dict[str, tuple[Estimate, ModelProfile]] = {}
@@ -27,7 +28,10 @@ def estimate_llm_usage(record: UnitRecord, explainer: Explainer, simulator: Simu
         parts["explainer"] = (explainer.estimate(record, counter), explainer.profile)
     if hasattr(simulator, "estimate"):
         sample = "x" * 160  # a typical one-sentence explanation
-        sim = simulator.estimate([list(w.tokens) for w in record.split("test")], counter, sample)
+        test = [list(w.tokens) for w in record.split("test")]
+        sim = simulator.estimate(test, counter, sample)
+        if controls:
+            sim = sim + simulator.estimate(test, counter, sample) + simulator.estimate(test, counter, "")
         limits = getattr(explainer, "limits", None)
         if limits is not None and (limits.best_of > 1 or limits.revise_rounds > 0):  # candidates scored on valid
             valid = simulator.estimate([list(w.tokens) for w in record.split("valid")], counter, sample)

@@ -24,6 +24,14 @@ with the input: order and count align the lines.
   no numeric token gets 0, counted in ``details["positions_without_numeric_token"]``.
 - otherwise: the integers written are the predictions (an integer above 10 is an error).
 
+Spending little on a bad reply. The reply is streamed and watched line by line (``ReplyWatch``): it is stopped at
+the first line the parser would reject (more than ``PREAMBLE_LINES`` lines before the first ``<start>``, a token line
+that does not parse or has a value above 10, a block with more or fewer lines than its window has tokens, text
+between blocks), and as soon as every window is answered. Windows answered before the stop keep their predictions;
+the others get the parser's error and the reason the reply was stopped. ``max_tokens`` is the reply's real need:
+the tokens of every token line as the prompt shows it plus a tab, a number and a newline (``reply_budget``), with a
+20% margin, instead of a fixed allowance per line.
+
 "10" split into "1", "0" (tokenizers that write digits one at a time): when the number's first token is "1", the
 probability of "0" at the next position is the chance that the "1" goes on to be "10"; so p("1") is divided into
 p(1) = p("1") (1 - p_next("0")) and p(10) += p("1") p_next("0"). With a tokenizer where "10" is one token, the next
@@ -43,7 +51,7 @@ from typing import Any
 from autointerp.llm.client import ChatModel, ChatResult, LLMError, MalformedLogprobs, TokenLogprob
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
-from autointerp.prompts.render import render, templates_sha256
+from autointerp.prompts.render import render, show_token, templates_sha256
 from autointerp.scoring.simulator import SimulationResult
 
 SYSTEM_TEMPLATE = "simulator_system.j2"
@@ -52,9 +60,11 @@ MAX_ACTIVATION = 10
 _NUMERIC = {str(v): v for v in range(MAX_ACTIVATION + 1)}
 _BLOCK_RE = re.compile(r"<start>[ \t\r]*\n(.*?)<end>", re.S)
 _LINE_RE = re.compile(r"^(.*)\t *(\d+)\s*$")
-# generated tokens per token line (echo, tab, number, newline) and per window, for the reply's max_tokens
-TOKENS_PER_LINE = 8
-TOKENS_PER_WINDOW = 8
+LINE_EXTRA_TOKENS = 3  # after a token's own text, a line has a tab, a number (one token, or "1" "0") and a newline
+WINDOW_EXTRA_TOKENS = 6  # the <start> and <end> lines of a window
+REPLY_MARGIN = 1.2  # max_tokens = this times the reply's tokens, plus PREAMBLE_TOKENS
+PREAMBLE_TOKENS = 16
+PREAMBLE_LINES = 2  # lines a reply may write before its first <start> (e.g. "Here are my predictions:")
 
 
 def expected_value(top_logprobs: dict[str, float]) -> float | None:
@@ -94,6 +104,70 @@ def simulation_messages(explanation: str, windows: list[list[str]]) -> list[dict
     ]
 
 
+def reply_tokens(windows: list[list[str]], counter: TokenCounter) -> int:
+    """Generated tokens of a reply to ``windows`` in the format asked for: each token line as shown plus its tab,
+    number and newline (a token each: tokenizers keep a tab, a newline and a digit apart from the text around
+    them), and each window's ``<start>``/``<end>`` lines."""
+    need = sum(counter.count(show_token(t)) + LINE_EXTRA_TOKENS for w in windows for t in w)
+    return need + WINDOW_EXTRA_TOKENS * len(windows)
+
+
+def reply_budget(windows: list[list[str]], counter: TokenCounter) -> int:
+    """``max_tokens`` for a reply to ``windows``: ``reply_tokens`` with a 20% margin (see the module docstring)."""
+    return math.ceil(REPLY_MARGIN * reply_tokens(windows, counter)) + PREAMBLE_TOKENS
+
+
+class ReplyWatch:
+    """``stop_when`` for a streamed simulator reply to windows of ``sizes`` tokens: the reason to stop at the first
+    line that breaks the format (or once every window is answered), else None. Reads each line once."""
+
+    def __init__(self, sizes: list[int]):
+        self.sizes = sizes
+        self.window = 0  # the window being answered (or awaited)
+        self.lines: int | None = None  # token lines of that window so far; None outside a block
+        self.outside = 0  # non-blank lines outside blocks before the first <start>
+        self.complete = False  # every window answered: the reason to stop is not an error
+        self._read = 0
+
+    def __call__(self, text: str) -> str | None:
+        end = text.rfind("\n") + 1
+        for line in text[self._read : end].split("\n")[:-1]:
+            reason = self._line(line)
+            if reason is not None:
+                self._read = len(text)
+                return reason
+        self._read = end
+        return None
+
+    def _line(self, line: str) -> str | None:
+        where = f"window {self.window + 1}"
+        if self.lines is None:  # outside a block
+            if line.rstrip(" \t\r").endswith("<start>"):
+                self.lines = 0
+            elif line.strip():
+                self.outside += 1
+                if self.window > 0 or self.outside > PREAMBLE_LINES:
+                    return f"off format before {where}'s <start> line: {line[:80]!r}"
+            return None
+        if "<end>" in line:
+            if line.split("<end>")[0].strip() or self.lines != self.sizes[self.window]:
+                return f"{where} ended after {self.lines} token lines of {self.sizes[self.window]}"
+            self.window, self.lines = self.window + 1, None
+            if self.window == len(self.sizes):
+                self.complete = True
+                return "every window answered"
+            return None
+        if not line.strip():
+            return None
+        match = _LINE_RE.match(line)
+        if match is None or int(match.group(2)) > MAX_ACTIVATION:
+            return f"{where}, line {self.lines + 1} is off format: {line[:80]!r}"
+        self.lines += 1
+        if self.lines > self.sizes[self.window]:
+            return f"{where} has more token lines than its {self.sizes[self.window]} tokens"
+        return None
+
+
 def parse_reply(text: str, sizes: list[int]) -> list[list[tuple[int, int]] | str]:
     """Per window of ``sizes`` tokens: [(integer written, its offset in ``text``), ...] per token, or an error."""
     blocks = list(_BLOCK_RE.finditer(text))
@@ -127,9 +201,11 @@ class LLMSimulator:
 
     is_baseline = False
 
-    def __init__(self, client: ChatModel, profile: ModelProfile, windows_per_request: int = 4, top_logprobs: int = 15):
+    def __init__(self, client: ChatModel, profile: ModelProfile, windows_per_request: int = 4, top_logprobs: int = 15,
+                 counter: TokenCounter | None = None):
         assert windows_per_request >= 1 and 1 <= top_logprobs <= 20
         self.client = client
+        self.counter = counter or TokenCounter()  # sizes max_tokens (reply_budget)
         self.profile = profile
         self.name = client.name
         self.windows_per_request = windows_per_request
@@ -148,13 +224,12 @@ class LLMSimulator:
         }
 
     def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
-        """Calls and tokens that simulating ``windows`` for one explanation takes (the reply echoes each token
-        line with a number)."""
+        """Calls and tokens that simulating ``windows`` for one explanation takes: the prompts as rendered, and
+        replies that echo each token line with a number (``reply_tokens``)."""
         step = self.windows_per_request
         groups = [windows[i : i + step] for i in range(0, len(windows), step)]
         tokens_in = sum(counter.count_messages(simulation_messages(explanation, g)) for g in groups)
-        reply = "".join("<start>\n" + "".join(f"{t}\t5\n" for t in w) + "<end>\n" for w in windows)
-        return Estimate(len(groups), tokens_in, counter.count(reply), counter.method)
+        return Estimate(len(groups), tokens_in, reply_tokens(windows, counter), counter.method)
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
         step = self.windows_per_request
@@ -166,7 +241,8 @@ class LLMSimulator:
         predictions: list[list[float] | None] = []
         errors: list[str | None] = []
         details: dict[str, Any] = dict.fromkeys(
-            ("failed_requests", "positions_without_numeric_token", "tokens_in", "tokens_out", "cost_usd"), 0
+            ("failed_requests", "stopped_replies", "positions_without_numeric_token", "tokens_in", "tokens_out",
+             "cost_usd"), 0
         )
         for group_predictions, group_errors, group_details in outcomes:  # type: ignore[misc]
             predictions += group_predictions
@@ -181,18 +257,20 @@ class LLMSimulator:
     ) -> tuple[list[list[float] | None], list[str | None], dict[str, Any]]:
         sizes = [len(window) for window in windows]
         logprobs = self.method == "logprobs"
-        max_tokens = max(self.profile.max_tokens, TOKENS_PER_LINE * sum(sizes) + TOKENS_PER_WINDOW * len(windows))
+        watch = ReplyWatch(sizes)
         try:
             result = await self.client.chat(
                 simulation_messages(explanation, windows),
                 purpose="simulate",
                 logprobs=logprobs,
                 top_logprobs=self.top_logprobs if logprobs else None,
-                max_tokens=max_tokens,
+                max_tokens=reply_budget(windows, self.counter),
+                stop_when=watch,
             )
         except LLMError as exc:
             return [None] * len(windows), [f"request failed: {exc}"] * len(windows), {"failed_requests": 1}
-        details = {"tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost_usd": result.cost_usd}
+        details = {"tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost_usd": result.cost_usd,
+                   "stopped_replies": int(result.stopped is not None and not watch.complete)}
         if logprobs and not result.logprobs:
             reason = "the endpoint returned no logprobs; set supports_logprobs: false in the model profile"
             return [None] * len(windows), [reason] * len(windows), details
@@ -249,4 +327,6 @@ def _expected_values(tokens: Sequence[TokenLogprob], starts: list[int], offsets:
 
 
 def _cut_off_note(result: ChatResult) -> str:
+    if result.stopped is not None:
+        return f" (the reply was stopped early: {result.stopped})"
     return " (the reply was cut off at max_tokens)" if result.finish_reason == "length" else ""

@@ -4,18 +4,28 @@ the final text is simulated and scored on test (METHODS.md §2). The record of t
     >>> scored = await process_unit(record, explainer, simulator, tools=None)
     >>> scored.explanation.text, scored.test.score, scored.test.top, scored.test.random
 
-An explainer failure ends the unit ``failed`` with its reason and the run goes on; ``BudgetExceeded`` propagates so
-that the run can stop cleanly and leave the unit to the next session.
+Two outcomes, kept apart: the explainer's (``explanation.status``/``reason``: done, gave_up, failed, as the explainer
+said) and the scoring's (``scoring``: "scored", "failed" when the test windows could not be simulated, or
+"not_scored" when there was no text; ``scoring_reason``). The unit's outcome (``status``) is failed when either
+failed. An explainer failure ends the unit ``failed`` with its reason and the run goes on; ``BudgetExceeded``
+propagates so that the run can stop cleanly and leave the unit to the next session.
+
+Accounting. Every LLM call made for the explanation (the explainer's own, its validations and the test simulation)
+is logged with the unit (``autointerp.llm.scope.call_scope``) and counted in ``llm_calls``, ``tokens_in``,
+``tokens_out`` and ``cost_usd``, so that over a run these sum to the ``llm_calls`` rows the run logged. The
+simulator's diagnostics of the test simulation (``SimulationResult.details``: failed requests, stopped replies,
+positions without a numeric token, ...) are kept in ``diagnostics``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from autointerp.agent.base import Explainer, Explanation
 from autointerp.llm.client import BudgetExceeded
+from autointerp.llm.scope import call_scope
 from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.records import UnitRecord
@@ -35,16 +45,30 @@ class ScoredExplanation:
     # Window.index -> (predictions, error): one value per token on the 0..10 scale, or None and why
     simulations: dict[int, tuple[Sequence[float] | None, str | None]] = field(default_factory=dict)
     valid: ScoreResult | None = None  # scored on record.split("valid"), when it was scored there too
-    llm_calls: int = 0  # LLM requests made to write this explanation (revisions and tool rounds included)
-    tokens_in: int = 0  # prompt tokens over those requests
-    tokens_out: int = 0  # completion tokens over those requests
+    llm_calls: int = 0  # LLM calls made for this explanation: explainer, validations, test simulation
+    tokens_in: int = 0  # prompt tokens over those calls
+    tokens_out: int = 0  # completion tokens over those calls
     cost_usd: float | None = 0.0  # None when the price is unknown
+    scoring: Literal["scored", "failed", "not_scored"] = "scored"  # the test simulation's outcome
+    scoring_reason: str | None = None  # why scoring failed or did not happen
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # the simulator's details of the test simulation
+    role: Literal["explanation", "control"] = "explanation"  # control: a floor, never a unit's best explanation
+
+    @property
+    def status(self) -> str:
+        """The unit's outcome for this explanation: the explainer's, unless scoring failed."""
+        return "failed" if self.scoring == "failed" else self.explanation.status
+
+    @property
+    def reason(self) -> str | None:
+        return self.scoring_reason if self.scoring == "failed" else self.explanation.reason
 
 
-async def score_explanation(simulator: Simulator, text: str, windows) -> tuple[ScoreResult, list]:
-    """Simulate ``windows`` from ``text`` and score; returns the score and per-window (predictions, error)."""
+async def score_explanation(simulator: Simulator, text: str, windows) -> tuple[ScoreResult, list, dict[str, Any]]:
+    """Simulate ``windows`` from ``text`` and score; returns the score, per-window (predictions, error) and the
+    simulator's details."""
     sim = await simulator.simulate(text, [list(w.tokens) for w in windows])
-    return score_windows(windows, sim.predictions), list(zip(sim.predictions, sim.errors))
+    return score_windows(windows, sim.predictions), list(zip(sim.predictions, sim.errors)), dict(sim.details)
 
 
 def worst_windows(windows, predictions, n: int = 4) -> list[dict[str, Any]]:
@@ -61,6 +85,23 @@ def worst_windows(windows, predictions, n: int = 4) -> list[dict[str, Any]]:
     return [row for _, row in sorted(rows, key=lambda t: -t[0])[:n]]
 
 
+async def score_text(record: UnitRecord, text: str, simulator: Simulator) -> tuple[ScoreResult | None, list, dict,
+                                                                                     str | None]:
+    """Simulate and score ``text`` on the test windows: (score or None, per-window sims, diagnostics, why scoring
+    failed or None). ``BudgetExceeded`` propagates."""
+    test = record.split("test")
+    try:
+        result, sims, details = await score_explanation(simulator, text, test)
+    except BudgetExceeded:
+        raise
+    except Exception as e:  # e.g. a bug or an unexpected error: the unit fails, with the reason
+        return None, [], {}, f"scoring failed: {type(e).__name__}: {e}"
+    if result.n_windows == 0 and result.n_failed:
+        first_error = next((err for _, err in sims if err), "unknown error")
+        return result, sims, details, f"scoring failed: no test window could be simulated ({first_error})"
+    return result, sims, details, None
+
+
 async def process_unit(record: UnitRecord, explainer: Explainer, simulator: Simulator,
                        tools: Any = None) -> ScoredExplanation:
     """Explain (train windows only; ``tools``: the unit's agent tools, for an explainer that uses them), then
@@ -68,31 +109,25 @@ async def process_unit(record: UnitRecord, explainer: Explainer, simulator: Simu
 
     async def validate(text: str):
         valid = record.split("valid")
-        result, sims = await score_explanation(simulator, text, valid)
-        return result.score, worst_windows(valid, [p for p, _ in sims])
+        result, sims, _ = await score_explanation(simulator, text, valid)
+        first_error = next((err for _, err in sims if err), None)
+        return result.score, worst_windows(valid, [p for p, _ in sims]), first_error
 
-    try:
-        train = record.for_explainer()
-        # tools only when there are any: explainers written before the keyword keep working
-        explanation = await (explainer.explain(train, validate, tools=tools) if tools is not None
-                             else explainer.explain(train, validate))
-    except BudgetExceeded:
-        raise
-    except Exception as e:  # an explainer failure ends this unit "failed"; the run goes on
-        explanation = Explanation("", status="failed", reason=f"{type(e).__name__}: {e}", explainer=explainer.name)
-    test = record.split("test")
-    result, sims = (None, [])
-    if explanation.text:
+    with call_scope(str(record.id)) as usage:
         try:
-            result, sims = await score_explanation(simulator, explanation.text, test)
+            train = record.for_explainer()
+            # tools only when there are any: explainers written before the keyword keep working
+            explanation = await (explainer.explain(train, validate, tools=tools) if tools is not None
+                                 else explainer.explain(train, validate))
         except BudgetExceeded:
             raise
-        except Exception as e:  # e.g. LLMError after every retry: the unit fails, with the reason
-            explanation = replace(explanation, status="failed", reason=f"scoring failed: {type(e).__name__}: {e}")
-        if result is not None and result.n_windows == 0 and result.n_failed:
-            first_error = next((err for _, err in sims if err), "unknown error")
-            explanation = replace(explanation, status="failed",
-                                  reason=f"scoring failed: no test window could be simulated ({first_error})")
+        except Exception as e:  # an explainer failure ends this unit "failed"; the run goes on
+            explanation = Explanation("", status="failed", reason=f"{type(e).__name__}: {e}",
+                                      explainer=explainer.name)
+        result, sims, diagnostics, failure = None, [], {}, None
+        if explanation.text:
+            result, sims, diagnostics, failure = await score_text(record, explanation.text, simulator)
+    scoring = "not_scored" if not explanation.text else "failed" if failure else "scored"
     return ScoredExplanation(
         explanation=explanation,
         explainer_config=explainer.config(),
@@ -100,5 +135,13 @@ async def process_unit(record: UnitRecord, explainer: Explainer, simulator: Simu
         simulator=simulator.name,
         simulator_config=simulator.config(),
         test=result,
-        simulations={w.index: s for w, s in zip(test, sims)},
+        simulations={w.index: s for w, s in zip(record.split("test"), sims)},
+        llm_calls=usage.calls,
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
+        cost_usd=usage.cost_usd,
+        scoring=scoring,
+        scoring_reason=failure if scoring == "failed" else
+        ("the explainer wrote no explanation" if scoring == "not_scored" else None),
+        diagnostics=diagnostics,
     )

@@ -127,7 +127,7 @@ def test_revision_that_scores_worse_on_valid_is_not_kept():
 
 def test_second_revision_revises_the_best_so_far():
     record = planted_record()
-    script = Script(SELF, "EXPLANATION: Worse.", BETTER)
+    script = Script(SELF, "EXPLANATION: Something worse.", BETTER)
     ex, _, _ = explainer(script, AgentLimits(revise_rounds=2))
     out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5, BETTER_TEXT: 0.6})))
     assert out.text == BETTER_TEXT
@@ -136,10 +136,11 @@ def test_second_revision_revises_the_best_so_far():
 
 def test_best_of_keeps_the_best_draft():
     record = planted_record()
-    ex, fake, _ = explainer(Script("EXPLANATION: A.", "EXPLANATION: B.", "EXPLANATION: C."),
+    ex, fake, _ = explainer(Script("EXPLANATION: Letter A.", "EXPLANATION: Letter B.", "EXPLANATION: Letter C."),
                             AgentLimits(best_of=3, revise_rounds=0, max_tool_calls=0))
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {"A.": 0.2, "B.": 0.9, "C.": 0.5})))
-    assert (out.text, out.details["chosen"], fake.totals.calls) == ("B.", "draft 2", 3)
+    scores = {"Letter A.": 0.2, "Letter B.": 0.9, "Letter C.": 0.5}
+    out = run(ex.explain(record.for_explainer(), FakeValidator(record, scores)))
+    assert (out.text, out.details["chosen"], fake.totals.calls) == ("Letter B.", "draft 2", 3)
 
 
 def test_tool_call_cap_ends_gave_up_with_the_best_so_far():
@@ -172,7 +173,7 @@ def test_garbage_answer_is_reasked_once_then_fails():
     out = run(ex.explain(planted_record().for_explainer(), None))
     assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
     assert "EXPLANATION" in out.reason and fake.totals.calls == 2
-    assert "did not end with a line" in script.requests[1]["messages"][-1]["content"]
+    assert 'there was no line "EXPLANATION: <one sentence>"' in script.requests[1]["messages"][-1]["content"]
 
 
 def test_garbage_revision_gives_up_with_the_draft():

@@ -46,7 +46,8 @@ EXPECTED_TABLES = {
     "explanations": {
         "id": int, "run_id": str, "unit_id": int, "explainer": str, "explainer_config": str, "is_baseline": int,
         "text": str, "status": str, "reason": str, "details": str, "created_at": str, "llm_calls": int,
-        "tokens_in": int, "tokens_out": int, "cost_usd": float,
+        "tokens_in": int, "tokens_out": int, "cost_usd": float, "simulator": str, "scoring": str,
+        "scoring_reason": str, "role": str,
     },
     "simulations": {
         "id": int, "explanation_id": int, "window_id": int, "simulator": str, "predictions": str, "error": str,
@@ -54,7 +55,7 @@ EXPECTED_TABLES = {
     "scores": {
         "id": int, "explanation_id": int, "simulator": str, "simulator_config": str, "split": str, "score": float,
         "score_top": float, "score_random": float, "undefined_reason": str, "per_window": str, "n_windows": int,
-        "created_at": str,
+        "created_at": str, "diagnostics": str,
     },
     "unit_runs": {"run_id": str, "unit_id": int, "status": str, "reason": str, "finished_at": str},
     "llm_calls": {
@@ -104,7 +105,8 @@ EXPECTED_VIEWS = {
     "explanation_scores": [
         "explanation_id", "run_id", "unit_id", "model_hash", "kind", "layer", "unit", "explainer", "is_baseline",
         "status", "reason", "explanation", "simulator", "score", "score_top", "score_random", "undefined_reason",
-        "n_windows", "created_at", "scored_at",
+        "n_windows", "created_at", "scored_at", "role", "explainer_status", "scoring", "llm_calls", "tokens_in",
+        "tokens_out", "cost_usd",
     ],
     "leaderboard": [
         "model_hash", "kind", "layer", "unit", "explanation", "explainer", "is_baseline", "simulator", "score",
@@ -116,6 +118,10 @@ EXPECTED_VIEWS = {
     ],
     "dictionary_scores": [
         "model_hash", "layer", "family", "kind", "explainer", "simulator", "units", "undefined", "mean_score",
+    ],
+    "explainer_outcomes": [
+        "explainer", "simulator", "role", "explanations", "done", "gave_up", "failed", "explainer_failed",
+        "scoring_failed", "scored", "unscored", "mean_score", "llm_calls", "tokens_in", "tokens_out", "cost_usd",
     ],
 }
 EXPECTED_INDEXES = {
@@ -194,7 +200,7 @@ def test_reopen_applies_nothing_new(tmp_path):
         assert list(s.db.table("_sqlite_migrations").rows) == first
     assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
                                           "m005_dictionaries", "m006_probe_kind", "m007_probe_context",
-                                          "m008_leases_sweeps"]
+                                          "m008_leases_sweeps", "m009_outcomes"]
 
 
 def test_a_file_from_before_m007_keeps_its_probe_rows(tmp_path):

@@ -217,15 +217,42 @@ def test_400_is_not_retried():
     assert record.attempts == 1 and "400" in record.error and record.response is None
 
 
-def test_timeouts_are_retried_then_raise():
+def test_timeouts_are_not_retried_by_default_nor_at_temperature_0():
+    """The server may still be generating an abandoned request, and at temperature 0 a retry repeats its output."""
+    for fields, why in (({}, "server may still be generating"),
+                        ({"retry_timeouts": True}, "at temperature 0 a retry would generate the same output")):
+        sink = ListSink()
+        with FakeOpenAIServer(scripted(Hang(5), Hang(5), Hang(5))) as srv:
+            started = time.monotonic()
+            with pytest.raises(LLMError, match=f"timeout_s.*not retried.*{why}"):
+                asyncio.run(chat_once(local_profile(srv, timeout_s=0.2, max_retries=3, **fields), sink))
+            assert time.monotonic() - started < 2.0
+            assert len(srv.requests) == 1
+        assert sink.records[0].attempts == 1 and sink.records[0].error
+
+
+def test_timeouts_are_retried_when_allowed_and_sampling():
     sink = ListSink()
     with FakeOpenAIServer(scripted(Hang(5), Hang(5), Hang(5))) as srv:
-        started = time.monotonic()
+        profile = local_profile(srv, timeout_s=0.2, max_retries=1, retry_timeouts=True, temperature=0.7)
         with pytest.raises(LLMError, match="timeout_s.*gave up after 2 tries"):
-            asyncio.run(chat_once(local_profile(srv, timeout_s=0.2, max_retries=1), sink))
-        assert time.monotonic() - started < 2.0
+            asyncio.run(chat_once(profile, sink))
         assert len(srv.requests) == 2
-    assert sink.records[0].attempts == 2 and sink.records[0].error
+    assert sink.records[0].attempts == 2
+
+
+@pytest.mark.parametrize("message", [
+    "[json.exception.type_error.302] type must be string, but is null",       # llama.cpp's server, content: null
+    "TypeError: can only concatenate str (not \"NoneType\") to str",          # a chat template, llama-cpp-python
+    "jinja2.exceptions.TemplateError: Conversation roles must alternate user/assistant/user/assistant/...",
+])
+def test_a_500_that_refuses_the_request_is_not_retried(message):
+    sink = ListSink()
+    with FakeOpenAIServer(scripted(HTTPFailure(500, message=message))) as srv:
+        with pytest.raises(LLMError, match="refused the request itself; not retried"):
+            asyncio.run(chat_once(local_profile(srv, max_retries=5), sink))
+        assert len(srv.requests) == 1
+    assert sink.records[0].attempts == 1
 
 
 def test_concurrency_bound_is_respected():

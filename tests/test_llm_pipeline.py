@@ -49,8 +49,12 @@ def test_llm_simulator_run_logs_every_call_and_never_the_key(cli, tiny, text_cor
     assert len(calls) == len(requests) > 0
     assert all(c["purpose"] == "simulate" and c["error"] is None and c["tokens_in"] > 0 for c in calls)
     assert db.execute("SELECT SUM(cost_usd) FROM llm_calls").fetchone()[0] > 0
-    # 10 test windows per unit at most 10 per request: at most 2 simulator calls per unit
-    assert len(calls) <= 2 * 4
+    # 10 test windows per unit at most 10 per request: at most 2 simulator calls per unit and explanation, and each
+    # unit is also scored with its two controls (a shuffled and an empty explanation)
+    assert len(calls) <= 2 * 4 * 3
+    # every call is tied to its unit and counted on the explanation (or control) it was made for
+    assert all(c["unit_id"] is not None for c in calls)
+    assert db.execute("SELECT SUM(llm_calls) FROM explanations").fetchone()[0] == len(calls)
     assert est["calls"] == len(calls)  # the estimate printed before spending matches what was spent
     usage = summary["llm_usage"]
     assert usage["calls"] == len(calls) and usage["per_unit"]["calls"] == len(calls) / 4
@@ -69,9 +73,18 @@ def test_llm_failures_end_units_failed_and_the_run_goes_on(cli, tiny, text_corpu
     units = json.loads(out)["units"]
     assert [u["status"] for u in units] == ["failed"] * 3
     db = sqlite_utils.Database(isolated / "autointerp.db")
-    reasons = [r["reason"] for r in db["explanations"].rows]
-    assert all(r.startswith("scoring failed") for r in reasons)
-    assert {r["status"] for r in db["unit_runs"].rows} == {"failed"}
+    # the explainer's outcome (the baseline's: done) and the scoring's outcome are kept apart
+    rows = list(db["explanations"].rows)
+    assert {(r["status"], r["scoring"]) for r in rows} == {("done", "failed")}
+    assert all(r["scoring_reason"].startswith("scoring failed: no test window could be simulated") for r in rows)
+    assert all(r["reason"].startswith("scoring failed") and r["status"] == "failed" for r in db["unit_runs"].rows)
+    # a pair whose units all failed is listed, with its counts
+    code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
+    (pair,) = json.loads(out)
+    assert (pair["explainer"], pair["simulator"], pair["failed"], pair["done"], pair["mean"]) == \
+        ("baseline", "local", 3, 0, None)
+    code, out, _ = cli("leaderboard", "--by", "explainer")
+    assert code == 0 and "baseline / local" in out
 
 
 def test_budget_stops_cleanly_and_the_next_run_goes_on(cli, tiny, text_corpus, isolated, monkeypatch):
@@ -87,7 +100,9 @@ def test_budget_stops_cleanly_and_the_next_run_goes_on(cli, tiny, text_corpus, i
         code, out, err = cli(*args)
     second = json.loads(out)
     assert second["units_done"] == 6 and second["units_skipped"] == first["units_done"]
-    assert sqlite_utils.Database(isolated / "autointerp.db")["explanations"].count == 6
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert db["explanations"].count_where("role = 'explanation'") == 6
+    assert db["explanations"].count_where("role = 'control'") == 2 * 6  # a shuffled and an empty one per unit
 
 
 def test_missing_key_and_unknown_profile_are_usage_errors(cli, tiny, isolated, monkeypatch):
@@ -141,7 +156,10 @@ def test_llm_explainer_and_simulator_run_the_whole_loop(cli, tiny, text_corpus, 
     tool_turns = [m for r in db["llm_calls"].rows for m in json.loads(r["messages"]) if m.get("role") == "tool"]
     assert any("self" in m["content"] for m in tool_turns)
     code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
-    assert {r["explainer"] for r in json.loads(out)} == {"local", "baseline"}
+    pairs = json.loads(out)
+    assert {r["explainer"] for r in pairs if r["role"] == "explanation"} == {"local", "baseline"}
+    assert {r["explainer"] for r in pairs if r["role"] == "control"} == {
+        "control:shuffled:local", "control:shuffled:baseline", "control:empty"}
     assert (isolated / "autointerp.db.agent.sqlite").exists()  # agent checkpoints live beside, not inside, the DB
 
 
@@ -152,7 +170,7 @@ def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(cli, 
         write_config(isolated / "autointerp.toml", server)
         code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:5", "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
-                             "--max-tool-calls", "0", "--format", "json")
+                             "--max-tool-calls", "0", "--controls", "false", "--format", "json")
         assert code == 0, err
         requests = len(server.requests)
     assert requests <= 4 * 5
@@ -210,5 +228,5 @@ def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(cli, t
                                                                     for p, _, pur in by_profile)
     code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
     ranked = json.loads(out)
-    assert {r["explainer"] for r in ranked} == {"alpha", "beta", "baseline"}
+    assert {r["explainer"] for r in ranked if r["role"] == "explanation"} == {"alpha", "beta", "baseline"}
     assert ranked == sorted(ranked, key=lambda r: -(r["mean"] if r["mean"] is not None else -2))

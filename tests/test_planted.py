@@ -154,3 +154,45 @@ def test_capture_counts_regularization_units_like_the_lens(planted, windows):
     assert {u.unit for u in units if u.regularization} == truth.dense and summary.n_regularization == len(truth.dense)
     plain = capture_windows(subject, windows[:10], replace(cfg, top_units=None))[0]
     assert plain.top_hits is None and analyze_layer(subject, plain, None)[1].n_regularization is None
+
+
+def test_a_planted_detectors_true_explanation_scores_far_above_its_shuffled_control(planted, planted_cap):
+    """Controls (scoring/controls.py) under the same simulator: each detector's own explanation against another
+    unit's (the seeded derangement the pipeline uses) and the empty one."""
+    import asyncio
+
+    from autointerp.agent.baseline import BaselineExplainer
+    from autointerp.scoring.baseline import BaselineSimulator
+    from autointerp.scoring.controls import EMPTY, score_controls, shuffled_name, shuffled_partners
+    from autointerp.scoring.scored import score_text
+
+    subject, truth = planted
+    cap = planted_cap
+    live = [u for u in range(cap.n_units) if u not in truth.dead]
+    records = {u: cap.unit_record(u) for u in live}
+    texts = {u: asyncio.run(BaselineExplainer().explain(records[u].for_explainer())).text for u in live}
+    partners = shuffled_partners(live, seed=0)
+    assert all(partners[u] != u for u in live) and sorted(partners.values()) == sorted(live)
+    simulator = BaselineSimulator()
+    true_scores, shuffled_scores, clean = [], [], 0
+    for unit in truth.token_detectors:
+        true_score = asyncio.run(score_text(records[unit], texts[unit], simulator))[0].score
+        controls = asyncio.run(score_controls(records[unit], simulator, texts[partners[unit]], partners[unit],
+                                              explainer="baseline"))
+        by_name = {c.explanation.explainer: c for c in controls}
+        shuffled = by_name[shuffled_name("baseline")]
+        assert shuffled.role == "control" and shuffled.explanation.text == texts[partners[unit]]
+        empty = by_name[EMPTY]
+        assert empty.explanation.text == "" and empty.test.score is None and empty.test.undefined_reason
+        assert true_score > 0.95
+        floor = shuffled.test.score if shuffled.test.score is not None else 0.0
+        true_scores.append(true_score)
+        shuffled_scores.append(floor)
+        # another unit's explanation may name this detector's trigger (units 10 and 11 fire on frequent tokens
+        # too): then the control is partly right by design; otherwise it must sit at the floor
+        triggers = [json.dumps(subject.tokenizer.decode([t])) for t in truth.token_detectors[unit]]
+        if not any(t in texts[partners[unit]] for t in triggers):
+            clean += 1
+            assert floor < 0.2 and true_score - floor > 0.8, (unit, texts[partners[unit]], floor)
+    assert clean >= 2  # the seeded pairing leaves at least two detectors with an unrelated explanation
+    assert sum(true_scores) / 3 - sum(shuffled_scores) / 3 > 0.5

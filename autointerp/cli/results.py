@@ -49,7 +49,10 @@ def leaderboard(
     store = open_existing(load_config(config, {"db": db}).db)
     if by == "explainer":
         rows = store.by_explainer(layer=layer, min_score=min_score)
-        cols = ["explainer", "simulator", "units", "mean", "median", "ci_low", "ci_high"]
+        cols = ["explainer", "simulator", "role", "done", "gave_up", "failed", "units", "mean", "median", "ci_low",
+                "ci_high", "llm_calls", "tokens_in", "tokens_out", "cost_usd"]
+        if output == "table":
+            return _print_by_explainer(rows)
     elif by == "dictionary":
         rows = store.by_dictionary(layer=layer, min_score=min_score)
         cols = ["layer", "family", "kind", "explainer", "simulator", "units", "undefined", "mean", "median",
@@ -105,6 +108,23 @@ def _print_leaderboard(rows: list[dict]) -> None:
         unit = f"{r['layer']}/{r['unit']}" if r["kind"] == "neuron" else f"{r['kind']}@{r['layer']}/{r['unit']}"
         table.add_row(unit, fmt(r["score"]), fmt(r["score_top"]), fmt(r["score_random"]), r["explainer"],
                       Text(r["explanation"]))
+    out.print(table)
+
+
+def _print_by_explainer(rows: list[dict]) -> None:
+    """Every explainer / simulator pair with how its units ended; controls (the floor) marked."""
+    if not rows:
+        out.print("no explanations match; run: autointerp run --layer N")
+        return
+    table = Table(caption="test-split Pearson r over units with a defined score; controls: a shuffled and an empty "
+                          "explanation under the same simulator (the floor)")
+    for name in ("explainer / simulator", "done", "gave up", "failed", "n", "mean", "95% CI", "median", "LLM calls"):
+        table.add_column(name, no_wrap=True)
+    for r in rows:
+        name = f"{r['explainer']} / {r['simulator']}" + (" (control)" if r["role"] == "control" else "")
+        table.add_row(Text(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
+                      fmt(r["mean"]), f"{fmt(r['ci_low'])}-{fmt(r['ci_high'])}" if r["mean"] is not None else "",
+                      fmt(r["median"]), str(r["llm_calls"] or 0))
     out.print(table)
 
 

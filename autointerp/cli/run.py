@@ -25,8 +25,8 @@ from autointerp.db.leases import LeaseHeld
 
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
                 "batch_size", "top_k", "n_random", "threshold", "device", "dtype", "seed", "concurrency",
-                "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "windows_per_request", "max_usd",
-                "max_calls", "db")
+                "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "windows_per_request", "controls",
+                "max_usd", "max_calls", "db")
 
 
 @app.command()
@@ -87,7 +87,7 @@ def _summary_json(s) -> dict:
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
         "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
-        "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
+        "controls": s.controls, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
@@ -105,6 +105,12 @@ def _print_summary(s) -> None:
     out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
+    for c in s.controls:
+        out.print(f"control {c['control']}: mean {fmt(c['mean'])} over {c['scored']} of {c['units']} units with a "
+                  "defined score (same simulator, same test windows: the floor)")
+    statuses = [o.status for o in s.outcomes]
+    out.print(f"units: {statuses.count('done')} done, {statuses.count('gave_up')} gave up, "
+              f"{statuses.count('failed')} failed (see: autointerp leaderboard --by explainer)")
     scored = sorted((o for o in s.outcomes if o.score is not None), key=lambda o: -o.score)
     if scored:
         table = Table("unit", "score", "explanation", title="best and worst units")

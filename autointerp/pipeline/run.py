@@ -8,7 +8,10 @@
 A run is identified by its *run key* (``Config.run_key``): running the same command again finds the unfinished run
 with that key and only does the units it has not finished (each unit is committed on its own), so an interrupted
 run resumes. The steps, in order: ``open_run`` (components, subject, unit space, the run row), then
-``capture_layer`` (one pass over the corpus), then ``explain_units`` (every unit left, ``concurrency`` at a time).
+``capture_layer`` (one pass over the corpus), then ``explain_units`` (every unit left, ``concurrency`` at a time),
+then, with ``cfg.controls``, ``control_units``: every explained unit of the run without controls yet is scored with
+a shuffled and an empty explanation under the same simulator (``autointerp.scoring.controls``), and the summary
+gets their means (``RunSummary.controls``).
 
 One process per run: ``open_run`` takes the lease ``run:<run key>`` in the database (``autointerp.db.leases``) and
 ``run`` releases it at the end, so a second process on the same run either waits for it (``wait=True``) or gets
@@ -42,6 +45,7 @@ from autointerp.pipeline.components import (
     package_versions,
     unit_space,
 )
+from autointerp.scoring.controls import score_controls, shuffled_partners
 from autointerp.scoring.estimate import estimate_llm_usage
 from autointerp.scoring.scored import process_unit
 from autointerp.scoring.simulator import Simulator
@@ -81,6 +85,7 @@ class RunSummary:
     estimate: dict[str, Any] | None = None  # expected LLM usage of this session, made before spending
     llm_usage: dict[str, Any] | None = None  # what this session's LLM calls used: calls, tokens, cost, per unit
     unit_kind: str = "neuron"  # "neuron", or the dictionary's features: family:hash8 (subject.units)
+    controls: list[dict[str, Any]] = field(default_factory=list)  # per control: units, scored, mean (the floor)
 
     @property
     def units_this_session(self) -> int:
@@ -251,13 +256,14 @@ def _run_opened(r: OpenRun, t0: float, on_capture_start, on_unit, on_estimate) -
     cfg, summary = r.cfg, r.summary
     if not r.todo:
         summary.n_tokens = r.store.run_tokens(r.run_id)
+        summary.controls = r.store.run_controls(r.run_id)
         summary.wall_s = time.time() - t0
         r.store.finish_run(r.run_id, "complete", summary.wall_s)
         return summary
     try:
         cap = capture_layer(r, on_capture_start)
         summary.estimate = estimate_llm_usage(cap.unit_record(r.todo[0], r.space.kind), r.explainer, r.simulator,
-                                              len(r.todo), cfg.tiktoken_file)
+                                              len(r.todo), cfg.tiktoken_file, controls=cfg.controls)
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
         explain_layer(r, cap, on_unit)
@@ -269,6 +275,7 @@ def _run_opened(r: OpenRun, t0: float, on_capture_start, on_unit, on_estimate) -
         r.store.finish_run(r.run_id, "failed", time.time() - t0)  # finished units stay; the same command resumes
         raise
     summary.wall_s = time.time() - t0
+    summary.controls = r.store.run_controls(r.run_id)
     r.store.finish_run(r.run_id, "interrupted" if summary.stopped or len(r.todo) > summary.units_this_session
                        else "complete", summary.wall_s)
     return summary
@@ -320,20 +327,51 @@ async def explain_units(r: OpenRun, cap: LayerCapture, on_unit: Callable[[UnitOu
             except BudgetExceeded as e:  # this unit is not saved: the next run does it
                 summary.stopped = str(e)
                 return
-            r.store.save_unit_result(r.run_id, record, r.model_hash, _stats_extra(cap, profiles, unit), [scored])
-            outcome = UnitOutcome(unit, scored.explanation.text, scored.explanation.status,
-                                  scored.test.score if scored.test else None)
+            status = r.store.save_unit_result(r.run_id, record, r.model_hash, _stats_extra(cap, profiles, unit),
+                                              [scored])
+            outcome = UnitOutcome(unit, scored.explanation.text, status, scored.test.score if scored.test else None)
             summary.outcomes.append(outcome)
             if on_unit:
                 on_unit(outcome)
 
     try:
         await asyncio.gather(*(one(u) for u in r.todo))
+        if r.cfg.controls and not summary.stopped:
+            await control_units(r, cap, sem)
     finally:
         summary.llm_usage = r.llm.usage(max(summary.units_this_session, 1))
         if hasattr(r.explainer, "aclose"):
             await r.explainer.aclose()
         await r.llm.aclose()
+
+
+async def control_units(r: OpenRun, cap: LayerCapture, sem: asyncio.Semaphore) -> None:
+    """Score every explained unit of the run that has no controls yet with a shuffled and an empty explanation
+    (``autointerp.scoring.controls``); the shuffled texts are drawn from every explained unit of the run, earlier
+    sessions included. A budget stops it like the units (``summary.stopped``)."""
+    summary, kind = r.summary, r.space.kind
+    texts = {o["unit"]: o["explanation"] for o in r.store.run_outcomes(r.run_id)
+             if o["kind"] == kind and o["status"] in ("done", "gave_up") and o["explanation"]}
+    live = [u for u in texts if not cap.unit_record(u, kind).stats.dead]
+    partners = shuffled_partners(live, r.cfg.seed)
+    done = r.store.controlled_units(r.run_id)
+    todo = [u for u in sorted(live) if (kind, r.cfg.layer, u) not in done]
+
+    async def one(unit: int) -> None:
+        async with sem:
+            if summary.stopped:
+                return
+            record = cap.unit_record(unit, kind)
+            partner = partners.get(unit)
+            try:
+                controls = await score_controls(record, r.simulator, texts.get(partner), partner,
+                                                explainer=r.explainer.name, seed=r.cfg.seed)
+            except BudgetExceeded as e:
+                summary.stopped = str(e)
+                return
+            r.store.save_controls(r.run_id, record, r.model_hash, controls)
+
+    await asyncio.gather(*(one(u) for u in todo))
 
 
 def _stats_extra(cap: LayerCapture, profiles: Any, unit: int) -> dict[str, Any]:

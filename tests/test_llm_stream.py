@@ -1,0 +1,57 @@
+"""Streamed replies stopped as soon as they go off format: over HTTP (the server stops generating) and in process."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from autointerp.llm.client import LLMClient
+from autointerp.llm.fake import FakeLLM
+from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.scope import call_scope
+from autointerp.llm.server import FakeOpenAIServer, Reply, scripted
+
+HELLO = [{"role": "user", "content": "hello"}]
+RAMBLE = "Sure! Here is some text that is not what was asked for.\n" * 400  # ~5,000 tokens
+
+
+def no_second_line(text: str) -> str | None:
+    """Stop at the second complete line."""
+    return "two lines" if text.count("\n") >= 2 else None
+
+
+async def streamed(srv: FakeOpenAIServer, stop_when, **kw):
+    profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=0, timeout_s=30)
+    async with LLMClient(profile, "local") as client:
+        return await client.chat(HELLO, purpose="test", stop_when=stop_when, max_tokens=6000, **kw)
+
+
+def test_an_off_format_stream_is_closed_and_the_server_stops_generating():
+    with FakeOpenAIServer(scripted(RAMBLE), token_latency_s=0.002) as srv:
+        result = asyncio.run(streamed(srv, no_second_line))
+        time.sleep(0.3)  # let the server notice the closed connection
+    assert result.stopped == "two lines" and result.finish_reason == "stopped"
+    assert result.text == "".join(RAMBLE.splitlines(keepends=True)[:2])
+    assert result.tokens_out < 60
+    (written,) = srv.streamed_tokens
+    assert written < 300, written  # of ~5,000: generation stopped a few chunks after the client left
+    assert srv.requests[0]["stream"] is True
+
+
+def test_a_stream_that_keeps_the_format_is_whole_with_logprobs_and_usage():
+    reply = Reply(tokens=[("a", {"a": -0.1}), ("\t", {}), ("7", {"7": -0.2, "6": -2.0}), ("\n", {})])
+    with FakeOpenAIServer(scripted(reply)) as srv:
+        result = asyncio.run(streamed(srv, lambda text: None, logprobs=True, top_logprobs=2))
+    assert result.stopped is None and result.text == "a\t7\n" and result.finish_reason == "stop"
+    assert [t.token for t in result.logprobs] == ["a", "\t", "7", "\n"]
+    assert result.logprobs[2].top_logprobs == {"7": -0.2, "6": -2.0}
+    assert result.tokens_out == 4 and result.tokens_in > 0  # the server's usage chunk
+
+
+def test_the_in_process_fake_cuts_the_reply_where_a_stream_would_stop():
+    fake = FakeLLM(lambda messages, tools, logprobs: RAMBLE)
+    with call_scope("3/1") as usage:
+        result = asyncio.run(fake.chat(HELLO, purpose="test", stop_when=no_second_line))
+    assert result.stopped == "two lines" and result.text.count("\n") == 2
+    assert 0 < result.tokens_out < 60
+    assert usage.calls == 1 and usage.tokens_out == result.tokens_out
