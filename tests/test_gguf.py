@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from autointerp.corpus import bos_id
 from autointerp.errors import UsageError
+from autointerp.subject.capture import CaptureConfig, capture_windows
 from autointerp.subject import gguf as gguf_mod
 from autointerp.subject.model import load_subject
 
@@ -94,6 +96,11 @@ def test_gguf_file_loads_equal_to_its_source_then_from_the_cache(tmp_path, monke
     x = torch.tensor([ids])
     with torch.no_grad():
         assert torch.allclose(subject.model(x).logits, source(x).logits, atol=1e-4)
+    # capture puts the file's document separator in front of every window (it adds no BOS) and never counts it
+    assert bos_id(subject.tokenizer) == 0
+    windows = [ids[i : i + 8] for i in range(0, len(ids) - 7, 8)]
+    cap = capture_windows(subject, windows, CaptureConfig(layers=[1], window=8, firing="fixed"))[1]
+    assert cap.n_tokens == 8 * len(windows) and int(cap.tok_count[0]) == 0
     # the cache: one folder named by the file's hash, read on the next load without dequantizing again
     (folder,) = (tmp_path / "cache" / "gguf").iterdir()
     assert folder.name == gguf_mod.file_sha256(path)[:16]
