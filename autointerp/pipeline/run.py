@@ -150,7 +150,8 @@ def capture_layer(r: OpenRun, on_capture_start: ProgressStart | None = None) -> 
     """One pass over the corpus: the layer's statistics and windows for every unit of the run's unit space."""
     cfg = r.cfg
     cap_cfg = CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
+                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
+                            firing=cfg.firing, seed=cfg.seed)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
     t0 = time.time()
     cap = capture(r.subject, r.corpus, cap_cfg, progress, r.space)[cfg.layer]
@@ -266,4 +267,5 @@ def _stats_extra(cap: LayerCapture, profiles: Any, unit: int) -> dict[str, Any]:
     """Per-unit facts beyond UnitStats that later analyses and the unit card use (``profiles``:
     ``cap.position_profile()``)."""
     profile = profiles[:, unit].tolist()
-    return {"position_firing_rate": [round(f, 5) for f in profile], "n_windows": cap.n_windows}
+    return {"position_firing_rate": [round(f, 5) for f in profile], "n_windows": cap.n_windows,
+            "firing_rule": cap.firing_rule, "bottom_windows": cap.bottom_windows(unit)}
