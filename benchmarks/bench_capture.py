@@ -134,6 +134,18 @@ def peers(model: str, layer: int, tokens: int, batch: int, window: int, rounds: 
         modes["nnsight"] = nnsight
     except Exception as e:  # noqa: BLE001
         print(f"nnsight: n/a ({type(e).__name__}: {str(e)[:160]})")
+    from autointerp.subject.hooks import mlp_hooks, run_batch
+
+    with mlp_hooks(subject, [layer]) as store:  # the same activations, checked on the first batch
+        run_batch(subject, chunks[0])
+    ours = store[layer].reshape(*chunks[0].shape, -1)
+    if "tlens" in modes:
+        _, cache = bridge.run_with_cache(chunks[0], names_filter=lambda n: n == hook_name)
+        print(f"max |autointerp - TransformerLens {hook_name}|: {(ours - cache[hook_name]).abs().max():.2e}")
+    if "nnsight" in modes:
+        with wrapped.trace(chunks[0]):
+            saved = _submodule(wrapped, site).input.save()
+        print(f"max |autointerp - nnsight {site}.input|: {(ours - saved.reshape(ours.shape)).abs().max():.2e}")
     best = {m: float("inf") for m in modes}
     for r in range(rounds):
         for m, fn in modes.items():
