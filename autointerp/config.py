@@ -35,7 +35,7 @@ from autointerp.llm.profiles import ModelProfile
 CONFIG_FILE = "autointerp.toml"
 SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "device", "dtype"),
-    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "seed"),
+    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "firing", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
     "simulator": ("simulator", "windows_per_request", "controls"),
     "budget": ("max_usd", "max_calls"),
@@ -59,7 +59,10 @@ class Config(BaseModel):
     top_k: int = Field(30, ge=3, description="Top windows kept per unit, dealt into train/valid/test.")
     n_random: int = Field(20, ge=2, description="Random windows in the shared reservoir, dealt into valid/test.")
     batch_size: int = Field(32, ge=1, description="Windows per forward pass.")
-    threshold: float = Field(0.0, description="A unit fires when its activation is above this.")
+    threshold: float = Field(0.0, description="Firing rule 'fixed': a unit fires when its activation is above this.")
+    firing: Literal["auto", "fixed", "max_fraction"] = Field(
+        "auto", description="When a unit fires: auto (fixed for ReLU units, max_fraction otherwise), fixed (above "
+                            "threshold) or max_fraction (above half its max; see autointerp.subject.firing).")
     device: str = Field("auto", description="auto (GPU when present), cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Subject model dtype.")
     seed: int = Field(0, description="Seeds the corpus order and the random-window reservoir.")
@@ -91,6 +94,8 @@ class Config(BaseModel):
         """Identity of a run's outputs: the same key means the same results, so a run with it can be resumed.
         ``units``: the identity of a dictionary whose features are the units (None: the MLP neurons)."""
         fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
+        if self.firing != "auto":  # keys of runs under the default rule stay as they were
+            fields += ("firing",)
         key = {f: getattr(self, f) for f in fields}
         key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
         if units is not None:

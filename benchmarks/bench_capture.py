@@ -12,6 +12,19 @@ the windows are cycled to reach the token count, so the window list costs the sa
 
 Each measurement runs in a fresh subprocess and reports its own peak RSS (``ru_maxrss``), so the 1M-token and the
 10M-token capture can be compared for flat memory.
+
+Against the tools researchers would use instead (``--peers``), in ONE process, on the same model, device and batches
+(the inputs capture builds, with the family's BOS or separator in front), alternating the modes round after round and
+keeping each mode's best round:
+
+    python benchmarks/bench_capture.py --peers --model /work/models/smollm2 --layers 13 --tokens 8192 --rounds 3
+
+- ``bare``: ``model(input_ids)``, full depth, no hooks;
+- ``capture``: ``capture_windows`` with every statistic under the model's firing rule;
+- ``tlens``: TransformerLens 4 (``TransformerBridge.boot_transformers`` on the same HF model object)
+  ``run_with_cache`` with a names filter on ``blocks.{L}.mlp.hook_post`` and ``stop_at_layer=L + 1``;
+- ``nnsight``: ``NNsight(model).trace`` saving the input of layer L's down projection (the same activations),
+  then ``tracer.stop()`` is NOT used: the pass runs to the end, as nnsight's saving does by default.
 """
 
 from __future__ import annotations
@@ -58,6 +71,94 @@ def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, w
     }
 
 
+def _submodule(root, path: str):
+    for part in path.split("."):
+        root = root[int(part)] if part.isdigit() else getattr(root, part)
+    return root
+
+
+def peers(model: str, layer: int, tokens: int, batch: int, window: int, rounds: int) -> None:
+    """Time bare / capture / tlens / nnsight in one process on the same batches, alternating; print the best."""
+    import torch
+
+    from autointerp.corpus import bos_id, iter_token_windows, open_corpus
+    from autointerp.subject.capture import CaptureConfig, capture_windows
+    from autointerp.subject.model import ARCHITECTURES, load_subject
+
+    subject = load_subject(model, device="cpu", dtype="float32")
+    windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
+    bos = bos_id(subject.tokenizer)
+    ids = torch.tensor(windows)
+    inputs = ids if bos is None else torch.cat([torch.full((len(ids), 1), bos), ids], 1)
+    chunks = list(inputs.split(batch))
+    hook_name = f"blocks.{layer}.mlp.hook_post"
+    modes: dict[str, object] = {}
+
+    def bare():
+        with torch.inference_mode():
+            for x in chunks:
+                subject.model(input_ids=x, use_cache=False)
+
+    def capture():
+        capture_windows(subject, windows, CaptureConfig(layers=[layer], window=window, batch_size=batch))
+
+    modes["bare"], modes["capture"] = bare, capture
+    try:
+        from transformer_lens.model_bridge import TransformerBridge
+
+        bridge = TransformerBridge.boot_transformers(subject.model.name_or_path, hf_model=subject.model,
+                                                     tokenizer=subject.tokenizer, device="cpu")
+        if hook_name not in bridge.hook_dict:
+            raise KeyError(f"no hook {hook_name} for {subject.model_type}")
+
+        def tlens():
+            with torch.inference_mode():
+                for x in chunks:
+                    bridge.run_with_cache(x, names_filter=lambda n: n == hook_name, stop_at_layer=layer + 1)
+
+        modes["tlens"] = tlens
+    except Exception as e:  # noqa: BLE001 - a peer that cannot run here is reported, not fatal
+        print(f"tlens: n/a ({type(e).__name__}: {str(e)[:160]})")
+    try:
+        from nnsight import NNsight
+
+        wrapped = NNsight(subject.model)
+        site = ARCHITECTURES[subject.model_type].down_proj.format(layer=layer)
+
+        def nnsight():
+            with torch.inference_mode():
+                for x in chunks:
+                    with wrapped.trace(x):
+                        _submodule(wrapped, site).input.save()
+
+        modes["nnsight"] = nnsight
+    except Exception as e:  # noqa: BLE001
+        print(f"nnsight: n/a ({type(e).__name__}: {str(e)[:160]})")
+    from autointerp.subject.hooks import mlp_hooks, run_batch
+
+    with mlp_hooks(subject, [layer]) as store:  # the same activations, checked on the first batch
+        run_batch(subject, chunks[0])
+    ours = store[layer].reshape(*chunks[0].shape, -1)
+    if "tlens" in modes:
+        _, cache = bridge.run_with_cache(chunks[0], names_filter=lambda n: n == hook_name)
+        print(f"max |autointerp - TransformerLens {hook_name}|: {(ours - cache[hook_name]).abs().max():.2e}")
+    if "nnsight" in modes:
+        with wrapped.trace(chunks[0]):
+            saved = _submodule(wrapped, site).input.save()
+        print(f"max |autointerp - nnsight {site}.input|: {(ours - saved.reshape(ours.shape)).abs().max():.2e}")
+    best = {m: float("inf") for m in modes}
+    for r in range(rounds):
+        for m, fn in modes.items():
+            t0 = time.perf_counter()
+            fn()
+            best[m] = min(best[m], time.perf_counter() - t0)
+    n = ids.numel()
+    print(f"{model}, layer {layer}: {n:,} tokens in batches of {batch} x {window}, best of {rounds} alternating rounds, "
+          f"{torch.get_num_threads()} threads")
+    for m, t in best.items():
+        print(f"{m:8s} {t:7.2f} s  {n / t:>8,.0f} tok/s  capture speed / {m}: {t / best['capture']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="bundled")
@@ -66,8 +167,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one measurement, print JSON
+    ap.add_argument("--peers", action="store_true", help="bare vs capture vs TransformerLens vs nnsight, one process")
+    ap.add_argument("--rounds", type=int, default=3, help="--peers: alternating rounds, best kept")
     args = ap.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
+    if args.peers:
+        peers(args.model, layers[0], int(args.tokens.split(",")[0]), args.batch, args.window, args.rounds)
+        return
     if args.one:
         mode, tokens = args.one.split(":")
         print(json.dumps(measure(mode, args.model, layers, int(tokens), args.batch, args.window)))

@@ -8,7 +8,9 @@ triggers, positional units (METHODS.md §3-5, Voita et al. 2023). Pure functions
 
 Rules (all counts are over content tokens; BOS is never counted):
 
-- **Dead**: ``fire_count == 0`` over the ``n_tokens`` processed. Firing rate = fire_count / n_tokens.
+- **Dead**: ``fire_count == 0`` over the ``n_tokens`` processed. Firing rate = fire_count / n_tokens. "Fires"
+  follows capture's firing rule (``autointerp.subject.firing``): ``> 0`` for ReLU units, above half the unit's max
+  (floored at a tenth of the layer's median max) for gated / GELU / SiLU units.
 - **Coverage K** of n-grams (``coverage_k``): sort the unit's per-n-gram firings c(g) in decreasing order; K is the
   smallest number of leading n-grams whose firings reach 95% of A = sum_g c(g) (integer arithmetic, no rounding).
   n = 1 uses capture's per-token counts (exact). n = 2, 3 use NGramCounts, whose A counts positions with at least
@@ -187,7 +189,7 @@ class UnitAnalysis:
     layer: int
     unit: int
     dead: bool  # never fired on the tokens processed
-    firing_rate: float  # share of content tokens with activation > threshold
+    firing_rate: float  # share of content tokens with activation > the unit's threshold (the firing rule's)
     token_detector: dict[str, Any] | None  # {"tokens": [str], "token_ids": [int]} or None
     trigram_detector: dict[str, Any] | None  # {"trigrams": [[str, str, str]], "trigram_ids": [[int, int, int]]}
     ngram_k: dict[int, int | None]  # {1: K1, 2: K2, 3: K3}; None where no n-gram counts were kept
@@ -202,6 +204,7 @@ class UnitAnalysis:
     suppressed: tuple[str, ...]  # tokens with the lowest s, lowest first
     top_share: float | None = None  # share of tokens where it fires among the layer's top 100 (None: not counted)
     regularization: bool | None = None  # top_share > 0.85 (VISIT's regularization units)
+    threshold: float = 0.0  # the unit fires when its activation is above this (the firing rule's threshold)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -228,6 +231,7 @@ class LayerSummary:
     suppression_fraction: float | None = None  # n_detectors_suppressing / n_token_detectors (None: no detector)
     through_ln: bool = False  # whether s went through the final norm
     n_regularization: int | None = None  # regularization units (None: capture did not count top_units)
+    firing_rule: str = ""  # the rule "fires" meant (autointerp.subject.firing), in one line
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -293,6 +297,7 @@ def analyze_layer(subject: Subject, cap: LayerCapture, ngram_counts: NGramCounts
             suppressed=tuple(cap.decode(t) for t in down[u].tolist()),
             top_share=None if top_share is None else top_share[u],
             regularization=None if top_share is None else top_share[u] > REGULARIZATION_SHARE,
+            threshold=float(cap.thresholds[u]),
         ))
     return units, summarize(cap, units, through_ln)
 
@@ -323,4 +328,5 @@ def summarize(cap: LayerCapture, units: list[UnitAnalysis], through_ln: bool = F
         suppression_fraction=suppressing / len(detectors) if detectors else None,
         through_ln=through_ln,
         n_regularization=None if cap.top_hits is None else sum(bool(u.regularization) for u in units),
+        firing_rule=cap.firing_rule,
     )

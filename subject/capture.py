@@ -8,9 +8,10 @@
     >>> rec = caps[13].unit_record(7)              # an autointerp.subject.records.UnitRecord with split windows
 
 Kept per unit (memory independent of the number of tokens): firing count, sum, sum of squares, max, min, a
-fixed-bin histogram, the top-k windows by max activation (merged batch by batch), per-position firing counts,
-per-token firing counts, and with ``CaptureConfig.ngrams`` bigram/trigram firing counts (bounded, see ngrams.py); per layer: per-token occurrence counts and a reservoir of random windows shared by all
-units (their activations for every unit of the layer). The forward pass stops after the deepest hooked layer.
+fixed-bin histogram, the top-k windows by max activation and (gated/non-ReLU units) the most negative windows,
+per-position and per-token firing counts, with ``CaptureConfig.ngrams`` bigram/trigram firing counts (ngrams.py);
+per layer: per-token occurrences and a reservoir of random windows shared by all units (every unit's activations).
+"Fires" follows the firing rule (``autointerp.subject.firing``). The pass stops after the deepest hooked layer.
 """
 
 from __future__ import annotations
@@ -24,16 +25,17 @@ import torch
 
 from autointerp.corpus import Corpus, bos_id, iter_token_windows
 from autointerp.errors import UsageError
+from autointerp.subject.firing import CALIBRATION_TOKENS, bottom_k, describe, max_fraction_thresholds, resolve_rule
 from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.subject.model import Subject
 from autointerp.subject.hooks import run_batch
 from autointerp.subject.ngrams import NGramCounts
+from autointerp.subject.token_counts import TokenCounts
 from autointerp.subject.units import NEURONS, UnitSpace
 
 # Fixed histogram edges, the same for every unit and model: 0, then +-geomspace(1e-4, 1e4, 64).
 _POS = np.geomspace(1e-4, 1e4, 64)
 HIST_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
-DENSE_TOKEN_COUNTS_MAX = 1 << 26  # vocab x units cells kept dense up to 64M (256 MB of int32), sparse beyond
 
 
 @dataclass(frozen=True)
@@ -44,62 +46,13 @@ class CaptureConfig:
     n_random: int = 20  # random windows in the shared reservoir: dealt 10/10 into valid/test
     batch_size: int = 32
     max_tokens: int | None = None  # stop after this many content tokens (None: the whole corpus)
-    threshold: float = 0.0  # "fires" means activation > threshold
+    threshold: float = 0.0  # firing rule "fixed": "fires" means activation > threshold
+    firing: str = "auto"  # the firing rule (autointerp.subject.firing): auto, fixed or max_fraction
+    calibration_tokens: int = CALIBRATION_TOKENS  # max_fraction: tokens whose per-unit maxima set the thresholds
     seed: int = 0
     ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
     top_units: int | None = None  # also count, per unit, the tokens where it fires and is among this many of the
     #                               layer's most activated units (VISIT's regularization check uses 100)
-
-
-class TokenCounts:
-    """Per-(token, unit) firing counts: dense when vocab x units is small, sparse (merged COO) otherwise."""
-
-    def __init__(self, vocab: int, units: int):
-        self.vocab, self.units = vocab, units
-        self.dense = torch.zeros(vocab, units, dtype=torch.int32) if vocab * units <= DENSE_TOKEN_COUNTS_MAX else None
-        self._keys: list[torch.Tensor] = []
-        self._counts: list[torch.Tensor] = []
-        self._pending = 0
-        self._by_unit: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None  # built by column, reset by add
-
-    def add(self, ids: torch.Tensor, fires: torch.Tensor) -> None:
-        """ids: [N] token ids; fires: [N, units] bool."""
-        if self.dense is not None:
-            self.dense.index_add_(0, ids, fires.to(torch.int32))
-            return
-        self._by_unit = None
-        rows, cols = fires.nonzero(as_tuple=True)
-        keys, counts = torch.unique(ids[rows] * self.units + cols, return_counts=True)
-        self._keys.append(keys)
-        self._counts.append(counts)
-        self._pending += len(keys)
-        if self._pending > 4_000_000:
-            self._merge()
-
-    def _merge(self) -> None:
-        if len(self._keys) > 1:
-            keys, inverse = torch.unique(torch.cat(self._keys), return_inverse=True)
-            counts = torch.zeros(len(keys), dtype=torch.int64).index_add_(0, inverse, torch.cat(self._counts))
-            self._keys, self._counts = [keys], [counts]
-        self._pending = len(self._keys[0]) if self._keys else 0
-
-    def column(self, unit: int) -> dict[int, int]:
-        """{token id: firings} of one unit."""
-        if self.dense is not None:
-            col = self.dense[:, unit]
-            nz = col.nonzero(as_tuple=True)[0]
-            return dict(zip(nz.tolist(), col[nz].tolist()))
-        if self._by_unit is None:  # one sort by (unit, token) after the last add, then a slice per unit
-            self._merge()
-            keys = self._keys[0] if self._keys else torch.zeros(0, dtype=torch.int64)
-            counts = self._counts[0] if self._counts else torch.zeros(0, dtype=torch.int64)
-            units, tokens = keys % self.units, keys // self.units
-            order = torch.argsort(units * self.vocab + tokens)
-            bounds = torch.searchsorted(units[order], torch.arange(self.units + 1)).tolist()
-            self._by_unit = tokens[order], counts[order], bounds
-        tokens, counts, bounds = self._by_unit
-        a, b = bounds[unit], bounds[unit + 1]
-        return dict(zip(tokens[a:b].tolist(), counts[a:b].tolist()))
 
 
 @dataclass
@@ -131,6 +84,13 @@ class LayerCapture:
     res_acts: list[torch.Tensor] = field(default_factory=list)  # [W, U] activations of every unit each
     ngrams: NGramCounts | None = None  # per-unit bigram/trigram firing counts when config.ngrams
     top_hits: torch.Tensor | None = None  # [U] int64 tokens where the unit fires among the top config.top_units
+    rule: str = "fixed"  # the firing rule in force (resolved: fixed or max_fraction)
+    bottom_k: int = 0  # most negative windows kept per unit (firing.bottom_k)
+    thresholds: torch.Tensor = None  # [U] a unit fires when its activation is above its threshold
+    bot_val: torch.Tensor = None  # [U, bottom_k] minus the min activation of each kept window, descending
+    bot_index: torch.Tensor = None  # [U, bottom_k]
+    bot_acts: torch.Tensor = None  # [U, bottom_k, W]
+    bot_ids: torch.Tensor = None  # [U, bottom_k, W]
 
     def __post_init__(self):
         U, K, W = self.n_units, self.config.top_k, self.config.window
@@ -147,6 +107,10 @@ class LayerCapture:
         self.top_index = torch.full((U, K), -1, dtype=torch.int64)
         self.top_acts = torch.zeros(U, K, W)
         self.top_ids = torch.zeros(U, K, W, dtype=torch.int32)
+        self.thresholds = torch.full((U,), float(self.config.threshold))
+        B = self.bottom_k
+        self.bot_val, self.bot_index = torch.full((U, B), -torch.inf), torch.full((U, B), -1, dtype=torch.int64)
+        self.bot_acts, self.bot_ids = torch.zeros(U, B, W), torch.zeros(U, B, W, dtype=torch.int32)
         self._edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
         self._decoded: dict[int, str] = {}
         if self.config.ngrams:
@@ -159,7 +123,7 @@ class LayerCapture:
         """acts: [B, W, U] float32 on CPU; ids: [B, W] int64; windows numbered first_index.. in corpus order."""
         B, W, U = acts.shape
         flat = acts.reshape(-1, U)
-        fires = flat > self.config.threshold
+        fires = flat > self.thresholds
         self.n_tokens += B * W
         self.n_windows += B
         batch_fires = fires.sum(0)
@@ -178,7 +142,11 @@ class LayerCapture:
             self.ngrams.add(ids, fires.view(B, W, U))
         if self.top_hits is not None:
             self.top_hits += self._top_hits(flat, fires, batch_fires)
-        self._merge_top(acts, ids, first_index)
+        self.top_val, self.top_index, self.top_acts, self.top_ids = _merge_best(
+            (self.top_val, self.top_index, self.top_acts, self.top_ids), acts, acts, ids, first_index)
+        if self.bottom_k:
+            self.bot_val, self.bot_index, self.bot_acts, self.bot_ids = _merge_best(
+                (self.bot_val, self.bot_index, self.bot_acts, self.bot_ids), -acts, acts, ids, first_index)
 
     def _top_hits(self, flat: torch.Tensor, fires: torch.Tensor, batch_fires: torch.Tensor) -> torch.Tensor:
         """[U] tokens of this batch where each unit fires and fewer than ``top_units`` units have a strictly larger
@@ -191,21 +159,6 @@ class LayerCapture:
         sub, sub_fires = flat[crowded], fires[crowded]
         kth = sub.topk(k, dim=1).values[:, -1:]
         return batch_fires - ((sub < kth) & sub_fires).sum(0)
-
-    def _merge_top(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int) -> None:
-        B, W, U = acts.shape
-        K = self.config.top_k
-        wmax = acts.max(dim=1).values.T  # [U, B]
-        # cheap early exit: no window of this batch beats any unit's current k-th best
-        if not (wmax > self.top_val[:, -1:]).any():
-            return
-        vals, idx = torch.cat([self.top_val, wmax], dim=1).topk(K, dim=1)  # [U, K]
-        index = torch.cat([self.top_index, (first_index + torch.arange(B)).expand(U, B)], dim=1)
-        pool_acts = torch.cat([self.top_acts, acts.permute(2, 0, 1)], dim=1)  # [U, K+B, W]
-        pool_ids = torch.cat([self.top_ids, ids.to(torch.int32).expand(U, B, W)], dim=1)
-        gather = idx.unsqueeze(-1).expand(U, K, W)
-        self.top_val, self.top_index = vals, index.gather(1, idx)
-        self.top_acts, self.top_ids = pool_acts.gather(1, gather), pool_ids.gather(1, gather)
 
     def put_reservoir(self, slot: int, index: int, ids: torch.Tensor, acts: torch.Tensor) -> None:
         """Store window ``index`` in reservoir slot ``slot`` (chosen by ``reservoir_slot``, shared by all layers)."""
@@ -223,13 +176,34 @@ class LayerCapture:
         return UnitStats(
             n_tokens=n,
             fire_count=int(self.fire_count[unit]),
-            threshold=self.config.threshold,
+            threshold=float(self.thresholds[unit]),
             mean=mean,
             std=max(var, 0.0) ** 0.5,
             max=float(self.act_max[unit]) if n else 0.0,
             min=float(self.act_min[unit]) if n else 0.0,
             quantiles=self.quantiles(unit),
         )
+
+    @property
+    def firing_rule(self) -> str:
+        """The rule in force, in one line (stored with the results)."""
+        return describe(self.rule, self.config.threshold, self.config.calibration_tokens, self.n_tokens)
+
+    def bottom_windows(self, unit: int) -> list[dict]:
+        """The unit's most negative windows (firing.bottom_k; none under the fixed rule), most negative first, as
+        {"index", "min", "tokens", "activations"}: kept for review, never dealt into the explainer's splits."""
+        keep = (self.bot_index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
+        out = []
+        for k in keep:
+            w = self._window(int(self.bot_index[unit, k]), self.bot_ids[unit, k], self.bot_acts[unit, k], "top", k,
+                             "train")
+            out.append({"index": w.index, "min": float(-self.bot_val[unit, k]), "tokens": list(w.tokens),
+                        "activations": list(w.activations)})
+        return out
+
+    def calibrate(self, unit_max: torch.Tensor) -> None:
+        """Set the max_fraction thresholds from each unit's maximum over the calibration tokens."""
+        self.thresholds = max_fraction_thresholds(unit_max)
 
     def position_profile(self) -> torch.Tensor:
         """[W, U] firing frequency f(p) of each unit at each content position (every window has all W positions)."""
@@ -342,11 +316,18 @@ def capture_windows(
             f"use --window {max_pos - (bos is not None)} or less"
         )
     vocab = max(len(subject.tokenizer), subject.model.get_input_embeddings().num_embeddings)
+    try:
+        rule = resolve_rule(config.firing, space.activation(subject))
+    except ValueError as e:
+        raise UsageError(f"{e}; use --firing auto, fixed or max_fraction")
     caps = {
-        layer: LayerCapture(layer, config, space.n_units(subject), vocab, subject.tokenizer) for layer in config.layers
+        layer: LayerCapture(layer, config, space.n_units(subject), vocab, subject.tokenizer, rule=rule,
+                            bottom_k=bottom_k(rule))
+        for layer in config.layers
     }
     rng = random.Random(config.seed)
     n_seen = 0
+    held: list[tuple[dict[int, torch.Tensor], torch.Tensor, int]] | None = [] if rule == "max_fraction" else None
     with space.hooks(subject, config.layers) as store:
         for batch in _batched(windows, config.batch_size):
             ids = torch.tensor(batch, dtype=torch.int64)
@@ -354,15 +335,51 @@ def capture_windows(
             run_batch(subject, inputs.to(subject.device))
             slots = [(b, slot) for b in range(len(batch))
                      if (slot := reservoir_slot(rng, n_seen + b, config.n_random)) is not None]
+            layer_acts = {}
             for layer, cap in caps.items():
-                acts = space.content(store, layer, inputs, config.window)  # [B, W, units], BOS dropped
-                cap.update(acts, ids, n_seen)
+                acts = layer_acts[layer] = space.content(store, layer, inputs, config.window)  # [B, W, U], no BOS
                 for b, slot in slots:
                     cap.put_reservoir(slot, n_seen + b, ids[b], acts[b])
+            if held is None:
+                for layer, cap in caps.items():
+                    cap.update(layer_acts[layer], ids, n_seen)
+            else:  # calibrating: hold the batch until the thresholds are known
+                held.append((layer_acts, ids, n_seen))
+                if (n_seen + len(batch)) * config.window >= config.calibration_tokens:
+                    _calibrate(caps, held)
+                    held = None
             n_seen += len(batch)
             if on_batch:
                 on_batch(len(batch) * config.window)
+    if held:  # the whole stream was shorter than the calibration
+        _calibrate(caps, held)
     return caps
+
+
+def _calibrate(caps: dict[int, LayerCapture], held: list[tuple[dict[int, torch.Tensor], torch.Tensor, int]]) -> None:
+    """Set each layer's thresholds from the held batches' per-unit maxima, then count those batches under them."""
+    for layer, cap in caps.items():
+        cap.calibrate(torch.stack([acts[layer].amax(dim=(0, 1)) for acts, _, _ in held]).amax(0))
+        for acts, ids, first in held:
+            cap.update(acts[layer], ids, first)
+
+
+def _merge_best(kept: tuple[torch.Tensor, ...], score: torch.Tensor, acts: torch.Tensor, ids: torch.Tensor,
+                first_index: int) -> tuple[torch.Tensor, ...]:
+    """Merge a batch into a running per-unit top-k of windows by ``score``'s max over the window (``acts`` for the
+    top windows, ``-acts`` for the most negative ones). ``kept``: (values [U, K], index, acts [U, K, W], ids)."""
+    vals_kept, index_kept, acts_kept, ids_kept = kept
+    B, W, U = acts.shape
+    K = vals_kept.shape[1]
+    wmax = score.max(dim=1).values.T  # [U, B]
+    if not (wmax > vals_kept[:, -1:]).any():  # cheap early exit: no window beats any unit's current k-th best
+        return kept
+    vals, idx = torch.cat([vals_kept, wmax], dim=1).topk(K, dim=1)  # [U, K]
+    index = torch.cat([index_kept, (first_index + torch.arange(B)).expand(U, B)], dim=1)
+    pool_acts = torch.cat([acts_kept, acts.permute(2, 0, 1)], dim=1)  # [U, K+B, W]
+    pool_ids = torch.cat([ids_kept, ids.to(torch.int32).expand(U, B, W)], dim=1)
+    gather = idx.unsqueeze(-1).expand(U, K, W)
+    return vals, index.gather(1, idx), pool_acts.gather(1, gather), pool_ids.gather(1, gather)
 
 
 def reservoir_slot(rng: random.Random, index: int, size: int) -> int | None:

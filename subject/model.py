@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from autointerp.errors import UsageError
+from autointerp.subject.gguf import dequantized_folder, find_gguf
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
@@ -42,6 +43,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     "mistral": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
     "qwen2": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
     "gemma": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
+    "gemma2": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
+    "gemma3_text": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers",
+                                "model.norm"),
+    "qwen3": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
     "gptj": Architecture("transformer.h.{layer}.mlp.fc_out", "n_inner", "transformer.h", "transformer.ln_f"),
 }
 RELU_ACTIVATIONS = {"relu"}
@@ -139,7 +144,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto") -> Subject:
-    """Load any causal LM through ``from_pretrained``: ``bundled``, a hub id, or a local checkpoint folder.
+    """Load any causal LM through ``from_pretrained``: ``bundled``, a hub id, a local checkpoint folder, or a GGUF
+    file (or a folder holding one), dequantized once and cached (``autointerp.subject.gguf``).
 
     Never downloads when ``HF_HUB_OFFLINE=1``; an id that is neither a local folder nor cached gives a UsageError.
     """
@@ -152,8 +158,12 @@ def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto
     torch_dtype = resolve_dtype(dtype, dev)
     local = Path(path).expanduser()
     looks_local = name.startswith((".", "/", "~")) or local.exists()  # a hub id is neither
-    if looks_local and not local.is_dir():
-        raise UsageError(f"--model {name!r}: no such checkpoint folder; give a folder with config.json or a hub id")
+    gguf = find_gguf(local) if looks_local else None
+    if gguf is not None:
+        path = str(dequantized_folder(gguf))
+    elif looks_local and not local.is_dir():
+        raise UsageError(f"--model {name!r}: no such checkpoint folder; give a folder with config.json, a .gguf "
+                         "file or a hub id")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)

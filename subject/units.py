@@ -61,6 +61,15 @@ class UnitSpace:
             return self.dictionary.n_features
         return subject.d_model if self.site == "resid" else subject.n_units
 
+    def activation(self, subject: Subject) -> str:
+        """The nonlinearity behind these units, for the firing rule (``autointerp.subject.firing``): the model's for
+        its neurons (and for the default basis over them), "relu" for SAE features, "linear" for other directions."""
+        if self.dictionary is None:
+            return subject.activation if self.site == "mlp" else "linear"
+        if isinstance(self.dictionary, SparseAutoencoder):
+            return "relu"
+        return subject.activation if self.family == "default" and self.site == "mlp" else "linear"
+
     def identity(self) -> dict[str, Any] | None:
         """What makes these units these units, for the run key (None for neurons: keys of neuron runs stay as they
         were). The kind holds the weights' hash, so a moved folder still resumes."""

@@ -118,7 +118,7 @@ class Job:
         """What the capture of this job's layer depends on: jobs with equal keys share one capture pass."""
         c = self.cfg
         return (c.model, c.device, c.dtype, c.dictionary, layer, c.corpus, c.tokens, c.window, c.top_k, c.n_random,
-                c.threshold, c.seed, c.batch_size)
+                c.threshold, c.firing, c.seed, c.batch_size)
 
     def run_config(self, layer: int) -> Config:
         return self.cfg.model_copy(update={"layer": layer})

@@ -53,10 +53,12 @@ def tiny_config(arch: str, vocab: int, layers: int = 3, width: int = 32, ffn: in
         return LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=ffn, num_hidden_layers=layers,
                            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=positions,
                            bos_token_id=2, eos_token_id=2, pad_token_id=1)
-    if arch in ("mistral", "qwen2", "gemma"):
-        from transformers import GemmaConfig, MistralConfig, Qwen2Config
+    if arch in ("mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text"):
+        from transformers import (Gemma2Config, Gemma3TextConfig, GemmaConfig, MistralConfig, Qwen2Config,
+                                  Qwen3Config)
 
-        cls = {"mistral": MistralConfig, "qwen2": Qwen2Config, "gemma": GemmaConfig}[arch]
+        cls = {"mistral": MistralConfig, "qwen2": Qwen2Config, "qwen3": Qwen3Config, "gemma": GemmaConfig,
+               "gemma2": Gemma2Config, "gemma3_text": Gemma3TextConfig}[arch]
         return cls(vocab_size=vocab, hidden_size=width, intermediate_size=ffn, num_hidden_layers=layers,
                    num_attention_heads=2, num_key_value_heads=2, head_dim=width // 2,
                    max_position_embeddings=positions, bos_token_id=2, eos_token_id=2, pad_token_id=1)
@@ -80,7 +82,8 @@ def save_tiny_model(path, arch: str, tokenizer, seed: int = 0, **kw):
     return path
 
 
-ARCHS = ("opt", "gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma", "gptj")  # every family in ARCHITECTURES
+ARCHS = ("opt", "gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text",
+         "gptj")  # every family in ARCHITECTURES
 
 
 @pytest.fixture(scope="session")

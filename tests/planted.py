@@ -135,3 +135,80 @@ def capture_with_ngrams(subject: Subject, corpus_path, window: int, max_windows:
     cfg = CaptureConfig(layers=[0], window=window, top_k=3, n_random=2, batch_size=16, ngrams=True,
                         max_tokens=None if max_windows is None else max_windows * window)
     return capture(subject, open_corpus(str(corpus_path)), cfg)[0]
+
+
+@dataclass(frozen=True)
+class GatedTruth:
+    dead_under_rule: frozenset[int]  # dead under max_fraction (silent or always off)
+    dead_under_zero: frozenset[int]  # dead under "> 0"
+    token_detectors: dict[int, tuple[int, ...]]  # under max_fraction
+    dense: frozenset[int]  # fires on every token under max_fraction
+    negative_on: dict[int, int]  # unit -> the token where its activation is most negative
+
+
+def build_planted_gated(tokenizer, detected_tokens: tuple[int, int, int], seed: int = 0
+                        ) -> tuple[Subject, GatedTruth]:
+    """A one-layer Llama whose gated MLP units ``silu(g . x) * (u . x)`` are set by hand (the ``max_fraction`` firing
+    rule's known answers). Attention writes nothing (o_proj 0) and Llama has no position embedding, so the MLP reads
+    RMSNorm(token embedding) = sqrt(D) * embedding (every embedding has norm 1). Dim BIAS holds the constant C of every
+    embedding, so a row's weight there acts as a bias; the detected tokens have private dims 0..5, every other token
+    a random direction in dims 6..126."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    bias_dim, c = D_MODEL - 1, 0.5
+    rest = math.sqrt(1 - c * c)
+    vocab = len(tokenizer)
+    gen = torch.Generator().manual_seed(seed)
+    t0, t1, t2 = detected_tokens
+    emb = torch.zeros(vocab, D_MODEL)
+    emb[:, 6:bias_dim] = torch.randn(vocab, bias_dim - 6, generator=gen)
+    emb[:, 6:bias_dim] *= rest / emb[:, 6:bias_dim].norm(dim=1, keepdim=True)
+    for i, t in enumerate(detected_tokens):
+        emb[t] = 0
+        emb[t, 2 * i] = rest
+    emb[:, bias_dim] = c
+    s = math.sqrt(D_MODEL)  # RMSNorm(x) = s * x for |x| = 1
+
+    def e(dim: int, value: float = 1.0) -> torch.Tensor:
+        v = torch.zeros(D_MODEL)
+        v[dim] = value
+        return v
+
+    def bias(b: float) -> torch.Tensor:  # a row term worth b (after the norm) on every token
+        return e(bias_dim, b / (c * s))
+
+    def on(i: int, value: float) -> torch.Tensor:  # a row term worth value (after the norm) on detected token i only
+        return e(2 * i, value / (rest * s))
+
+    r = torch.zeros(D_MODEL)
+    r[6:bias_dim] = torch.randn(bias_dim - 6, generator=gen)
+    r *= 1 / (rest * s * r.norm())  # r . RMSNorm(x) has a spread of ~1/sqrt(120) around 0 on the other tokens
+    # unit: (gate row, up row)
+    rows = [
+        (bias(-12.0), bias(1.0)),  # 0 always off: silu(-12) * 1 < 0 everywhere (dead under both rules)
+        (r * 0.05, bias(0.01)),  # 1 silent: tiny activations of both signs (live under "> 0", dead under the rule)
+        (on(0, 12.0) + bias(-4.0), bias(1.0)),  # 2 detects t0 (~8 on it, ~ -0.07 elsewhere)
+        (on(1, 13.0) + bias(-1.0), on(1, 5.0) + bias(-1.0)),  # 3 detects t1 (~48) over a positive background 0.27
+        (bias(3.0), bias(3.0)),  # 4 dense: 8.57 on every token
+        (on(0, 12.0) + on(2, 12.0) + bias(-4.0), on(0, 4.0) + on(2, -4.0)),  # 5 +32 on t0, -32 on t2, 0 elsewhere
+        (r * 60.0, bias(2.0)),  # 6 a gated unit with a spread-out gate: > 0 on about half the tokens
+    ]
+    config = LlamaConfig(vocab_size=vocab, hidden_size=D_MODEL, intermediate_size=len(rows), num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+                         rms_norm_eps=1e-12, hidden_act="silu", tie_word_embeddings=True, bos_token_id=2,
+                         eos_token_id=2, pad_token_id=1)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    layer = model.model.layers[0]
+    with torch.no_grad():
+        model.model.embed_tokens.weight.copy_(emb)
+        layer.self_attn.o_proj.weight.zero_()
+        layer.post_attention_layernorm.weight.fill_(1.0)
+        layer.mlp.gate_proj.weight.copy_(torch.stack([g for g, _ in rows]))
+        layer.mlp.up_proj.weight.copy_(torch.stack([u for _, u in rows]))
+        layer.mlp.down_proj.weight.zero_()
+    subject = Subject(model=model, tokenizer=tokenizer, name="planted-gated", model_type="llama", n_layers=1,
+                      n_units=len(rows), activation="silu", device=torch.device("cpu"), dtype=torch.float32)
+    truth = GatedTruth(dead_under_rule=frozenset({0, 1}), dead_under_zero=frozenset({0}),
+                       token_detectors={2: (t0,), 3: (t1,), 5: (t0,)}, dense=frozenset({4}), negative_on={5: t2})
+    return subject, truth

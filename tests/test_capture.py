@@ -9,6 +9,7 @@ from conftest import ARCHS
 from autointerp.corpus import bos_id, iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.capture import CaptureConfig, capture, reservoir_slot
+from autointerp.subject.firing import BOTTOM_K, max_fraction_thresholds
 from autointerp.subject.hooks import mlp_hooks, run_batch
 from autointerp.subject.model import load_subject
 
@@ -29,11 +30,24 @@ def brute_force(subject, corpus, window, layer, max_windows):
 def test_streaming_capture_equals_brute_force(arch, tiny_checkpoints, text_corpus):
     subject = load_subject(str(tiny_checkpoints[arch]), device="cpu")
     corpus = open_corpus(str(text_corpus))
-    cfg = CaptureConfig(layers=[1], window=16, top_k=6, n_random=4, batch_size=5, max_tokens=16 * 37)
+    cfg = CaptureConfig(layers=[1], window=16, top_k=6, n_random=4, batch_size=5, max_tokens=16 * 37,
+                        calibration_tokens=16 * 8)  # calibrated on the first two batches (10 windows)
     cap = capture(subject, corpus, cfg)[1]
     ids, acts = brute_force(subject, corpus, 16, 1, 37)
     assert cap.n_windows == 37 and cap.n_tokens == 37 * 16
-    fires = acts > 0
+    if subject.is_relu:
+        assert cap.rule == "fixed" and cap.bottom_k == 0
+        thresholds = torch.zeros(subject.n_units)
+    else:  # the firing rule's thresholds from the first 10 windows' maxima, then every count under them
+        assert cap.rule == "max_fraction" and cap.bottom_k == BOTTOM_K
+        thresholds = max_fraction_thresholds(acts[:10].amax((0, 1)))
+        bottom_vals = (-acts).amax(1).T.topk(BOTTOM_K, dim=1).values
+        torch.testing.assert_close(cap.bot_val, bottom_vals)
+        worst = cap.bottom_windows(0)[0]
+        assert worst["min"] == pytest.approx(float(acts[..., 0].min()), abs=1e-5)
+    torch.testing.assert_close(cap.thresholds, thresholds)
+    assert cap.stats(5).threshold == pytest.approx(float(thresholds[5]))
+    fires = acts > thresholds
     torch.testing.assert_close(cap.fire_count, fires.sum((0, 1)))
     torch.testing.assert_close(cap.act_max, acts.amax((0, 1)))
     torch.testing.assert_close(cap.act_sum.float(), acts.sum((0, 1)), rtol=1e-4, atol=1e-4)
@@ -58,12 +72,12 @@ def test_streaming_capture_equals_brute_force(arch, tiny_checkpoints, text_corpu
 
 
 def test_sparse_token_counts_match_dense(tiny_checkpoints, text_corpus, monkeypatch):
-    import autointerp.subject.capture as capmod
+    import autointerp.subject.token_counts as token_counts
 
     subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
     cfg = CaptureConfig(layers=[0], window=16, top_k=3, n_random=2, max_tokens=16 * 20)
     dense = capture(subject, open_corpus(str(text_corpus)), cfg)[0]
-    monkeypatch.setattr(capmod, "DENSE_TOKEN_COUNTS_MAX", 0)
+    monkeypatch.setattr(token_counts, "DENSE_TOKEN_COUNTS_MAX", 0)
     sparse = capture(subject, open_corpus(str(text_corpus)), cfg)[0]
     assert sparse.tok_fire.dense is None
     assert any(sparse.tok_fire.column(u) for u in range(subject.n_units))

@@ -26,6 +26,7 @@ from autointerp.cli.app import (
     out,
     probe_progress,
 )
+from autointerp.cli.flags import config_flag
 from autointerp.errors import UsageError
 
 
@@ -37,6 +38,7 @@ def analyze(
     tokens: TokensOpt = None,
     device: DeviceOpt = None,
     seed: Annotated[Optional[int], Opt(help="Seed for corpus order.")] = None,
+    firing: config_flag("firing") = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     output: Annotated[str, Opt("--format", help="table (per-layer summary) or json (one record per unit).")] = "table",
@@ -46,14 +48,16 @@ def analyze(
     from autointerp.pipeline import analyze as run_analyses
 
     check_format(output, ("table", "json"))
-    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, device=device, seed=seed, db=db))
+    cfg = load_config(config, dict(model=model, corpus=corpus, tokens=tokens, device=device, seed=seed, db=db,
+                                   firing=firing))
     progress, on_capture_start = capture_progress()
     with progress:
         result = run_analyses(cfg, layer, " ".join(sys.argv), on_capture_start)
     if output == "json":
         keys = ["layer", "unit", "dead", "firing_rate", "token_detector", "trigram_detector", "ngram_k",
                 "positional_mi", "positional", "positional_kind", "positional_strength", "suppresses_triggers",
-                "best_trigger_rank", "promoted", "suppressed", "top_share", "regularization", "position_profile"]
+                "best_trigger_rank", "promoted", "suppressed", "top_share", "regularization", "threshold",
+                "position_profile"]
         for u in result.units:
             sys.stdout.write(json.dumps({k: u[k] for k in keys}) + "\n")
         return
@@ -67,6 +71,7 @@ def analyze(
         table.add_row(str(x["layer"]), f"{x['pct_dead']:.1f}", rate, str(x["n_token_detectors"]),
                       str(x["n_trigram_detectors"]), str(x["n_positional"]), frac, str(x["n_regularization"]))
     out.print(table)
+    out.print(f"fires: {result.summaries[0]['firing_rule']}")
     out.print(f"stored in {result.db} (analysis {result.run_id}); "
               "per-unit records: autointerp analyze ... --format json")
 

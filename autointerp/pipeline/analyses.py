@@ -46,7 +46,8 @@ def analyze(cfg: Config, layers: str, command: str = "",
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     wanted = parse_layers(layers, subject.n_layers)
     cap_cfg = CaptureConfig(layers=wanted, window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed,
+                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
+                            firing=cfg.firing, seed=cfg.seed,
                             ngrams=True, top_units=REGULARIZATION_TOP)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
     t_capture = time.time()

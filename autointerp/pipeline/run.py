@@ -196,7 +196,8 @@ def _resume_or_start(cfg, command, fresh, llm, explainer, simulator, corpus, sto
 def capture_config(cfg: Config) -> CaptureConfig:
     """The capture settings of a run's config (everything the capture of ``cfg.layer`` depends on)."""
     return CaptureConfig(layers=[cfg.layer], window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                         batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold, seed=cfg.seed)
+                         batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
+                         firing=cfg.firing, seed=cfg.seed)
 
 
 def capture_layer(r: OpenRun, on_capture_start: ProgressStart | None = None) -> LayerCapture:
@@ -378,4 +379,5 @@ def _stats_extra(cap: LayerCapture, profiles: Any, unit: int) -> dict[str, Any]:
     """Per-unit facts beyond UnitStats that later analyses and the unit card use (``profiles``:
     ``cap.position_profile()``)."""
     profile = profiles[:, unit].tolist()
-    return {"position_firing_rate": [round(f, 5) for f in profile], "n_windows": cap.n_windows}
+    return {"position_firing_rate": [round(f, 5) for f in profile], "n_windows": cap.n_windows,
+            "firing_rule": cap.firing_rule, "bottom_windows": cap.bottom_windows(unit)}
