@@ -170,7 +170,7 @@ def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(cli, 
         write_config(isolated / "autointerp.toml", server)
         code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:5", "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
-                             "--max-tool-calls", "0", "--controls", "false", "--format", "json")
+                             "--max-tool-calls", "0", "--no-controls", "--format", "json")
         assert code == 0, err
         requests = len(server.requests)
     assert requests <= 4 * 5

@@ -42,7 +42,10 @@ def config_help(name: str) -> str:
 def config_flag(name: str, help: str | None = None, flag: str | None = None) -> Any:
     """The ``Annotated`` type of an optional flag for the config field ``name`` (default None: not given)."""
     kind = _scalar(Config.model_fields[name].annotation)
-    option = typer.Option(flag or "--" + name.replace("_", "-"), help=help or config_help(name))
+    flag = flag or "--" + name.replace("_", "-")
+    if kind is bool:  # a switch: --controls / --no-controls
+        flag = f"{flag}/--no-{flag[2:]}"
+    option = typer.Option(flag, help=help or config_help(name))
     return Annotated[Optional[kind], option]
 
 
