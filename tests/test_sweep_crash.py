@@ -43,7 +43,7 @@ def count(db, sql: str) -> int:
         return 0
 
 
-def kill_when(proc: subprocess.Popen, db, sql: str, at_least: int, timeout_s: float = 240) -> bool:
+def kill_when(proc: subprocess.Popen, db, sql: str, at_least: int, timeout_s: float = 900) -> bool:
     """SIGKILL ``proc`` once ``sql`` counts ``at_least``; False when it ended first."""
     t0 = time.time()
     while time.time() - t0 < timeout_s:
