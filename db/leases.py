@@ -38,6 +38,7 @@ from pathlib import Path
 from autointerp.errors import UsageError
 
 DEFAULT_TTL_S = 60.0
+BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another writer before giving up (as ``open_db``)
 
 
 @dataclass(frozen=True)
@@ -170,10 +171,12 @@ def _try_acquire(path: Path, name: str, ttl_s: float) -> Lease:
     conn = _connect(path)
     try:
         try:
-            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"))
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
-            raise UsageError(f"{path} is locked by another process ({e}); wait for it to finish or pass another "
-                             "--db") from e
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            raise UsageError(f"{path} is locked by another process (waited {BUSY_TIMEOUT_S:g} s); wait for it to "
+                             "finish or pass another --db") from e
         try:
             current = _read(conn, name)
             if current is not None and not current.expired() and not current.holder_gone():
@@ -205,10 +208,10 @@ def _read(conn: sqlite3.Connection, name: str) -> LeaseInfo | None:
 
 def _connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode: each statement is its own transaction unless BEGIN says otherwise."""
-    return sqlite3.connect(path, timeout=5.0, isolation_level=None)
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 
 
-def _retry_busy(fn: Callable[[], object], tries: int = 3) -> None:
+def _retry_busy(fn: Callable[[], object], tries: int = 6) -> None:
     """Run ``fn``; a database busy past the connection's timeout is retried (a sweep may hold it for long writes)."""
     for i in range(tries):
         try:

@@ -100,12 +100,14 @@ def sweep_report(plan_path: str | Path, config: str | None = None, since: str | 
             "AND finished_at >= ? ORDER BY id", [plan.name, since]).fetchall()]
         unit_failures = q(f"SELECT COUNT(*) FROM unit_runs WHERE status = 'failed' AND finished_at >= ? AND run_id "
                           f"IN ({runs})", [since, plan.name]).fetchone()[0]
-        # best test score per unit explained tonight: before the night and now (any run, any explainer)
+        # best test score per unit explained tonight: before the night and now (any run, any explainer; controls,
+        # the shuffled and empty explanations scored beside each unit, excluded)
         best = q(f"""
             WITH tonight AS (SELECT DISTINCT unit_id FROM unit_runs WHERE finished_at >= ? AND run_id IN ({runs}))
             SELECT e.layer, e.unit, e.kind,
                    MAX(CASE WHEN e.created_at < ? THEN e.score END) AS before, MAX(e.score) AS now
             FROM explanation_scores e JOIN tonight t ON t.unit_id = e.unit_id
+            WHERE e.role = 'explanation'
             GROUP BY e.unit_id ORDER BY e.layer, e.unit""", [since, plan.name, since]).fetchall()
         changed = [{"layer": r[0], "unit": r[1], "kind": r[2], "before": r[3], "now": r[4]} for r in best
                    if r[4] is not None and (r[3] is None or r[4] > r[3])]

@@ -43,7 +43,7 @@ def count(db, sql: str) -> int:
         return 0
 
 
-def kill_when(proc: subprocess.Popen, db, sql: str, at_least: int, timeout_s: float = 240) -> bool:
+def kill_when(proc: subprocess.Popen, db, sql: str, at_least: int, timeout_s: float = 900) -> bool:
     """SIGKILL ``proc`` once ``sql`` counts ``at_least``; False when it ended first."""
     t0 = time.time()
     while time.time() - t0 < timeout_s:
@@ -92,11 +92,12 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
     assert sum(r["units_done"] for r in results) == TOTAL - before  # the second start did nothing twice
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || unit_id) FROM explanations WHERE role = 'explanation'").fetchone() \
-            == (TOTAL, TOTAL)
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || unit_id) FROM explanations "
+                            "WHERE role = 'explanation'").fetchone() == (TOTAL, TOTAL)
         assert conn.execute("SELECT COUNT(*) FROM unit_runs").fetchone()[0] == TOTAL
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT explanation_id || split) FROM scores").fetchone() \
-            == (TOTAL, TOTAL)  # the baseline explainer's one test score per unit, once
+        n_scores, n_distinct = conn.execute("SELECT COUNT(*), COUNT(DISTINCT explanation_id || split) "
+                                            "FROM scores").fetchone()
+        assert n_scores == n_distinct >= TOTAL  # every explanation (controls included) scored at most once a split
         assert conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY 1").fetchall() == [("complete", 2)]
         sessions = dict(conn.execute("SELECT status, COUNT(*) FROM sweep_sessions GROUP BY 1").fetchall())
         # killed sessions are marked so by the next start, the SIGTERMed one by itself
@@ -140,7 +141,8 @@ def test_two_runs_of_the_same_command_do_each_unit_once(tmp_path):
     this_session = sorted(s["units_done"] - s["units_skipped"] for s in summaries)
     assert this_session == [0, 24]  # one process did every unit; the other found them done
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT unit_id) FROM explanations WHERE role = 'explanation'").fetchone() == (24, 24)
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT unit_id) FROM explanations "
+                            "WHERE role = 'explanation'").fetchone() == (24, 24)
         assert conn.execute("SELECT COUNT(*), MIN(status) FROM runs").fetchone() == (1, "complete")
         assert conn.execute("SELECT wall_s FROM runs").fetchone()[0] > 0
         assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
