@@ -151,4 +151,5 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise UsageError(f"bad setting {where}: {err['msg']} (from {file if file.is_file() else 'flags/env'})")
+        # from None: the validation error repeats the bad value, which may hold a secret (a key in a base_url)
+        raise UsageError(f"bad setting {where}: {err['msg']} (from {file if file.is_file() else 'flags/env'})") from None

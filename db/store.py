@@ -36,7 +36,7 @@ from autointerp.db.values import finite as _finite, to_json as _json
 from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
-from autointerp.llm.secrets import scrub_secrets
+from autointerp.llm.secrets import scrub_secrets, scrub_text
 from autointerp.subject.records import UnitRecord
 from autointerp.scoring.scored import ScoredExplanation
 
@@ -217,7 +217,7 @@ class Store(Reads, CallWrites):
             for scored in explanations:
                 self._insert_explanation(run_id, unit_id, record, scored, window_ids)
             self._insert("unit_runs",
-                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=reason, finished_at=_now())
+                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=_clean(reason), finished_at=_now())
             )
         return worst
 
@@ -252,7 +252,7 @@ class Store(Reads, CallWrites):
         row = dict(
             run_id=run_id, unit_id=unit_id, explainer=e.explainer,
             explainer_config=_json(scrub_secrets(scored.explainer_config)), is_baseline=int(scored.is_baseline),
-            text=e.text, status=e.status, reason=e.reason, details=_json(e.details), created_at=_now(),
+            text=e.text, status=e.status, reason=_clean(e.reason), details=_json(e.details), created_at=_now(),
             llm_calls=scored.llm_calls, tokens_in=scored.tokens_in, tokens_out=scored.tokens_out,
             cost_usd=_finite(scored.cost_usd), simulator=scored.simulator, scoring=scored.scoring,
             scoring_reason=scored.scoring_reason, role=scored.role,
@@ -268,7 +268,7 @@ class Store(Reads, CallWrites):
                 raise ValueError(f"window {index}: {len(predictions)} predictions for {n_tokens[index]} tokens")
             row = dict(
                 explanation_id=explanation_id, window_id=window_ids[index], simulator=scored.simulator,
-                predictions=None if predictions is None else _json(predictions), error=error,
+                predictions=None if predictions is None else _json(predictions), error=_clean(error),
             )
             self._insert("simulations", row)
         simulator_config = _json(scrub_secrets(scored.simulator_config))
@@ -388,6 +388,12 @@ def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, A
         min=_finite(s.min), threshold=_finite(s.threshold), quantiles=_json(s.quantiles),
         top_tokens=_json(record.top_tokens), extra=_json(extra),
     )
+
+
+def _clean(reason: str | None) -> str | None:
+    """A failure's reason as stored: credential-shaped strings scrubbed (the LLM client has already removed its own
+    key; this catches anyone else's that an endpoint or a library put in a message)."""
+    return None if reason is None else scrub_text(reason)
 
 
 def _iso(t: datetime) -> str:

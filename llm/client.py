@@ -54,6 +54,7 @@ from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
 from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
+from autointerp.llm.secrets import register_secret, scrub_text, shorten
 from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
@@ -175,6 +176,8 @@ class ChatModelBase(ABC):
                         body = await (self._send(params) if stop_when is None else self._send_stream(params, stop_when))
                     if isinstance(body, str):
                         body = self._decode(body)
+                    elif self._secret is not None:  # assembled from a stream (maybe cut mid-key): scrubbed as text
+                        body = json.loads(scrub_text(json.dumps(body), self._secrets, patterns=False))
                     result = self._result(body, tokens_in_estimate, started)
                     cost = result.cost_usd
                     self._log(messages, purpose, unit, attempts, result.latency_s, result=result)
@@ -188,7 +191,7 @@ class ChatModelBase(ABC):
                 except LLMError as exc:
                     failure = str(exc)
                 if failure is not None:  # raised here, outside the handler, so no exception chain is attached
-                    failure = self._scrub(f"{self.name} ({self.profile.model}), {purpose}: {failure}")
+                    failure = scrub_text(f"{self.name} ({self.profile.model}), {purpose}: {failure}", self._secrets)
                     self._log(messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
                     raise LLMError(failure)
                 await asyncio.sleep(self._backoff(attempts, retry_after))
@@ -246,12 +249,13 @@ class ChatModelBase(ABC):
         return min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1.0)
 
     def _decode(self, text: str) -> dict[str, Any]:
+        text = scrub_text(text, self._secrets, patterns=False)  # the whole body once, before anything is cut
         try:
             body = parse_body(text)
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise RetryableError(self._scrub(f"response body is not a JSON object: {text[:200]!r}"))
+            raise RetryableError(f"response body is not a JSON object: {shorten(repr(text), 200, self._secrets)}")
         return body
 
     def _result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> ChatResult:
@@ -268,13 +272,13 @@ class ChatModelBase(ABC):
             logprobs = None if content_logprobs is None else TokenLogprobs(content_logprobs)
             usage = body.get("usage") or {}
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            reason = f"response is not a chat completion ({exc!r}): {str(body)[:200]}"
-            raise RetryableError(self._scrub(reason)) from None
+            reason = f"response is not a chat completion ({shorten(repr(exc), 100, self._secrets)}): "
+            raise RetryableError(reason + shorten(str(body), 200, self._secrets)) from None
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
         tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
         return ChatResult(
             text=self._scrub(text),
-            tool_calls=self._scrub(tool_calls),
+            tool_calls=[{k: self._scrub(v) for k, v in c.items()} for c in tool_calls],  # type: ignore[misc]
             logprobs=logprobs,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
@@ -318,16 +322,27 @@ class ChatModelBase(ABC):
         if self.sink is not None:
             self.sink.record_call(record)
 
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return () if self._secret is None else (self._secret,)
+
     def _scrub(self, value: Any) -> Any:
-        """``value`` with every occurrence of the API key replaced by ``***``, recursively."""
+        """A model's words with the API key and any fragment of it replaced by ``***`` (``scrub_text``); a dict or
+        list (a body already scrubbed as text) only loses exact copies of the key, at any depth: cheap on the
+        thousands of logprob entries of a simulator reply. Error messages get ``scrub_text`` in full."""
+        if isinstance(value, str):
+            return scrub_text(value, self._secrets, patterns=False)
+        return self._scrub_exact(value)
+
+    def _scrub_exact(self, value: Any) -> Any:
         if self._secret is None:
             return value
         if isinstance(value, str):
             return value.replace(self._secret, "***")
         if isinstance(value, dict):
-            return {self._scrub(k): self._scrub(v) for k, v in value.items()}
+            return {self._scrub_exact(k): self._scrub_exact(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
-            return type(value)(self._scrub(v) for v in value)
+            return type(value)(self._scrub_exact(v) for v in value)
         return value
 
 
@@ -373,6 +388,8 @@ class LLMClient(ChatModelBase):
         **options: Any,
     ):
         key = profile.api_key()
+        if key != LOCAL_PLACEHOLDER_KEY:
+            register_secret(key)  # the HTTP libraries' own logs (response headers at DEBUG) are scrubbed of it too
         super().__init__(profile, name, sink, budget, secret=key, **options)
         self._openai = openai.AsyncOpenAI(
             api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s
@@ -396,13 +413,15 @@ class LLMClient(ChatModelBase):
                 **params, timeout=self.profile.timeout_s
             )
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+            failure = status_failure(exc.status_code, scrub_text(str(exc), self._secrets),
+                                     retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
             failure = RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIConnectionError as exc:
-            failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
+            reason = f"connection error: {exc} {exc.__cause__ or ''}".strip()
+            failure = RetryableError(scrub_text(reason, self._secrets))
         except openai.OpenAIError as exc:
-            failure = LLMError(self._scrub(f"{type(exc).__name__}: {exc}"))
+            failure = LLMError(scrub_text(f"{type(exc).__name__}: {exc}", self._secrets))
         if failure is not None:
             raise failure
         return response.http_response.text
@@ -426,7 +445,8 @@ class LLMClient(ChatModelBase):
                             break
                         chunk = parse_body(data)
                         if isinstance(chunk, dict) and chunk.get("error"):
-                            failure = RetryableError(self._scrub(f"error in the stream: {str(chunk['error'])[:300]}"))
+                            reason = shorten(str(chunk["error"]), 300, self._secrets)
+                            failure = RetryableError(f"error in the stream: {reason}")
                             break
                         if isinstance(chunk, dict) and assembler.add(chunk):
                             break
@@ -435,13 +455,15 @@ class LLMClient(ChatModelBase):
         except (TimeoutError, openai.APITimeoutError):
             failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+            failure = status_failure(exc.status_code, scrub_text(str(exc), self._secrets),
+                                     retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
-            failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
+            reason = f"connection error: {exc} {exc.__cause__ or ''}".strip()
+            failure = RetryableError(scrub_text(reason, self._secrets))
         except ValueError as exc:
-            failure = RetryableError(self._scrub(f"a streamed chunk is not JSON: {exc}"))
+            failure = RetryableError(scrub_text(f"a streamed chunk is not JSON: {exc}", self._secrets))
         except openai.OpenAIError as exc:
-            failure = LLMError(self._scrub(f"{type(exc).__name__}: {exc}"))
+            failure = LLMError(scrub_text(f"{type(exc).__name__}: {exc}", self._secrets))
         if failure is None and not assembler.chunks:
             failure = RetryableError("response body is not a JSON object stream (no chat completion chunk arrived)")
         if failure is not None:
