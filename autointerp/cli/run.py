@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
 from rich.table import Table
-from rich.text import Text
 
 from autointerp.cli.app import (
     ConfigOpt,
@@ -19,6 +17,7 @@ from autointerp.cli.app import (
     err,
     fmt,
     out,
+    print_json,
 )
 from autointerp.cli.flags import config_flags
 from autointerp.db.leases import LeaseHeld
@@ -27,6 +26,7 @@ RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "ex
                 "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype", "seed", "concurrency",
                 "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "windows_per_request", "controls",
                 "max_usd", "max_calls", "db")
+from autointerp.cli.text import cell, markup
 
 
 @app.command()
@@ -76,7 +76,7 @@ def run(
                   "--wait to wait for it", markup=False, highlight=False, soft_wrap=True)
         return
     if output == "json":
-        out.print_json(json.dumps(_summary_json(summary)))
+        print_json(_summary_json(summary))
     else:
         _print_summary(summary)
 
@@ -94,7 +94,7 @@ def _summary_json(s) -> dict:
 
 
 def _print_summary(s) -> None:
-    label = f"{s.explainer} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
+    label = f"{markup(s.explainer)} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
     out.print(f"[bold]layer {s.layer}[/bold]: {len(s.outcomes)} units explained and scored"
               + (f", {s.units_skipped} already done by an earlier run" if s.units_skipped else "")
               + f" in {s.wall_s:.1f}s")
@@ -102,7 +102,7 @@ def _print_summary(s) -> None:
         out.print(f"captured {s.n_tokens:,} tokens in {s.capture_s:.1f}s ({s.n_tokens / s.capture_s:,.0f} tok/s)")
     if s.explain_s:
         out.print(f"explained and scored in {s.explain_s:.1f}s")
-    out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
+    out.print(f"{label}; {markup(s.simulator)} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
     for c in s.controls:
@@ -120,7 +120,7 @@ def _print_summary(s) -> None:
                 table.add_row("...", "", "")
             else:
                 name = f"{s.layer}/{o.unit}" if s.unit_kind == "neuron" else f"{s.unit_kind}@{s.layer}/{o.unit}"
-                table.add_row(name, fmt(o.score), Text(o.explanation))
+                table.add_row(cell(name), fmt(o.score), cell(o.explanation))
         out.print(table)
     if s.llm_usage:
         u = s.llm_usage
@@ -128,5 +128,5 @@ def _print_summary(s) -> None:
                   f"{u['tokens_out']:,} out, ${u['cost_usd']:.4f}; per unit: {u['per_unit']['calls']} calls, "
                   f"{u['per_unit']['tokens_in']:,} in, {u['per_unit']['tokens_out']:,} out")
     if s.stopped:
-        out.print(f"[yellow]stopped early: {s.stopped}[/yellow]; the same command resumes with the units left")
-    out.print(f"results in {s.db} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")
+        out.print(f"[yellow]stopped early: {markup(s.stopped)}[/yellow]; the same command resumes with the units left")
+    out.print(f"results in {markup(s.db)} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")
