@@ -11,7 +11,15 @@ The schema and the views (``leaderboard``, ``explanation_scores``, ``explainer_s
 views answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
 """
 
-from autointerp.db.store import CallSink, ScoredExplanation, Store, open_db, scrub_secrets
+from autointerp.db.health import check_db, check_db_target
+from autointerp.db.store import (
+    CallSink,
+    ScoredExplanation,
+    Store,
+    existing_db,
+    open_db,
+    scrub_secrets,
+)
 from autointerp.db.views import BOOTSTRAP_RESAMPLES, bootstrap_ci
 
 __all__ = [
@@ -20,6 +28,9 @@ __all__ = [
     "ScoredExplanation",
     "Store",
     "bootstrap_ci",
+    "check_db",
+    "check_db_target",
+    "existing_db",
     "open_db",
     "scrub_secrets",
 ]

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from autointerp.agent.base import Status
+from autointerp.db.health import check_db_target
 from autointerp.db.migrations import migrate
 from autointerp.db.values import finite as _finite, to_json as _json
 from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
@@ -45,17 +46,27 @@ _STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is a
 
 
 
-def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
+def open_db(path: str | Path, busy_timeout_s: float = 5.0, quick_check: bool = True) -> Store:
     """Open (or create) the store at ``path``: WAL (synchronous=NORMAL), foreign keys on, a busy timeout, pending migrations applied.
 
-    Raises ``UsageError`` for a file that is not a SQLite database, one locked by another process for longer than
-    ``busy_timeout_s``, one that cannot be opened, or one written by a newer autointerp.
+    An existing file gets SQLite's ``quick_check`` first (``quick_check=False`` skips it), so a damaged database is
+    refused before anything is written to it; ``check_db`` runs the full check. Raises ``UsageError`` for a file that
+    is not a SQLite database or is damaged, one locked by another process for longer than ``busy_timeout_s``, one that
+    cannot be opened, or one written by a newer autointerp.
     """
     path = Path(path)
     conn: sqlite3.Connection | None = None
+    check = quick_check and path.is_file() and path.stat().st_size > 0
+    if not path.exists():
+        check_db_target(path)
     try:
         with _usage_errors(path, busy_timeout_s, opening=True):
             conn = sqlite3.connect(path, timeout=busy_timeout_s)
+            if check:
+                problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+                if problems != ["ok"]:
+                    raise UsageError(f"{path} is damaged ({'; '.join(problems)[:200]}); nothing was written to it. "
+                                     f"Details: autointerp db check --db {path}; restore a backup or pass another --db")
             db = Database(conn, execute_plugins=False)
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
@@ -69,6 +80,15 @@ def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
             conn.close()
         raise
     return Store(db, path, busy_timeout_s)
+
+
+def existing_db(path: str | Path) -> Store | None:
+    """The store at ``path`` when the file exists (checked as by ``open_db``), else None after checking that it can be
+    created: a command opens its database early this way and creates it only once every input has been checked."""
+    if Path(path).exists():
+        return open_db(path)
+    check_db_target(path)
+    return None
 
 
 class Store(Reads, CallWrites):

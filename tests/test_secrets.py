@@ -11,7 +11,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlite_utils
-
 from autointerp.llm.secrets import MIN_FRAGMENT, scrub_secrets, scrub_text, shorten
 from autointerp.llm.server import completion_json, default_handler
 
@@ -76,7 +75,7 @@ class Hostile:
             self.count += 1
             self.served[way] = self.served.get(way, 0) + 1
         echo = {"X-Echo-Auth": auth, "X-Debug-Url": f"http://user:{key}@upstream/v1"}
-        error = lambda msg: json.dumps({"error": {"message": msg, "type": "invalid_request_error"}})  # noqa: E731
+        error = lambda msg: json.dumps({"error": {"message": msg, "type": "invalid_request_error"}})
         if way == "error_400_at_200":
             return 400, echo, "application/json", error("p" * 150 + f" invalid key: Bearer {key}")
         if way == "error_500_long":

@@ -157,7 +157,8 @@ def probe(
     out.print(table)
     top = max((result for result, _ in stored), key=lambda x: (x.best.f1, -x.best.k))
     out.print(f"best F1 {top.best.f1:.3f} at layer {top.layer}, k={top.best.k}; {len(stored)} probes stored in "
-              f"{markup(cfg.db)}; one layer in detail: autointerp probe --layer {top.layer} --concept {markup(concept)}")
+              f"{markup(cfg.db)}; one layer in detail: autointerp probe --layer {top.layer} "
+              f"--concept {markup(concept)}")
 
 
 LENS_COLUMNS = 8  # positions the lens table shows at once
@@ -168,7 +169,7 @@ def lens(
     text: Annotated[str, typer.Argument(help="Text to read through every layer.")],
     position: Annotated[Optional[int], Opt(help="Token position to show (0-based; negative from the end; "
                                                 "default: every position, top-1 only).")] = None,
-    top: Annotated[int, Opt(help="Tokens per layer at --position.")] = 5,
+    top: Annotated[int, Opt(help="Tokens per layer at --position.", min=1)] = 5,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
@@ -182,7 +183,7 @@ def lens(
     check_format(output, ("table", "json"))
     cfg = load_config(config, dict(model=model, device=device))
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
-    result = logit_lens(subject, text, top=max(1, top))
+    result = logit_lens(subject, text, top=top)
     if not result.tokens:
         raise UsageError("the text has no tokens; give some text, e.g. autointerp lens 'def f(self):'")
     names = ["embeddings"] + [f"after block {i}" for i in range(len(result.top) - 1)]

@@ -174,5 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     except sqlite3.Error as e:
         if debug:
             traceback.print_exc()
+        if getattr(e, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):  # bad input: the file
+            err.print(f"error: the database is damaged ({inert(e)}); see autointerp db check, or pass another --db",
+                      markup=False)
+            sys.exit(2)
         err.print(f"error: database problem: {inert(e)}; pass another --db or check the file", markup=False)
         sys.exit(1)

@@ -32,7 +32,7 @@ def leaderboard(
     by: Annotated[Optional[str], Opt(help="'explainer': one row per explainer; 'dictionary': per unit kind "
                                           "(neurons, SAE and baseline features) and layer.")] = None,
     sort: Annotated[str, Opt(help="score (default, best first) or unit.")] = "score",
-    limit: Annotated[Optional[int], Opt(help="At most this many rows.")] = None,
+    limit: Annotated[Optional[int], Opt(help="At most this many rows.", min=0)] = None,
     output: Annotated[str, Opt("--format", help="table, json or csv.")] = "table",
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -74,7 +74,7 @@ def show(
     db: DbOpt = None,
     config: ConfigOpt = None,
     output: FormatOpt = "table",
-    windows: Annotated[int, Opt(help="Top windows to show.")] = 5,
+    windows: Annotated[int, Opt(help="Top windows to show.", min=0)] = 5,
 ) -> None:
     """One unit's card: statistics, explanations with scores, top windows with activating tokens highlighted."""
     from autointerp.config import load_config

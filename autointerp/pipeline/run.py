@@ -40,6 +40,9 @@ from autointerp.errors import UsageError
 from autointerp.llm.client import BudgetExceeded
 from autointerp.pipeline.components import (
     LLMContext,
+    check_corpus,
+    check_window,
+    existing_db,
     make_explainer,
     make_simulator,
     package_versions,
@@ -140,21 +143,25 @@ def open_run(cfg: Config, command: str = "", fresh: bool = False, *, wait: bool 
     llm = LLMContext(cfg)
     explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)  # unknown names, missing keys
     corpus = open_corpus(cfg.corpus, cfg.seed)
-    store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
+    store = existing_db(cfg.db)  # a corrupt, locked or newer file fails now; a new one is created once inputs are ok
     try:
+        subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
+        subject.check_layer(cfg.layer)
+        check_window(subject, cfg.window)
+        space = unit_space(cfg, subject)
+        units = parse_units(cfg.units, space.n_units(subject))
+        check_corpus(corpus, subject, cfg.window)
+        store = store or open_db(cfg.db)  # every input checked: the first write
         return _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject,
-                         lease_ttl_s)
+                         space, units, lease_ttl_s)
     except BaseException:
-        store.close()
+        if store is not None:
+            store.close()
         raise
 
 
-def _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject,
+def _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject, space, units,
               lease_ttl_s) -> OpenRun:
-    subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
-    subject.check_layer(cfg.layer)
-    space = unit_space(cfg, subject)
-    units = parse_units(cfg.units, space.n_units(subject))
     model_hash = subject.weights_hash()
     run_key = cfg.run_key(model_hash, explainer.config(), simulator.config(), space.identity())
     lease = acquire_lease(store.path, f"run:{run_key}", ttl_s=lease_ttl_s, wait=wait, on_wait=on_wait)
