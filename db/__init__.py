@@ -16,7 +16,6 @@ from autointerp.db.store import (
     CallSink,
     ScoredExplanation,
     Store,
-    existing_db,
     open_db,
     scrub_secrets,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "bootstrap_ci",
     "check_db",
     "check_db_target",
-    "existing_db",
     "open_db",
     "scrub_secrets",
 ]

@@ -45,15 +45,13 @@ FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running'
 _STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
 
 
-
 def open_db(path: str | Path, busy_timeout_s: float = 5.0, quick_check: bool = True) -> Store:
     """Open (or create) the store at ``path``: WAL (synchronous=NORMAL), foreign keys on, a busy timeout, pending migrations applied.
 
-    An existing file gets SQLite's ``quick_check`` first (``quick_check=False`` skips it), so a damaged database is
-    refused before anything is written to it; ``check_db`` runs the full check. Raises ``UsageError`` for a file that
-    is not a SQLite database or is damaged, one locked by another process for longer than ``busy_timeout_s``, one that
-    cannot be opened, or one written by a newer autointerp.
-    """
+    An existing file gets SQLite's ``quick_check`` first, so a damaged one is refused before anything is written to it
+    (``check_db``: the full check). Raises ``UsageError`` for a file that is not a SQLite database or is damaged, one
+    locked by another process for longer than ``busy_timeout_s``, one that cannot be opened, or one written by a newer
+    autointerp."""
     path = Path(path)
     conn: sqlite3.Connection | None = None
     check = quick_check and path.is_file() and path.stat().st_size > 0
@@ -80,15 +78,6 @@ def open_db(path: str | Path, busy_timeout_s: float = 5.0, quick_check: bool = T
             conn.close()
         raise
     return Store(db, path, busy_timeout_s)
-
-
-def existing_db(path: str | Path) -> Store | None:
-    """The store at ``path`` when the file exists (checked as by ``open_db``), else None after checking that it can be
-    created: a command opens its database early this way and creates it only once every input has been checked."""
-    if Path(path).exists():
-        return open_db(path)
-    check_db_target(path)
-    return None
 
 
 class Store(Reads, CallWrites):
@@ -411,8 +400,7 @@ def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, A
 
 
 def _clean(reason: str | None) -> str | None:
-    """A failure's reason as stored: credential-shaped strings scrubbed (the LLM client has already removed its own
-    key; this catches anyone else's that an endpoint or a library put in a message)."""
+    """A failure's reason, credential shapes scrubbed (the LLM client already removed its own key)."""
     return None if reason is None else scrub_text(reason)
 
 

@@ -122,7 +122,7 @@ def _print_by_explainer(rows: list[dict]) -> None:
         table.add_column(name, no_wrap=True)
     for r in rows:
         name = f"{r['explainer']} / {r['simulator']}" + (" (control)" if r["role"] == "control" else "")
-        table.add_row(Text(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
+        table.add_row(cell(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
                       fmt(r["mean"]), f"{fmt(r['ci_low'])}-{fmt(r['ci_high'])}" if r["mean"] is not None else "",
                       fmt(r["median"]), str(r["llm_calls"] or 0))
     out.print(table)

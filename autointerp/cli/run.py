@@ -60,7 +60,7 @@ def run(
     def on_estimate(e: dict) -> None:
         progress.console.print(
             f"LLM estimate for {e['units']} units: ~{e['calls']:,} calls, ~{e['tokens_in']:,} tokens in, "
-            f"~{e['tokens_out']:,} out, ~${e['cost_usd']:.4f} (tokens counted by {e['token_counting']})"
+            f"~{e['tokens_out']:,} out, ~${e['cost_usd']:.4f} ({_basis(e)})"
             + (f"; stops at --max-usd {cfg.max_usd}" if cfg.max_usd is not None else "")
             + (f"; stops at --max-calls {cfg.max_calls}" if cfg.max_calls is not None else ""))
 
@@ -81,13 +81,24 @@ def run(
         _print_summary(summary)
 
 
+def _basis(e: dict) -> str:
+    """How the estimate's tokens per call were found, per component (``pipeline.measured``)."""
+    basis = "; ".join(f"{role}: {how}" for role, how in e.get("basis", {}).items())
+    return f"{basis}; prompts counted by {e['token_counting']}" if basis else f"tokens counted by {e['token_counting']}"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.4f}" if isinstance(x, float) and x < 10 else f"{x:,.0f}"
+
+
 def _summary_json(s) -> dict:
     return {
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
         "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
-        "controls": s.controls, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
+        "controls": s.controls, "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
+        "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
@@ -127,6 +138,14 @@ def _print_summary(s) -> None:
         out.print(f"LLM: {u['calls']:,} calls ({u['errors']} failed), {u['tokens_in']:,} tokens in, "
                   f"{u['tokens_out']:,} out, ${u['cost_usd']:.4f}; per unit: {u['per_unit']['calls']} calls, "
                   f"{u['per_unit']['tokens_in']:,} in, {u['per_unit']['tokens_out']:,} out")
+    versus = s.estimate_vs_actual
+    if versus:
+        parts = [f"{name} ~{_num(versus[key]['estimate'])} vs {_num(versus[key]['actual'])}"
+                 + ("" if versus[key]["error"] is None else f" ({100 * versus[key]['error']:+.0f}%)")
+                 for key, name in (("calls", "calls"), ("tokens_in", "tokens in"), ("tokens_out", "out"),
+                                   ("cost_usd", "$"))]
+        how = "measured" if versus["measured"] else "a guess"
+        out.print(f"LLM estimate ({how}) vs actual for {versus['units']} units: {', '.join(parts)}", markup=False)
     if s.stopped:
         out.print(f"[yellow]stopped early: {markup(s.stopped)}[/yellow]; the same command resumes with the units left")
     out.print(f"results in {markup(s.db)} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")

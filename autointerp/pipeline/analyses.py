@@ -15,9 +15,9 @@ from typing import Any
 
 from autointerp.config import Config
 from autointerp.corpus import open_corpus
-from autointerp.db import existing_db, open_db
+from autointerp.db import open_db
 from autointerp.errors import UsageError
-from autointerp.pipeline.components import check_corpus, check_window, package_versions, unit_space
+from autointerp.pipeline.components import check_corpus, check_window, existing_db, package_versions, unit_space
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
 from autointerp.subject.capture import CaptureConfig, capture
 from autointerp.subject.model import load_subject

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from autointerp.agent.base import Explainer
@@ -19,7 +20,7 @@ from autointerp.agent.graph import AgentLimits
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.config import Config
 from autointerp.corpus import Corpus, bos_id, iter_token_windows
-from autointerp.db import Store
+from autointerp.db import Store, check_db_target, open_db
 from autointerp.errors import UsageError
 from autointerp.llm.client import Budget, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
@@ -122,6 +123,15 @@ def check_corpus(corpus: Corpus, subject: Subject, window: int) -> None:
     if next(iter_token_windows(corpus, subject.tokenizer, window, 1), None) is None:
         raise UsageError(f"corpus {corpus.spec!r} yields no window of {window} tokens (its documents are empty or "
                          "shorter); use a larger corpus or a smaller --window")
+
+
+def existing_db(path: str | Path) -> Store | None:
+    """The store at ``path`` when the file exists (checked as by ``open_db``), else None after checking that it can be
+    created: a command opens its database early this way and creates it only once every input has been checked."""
+    if Path(path).exists():
+        return open_db(path)
+    check_db_target(path)
+    return None
 
 
 def package_versions() -> dict[str, str]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from autointerp.config import Config
 from autointerp.corpus import iter_token_windows, open_corpus
-from autointerp.db import Store, existing_db, open_db
+from autointerp.db import Store, open_db
 from autointerp.errors import UsageError
-from autointerp.pipeline.components import check_corpus, check_window
+from autointerp.pipeline.components import check_corpus, check_window, existing_db
 from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     SAETrainConfig,

@@ -48,8 +48,8 @@ from autointerp.pipeline.components import (
     package_versions,
     unit_space,
 )
+from autointerp.pipeline.measured import compare, estimate_run
 from autointerp.scoring.controls import score_controls, shuffled_partners
-from autointerp.scoring.estimate import estimate_llm_usage
 from autointerp.scoring.scored import process_unit
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
@@ -89,6 +89,11 @@ class RunSummary:
     llm_usage: dict[str, Any] | None = None  # what this session's LLM calls used: calls, tokens, cost, per unit
     unit_kind: str = "neuron"  # "neuron", or the dictionary's features: family:hash8 (subject.units)
     controls: list[dict[str, Any]] = field(default_factory=list)  # per control: units, scored, mean (the floor)
+
+    @property
+    def estimate_vs_actual(self) -> dict[str, Any] | None:
+        """The estimate, scaled to the units this session finished, against what they used (``measured.compare``)."""
+        return compare(self.estimate, self.llm_usage, self.units_this_session)
 
     @property
     def units_this_session(self) -> int:
@@ -270,8 +275,8 @@ def _run_opened(r: OpenRun, t0: float, on_capture_start, on_unit, on_estimate) -
         return summary
     try:
         cap = capture_layer(r, on_capture_start)
-        summary.estimate = estimate_llm_usage(cap.unit_record(r.todo[0], r.space.kind), r.explainer, r.simulator,
-                                              len(r.todo), cfg.tiktoken_file, controls=cfg.controls)
+        summary.estimate = estimate_run(r.store, cap.unit_record(r.todo[0], r.space.kind), r.explainer, r.simulator,
+                                        len(r.todo), cfg.tiktoken_file, controls=cfg.controls)
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
         explain_layer(r, cap, on_unit)
