@@ -54,7 +54,7 @@ from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
 from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
-from autointerp.llm.secrets import register_secret, scrub_text, shorten
+from autointerp.llm.secrets import scrub_exact, scrub_text, shorten
 from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
@@ -128,6 +128,7 @@ class ChatModelBase(ABC):
         self.backoff_max_s = backoff_max_s
         self.token_counter = token_counter or TokenCounter()
         self._secret = secret if secret and secret != LOCAL_PLACEHOLDER_KEY else None
+        self._secrets = () if self._secret is None else (self._secret,)  # what scrub_text removes
         self.log_logprobs = log_logprobs  # keep per-token logprobs in the sink's records (see _logged_response)
         self._rng = random.Random()
 
@@ -176,8 +177,6 @@ class ChatModelBase(ABC):
                         body = await (self._send(params) if stop_when is None else self._send_stream(params, stop_when))
                     if isinstance(body, str):
                         body = self._decode(body)
-                    elif self._secret is not None:  # assembled from a stream (maybe cut mid-key): scrubbed as text
-                        body = json.loads(scrub_text(json.dumps(body), self._secrets, patterns=False))
                     result = self._result(body, tokens_in_estimate, started)
                     cost = result.cost_usd
                     self._log(messages, purpose, unit, attempts, result.latency_s, result=result)
@@ -322,28 +321,14 @@ class ChatModelBase(ABC):
         if self.sink is not None:
             self.sink.record_call(record)
 
-    @property
-    def _secrets(self) -> tuple[str, ...]:
-        return () if self._secret is None else (self._secret,)
+    def _clean(self, message: str) -> str:
+        return scrub_text(message, self._secrets)  # an error message: the key, its pieces, credential shapes
 
     def _scrub(self, value: Any) -> Any:
-        """A model's words with the API key and any fragment of it replaced by ``***`` (``scrub_text``); a dict or
-        list (a body already scrubbed as text) only loses exact copies of the key, at any depth: cheap on the
-        thousands of logprob entries of a simulator reply. Error messages get ``scrub_text`` in full."""
+        """A reply without the key or a piece of it; a dict or list (scrubbed as text before) loses exact copies."""
         if isinstance(value, str):
             return scrub_text(value, self._secrets, patterns=False)
-        return self._scrub_exact(value)
-
-    def _scrub_exact(self, value: Any) -> Any:
-        if self._secret is None:
-            return value
-        if isinstance(value, str):
-            return value.replace(self._secret, "***")
-        if isinstance(value, dict):
-            return {self._scrub_exact(k): self._scrub_exact(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(self._scrub_exact(v) for v in value)
-        return value
+        return scrub_exact(value, self._secret)
 
 
 # A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
@@ -388,8 +373,6 @@ class LLMClient(ChatModelBase):
         **options: Any,
     ):
         key = profile.api_key()
-        if key != LOCAL_PLACEHOLDER_KEY:
-            register_secret(key)  # the HTTP libraries' own logs (response headers at DEBUG) are scrubbed of it too
         super().__init__(profile, name, sink, budget, secret=key, **options)
         self._openai = openai.AsyncOpenAI(
             api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s
@@ -413,20 +396,18 @@ class LLMClient(ChatModelBase):
                 **params, timeout=self.profile.timeout_s
             )
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, scrub_text(str(exc), self._secrets),
-                                     retry_after_s(exc.response.headers))
+            failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
             failure = RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIConnectionError as exc:
-            reason = f"connection error: {exc} {exc.__cause__ or ''}".strip()
-            failure = RetryableError(scrub_text(reason, self._secrets))
+            failure = RetryableError(self._clean(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except openai.OpenAIError as exc:
-            failure = LLMError(scrub_text(f"{type(exc).__name__}: {exc}", self._secrets))
+            failure = LLMError(self._clean(f"{type(exc).__name__}: {exc}"))
         if failure is not None:
             raise failure
         return response.http_response.text
 
-    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any]:
+    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> str:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
         close and stops generating). ``timeout_s`` bounds the whole reply, as for ``_send``. The server-sent events
         are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
@@ -455,17 +436,15 @@ class LLMClient(ChatModelBase):
         except (TimeoutError, openai.APITimeoutError):
             failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, scrub_text(str(exc), self._secrets),
-                                     retry_after_s(exc.response.headers))
+            failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
-            reason = f"connection error: {exc} {exc.__cause__ or ''}".strip()
-            failure = RetryableError(scrub_text(reason, self._secrets))
+            failure = RetryableError(self._clean(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except ValueError as exc:
-            failure = RetryableError(scrub_text(f"a streamed chunk is not JSON: {exc}", self._secrets))
+            failure = RetryableError(self._clean(f"a streamed chunk is not JSON: {exc}"))
         except openai.OpenAIError as exc:
-            failure = LLMError(scrub_text(f"{type(exc).__name__}: {exc}", self._secrets))
+            failure = LLMError(self._clean(f"{type(exc).__name__}: {exc}"))
         if failure is None and not assembler.chunks:
             failure = RetryableError("response body is not a JSON object stream (no chat completion chunk arrived)")
         if failure is not None:
             raise failure
-        return assembler.body()
+        return json.dumps(assembler.body())  # as text, so that chat() scrubs it whole (a stream may cut a key)

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autointerp.errors import UsageError
-from autointerp.llm.secrets import url_credentials
+from autointerp.llm.secrets import register_secret, url_credentials
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LOCAL_PLACEHOLDER_KEY = "not-needed"  # sent to local servers that need no key (the SDK insists on some key)
@@ -77,6 +77,7 @@ class ModelProfile(BaseModel):
         """The key from ``api_key_env``, read now; a placeholder for local endpoints; UsageError when missing."""
         key = os.environ.get(self.api_key_env, "")
         if key:
+            register_secret(key)  # scrubbed from every log record too (HTTP libraries log response headers)
             return key
         if self.is_local():
             return LOCAL_PLACEHOLDER_KEY

@@ -75,6 +75,20 @@ def scrub_text(text: str, secrets: Iterable[str] = (), patterns: bool = True) ->
     return text
 
 
+def scrub_exact(value: Any, secret: str | None) -> Any:
+    """``value`` with every exact copy of ``secret`` replaced by ``***`` in every string (keys included), at any depth:
+    for large JSON-like values whose text was already scrubbed in full."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, REDACTED)
+    if isinstance(value, dict):
+        return {scrub_exact(k, secret): scrub_exact(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(scrub_exact(v, secret) for v in value)
+    return value
+
+
 def shorten(text: str, limit: int = 200, secrets: Iterable[str] = ()) -> str:
     """Scrub, then cut to ``limit`` characters (with ``...``): the order every sink must keep."""
     text = scrub_text(text, secrets)
