@@ -128,10 +128,24 @@ NO_DB_ONLY = [  # bad only while there is no database
 ]
 
 
-@pytest.fixture(scope="module")
-def bad(tmp_path_factory, tiny_checkpoints):
+# Cases that get as far as loading the model (its layers, positions, vocabulary or weights decide): integration
+# tests on a tiny checkpoint (marked slow by conftest). Every other case must fail before any model is loaded: the
+# fast tier runs them with a model path that does not exist, and checks the error is not about it.
+NEEDS_MODEL = {
+    "run-layer-negative", "run-layer-too-big", "run-units-out-of-range", "run-units-garbage",
+    "run-units-list-out-of-range", "run-window-past-positions", "run-model-corrupt-weights",
+    "run-model-corrupt-config", "run-corpus-empty-files", "run-corpus-too-short", "run-corpus-jsonl-empty-texts",
+    "run-dictionary-empty-folder", "run-dictionary-is-a-file", "run-dictionary-bad-cfg", "analyze-layer-too-big",
+    "analyze-layer-garbage", "analyze-corpus-too-short", "probe-layer-too-big", "lens-empty-text", "lens-top-past-vocab",
+    "lens-text-past-positions", "lens-position-out-of-range", "sae-layer-too-big", "sae-fit-corpus-short",
+    "sae-eval-not-a-dictionary", "sae-eval-a-file",
+}
+FAST = [c for c in CASES if c[0] not in NEEDS_MODEL]
+WITH_MODEL = [c for c in CASES if c[0] in NEEDS_MODEL]
+
+
+def bad_inputs(root):
     """A folder of bad inputs (kept outside the test's working directory)."""
-    root = tmp_path_factory.mktemp("bad")
     (root / "empty").mkdir()
     (root / "blank-files").mkdir()
     for name in ("a.py", "b.txt"):
@@ -145,6 +159,18 @@ def bad(tmp_path_factory, tiny_checkpoints):
     (root / "bad-value.toml").write_text('window = "wide"\n')
     (root / "bad-sae").mkdir()
     (root / "bad-sae" / "cfg.json").write_text("{not json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    return bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, tiny_checkpoints):
+    """The bad inputs, and damaged copies of a tiny checkpoint."""
+    root = bad_inputs(tmp_path_factory.mktemp("bad"))
     tiny = tiny_checkpoints["opt"]
     for name, damage in (("corrupt-model", "model.safetensors"), ("corrupt-config", "config.json")):
         shutil.copytree(tiny, root / name)
@@ -178,15 +204,30 @@ def assert_bad_input(code, out, err, args):
     assert "Traceback" not in out + err
 
 
-@pytest.mark.parametrize("name,args", CASES + NO_DB_ONLY, ids=[c[0] for c in CASES + NO_DB_ONLY])
-def test_bad_input_without_a_database_creates_none(name, args, cli, tiny_checkpoints, text_corpus, bad, isolated,
-                                                   monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    argv = expand(args, tiny_checkpoints["opt"], text_corpus, bad)
+def check_case(cli, argv, where, before=None):
     code, out, err = cli(*argv)
     assert_bad_input(code, out, err, argv)
-    assert db_files(isolated) == [], f"{name} left {db_files(isolated)}"
+    if before is None:
+        assert db_files(where) == [], f"{argv} left {db_files(where)}"
+    else:
+        assert db_state(where) == before, f"{argv} changed the database"
+    return err
+
+
+@pytest.mark.parametrize("name,args", FAST + NO_DB_ONLY, ids=[c[0] for c in FAST + NO_DB_ONLY])
+def test_bad_input_before_any_model_creates_no_database(name, args, cli, text_corpus, bad, isolated, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    argv = expand(args, bad / "model-never-loaded", text_corpus, bad)
+    err = check_case(cli, argv, isolated)
+    assert "model-never-loaded" not in err or name.startswith("run-model"), f"{name} got as far as the model: {err}"
     assert not (bad / "new-sae").exists()
+
+
+@pytest.mark.parametrize("name,args", WITH_MODEL, ids=[c[0] for c in WITH_MODEL])
+def test_bad_input_found_with_the_model_creates_no_database(name, args, cli, tiny_checkpoints, text_corpus,
+                                                            bad_models, isolated, monkeypatch):
+    argv = expand(args, tiny_checkpoints["opt"], text_corpus, bad_models)
+    check_case(cli, argv, isolated)
 
 
 @pytest.fixture
@@ -201,24 +242,28 @@ def existing_db(isolated):
     return path
 
 
-@pytest.mark.parametrize("name,args", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_leaves_an_existing_database_unchanged(name, args, cli, tiny_checkpoints, text_corpus, bad,
-                                                         existing_db, monkeypatch):
+@pytest.mark.parametrize("name,args", FAST, ids=[c[0] for c in FAST])
+def test_bad_input_before_any_model_leaves_a_database_unchanged(name, args, cli, text_corpus, bad, existing_db,
+                                                                monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    before = db_state(existing_db)
-    argv = expand(args, tiny_checkpoints["opt"], text_corpus, bad)
-    code, out, err = cli(*argv)
-    assert_bad_input(code, out, err, argv)
-    assert db_state(existing_db) == before, f"{name} changed the database"
+    check_case(cli, expand(args, bad / "model-never-loaded", text_corpus, bad), existing_db, db_state(existing_db))
+
+
+@pytest.mark.parametrize("name,args", WITH_MODEL, ids=[c[0] for c in WITH_MODEL])
+def test_bad_input_found_with_the_model_leaves_a_database_unchanged(name, args, cli, tiny_checkpoints, text_corpus,
+                                                                    bad_models, existing_db):
+    argv = expand(args, tiny_checkpoints["opt"], text_corpus, bad_models)
+    check_case(cli, argv, existing_db, db_state(existing_db))
 
 
 def test_a_table_of_at_least_sixty_bad_inputs():
+    assert NEEDS_MODEL <= {c[0] for c in CASES} and len(FAST) >= 60
     assert len(CASES) >= 60 and len({c[0] for c in CASES + NO_DB_ONLY}) == len(CASES + NO_DB_ONLY)
     assert {c[1].split()[0] for c in CASES} >= {"run", "analyze", "probe", "lens", "sae", "show", "leaderboard",
                                                 "models", "db"}
 
 
-def test_a_damaged_database_is_refused_before_anything_is_written(cli, tiny_checkpoints, text_corpus, isolated):
+def test_a_damaged_database_is_refused_before_anything_is_written(cli, text_corpus, isolated):
     path = isolated / "autointerp.db"
     with open_db(path) as store:  # enough rows for pages past the header and the schema
         for i in range(300):
@@ -238,7 +283,7 @@ def test_a_damaged_database_is_refused_before_anything_is_written(cli, tiny_chec
     path.write_bytes(bytes(data))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
 
-    for args in (["run", "--layer", "1", "--model", str(tiny_checkpoints["opt"]), "--corpus", str(text_corpus),
+    for args in (["run", "--layer", "1", "--model", str(isolated / "never-loaded"), "--corpus", str(text_corpus),
                   "--units", "0:2"], ["leaderboard"], ["leaderboard", "--by", "explainer"]):
         code, out, err = cli(*args)
         assert_bad_input(code, out, err, args)
