@@ -20,13 +20,13 @@ from autointerp.cli.app import (
     print_json,
 )
 from autointerp.cli.flags import config_flags
+from autointerp.cli.text import cell, markup
 from autointerp.db.leases import LeaseHeld
 
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
                 "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype", "seed", "concurrency",
                 "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "windows_per_request", "controls",
                 "max_usd", "max_calls", "db")
-from autointerp.cli.text import cell, markup
 
 
 @app.command()
