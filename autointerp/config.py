@@ -27,7 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autointerp.errors import UsageError
 from autointerp.llm.profiles import ModelProfile
@@ -54,7 +54,8 @@ class Config(BaseModel):
                                                      "units, instead of the MLP neurons.")
     corpus: str = Field("stdlib", description="Corpus spec: stdlib, stdlib:fit, stdlib:all, a file, a folder, "
                                               "a .jsonl file or hf:NAME. See autointerp.corpus.")
-    tokens: int | None = Field(None, description="Content tokens to capture; default: the whole corpus.")
+    tokens: int | None = Field(None, ge=1, description="Content tokens to capture (at least one window); default: "
+                                                      "the whole corpus.")
     window: int = Field(64, ge=2, description="Tokens per window (BOS excluded).")
     top_k: int = Field(30, ge=3, description="Top windows kept per unit, dealt into train/valid/test.")
     n_random: int = Field(20, ge=2, description="Random windows in the shared reservoir, dealt into valid/test.")
@@ -84,6 +85,13 @@ class Config(BaseModel):
     tiktoken_file: str | None = Field(None, description="Local .tiktoken file for token counts when tiktoken "
                                                         "cannot load its encoding (offline); else an estimate.")
     models: dict[str, ModelProfile] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")
+
+    @model_validator(mode="after")
+    def _tokens_hold_a_window(self) -> Config:
+        if self.tokens is not None and self.tokens < self.window:
+            raise ValueError(f"tokens {self.tokens} is less than one window of {self.window} tokens; give "
+                             f"--tokens {self.window} or more (or a smaller --window)")
+        return self
 
     def snapshot(self) -> dict[str, Any]:
         """The config as saved with a run (contains no secrets: profiles hold env-var names, not keys)."""
@@ -151,4 +159,6 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise UsageError(f"bad setting {where}: {err['msg']} (from {file if file.is_file() else 'flags/env'})")
+        # from None: the validation error repeats the bad value, which may hold a secret (a key in a base_url)
+        source = file if file.is_file() else "flags/env"
+        raise UsageError(f"bad setting {where}: {err['msg']} (from {source})") from None

@@ -11,7 +11,14 @@ The schema and the views (``leaderboard``, ``explanation_scores``, ``explainer_s
 views answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
 """
 
-from autointerp.db.store import CallSink, ScoredExplanation, Store, open_db, scrub_secrets
+from autointerp.db.health import check_db, check_db_target
+from autointerp.db.store import (
+    CallSink,
+    ScoredExplanation,
+    Store,
+    open_db,
+    scrub_secrets,
+)
 from autointerp.db.views import BOOTSTRAP_RESAMPLES, bootstrap_ci
 
 __all__ = [
@@ -20,6 +27,8 @@ __all__ = [
     "ScoredExplanation",
     "Store",
     "bootstrap_ci",
+    "check_db",
+    "check_db_target",
     "open_db",
     "scrub_secrets",
 ]

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from autointerp.db.values import finite as _finite, to_json as _json
+from autointerp.llm.secrets import scrub_text
 from autointerp.subject.records import UnitId
 
 
@@ -36,7 +37,8 @@ class CallWrites:
                 run_id=run_id, unit_id=unit_id, profile=record.profile, model=record.model, purpose=record.purpose,
                 messages=_json(record.messages), response=None if record.response is None else _json(record.response),
                 tokens_in=record.tokens_in, tokens_out=record.tokens_out, latency_s=_finite(record.latency_s),
-                cost_usd=_finite(record.cost_usd), error=record.error, attempts=record.attempts,
+                cost_usd=_finite(record.cost_usd), error=None if record.error is None else scrub_text(record.error),
+                attempts=record.attempts,
                 created_at=_iso(created) if isinstance(created, datetime) else created or _now(),
             )
             self._insert("llm_calls", row)

@@ -31,12 +31,13 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from autointerp.agent.base import Status
+from autointerp.db.health import check_db_target
 from autointerp.db.migrations import migrate
 from autointerp.db.values import finite as _finite, to_json as _json
 from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
-from autointerp.llm.secrets import scrub_secrets
+from autointerp.llm.secrets import scrub_secrets, scrub_text
 from autointerp.subject.records import UnitRecord
 from autointerp.scoring.scored import ScoredExplanation
 
@@ -44,18 +45,26 @@ FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running'
 _STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
 
 
-
-def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
+def open_db(path: str | Path, busy_timeout_s: float = 5.0, quick_check: bool = True) -> Store:
     """Open (or create) the store at ``path``: WAL (synchronous=NORMAL), foreign keys on, a busy timeout, pending migrations applied.
 
-    Raises ``UsageError`` for a file that is not a SQLite database, one locked by another process for longer than
-    ``busy_timeout_s``, one that cannot be opened, or one written by a newer autointerp.
-    """
+    An existing file gets SQLite's ``quick_check`` first, so a damaged one is refused before anything is written to it
+    (``check_db``: the full check). Raises ``UsageError`` for a file that is not a SQLite database or is damaged, one
+    locked by another process for longer than ``busy_timeout_s``, one that cannot be opened, or one written by a newer
+    autointerp."""
     path = Path(path)
     conn: sqlite3.Connection | None = None
+    check = quick_check and path.is_file() and path.stat().st_size > 0
+    if not path.exists():
+        check_db_target(path)
     try:
         with _usage_errors(path, busy_timeout_s, opening=True):
             conn = sqlite3.connect(path, timeout=busy_timeout_s)
+            if check:
+                problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
+                if problems != ["ok"]:
+                    raise UsageError(f"{path} is damaged ({'; '.join(problems)[:200]}); nothing was written to it. "
+                                     f"Details: autointerp db check --db {path}; restore a backup or pass another --db")
             db = Database(conn, execute_plugins=False)
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
@@ -217,7 +226,7 @@ class Store(Reads, CallWrites):
             for scored in explanations:
                 self._insert_explanation(run_id, unit_id, record, scored, window_ids)
             self._insert("unit_runs",
-                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=reason, finished_at=_now())
+                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=_clean(reason), finished_at=_now())
             )
         return worst
 
@@ -252,7 +261,7 @@ class Store(Reads, CallWrites):
         row = dict(
             run_id=run_id, unit_id=unit_id, explainer=e.explainer,
             explainer_config=_json(scrub_secrets(scored.explainer_config)), is_baseline=int(scored.is_baseline),
-            text=e.text, status=e.status, reason=e.reason, details=_json(e.details), created_at=_now(),
+            text=e.text, status=e.status, reason=_clean(e.reason), details=_json(e.details), created_at=_now(),
             llm_calls=scored.llm_calls, tokens_in=scored.tokens_in, tokens_out=scored.tokens_out,
             cost_usd=_finite(scored.cost_usd), simulator=scored.simulator, scoring=scored.scoring,
             scoring_reason=scored.scoring_reason, role=scored.role,
@@ -268,7 +277,7 @@ class Store(Reads, CallWrites):
                 raise ValueError(f"window {index}: {len(predictions)} predictions for {n_tokens[index]} tokens")
             row = dict(
                 explanation_id=explanation_id, window_id=window_ids[index], simulator=scored.simulator,
-                predictions=None if predictions is None else _json(predictions), error=error,
+                predictions=None if predictions is None else _json(predictions), error=_clean(error),
             )
             self._insert("simulations", row)
         simulator_config = _json(scrub_secrets(scored.simulator_config))
@@ -388,6 +397,11 @@ def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, A
         min=_finite(s.min), threshold=_finite(s.threshold), quantiles=_json(s.quantiles),
         top_tokens=_json(record.top_tokens), extra=_json(extra),
     )
+
+
+def _clean(reason: str | None) -> str | None:
+    """A failure's reason, credential shapes scrubbed (the LLM client already removed its own key)."""
+    return None if reason is None else scrub_text(reason)
 
 
 def _iso(t: datetime) -> str:

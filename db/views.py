@@ -137,6 +137,15 @@ class Reads:
                              mean=float(scores.mean()), median=float(np.median(scores)), ci_low=low, ci_high=high))
         return sorted(rows, key=lambda r: r["mean"], reverse=True)
 
+    def tokens_per_call(self, profile: str, model: str, purposes: Sequence[str]) -> dict[str, float] | None:
+        """What the successful calls logged for this profile and model, for these purposes, used on average:
+        ``{"calls", "tokens_in", "tokens_out"}`` (tokens per call); None when there are none."""
+        marks = ", ".join("?" * len(purposes))
+        calls, tokens_in, tokens_out = self.db.execute(
+            f"SELECT COUNT(*), AVG(tokens_in), AVG(tokens_out) FROM llm_calls WHERE profile = ? AND model = ? "
+            f"AND error IS NULL AND purpose IN ({marks})", [profile, model, *purposes]).fetchone()
+        return {"calls": calls, "tokens_in": tokens_in, "tokens_out": tokens_out} if calls else None
+
     def unit_card(self, layer: int, unit: int, kind: str = "neuron", model_hash: str | None = None) -> dict[str, Any]:
         """Everything about one unit: its latest statistics, every explanation with its scores, its top windows.
 

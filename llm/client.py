@@ -54,6 +54,7 @@ from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
 from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
+from autointerp.llm.secrets import scrub_exact, scrub_text, shorten
 from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
@@ -127,6 +128,7 @@ class ChatModelBase(ABC):
         self.backoff_max_s = backoff_max_s
         self.token_counter = token_counter or TokenCounter()
         self._secret = secret if secret and secret != LOCAL_PLACEHOLDER_KEY else None
+        self._secrets = () if self._secret is None else (self._secret,)  # what scrub_text removes
         self.log_logprobs = log_logprobs  # keep per-token logprobs in the sink's records (see _logged_response)
         self._rng = random.Random()
 
@@ -188,7 +190,7 @@ class ChatModelBase(ABC):
                 except LLMError as exc:
                     failure = str(exc)
                 if failure is not None:  # raised here, outside the handler, so no exception chain is attached
-                    failure = self._scrub(f"{self.name} ({self.profile.model}), {purpose}: {failure}")
+                    failure = scrub_text(f"{self.name} ({self.profile.model}), {purpose}: {failure}", self._secrets)
                     self._log(messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
                     raise LLMError(failure)
                 await asyncio.sleep(self._backoff(attempts, retry_after))
@@ -246,12 +248,13 @@ class ChatModelBase(ABC):
         return min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1.0)
 
     def _decode(self, text: str) -> dict[str, Any]:
+        text = scrub_text(text, self._secrets, patterns=False)  # the whole body once, before anything is cut
         try:
             body = parse_body(text)
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise RetryableError(self._scrub(f"response body is not a JSON object: {text[:200]!r}"))
+            raise RetryableError(f"response body is not a JSON object: {shorten(repr(text), 200, self._secrets)}")
         return body
 
     def _result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> ChatResult:
@@ -268,13 +271,13 @@ class ChatModelBase(ABC):
             logprobs = None if content_logprobs is None else TokenLogprobs(content_logprobs)
             usage = body.get("usage") or {}
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            reason = f"response is not a chat completion ({exc!r}): {str(body)[:200]}"
-            raise RetryableError(self._scrub(reason)) from None
+            reason = f"response is not a chat completion ({shorten(repr(exc), 100, self._secrets)}): "
+            raise RetryableError(reason + shorten(str(body), 200, self._secrets)) from None
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
         tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
         return ChatResult(
             text=self._scrub(text),
-            tool_calls=self._scrub(tool_calls),
+            tool_calls=[{k: self._scrub(v) for k, v in c.items()} for c in tool_calls],  # type: ignore[misc]
             logprobs=logprobs,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
@@ -318,17 +321,14 @@ class ChatModelBase(ABC):
         if self.sink is not None:
             self.sink.record_call(record)
 
+    def _clean(self, message: str) -> str:
+        return scrub_text(message, self._secrets)  # an error message: the key, its pieces, credential shapes
+
     def _scrub(self, value: Any) -> Any:
-        """``value`` with every occurrence of the API key replaced by ``***``, recursively."""
-        if self._secret is None:
-            return value
+        """A reply without the key or a piece of it; a dict or list (scrubbed as text before) loses exact copies."""
         if isinstance(value, str):
-            return value.replace(self._secret, "***")
-        if isinstance(value, dict):
-            return {self._scrub(k): self._scrub(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(self._scrub(v) for v in value)
-        return value
+            return scrub_text(value, self._secrets, patterns=False)
+        return scrub_exact(value, self._secret)
 
 
 # A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
@@ -396,18 +396,18 @@ class LLMClient(ChatModelBase):
                 **params, timeout=self.profile.timeout_s
             )
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+            failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
             failure = RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIConnectionError as exc:
-            failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
+            failure = RetryableError(self._clean(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except openai.OpenAIError as exc:
-            failure = LLMError(self._scrub(f"{type(exc).__name__}: {exc}"))
+            failure = LLMError(self._clean(f"{type(exc).__name__}: {exc}"))
         if failure is not None:
             raise failure
         return response.http_response.text
 
-    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any]:
+    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> str:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
         close and stops generating). ``timeout_s`` bounds the whole reply, as for ``_send``. The server-sent events
         are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
@@ -426,7 +426,8 @@ class LLMClient(ChatModelBase):
                             break
                         chunk = parse_body(data)
                         if isinstance(chunk, dict) and chunk.get("error"):
-                            failure = RetryableError(self._scrub(f"error in the stream: {str(chunk['error'])[:300]}"))
+                            reason = shorten(str(chunk["error"]), 300, self._secrets)
+                            failure = RetryableError(f"error in the stream: {reason}")
                             break
                         if isinstance(chunk, dict) and assembler.add(chunk):
                             break
@@ -435,15 +436,15 @@ class LLMClient(ChatModelBase):
         except (TimeoutError, openai.APITimeoutError):
             failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+            failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
-            failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
+            failure = RetryableError(self._clean(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except ValueError as exc:
-            failure = RetryableError(self._scrub(f"a streamed chunk is not JSON: {exc}"))
+            failure = RetryableError(self._clean(f"a streamed chunk is not JSON: {exc}"))
         except openai.OpenAIError as exc:
-            failure = LLMError(self._scrub(f"{type(exc).__name__}: {exc}"))
+            failure = LLMError(self._clean(f"{type(exc).__name__}: {exc}"))
         if failure is None and not assembler.chunks:
             failure = RetryableError("response body is not a JSON object stream (no chat completion chunk arrived)")
         if failure is not None:
             raise failure
-        return assembler.body()
+        return json.dumps(assembler.body())  # as text, so that chat() scrubs it whole (a stream may cut a key)

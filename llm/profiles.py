@@ -17,13 +17,17 @@ import os
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autointerp.errors import UsageError
+from autointerp.llm.secrets import register_secret, url_credentials
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LOCAL_PLACEHOLDER_KEY = "not-needed"  # sent to local servers that need no key (the SDK insists on some key)
 SHORTHAND_PREFIX = "openai:"
+CREDENTIALS_IN_URL = ("{where} holds a user name or password (scheme://user:KEY@host); remove them from the URL and "
+                      "put the key in the environment variable named by the profile's api_key_env (default "
+                      "OPENAI_API_KEY)")
 
 
 class ModelProfile(BaseModel):
@@ -50,9 +54,19 @@ class ModelProfile(BaseModel):
     supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")
     supports_tools: bool = Field(True, description="The endpoint accepts tools and returns tool_calls.")
 
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        if url_credentials(url):  # the message never repeats the URL: it holds the secret
+            raise ValueError(CREDENTIALS_IN_URL.format(where="base_url"))
+        return url
+
     def resolved_base_url(self) -> str | None:
         """The base URL in force: the profile's, else OPENAI_BASE_URL, else None (the SDK's default)."""
-        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+        if url_credentials(url):
+            raise UsageError(CREDENTIALS_IN_URL.format(where="OPENAI_BASE_URL"))
+        return url
 
     def is_local(self) -> bool:
         """True when the endpoint is on this machine (127.0.0.1 / localhost), where no key is needed."""
@@ -63,6 +77,7 @@ class ModelProfile(BaseModel):
         """The key from ``api_key_env``, read now; a placeholder for local endpoints; UsageError when missing."""
         key = os.environ.get(self.api_key_env, "")
         if key:
+            register_secret(key)  # scrubbed from every log record too (HTTP libraries log response headers)
             return key
         if self.is_local():
             return LOCAL_PLACEHOLDER_KEY

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from autointerp.corpus import bos_id
+from autointerp.errors import UsageError
 from autointerp.subject.hooks import batches, content, mlp_hooks, residual_hooks, run_batch
 from autointerp.subject.model import ARCHITECTURES, Subject
 
@@ -103,6 +104,13 @@ def logit_lens(subject: Subject, text: str, top: int = 5) -> LogitLens:
     tok = subject.tokenizer
     ids = tok(text, add_special_tokens=False)["input_ids"]
     bos = bos_id(tok)
+    vocab = subject.model.get_output_embeddings().weight.shape[0]
+    if not 1 <= top <= vocab:
+        raise UsageError(f"--top {top} is out of range: give 1 to {vocab} (the model's vocabulary)")
+    needed = len(ids) + (bos is not None)
+    if subject.max_positions is not None and needed > subject.max_positions:
+        raise UsageError(f"the text is {len(ids)} tokens, more than {subject.name} reads at once "
+                         f"({subject.max_positions - (bos is not None)}); give a shorter text")
     inputs = torch.tensor([([bos] if bos is not None else []) + ids], device=subject.device)
     with residual_hooks(subject) as store:
         subject.model(input_ids=inputs, use_cache=False)

@@ -167,7 +167,7 @@ def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    except (OSError, ValueError) as e:
+    except Exception as e:  # a missing, damaged or foreign file raises anything (OSError, SafetensorError, KeyError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(
             f"cannot load model {name!r} ({first[:200]}); give a local checkpoint folder or a hub id that is "

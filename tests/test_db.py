@@ -237,7 +237,7 @@ def test_a_corrupt_file_is_a_usage_error(tmp_path):
 
 
 def test_a_missing_folder_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="cannot open .*another --db"):
+    with pytest.raises(UsageError, match="does not exist.*another --db"):
         open_db(tmp_path / "no such folder" / "a.db")
 
 

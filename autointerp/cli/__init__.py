@@ -16,6 +16,7 @@ from autointerp.cli import dictionaries  # noqa: F401, I001
 from autointerp.cli import results  # noqa: F401, I001
 from autointerp.cli import review  # noqa: F401, I001
 from autointerp.cli import sweeps  # noqa: F401, I001
+from autointerp.cli import database  # noqa: F401, I001
 from autointerp.cli.app import app, main
 
 __all__ = ["app", "main"]

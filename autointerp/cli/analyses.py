@@ -24,9 +24,11 @@ from autointerp.cli.app import (
     check_format,
     dictionary_units,
     out,
+    print_json,
     probe_progress,
 )
 from autointerp.cli.flags import config_flag
+from autointerp.cli.text import cell, markup
 from autointerp.errors import UsageError
 
 
@@ -72,7 +74,7 @@ def analyze(
                       str(x["n_trigram_detectors"]), str(x["n_positional"]), frac, str(x["n_regularization"]))
     out.print(table)
     out.print(f"fires: {result.summaries[0]['firing_rule']}")
-    out.print(f"stored in {result.db} (analysis {result.run_id}); "
+    out.print(f"stored in {markup(result.db)} (analysis {result.run_id}); "
               "per-unit records: autointerp analyze ... --format json")
 
 
@@ -134,12 +136,12 @@ def probe(
              "context")
     if len(stored) == 1:
         table = Table("k", "precision", "recall", "F1", "units",
-                      title=f"{first.concept} at layer {first.layer}{of} ({facts})")
+                      title=cell(f"{first.concept} at layer {first.layer}{of} ({facts})"))
         for r in first.results:
             shown = ", ".join(map(str, r.units[:8])) + (" ..." if len(r.units) > 8 else "")
             table.add_row(str(r.k), f"{r.precision:.3f}", f"{r.recall:.3f}", f"{r.f1:.3f}", shown)
         out.print(table)
-        out.print(f"best F1 {first.best.f1:.3f} at k={first.best.k}; stored in {cfg.db} (probe {stored[0][1]})")
+        out.print(f"best F1 {first.best.f1:.3f} at k={first.best.k}; stored in {markup(cfg.db)} (probe {stored[0][1]})")
         return
     ks = [r.k for r in first.results]
     shown = list(range(len(ks)))
@@ -147,7 +149,7 @@ def probe(
         shown = sorted(set(shown[::2]) | {len(ks) - 1})
     caption = None if len(shown) == len(ks) else "other k: --format json, or one layer with --layer N"
     table = Table("layer", *(f"k={ks[i]}" for i in shown), "best", "top unit", caption=caption,
-                  title=f"{first.concept}: test F1 by layer and k{of} ({facts})")
+                  title=cell(f"{first.concept}: test F1 by layer and k{of} ({facts})"))
     for result, _ in stored:
         best = result.best
         table.add_row(str(result.layer), *(f"{result.results[i].f1:.3f}" for i in shown),
@@ -155,7 +157,8 @@ def probe(
     out.print(table)
     top = max((result for result, _ in stored), key=lambda x: (x.best.f1, -x.best.k))
     out.print(f"best F1 {top.best.f1:.3f} at layer {top.layer}, k={top.best.k}; {len(stored)} probes stored in "
-              f"{cfg.db}; one layer in detail: autointerp probe --layer {top.layer} --concept {concept}")
+              f"{markup(cfg.db)}; one layer in detail: autointerp probe --layer {top.layer} "
+              f"--concept {markup(concept)}")
 
 
 LENS_COLUMNS = 8  # positions the lens table shows at once
@@ -166,7 +169,7 @@ def lens(
     text: Annotated[str, typer.Argument(help="Text to read through every layer.")],
     position: Annotated[Optional[int], Opt(help="Token position to show (0-based; negative from the end; "
                                                 "default: every position, top-1 only).")] = None,
-    top: Annotated[int, Opt(help="Tokens per layer at --position.")] = 5,
+    top: Annotated[int, Opt(help="Tokens per layer at --position.", min=1)] = 5,
     model: ModelOpt = None,
     device: DeviceOpt = None,
     config: ConfigOpt = None,
@@ -180,16 +183,16 @@ def lens(
     check_format(output, ("table", "json"))
     cfg = load_config(config, dict(model=model, device=device))
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
-    result = logit_lens(subject, text, top=max(1, top))
+    result = logit_lens(subject, text, top=top)
     if not result.tokens:
         raise UsageError("the text has no tokens; give some text, e.g. autointerp lens 'def f(self):'")
     names = ["embeddings"] + [f"after block {i}" for i in range(len(result.top) - 1)]
     if position is not None and not -len(result.tokens) <= position < len(result.tokens):
         raise UsageError(f"--position {position} is out of range: the text has {len(result.tokens)} tokens")
     if output == "json":
-        out.print_json(json.dumps({"tokens": result.tokens, "layers": [
+        print_json({"tokens": result.tokens, "layers": [
             {"residual": name, "top": [[{"token": t, "p": p} for t, p in at] for at in layer]}
-            for name, layer in zip(names, result.top)]}))
+            for name, layer in zip(names, result.top)]})
         return
     if position is None:
         shown = range(max(0, len(result.tokens) - LENS_COLUMNS), len(result.tokens))
@@ -201,7 +204,8 @@ def lens(
             table.add_row(name, *(Text(f"{layer[p][0][0]!r} {layer[p][0][1]:.2f}") for p in shown))
     else:
         table = Table("residual", *(f"#{i + 1}" for i in range(len(result.top[0][0]))),
-                      title=f"next token after {result.tokens[position]!r} (position {position % len(result.tokens)})")
+                      title=cell(f"next token after {result.tokens[position]!r} (position "
+                                 f"{position % len(result.tokens)})"))
         for name, layer in zip(names, result.top):
             table.add_row(name, *(Text(f"{t!r} {p:.2f}") for t, p in layer[position]))
     out.print(table)

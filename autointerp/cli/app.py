@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sqlite3
 import sys
@@ -26,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autointerp.cli.flags import config_flag
+from autointerp.cli.text import cell, csv_cell, inert, json_text
 from autointerp.errors import UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -124,14 +124,20 @@ def check_format(value: str, allowed: tuple[str, ...]) -> None:
         raise UsageError(f"--format {value!r} is not supported here; use {' or '.join(allowed)}")
 
 
+def print_json(value) -> None:
+    """JSON on stdout: exact values, no raw control character (``text.json_text``)."""
+    sys.stdout.write(json_text(value) + "\n")
+
+
 def emit(rows: list[dict], cols: list[str], output: str) -> None:
+    """Rows as json (exact), csv (inert text, no cell a spreadsheet would run) or a table (inert text)."""
     if output == "json":
-        out.print_json(json.dumps(rows))
+        print_json(rows)
     elif output == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+        writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({c: csv_cell(r.get(c)) for c in cols} for r in rows)
         sys.stdout.write(buf.getvalue())
     else:
         if not rows:
@@ -139,7 +145,7 @@ def emit(rows: list[dict], cols: list[str], output: str) -> None:
             return
         table = Table(*cols)
         for r in rows:
-            table.add_row(*(Text(fmt(v)) if isinstance(v, float) else Text(str(v)) for v in (r.get(c) for c in cols)))
+            table.add_row(*(Text(fmt(v)) if isinstance(v, float) else cell(v) for v in (r.get(c) for c in cols)))
         out.print(table)
 
 
@@ -156,11 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as e:
         if debug:
             traceback.print_exc()
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {inert(e)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.exceptions.TyperException as e:  # bad flags (typer's click errors derive from it): status 2
         message = e.format_message() if hasattr(e, "format_message") else str(e)
-        err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {inert(message)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted: finished units are saved; run the same command again to resume", markup=False)
@@ -168,5 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     except sqlite3.Error as e:
         if debug:
             traceback.print_exc()
-        err.print(f"error: database problem: {e}; pass another --db or check the file", markup=False)
+        if getattr(e, "sqlite_errorname", "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):  # bad input: the file
+            err.print(f"error: the database is damaged ({inert(e)}); see autointerp db check, or pass another --db",
+                      markup=False)
+            sys.exit(2)
+        err.print(f"error: database problem: {inert(e)}; pass another --db or check the file", markup=False)
         sys.exit(1)

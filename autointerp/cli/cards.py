@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from autointerp.cli.text import cell, inert, markup
+
 LEVELS = ["", "on #3a2a00", "on #6b4a00", "on #a06a00", "on #d08a00"]
 
 
@@ -23,13 +25,13 @@ def highlight(tokens: list[str], activations: list[float], m: float) -> Text:
     text = Text()
     for tok, a in zip(tokens, activations):
         level = 0 if m <= 0 or a <= 0 else min(4, 1 + int(4 * a / m - 1e-9))
-        text.append(tok.replace("\n", "⏎"), style=LEVELS[level] + (" bold" if level == 4 else ""))
+        text.append(inert(tok.replace("\n", "⏎")), style=LEVELS[level] + (" bold" if level == 4 else ""))
     return text
 
 
 def render_unit_card(console: Console, card: dict[str, Any], n_windows: int = 5) -> None:
     u, stats = card["unit"], card["stats"] or {}
-    console.print(f"[bold]unit {u['layer']}/{u['unit']}[/bold] ({u['kind']}, model {u['model_hash']})")
+    console.print(f"[bold]unit {u['layer']}/{u['unit']}[/bold] ({markup(u['kind'])}, model {markup(u['model_hash'])})")
     if stats:
         rate = stats["firing_rate"] or 0.0
         console.print(
@@ -39,21 +41,21 @@ def render_unit_card(console: Console, card: dict[str, Any], n_windows: int = 5)
         )
         if stats.get("top_tokens"):
             tops = ", ".join(f"{t!r} {f}/{n}" for t, f, n in stats["top_tokens"][:8])
-            console.print(Text(f"top tokens (firings/occurrences): {tops}"))
+            console.print(cell(f"top tokens (firings/occurrences): {tops}"))
     table = Table("explainer", "status", "test score", "top", "random", "explanation", title="explanations")
     for e in card["explanations"]:
         test = next((s for s in e["scores"] if s["split"] == "test"), None)
         cells = [_num(test and test["score"]), _num(test and test["score_top"]), _num(test and test["score_random"])]
         if test and test["score"] is None:
             cells[0] = f"n/a ({test['undefined_reason']})"
-        table.add_row(e["explainer"], e["status"], *cells, Text(e["text"] or e["reason"] or ""))
+        table.add_row(cell(e["explainer"]), cell(e["status"]), *map(cell, cells), cell(e["text"] or e["reason"] or ""))
     console.print(table)
     windows = card["windows"][:n_windows]
     if windows:
         m = max(max(w["activations"]) for w in windows)
         console.print(f"top windows (max activation {m:.4f}; brighter = stronger):")
         for w in windows:
-            line = Text(f"#{w['rank']:<3}{w['split']:<6}{max(w['activations']):8.4f}  ")
+            line = cell(f"#{w['rank']:<3}{w['split']:<6}{max(w['activations']):8.4f}  ")
             console.print(line + highlight(w["tokens"], w["activations"], m), soft_wrap=True)
 
 

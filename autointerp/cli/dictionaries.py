@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
@@ -21,7 +20,9 @@ from autointerp.cli.app import (
     check_format,
     fmt,
     out,
+    print_json,
 )
+from autointerp.cli.text import cell, markup
 
 sae_app = typer.Typer(no_args_is_help=True, help="Sparse autoencoders and baseline dictionaries as units.")
 app.add_typer(sae_app, name="sae")
@@ -36,7 +37,7 @@ def sae_train(
     ratio: Annotated[float, Opt(help="SAE features per input dimension (random: half as many directions).")] = 4.0,
     alpha: Annotated[float, Opt(help="SAE L1 coefficient (loss: summed squared error + alpha * L1); 1.0 gives "
                                      "mean L0 about 20 on the bundled model's residual stream.")] = 1.0,
-    epochs: Annotated[int, Opt(help="SAE passes over the fitting activations.")] = 10,
+    epochs: Annotated[int, Opt(help="SAE passes over the fitting activations.", min=1)] = 10,
     fit_tokens: Annotated[int, Opt(help="Tokens of activations to fit on.")] = 200_000,
     fit_corpus: Annotated[str, Opt(help="Corpus to fit on (default stdlib:fit, the split the bundled model "
                                         "was trained on).")] = "stdlib:fit",
@@ -86,12 +87,14 @@ def _print_dictionary(report, output: str, db: str) -> None:
     from dataclasses import asdict
 
     if output == "json":
-        out.print_json(json.dumps(asdict(report)))
+        print_json(asdict(report))
         return
-    table = Table(title=f"{report.path}: layer {report.layer}, {report.n_tokens:,} held-out tokens")
+    table = Table(title=cell(f"{report.path}: layer {report.layer}, {report.n_tokens:,} held-out tokens"))
     for name in ("kind", "site", "features", "FVU", "mean L0", "dead", "loss clean", "loss spliced"):
         table.add_column(name, no_wrap=True)
-    table.add_row(report.kind, report.site, f"{report.n_features:,}", fmt(report.fvu), f"{report.mean_l0:.1f}",
-                  f"{report.dead_features:,}", fmt(report.loss_clean), fmt(report.loss_spliced))
+    table.add_row(cell(report.kind), cell(report.site), f"{report.n_features:,}", fmt(report.fvu),
+                  f"{report.mean_l0:.1f}", f"{report.dead_features:,}", fmt(report.loss_clean),
+                  fmt(report.loss_spliced))
     out.print(table)
-    out.print(f"stored in {db}; explain its features: autointerp run --layer {report.layer} --units sae:{report.path}")
+    out.print(f"stored in {markup(db)}; explain its features: autointerp run --layer {report.layer} "
+              f"--units sae:{markup(report.path)}")

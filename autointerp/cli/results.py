@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from autointerp.cli.app import (
     ConfigOpt,
@@ -20,7 +18,9 @@ from autointerp.cli.app import (
     fmt,
     open_existing,
     out,
+    print_json,
 )
+from autointerp.cli.text import cell
 from autointerp.errors import UsageError
 
 
@@ -32,7 +32,7 @@ def leaderboard(
     by: Annotated[Optional[str], Opt(help="'explainer': one row per explainer; 'dictionary': per unit kind "
                                           "(neurons, SAE and baseline features) and layer.")] = None,
     sort: Annotated[str, Opt(help="score (default, best first) or unit.")] = "score",
-    limit: Annotated[Optional[int], Opt(help="At most this many rows.")] = None,
+    limit: Annotated[Optional[int], Opt(help="At most this many rows.", min=0)] = None,
     output: Annotated[str, Opt("--format", help="table, json or csv.")] = "table",
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -74,7 +74,7 @@ def show(
     db: DbOpt = None,
     config: ConfigOpt = None,
     output: FormatOpt = "table",
-    windows: Annotated[int, Opt(help="Top windows to show.")] = 5,
+    windows: Annotated[int, Opt(help="Top windows to show.", min=0)] = 5,
 ) -> None:
     """One unit's card: statistics, explanations with scores, top windows with activating tokens highlighted."""
     from autointerp.config import load_config
@@ -87,7 +87,7 @@ def show(
         raise UsageError(f"{unit!r} is not LAYER/UNIT; write e.g. autointerp show 13/42 (or sae:HASH@13/42)")
     card = open_existing(load_config(config, {"db": db}).db).unit_card(layer, u, kind or "neuron")
     if output == "json":
-        out.print_json(json.dumps(card))
+        print_json(card)
         return
     from autointerp.cli.cards import render_unit_card
 
@@ -100,14 +100,14 @@ def _print_leaderboard(rows: list[dict]) -> None:
         out.print("no scored explanations match; run: autointerp run --layer N")
         return
     sims = sorted({r["simulator"] for r in rows})
-    table = Table(caption=f"test-split Pearson r; simulator: {', '.join(sims)}", expand=True)
+    table = Table(caption=cell(f"test-split Pearson r; simulator: {', '.join(sims)}"), expand=True)
     for name in ("unit", "score", "top", "random", "explainer"):
         table.add_column(name, no_wrap=True)
     table.add_column("explanation", ratio=1, overflow="fold")
     for r in rows:
         unit = f"{r['layer']}/{r['unit']}" if r["kind"] == "neuron" else f"{r['kind']}@{r['layer']}/{r['unit']}"
-        table.add_row(unit, fmt(r["score"]), fmt(r["score_top"]), fmt(r["score_random"]), r["explainer"],
-                      Text(r["explanation"]))
+        table.add_row(cell(unit), fmt(r["score"]), fmt(r["score_top"]), fmt(r["score_random"]), cell(r["explainer"]),
+                      cell(r["explanation"]))
     out.print(table)
 
 
@@ -122,7 +122,7 @@ def _print_by_explainer(rows: list[dict]) -> None:
         table.add_column(name, no_wrap=True)
     for r in rows:
         name = f"{r['explainer']} / {r['simulator']}" + (" (control)" if r["role"] == "control" else "")
-        table.add_row(Text(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
+        table.add_row(cell(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
                       fmt(r["mean"]), f"{fmt(r['ci_low'])}-{fmt(r['ci_high'])}" if r["mean"] is not None else "",
                       fmt(r["median"]), str(r["llm_calls"] or 0))
     out.print(table)
@@ -137,7 +137,7 @@ def _print_by_dictionary(rows: list[dict]) -> None:
     for name in ("layer", "units of", "explainer / simulator", "n", "undef.", "mean", "95% CI", "median"):
         table.add_column(name, no_wrap=True)
     for r in rows:
-        table.add_row(str(r["layer"]), r["kind"], f"{r['explainer']} / {r['simulator']}", str(r["units"]),
+        table.add_row(str(r["layer"]), cell(r["kind"]), cell(f"{r['explainer']} / {r['simulator']}"), str(r["units"]),
                       str(r["undefined"]), fmt(r["mean"]), f"{fmt(r['ci_low'])}-{fmt(r['ci_high'])}",
                       fmt(r["median"]))
     out.print(table)
@@ -175,7 +175,7 @@ def models(
                 row["check"] = {"reachable": False, "logprobs": None, "tools": None, "error": str(e)}
         rows.append(row)
     if output == "json":
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     if not rows:
         out.print("no model profiles; add [models.NAME] tables to autointerp.toml (see README: Configuration)")
@@ -186,5 +186,5 @@ def models(
         if check:
             c = r["check"]
             cells.append(c["error"] or f"reachable, logprobs={c['logprobs']}, tools={c['tools']}")
-        table.add_row(*(Text(x) for x in cells))
+        table.add_row(*(cell(x) for x in cells))
     out.print(table)

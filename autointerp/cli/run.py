@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated
 
 from rich.table import Table
-from rich.text import Text
 
 from autointerp.cli.app import (
     ConfigOpt,
@@ -19,8 +17,10 @@ from autointerp.cli.app import (
     err,
     fmt,
     out,
+    print_json,
 )
 from autointerp.cli.flags import config_flags
+from autointerp.cli.text import cell, markup
 from autointerp.db.leases import LeaseHeld
 
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
@@ -60,7 +60,7 @@ def run(
     def on_estimate(e: dict) -> None:
         progress.console.print(
             f"LLM estimate for {e['units']} units: ~{e['calls']:,} calls, ~{e['tokens_in']:,} tokens in, "
-            f"~{e['tokens_out']:,} out, ~${e['cost_usd']:.4f} (tokens counted by {e['token_counting']})"
+            f"~{e['tokens_out']:,} out, ~${e['cost_usd']:.4f} ({_basis(e)})"
             + (f"; stops at --max-usd {cfg.max_usd}" if cfg.max_usd is not None else "")
             + (f"; stops at --max-calls {cfg.max_calls}" if cfg.max_calls is not None else ""))
 
@@ -76,9 +76,19 @@ def run(
                   "--wait to wait for it", markup=False, highlight=False, soft_wrap=True)
         return
     if output == "json":
-        out.print_json(json.dumps(_summary_json(summary)))
+        print_json(_summary_json(summary))
     else:
         _print_summary(summary)
+
+
+def _basis(e: dict) -> str:
+    """How the estimate's tokens per call were found, per component (``pipeline.measured``)."""
+    basis = "; ".join(f"{role}: {how}" for role, how in e.get("basis", {}).items())
+    return f"{basis}; prompts counted by {e['token_counting']}" if basis else f"tokens counted by {e['token_counting']}"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.4f}" if isinstance(x, float) and x < 10 else f"{x:,.0f}"
 
 
 def _summary_json(s) -> dict:
@@ -87,14 +97,15 @@ def _summary_json(s) -> dict:
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
         "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
-        "controls": s.controls, "wall_s": round(s.wall_s, 2), "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
+        "controls": s.controls, "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
+        "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
 
 
 def _print_summary(s) -> None:
-    label = f"{s.explainer} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
+    label = f"{markup(s.explainer)} explainer" + (" (BASELINE: the non-LLM floor)" if s.baseline else "")
     out.print(f"[bold]layer {s.layer}[/bold]: {len(s.outcomes)} units explained and scored"
               + (f", {s.units_skipped} already done by an earlier run" if s.units_skipped else "")
               + f" in {s.wall_s:.1f}s")
@@ -102,7 +113,7 @@ def _print_summary(s) -> None:
         out.print(f"captured {s.n_tokens:,} tokens in {s.capture_s:.1f}s ({s.n_tokens / s.capture_s:,.0f} tok/s)")
     if s.explain_s:
         out.print(f"explained and scored in {s.explain_s:.1f}s")
-    out.print(f"{label}; {s.simulator} simulator; score = Pearson r on held-out test windows (top + random)")
+    out.print(f"{label}; {markup(s.simulator)} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
     for c in s.controls:
@@ -120,13 +131,21 @@ def _print_summary(s) -> None:
                 table.add_row("...", "", "")
             else:
                 name = f"{s.layer}/{o.unit}" if s.unit_kind == "neuron" else f"{s.unit_kind}@{s.layer}/{o.unit}"
-                table.add_row(name, fmt(o.score), Text(o.explanation))
+                table.add_row(cell(name), fmt(o.score), cell(o.explanation))
         out.print(table)
     if s.llm_usage:
         u = s.llm_usage
         out.print(f"LLM: {u['calls']:,} calls ({u['errors']} failed), {u['tokens_in']:,} tokens in, "
                   f"{u['tokens_out']:,} out, ${u['cost_usd']:.4f}; per unit: {u['per_unit']['calls']} calls, "
                   f"{u['per_unit']['tokens_in']:,} in, {u['per_unit']['tokens_out']:,} out")
+    versus = s.estimate_vs_actual
+    if versus:
+        parts = [f"{name} ~{_num(versus[key]['estimate'])} vs {_num(versus[key]['actual'])}"
+                 + ("" if versus[key]["error"] is None else f" ({100 * versus[key]['error']:+.0f}%)")
+                 for key, name in (("calls", "calls"), ("tokens_in", "tokens in"), ("tokens_out", "out"),
+                                   ("cost_usd", "$"))]
+        how = "measured" if versus["measured"] else "a guess"
+        out.print(f"LLM estimate ({how}) vs actual for {versus['units']} units: {', '.join(parts)}", markup=False)
     if s.stopped:
-        out.print(f"[yellow]stopped early: {s.stopped}[/yellow]; the same command resumes with the units left")
-    out.print(f"results in {s.db} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")
+        out.print(f"[yellow]stopped early: {markup(s.stopped)}[/yellow]; the same command resumes with the units left")
+    out.print(f"results in {markup(s.db)} (run {s.run_id}); see: autointerp leaderboard --layer {s.layer}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from autointerp.cli.app import ConfigOpt, Opt, app, check_format, err, out
+from autointerp.cli.app import ConfigOpt, Opt, app, check_format, err, out, print_json
 
 sweep_app = typer.Typer(no_args_is_help=True, help="Overnight sweeps: a plan file, run, status, report, schedule.")
 db_app = typer.Typer(no_args_is_help=True, help="Results database tools.")
@@ -41,7 +40,7 @@ def sweep_run(
     result = run_sweep(plan, config=config, shard=shard_t, wait=wait, ray=ray, command=" ".join(sys.argv), db=db,
                        on_event=lambda m: err.print(m, markup=False, highlight=False, soft_wrap=True))
     if output == "json":
-        out.print_json(json.dumps(result.__dict__))
+        print_json(result.__dict__)
     elif result.status == "held":
         out.print(f"not started: sweep {result.sweep} is being run by {result.holder}", markup=False)
     else:
@@ -59,7 +58,7 @@ def sweep_status_cmd(plan: PlanArg, output: Annotated[str, Opt("--format", help=
     check_format(output, ("table", "json"))
     s = sweep_status(plan, config, db)
     if output == "json":
-        out.print_json(json.dumps(s))
+        print_json(s)
         return
     table = Table("job", "layers", "done", "failed", "to do", "spent $", "tonight $", "left $ (est.)",
                   "left s (est.)", "note", title=f"sweep {s['sweep']}: {'DONE' if s['done'] else 'not done'}")
@@ -87,7 +86,7 @@ def sweep_report_cmd(plan: PlanArg, since: Annotated[Optional[str], Opt(help="IS
     check_format(output, ("text", "json"))
     r = sweep_report(plan, config, since, db)
     if output == "json":
-        out.print_json(json.dumps(r))
+        print_json(r)
         return
     lines = [f"sweep {r['sweep']} since {r['since'][:19]}Z: {len(r['sessions'])} sessions "
              f"({', '.join(s['status'] + (': ' + s['reason'] if s['reason'] else '') for s in r['sessions'])})",
@@ -142,7 +141,7 @@ def db_merge(target: Annotated[str, typer.Argument(help="Output database (create
     check_format(output, ("table", "json"))
     added = merge_databases(target, sources)
     if output == "json":
-        out.print_json(json.dumps(added))
+        print_json(added)
     else:
         out.print(f"merged {len(sources)} databases into {target}: " + ", ".join(
             f"{n} {t}" for t, n in added.items() if n), markup=False)

@@ -17,7 +17,7 @@ from autointerp.config import Config
 from autointerp.corpus import open_corpus
 from autointerp.db import open_db
 from autointerp.errors import UsageError
-from autointerp.pipeline.components import package_versions, unit_space
+from autointerp.pipeline.components import check_corpus, check_window, existing_db, package_versions, unit_space
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
 from autointerp.subject.capture import CaptureConfig, capture
 from autointerp.subject.model import load_subject
@@ -42,9 +42,11 @@ def analyze(cfg: Config, layers: str, command: str = "",
     units) for ``layers`` in ONE capture pass, stored in the DB (analysis_runs, layer_analyses, unit_analyses)."""
     t0 = time.time()
     corpus = open_corpus(cfg.corpus, cfg.seed)
-    store = open_db(cfg.db)
+    store = existing_db(cfg.db)  # checked now; a new file is created only when there is something to store
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     wanted = parse_layers(layers, subject.n_layers)
+    check_window(subject, cfg.window)
+    check_corpus(corpus, subject, cfg.window)
     cap_cfg = CaptureConfig(layers=wanted, window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
                             batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
                             firing=cfg.firing, seed=cfg.seed,
@@ -61,6 +63,7 @@ def analyze(cfg: Config, layers: str, command: str = "",
         units += [{**u.to_json(), "position_profile": [round(x, 5) for x in profile[u.unit].tolist()]}
                   for u in unit_results]
     n_tokens = caps[wanted[0]].n_tokens
+    store = store or open_db(cfg.db)
     run_id = store.save_analysis(command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
                                  model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens,
                                  summaries=summaries, units=units)
@@ -86,7 +89,7 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
         raise UsageError(f"unknown concept {concept!r}; built-in: {', '.join(BUILTIN_CONCEPTS)}, or a .jsonl file")
     if method not in ("mean_diff", "adaptive"):
         raise UsageError(f"--method {method!r} is not supported; use mean_diff or adaptive")
-    store = open_db(cfg.db)
+    store = existing_db(cfg.db)
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     wanted = parse_layers(layers, subject.n_layers)
     if cfg.dictionary is not None and len(wanted) > 1:
@@ -95,6 +98,7 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
     results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or DEFAULT_TOKENS,
                            window=cfg.window, seed=cfg.seed, space=space, context=context, on_progress=on_progress)
     model_hash = subject.weights_hash()
+    store = store or open_db(cfg.db)
     return [(result, store.save_probe(command=command, model=cfg.model, model_hash=model_hash,
                                       corpus=None if corpus is None else cfg.corpus, result=result))
             for result in results]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from autointerp.agent.base import Explainer
@@ -18,13 +19,15 @@ from autointerp.agent.baseline import BaselineExplainer
 from autointerp.agent.graph import AgentLimits
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.config import Config
-from autointerp.db import Store
+from autointerp.corpus import Corpus, bos_id, iter_token_windows
+from autointerp.db import Store, check_db_target, open_db
 from autointerp.errors import UsageError
 from autointerp.llm.client import Budget, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
 from autointerp.scoring.baseline import BaselineSimulator
 from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.simulator import Simulator
+from autointerp.subject.model import Subject
 from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
 
 
@@ -105,6 +108,30 @@ def unit_space(cfg: Config, subject) -> UnitSpace:
     if cfg.dictionary is None:
         return NEURONS
     return load_unit_space(cfg.dictionary, cfg.layer, subject)
+
+
+def check_window(subject: Subject, window: int) -> None:
+    """UsageError when a window (and the BOS token the model's tokenizer adds) does not fit the model's positions."""
+    needed = window + (bos_id(subject.tokenizer) is not None)
+    if subject.max_positions is not None and needed > subject.max_positions:
+        raise UsageError(f"--window {window} needs {needed} positions but {subject.name} has "
+                         f"{subject.max_positions}; use --window {window - needed + subject.max_positions} or less")
+
+
+def check_corpus(corpus: Corpus, subject: Subject, window: int) -> None:
+    """UsageError unless the corpus yields at least one window of ``window`` tokens (read until the first one)."""
+    if next(iter_token_windows(corpus, subject.tokenizer, window, 1), None) is None:
+        raise UsageError(f"corpus {corpus.spec!r} yields no window of {window} tokens (its documents are empty or "
+                         "shorter); use a larger corpus or a smaller --window")
+
+
+def existing_db(path: str | Path) -> Store | None:
+    """The store at ``path`` when the file exists (checked as by ``open_db``), else None after checking that it can be
+    created: a command opens its database early this way and creates it only once every input has been checked."""
+    if Path(path).exists():
+        return open_db(path)
+    check_db_target(path)
+    return None
 
 
 def package_versions() -> dict[str, str]:

@@ -8,6 +8,7 @@ directions, the default basis) on a layer's activations, and measure it (FVU, L0
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from autointerp.config import Config
 from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.db import Store, open_db
 from autointerp.errors import UsageError
+from autointerp.pipeline.components import check_corpus, check_window, existing_db
 from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     SAETrainConfig,
@@ -68,15 +70,17 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
         raise UsageError(f"--kind {family!r} is not one of {', '.join(DICTIONARY_FAMILIES)}")
     if site not in ("mlp", "resid"):
         raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
-    target = Path(out)
-    if target.exists() and any(target.iterdir()):
-        raise UsageError(f"{out} already exists and is not empty; choose another --out or remove it")
-    store = open_db(cfg.db)
+    _check_numbers(cfg, ratio=ratio, alpha=alpha, epochs=epochs, fit_tokens=fit_tokens, eval_tokens=eval_tokens)
+    target = _check_out(out)
+    fit, held_out = open_corpus(fit_corpus, cfg.seed), open_corpus(cfg.corpus, cfg.seed)
+    store = existing_db(cfg.db)
     subject = load_subject(cfg.model, cfg.device, cfg.dtype)
     subject.check_layer(layer)
+    check_window(subject, cfg.window)
+    check_corpus(fit, subject, cfg.window)
+    check_corpus(held_out, subject, cfg.window)
     model_hash = subject.weights_hash()
-    windows = iter_token_windows(open_corpus(fit_corpus, cfg.seed), subject.tokenizer, cfg.window,
-                                 max(1, fit_tokens // cfg.window))
+    windows = iter_token_windows(fit, subject.tokenizer, cfg.window, max(1, fit_tokens // cfg.window))
     acts = collect_activations(subject, windows, layer, site, max_tokens=fit_tokens, batch_size=cfg.batch_size)
     metadata = {"layer": layer, "site": site, "model": cfg.model, "model_hash": model_hash,
                 "fit_corpus": fit_corpus, "fit_tokens": len(acts), "seed": cfg.seed}
@@ -104,12 +108,16 @@ def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 5
     """FVU, mean L0 and dead features of the dictionary folder ``path`` on ``eval_tokens`` of ``cfg.corpus`` (the
     held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
     stored in ``dictionary_evals``."""
-    store = store or open_db(cfg.db)
+    _check_numbers(cfg, eval_tokens=eval_tokens)
+    corpus = open_corpus(cfg.corpus, cfg.seed)
+    store = store or existing_db(cfg.db)
     subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
     subject.check_layer(layer)
     space = load_unit_space(path, layer, subject)
+    check_window(subject, cfg.window)
+    check_corpus(corpus, subject, cfg.window)
     max_windows = max(1, eval_tokens // cfg.window)
-    windows = list(iter_token_windows(open_corpus(cfg.corpus, cfg.seed), subject.tokenizer, cfg.window, max_windows))
+    windows = list(iter_token_windows(corpus, subject.tokenizer, cfg.window, max_windows))
     acts = collect_activations(subject, windows, layer, space.site, max_tokens=eval_tokens,
                                batch_size=cfg.batch_size)
     metrics = dictionary_metrics(space.dictionary, acts)
@@ -124,6 +132,38 @@ def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 5
         loss_spliced=loss_spliced,
     )
     config = json.loads((Path(path) / "cfg.json").read_text())
+    store = store or open_db(cfg.db)
     report.eval_id = store.save_dictionary_eval(command=command, model=cfg.model, model_hash=subject.weights_hash(),
                                                 corpus=cfg.corpus, report=report, config=config)
     return report
+
+
+def _check_numbers(cfg: Config, **values: float) -> None:
+    """UsageError for a numeric option out of its range (names as the ``sae`` flags spell them)."""
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if name in ("fit_tokens", "eval_tokens") and value < cfg.window:
+            raise UsageError(f"{flag} {value} is less than one window of {cfg.window} tokens; give {cfg.window} "
+                             "or more")
+        if name == "epochs" and value < 1:
+            raise UsageError(f"{flag} {value}: give 1 or more passes")
+        if name == "ratio" and not value > 0:
+            raise UsageError(f"{flag} {value}: give a positive number of features per input dimension")
+        if name == "alpha" and not value >= 0:
+            raise UsageError(f"{flag} {value}: give 0 or more")
+
+
+def _check_out(out: str) -> Path:
+    """The new dictionary folder ``out``: UsageError when it is a file, a folder that is not empty, or cannot be
+    created (its nearest existing parent is not a writable folder)."""
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"--out {out} is a file; give a new folder for the dictionary")
+    if target.is_dir() and any(target.iterdir()):
+        raise UsageError(f"{out} already exists and is not empty; choose another --out or remove it")
+    parent = target.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot create a folder under {parent}; choose another --out")
+    return target

@@ -40,13 +40,16 @@ from autointerp.errors import UsageError
 from autointerp.llm.client import BudgetExceeded
 from autointerp.pipeline.components import (
     LLMContext,
+    check_corpus,
+    check_window,
+    existing_db,
     make_explainer,
     make_simulator,
     package_versions,
     unit_space,
 )
+from autointerp.pipeline.measured import compare, estimate_run
 from autointerp.scoring.controls import score_controls, shuffled_partners
-from autointerp.scoring.estimate import estimate_llm_usage
 from autointerp.scoring.scored import process_unit
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.capture import CaptureConfig, LayerCapture, capture
@@ -86,6 +89,11 @@ class RunSummary:
     llm_usage: dict[str, Any] | None = None  # what this session's LLM calls used: calls, tokens, cost, per unit
     unit_kind: str = "neuron"  # "neuron", or the dictionary's features: family:hash8 (subject.units)
     controls: list[dict[str, Any]] = field(default_factory=list)  # per control: units, scored, mean (the floor)
+
+    @property
+    def estimate_vs_actual(self) -> dict[str, Any] | None:
+        """The estimate, scaled to the units this session finished, against what they used (``measured.compare``)."""
+        return compare(self.estimate, self.llm_usage, self.units_this_session)
 
     @property
     def units_this_session(self) -> int:
@@ -140,21 +148,25 @@ def open_run(cfg: Config, command: str = "", fresh: bool = False, *, wait: bool 
     llm = LLMContext(cfg)
     explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)  # unknown names, missing keys
     corpus = open_corpus(cfg.corpus, cfg.seed)
-    store = open_db(cfg.db)  # fails early on a corrupt, locked or newer DB
+    store = existing_db(cfg.db)  # a corrupt, locked or newer file fails now; a new one is created once inputs are ok
     try:
+        subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
+        subject.check_layer(cfg.layer)
+        check_window(subject, cfg.window)
+        space = unit_space(cfg, subject)
+        units = parse_units(cfg.units, space.n_units(subject))
+        check_corpus(corpus, subject, cfg.window)
+        store = store or open_db(cfg.db)  # every input checked: the first write
         return _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject,
-                         lease_ttl_s)
+                         space, units, lease_ttl_s)
     except BaseException:
-        store.close()
+        if store is not None:
+            store.close()
         raise
 
 
-def _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject,
+def _open_run(cfg, command, fresh, llm, explainer, simulator, corpus, store, wait, on_wait, subject, space, units,
               lease_ttl_s) -> OpenRun:
-    subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
-    subject.check_layer(cfg.layer)
-    space = unit_space(cfg, subject)
-    units = parse_units(cfg.units, space.n_units(subject))
     model_hash = subject.weights_hash()
     run_key = cfg.run_key(model_hash, explainer.config(), simulator.config(), space.identity())
     lease = acquire_lease(store.path, f"run:{run_key}", ttl_s=lease_ttl_s, wait=wait, on_wait=on_wait)
@@ -263,8 +275,8 @@ def _run_opened(r: OpenRun, t0: float, on_capture_start, on_unit, on_estimate) -
         return summary
     try:
         cap = capture_layer(r, on_capture_start)
-        summary.estimate = estimate_llm_usage(cap.unit_record(r.todo[0], r.space.kind), r.explainer, r.simulator,
-                                              len(r.todo), cfg.tiktoken_file, controls=cfg.controls)
+        summary.estimate = estimate_run(r.store, cap.unit_record(r.todo[0], r.space.kind), r.explainer, r.simulator,
+                                        len(r.todo), cfg.tiktoken_file, controls=cfg.controls)
         if summary.estimate is not None and on_estimate:
             on_estimate(summary.estimate)
         explain_layer(r, cap, on_unit)
