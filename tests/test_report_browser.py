@@ -179,8 +179,8 @@ def test_screenshots(browser, tmp_path_factory):
     db = str(root / "results.db")
 
     def build() -> None:  # in a thread of its own: Playwright's event loop runs in this one, the pipeline's can't
-        run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "100000", "--db", db)
-        run_cli("analyze", "--layer", "4", "--tokens", "100000", "--db", db)
+        run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "30000", "--db", db)
+        run_cli("analyze", "--layer", "4", "--tokens", "30000", "--db", db)
         build_site(db, root / "site", jobs=2)
 
     failures: list[BaseException] = []
