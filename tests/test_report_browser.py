@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 from fixtures import hostile_results, run_cli
 
+# read at import: the autouse ``isolated`` fixture clears AUTOINTERP_* variables before each test
+SCREENSHOTS = os.environ.get("AUTOINTERP_SCREENSHOTS")
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -192,7 +194,7 @@ def test_screenshots(browser, tmp_path_factory):
     w = Watched(context, allowed_hosts=set())
     w.page.goto((root / "site" / "index.html").as_uri())
     w.page.locator("#leaderboard th[data-sort=score]").click()
-    out = os.environ.get("AUTOINTERP_SCREENSHOTS")
+    out = SCREENSHOTS
     if out:
         out = Path(__file__).resolve().parents[1] / out  # relative to the repository (tests run in a temp dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -204,3 +206,5 @@ def test_screenshots(browser, tmp_path_factory):
         w.page.screenshot(path=str(out / "unit.png"))
     w.assert_clean()
     context.close()
+    if out:
+        assert (out / "index.png").stat().st_size > 10_000 and (out / "unit.png").stat().st_size > 10_000
