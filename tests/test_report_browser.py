@@ -199,10 +199,10 @@ def test_screenshots(browser, tmp_path_factory):
         out = Path(__file__).resolve().parents[1] / out  # relative to the repository (tests run in a temp dir)
         out.mkdir(parents=True, exist_ok=True)
         w.page.screenshot(path=str(out / "index.png"))
+    w.page.set_viewport_size({"width": 1280, "height": 1250})
     w.page.goto((root / "site" / "units" / "4-199.html").as_uri())
     assert w.page.locator(".win .true i.a10").count() >= 1
     if out:
-        w.page.locator("h2", has_text="Explanations").scroll_into_view_if_needed()
         w.page.screenshot(path=str(out / "unit.png"))
     w.assert_clean()
     context.close()
