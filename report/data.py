@@ -88,13 +88,13 @@ class ReportData(Reads):
                 FROM unit_stats s JOIN runs r ON r.id = s.run_id
             ), defined AS (
                 SELECT unit_id, COUNT(*) AS n_explanations, MAX(undefined_reason) AS undefined_reason
-                FROM explanation_scores GROUP BY unit_id
+                FROM explanation_scores WHERE role = 'explanation' GROUP BY unit_id
             )
             SELECT u.id AS unit_id, u.model_hash, u.kind, u.layer, u.unit, st.run_id, st.firing_rate, st.max,
                    st.fire_count, lb.score, lb.score_top, lb.score_random, lb.explainer, lb.simulator,
                    lb.explanation, lb.is_baseline, d.n_explanations, d.undefined_reason,
-                   (SELECT e.text FROM explanations e WHERE e.unit_id = u.id ORDER BY e.created_at DESC, e.id DESC
-                    LIMIT 1) AS latest_text
+                   (SELECT e.text FROM explanations e WHERE e.unit_id = u.id AND e.role = 'explanation'
+                    ORDER BY e.created_at DESC, e.id DESC LIMIT 1) AS latest_text
             FROM units u
             JOIN latest st ON st.unit_id = u.id AND st.place = 1
             LEFT JOIN leaderboard lb ON lb.unit_id = u.id

@@ -101,7 +101,10 @@ class SiteModel:
         page = self.data.unit_page(row["unit_id"])
         windows = page["windows"]
         m = max((max(w["activations"], default=0.0) for w in windows), default=0.0)
-        explanations = [_explanation(n, e, windows) for n, e in enumerate(page["explanations"], 1)]
+        own = [e for e in page["explanations"] if e.get("role", "explanation") != "control"]
+        explanations = [_explanation(n, e, windows) for n, e in enumerate(own, 1)]
+        controls = [_explanation(n, e, windows) for n, e in
+                    enumerate((e for e in page["explanations"] if e.get("role") == "control"), 1)]
         by_split: dict[str, list[dict[str, Any]]] = {"train": [], "valid": [], "test": []}
         for w in windows:
             lines = []
@@ -123,7 +126,7 @@ class SiteModel:
         random_acts = [a for w in windows if w["source"] == "random" for a in w["activations"]]
         plot = plotter.draw(top_acts, random_acts, profile, (stats or {}).get("firing_rate"), prefix=f"u{i}")
         return dict(row=row, unit=page["unit"], run_id=page["run_id"], stats=stats, analysis=analysis,
-                    explanations=explanations, windows=by_split, max_activation=m, plot=plot,
+                    explanations=explanations, controls=controls, windows=by_split, max_activation=m, plot=plot,
                     calls=[_call(c) for c in page["calls"]],
                     prev=self.rows[i - 1] if i else None, next=self.rows[i + 1] if i + 1 < len(self.rows) else None)
 

@@ -58,7 +58,7 @@ class UnitPlotter:
         self.rand = self.hist.stairs(np.zeros(self.BINS), edges, color=RANDOM, label="random windows")
         self.hist.set_xlabel("activation")
         self.hist.set_ylabel("tokens")
-        self.hist.set_title("activations: top windows (orange), random windows (blue)", loc="left")
+        self.hist.set_title("non-zero activations: top windows (orange), random (blue)", loc="left")
         (self.line,) = self.prof.plot([0], [0], color=LINE, lw=1.2, label="f(p)")
         self.rate = self.prof.axhline(0, color=MUTED, ls="--", lw=0.8, label="overall rate")
         self.prof.set_xlabel("position in window")
@@ -71,6 +71,7 @@ class UnitPlotter:
     def draw(self, top: Sequence[float], random: Sequence[float], profile: Sequence[float] | None,
              firing_rate: float | None, prefix: str = "u") -> str:
         t, r = np.asarray(top, float), np.asarray(random, float)
+        t, r = t[t != 0], r[r != 0]  # a ReLU unit is 0 on most tokens: that bar would flatten the rest
         both = np.concatenate([t, r]) if len(t) + len(r) else np.zeros(1)
         lo, hi = float(both.min()), float(both.max())
         edges = np.linspace(lo, hi if hi > lo else lo + 1.0, self.BINS + 1)

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 from fixtures import hostile_results, run_cli
 
+# read at import: the autouse ``isolated`` fixture clears AUTOINTERP_* variables before each test
+SCREENSHOTS = os.environ.get("AUTOINTERP_SCREENSHOTS")
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "") if p and Path(p).exists()), None)
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -179,8 +181,8 @@ def test_screenshots(browser, tmp_path_factory):
     db = str(root / "results.db")
 
     def build() -> None:  # in a thread of its own: Playwright's event loop runs in this one, the pipeline's can't
-        run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "100000", "--db", db)
-        run_cli("analyze", "--layer", "4", "--tokens", "100000", "--db", db)
+        run_cli("run", "--layer", "4", "--units", "192:208", "--tokens", "30000", "--db", db)
+        run_cli("analyze", "--layer", "4", "--tokens", "30000", "--db", db)
         build_site(db, root / "site", jobs=2)
 
     failures: list[BaseException] = []
@@ -192,15 +194,17 @@ def test_screenshots(browser, tmp_path_factory):
     w = Watched(context, allowed_hosts=set())
     w.page.goto((root / "site" / "index.html").as_uri())
     w.page.locator("#leaderboard th[data-sort=score]").click()
-    out = os.environ.get("AUTOINTERP_SCREENSHOTS")
+    out = SCREENSHOTS
     if out:
         out = Path(__file__).resolve().parents[1] / out  # relative to the repository (tests run in a temp dir)
         out.mkdir(parents=True, exist_ok=True)
         w.page.screenshot(path=str(out / "index.png"))
+    w.page.set_viewport_size({"width": 1280, "height": 1250})
     w.page.goto((root / "site" / "units" / "4-199.html").as_uri())
     assert w.page.locator(".win .true i.a10").count() >= 1
     if out:
-        w.page.locator("h2", has_text="Explanations").scroll_into_view_if_needed()
         w.page.screenshot(path=str(out / "unit.png"))
     w.assert_clean()
     context.close()
+    if out:
+        assert (out / "index.png").stat().st_size > 10_000 and (out / "unit.png").stat().st_size > 10_000
