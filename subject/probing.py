@@ -14,8 +14,8 @@ literals from the opening quote to the closing one, f-strings whole, docstrings 
 included; ``docstring``: the string literal that opens a module, class or function body. A string prefix (``r``,
 ``b``, ``f``, ``rb``, ...) is not labelled: a model token holding only the prefix comes before the quote, and a causal
 model's state there cannot know a string follows (a token that holds the quote is positive). ``keyword``: NAME
-tokens that are Python keywords; ``identifier``: the other NAME tokens; ``number``: NUMBER tokens; ``operator``: OP tokens (punctuation included); ``indent_ge2``: the characters of every
-token emitted while at least two indented blocks are open (NEWLINE/NL excluded). Names, operators and keywords inside
+tokens that are Python keywords; ``identifier``: the other NAME tokens; ``number``: NUMBER tokens; ``operator``:
+OP tokens (punctuation included); ``indent_ge2``: the characters of every token emitted while at least two indented blocks are open (NEWLINE/NL excluded). Names, operators and keywords inside
 f-string replacement fields are labelled as string only, so labels do not depend on the Python version. Documents
 that do not tokenize or parse are skipped. Lines are those ``tokenize`` reads, ended by ``"\n"`` only (a form feed
 or another Unicode line separator inside a line does not start a new one).
