@@ -9,16 +9,17 @@
 
 **Built-in concepts** (Python source): every character is labelled from Python's ``tokenize`` (and ``ast`` for
 docstrings) over the whole document, then a model token is positive when its character span (the tokenizer's
-``offset_mapping``) overlaps at least one positive character. ``comment``: COMMENT tokens; ``string``: string
-literals from the opening quote to the closing one, f-strings whole, docstrings (their whitespace and doctests)
-included; ``docstring``: the string literal that opens a module, class or function body. A string prefix (``r``,
-``b``, ``f``, ``rb``, ...) is not labelled: a model token holding only the prefix comes before the quote, and a causal
-model's state there cannot know a string follows (a token that holds the quote is positive). ``keyword``: NAME
-tokens that are Python keywords; ``identifier``: the other NAME tokens; ``number``: NUMBER tokens; ``operator``:
-OP tokens (punctuation included); ``indent_ge2``: the characters of every token emitted while at least two indented blocks are open (NEWLINE/NL excluded). Names, operators and keywords inside
-f-string replacement fields are labelled as string only, so labels do not depend on the Python version. Documents
-that do not tokenize or parse are skipped. Lines are those ``tokenize`` reads, ended by ``"\n"`` only (a form feed
-or another Unicode line separator inside a line does not start a new one).
+``offset_mapping``) overlaps at least one positive character. ``comment``: COMMENT tokens; ``string``: string literals
+from the opening quote to the closing one, f-strings whole, docstrings (their whitespace and doctests) included;
+``docstring``: the string literal that opens a module, class or function body. A string prefix (``r``, ``b``, ``f``,
+``rb``, ...) is not labelled: a model token holding only the prefix comes before the quote, and a causal model's state
+there cannot know a string follows (a token that holds the quote is positive). ``keyword``: NAME tokens that are
+Python keywords; ``identifier``: the other NAME tokens; ``number``: NUMBER tokens; ``operator``: OP tokens
+(punctuation included); ``indent_ge2``: the characters of every token emitted while at least two indented blocks are
+open (NEWLINE/NL excluded). Names, operators and keywords inside f-string replacement fields are labelled as string
+only, so labels do not depend on the Python version. Documents that do not tokenize or parse are skipped. Lines are
+those ``tokenize`` reads, ended by ``"\n"`` only (a form feed or another Unicode line separator inside a line does not
+start a new one).
 
 **User concepts**: a JSONL file of ``{"text": ..., "spans": [[start, end], ...]}`` (character offsets, end
 exclusive, into ``text``); a token is positive when it overlaps a span. The texts come with the concept; no corpus
