@@ -18,7 +18,7 @@ Python keywords; ``identifier``: the other NAME tokens; ``number``: NUMBER token
 (punctuation included); ``indent_ge2``: the characters of every token emitted while at least two indented blocks are
 open (NEWLINE/NL excluded). Names, operators and keywords inside f-string replacement fields are labelled as string
 only, so labels do not depend on the Python version. Documents that do not tokenize or parse are skipped. Lines are
-those ``tokenize`` reads, ended by ``"\n"`` only (a form feed or another Unicode line separator inside a line does not
+those ``tokenize`` reads, ended by ``"\\n"`` only (a form feed or another Unicode line separator inside a line does not
 start a new one).
 
 **User concepts**: a JSONL file of ``{"text": ..., "spans": [[start, end], ...]}`` (character offsets, end
