@@ -8,7 +8,8 @@ Collects the residual stream exactly as ``autointerp probe --units resid`` does 
 fits the dense probe (every dimension; StandardScaler + L2 logistic regression, C=1) and prints its test recall on
 string tokens by kind (docstring, other triple-quoted, one-line; tokens that straddle a string's edge), the
 false-positive rate on comment tokens, where the misses are, and what changes the F1: the decision threshold chosen
-on train, the regularisation, and leaving docstrings out. A ``.gguf`` path is loaded with transformers (needs ``gguf``).
+on train, the regularisation, the split (other seeds, by file), and leaving docstrings out. A ``.gguf`` path is
+loaded with transformers (needs ``gguf``).
 """
 
 from __future__ import annotations
@@ -86,18 +87,21 @@ def main() -> None:
     xs, y, group = collect_layers(subject, iter(pairs), layers, 64, args.tokens, WINDOWS_PER_DOCUMENT, space=RESIDUAL)
     context = context_size(subject, 64)
     cat = {name: [] for name in ("docstring", "kind", "straddle", "comment")}
+    doc_of = []  # per sampled token: its file
     offsets = {}
     for w in cut_windows(subject.tokenizer, iter(pairs), 64, args.tokens, WINDOWS_PER_DOCUMENT, context):
         text, labels, kinds = docs[w.doc]
         if w.doc not in offsets:
             enc = subject.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             offsets[w.doc] = np.asarray(enc["offset_mapping"]).reshape(-1, 2)
+        doc_of.extend([w.doc] * len(w.ids))
         for a, b in offsets[w.doc][w.start : w.start + len(w.ids)]:
             cat["docstring"].append(labels["docstring"][a:b].any())
             cat["kind"].append(kinds[a:b].max(initial=0))
             cat["straddle"].append(0 < labels["string"][a:b].mean() < 1 if b > a else False)
             cat["comment"].append(labels["comment"][a:b].any())
     cat = {k: np.asarray(v) for k, v in cat.items()}
+    doc_of = np.asarray(doc_of)
     train = split_by_window(group)
     test = ~train
     print(f"{args.model}: {len(y):,} tokens ({test.sum():,} test), {y.mean():.1%} string, "
@@ -127,6 +131,20 @@ def main() -> None:
             c = LogisticRegression(C=C, max_iter=2000).fit(X[train], y[train])
             print(f"  C={C}: test F1 {f1(y[test], c.predict(X[test])):.3f} "
                   f"(train {f1(y[train], c.predict(X[train])):.3f})")
+        seeds = []
+        for seed in range(1, 6):
+            tr = split_by_window(group, seed)
+            sc = StandardScaler().fit(xs[layer][tr])
+            c = LogisticRegression(C=1.0, max_iter=2000).fit(sc.transform(xs[layer][tr]), y[tr])
+            seeds.append(f1(y[~tr], c.predict(sc.transform(xs[layer][~tr]))))
+        print(f"  split seeds 1-5 instead of 0: test F1 {' '.join(f'{v:.3f}' for v in seeds)}")
+        files = np.unique(doc_of)
+        tr = np.isin(doc_of, np.random.default_rng(0).permutation(files)[: int(round(0.7 * len(files)))])
+        sc = StandardScaler().fit(xs[layer][tr])
+        c = LogisticRegression(C=1.0, max_iter=2000).fit(sc.transform(xs[layer][tr]), y[tr])
+        print("  split 70/30 by file instead of by window: test F1 "
+              f"{f1(y[~tr], c.predict(sc.transform(xs[layer][~tr]))):.3f} "
+              f"(train {f1(y[tr], c.predict(sc.transform(xs[layer][tr]))):.3f})")
         keep = ~cat["docstring"]
         c = LogisticRegression(C=1.0, max_iter=2000).fit(X[train & keep], y[train & keep])
         print("  docstring tokens left out of train and test: test F1 "
