@@ -8,15 +8,14 @@ Collects the residual stream exactly as ``autointerp probe --units resid`` does 
 fits the dense probe (every dimension; StandardScaler + L2 logistic regression, C=1) and prints its test recall on
 string tokens by kind (docstring, other triple-quoted, one-line; tokens that straddle a string's edge), the
 false-positive rate on comment tokens, where the misses are, and what changes the F1: the decision threshold chosen
-on train, the regularisation, the split (other seeds, by file), and leaving docstrings out. A ``.gguf`` path is
-loaded with transformers (needs ``gguf``).
+on train, the regularisation, the split (other seeds, by file), and leaving docstrings out. ``--model`` is anything
+``autointerp --model`` takes (a ``.gguf`` file too).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import os
 import tokenize
 
 import numpy as np
@@ -25,6 +24,7 @@ from sklearn.metrics import precision_recall_fscore_support
 from sklearn.preprocessing import StandardScaler
 
 from autointerp.corpus import open_corpus
+from autointerp.subject.model import load_subject
 from autointerp.subject.probing import (
     WINDOWS_PER_DOCUMENT,
     collect_layers,
@@ -34,23 +34,6 @@ from autointerp.subject.probing import (
     split_by_window,
 )
 from autointerp.subject.units import RESIDUAL
-
-
-def load(model: str):
-    if not model.endswith(".gguf"):
-        from autointerp.subject.model import load_subject
-
-        return load_subject(model, device="cpu")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from autointerp.subject.model import Subject
-
-    folder, name = os.path.split(model)
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    m = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32).eval()
-    return Subject(m, tok, model, m.config.model_type, m.config.num_hidden_layers, m.config.intermediate_size,
-                   m.config.hidden_act, torch.device("cpu"), torch.float32)
 
 
 def string_kinds(text: str) -> np.ndarray:
@@ -76,7 +59,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=20000)
     ap.add_argument("--corpus", default="stdlib")
     args = ap.parse_args()
-    subject = load(args.model)
+    subject = load_subject(args.model, device="cpu")
     layers = [int(v) for v in args.layer.split(",")]
     docs = []  # (text, labels of every concept, string kinds)
     for doc in open_corpus(args.corpus).documents():
@@ -139,7 +122,7 @@ def main() -> None:
             seeds.append(f1(y[~tr], c.predict(sc.transform(xs[layer][~tr]))))
         print(f"  split seeds 1-5 instead of 0: test F1 {' '.join(f'{v:.3f}' for v in seeds)}")
         files = np.unique(doc_of)
-        tr = np.isin(doc_of, np.random.default_rng(0).permutation(files)[: int(round(0.7 * len(files)))])
+        tr = np.isin(doc_of, np.random.default_rng(0).permutation(files)[: round(0.7 * len(files))])
         sc = StandardScaler().fit(xs[layer][tr])
         c = LogisticRegression(C=1.0, max_iter=2000).fit(sc.transform(xs[layer][tr]), y[tr])
         print("  split 70/30 by file instead of by window: test F1 "
