@@ -9,13 +9,17 @@
 
 **Built-in concepts** (Python source): every character is labelled from Python's ``tokenize`` (and ``ast`` for
 docstrings) over the whole document, then a model token is positive when its character span (the tokenizer's
-``offset_mapping``) overlaps at least one positive character. ``comment``: COMMENT tokens; ``string``: string
-literals, f-strings whole (quotes and prefixes included); ``docstring``: the string literal that opens a module,
-class or function body; ``keyword``: NAME tokens that are Python keywords; ``identifier``: the other NAME tokens;
-``number``: NUMBER tokens; ``operator``: OP tokens (punctuation included); ``indent_ge2``: the characters of every
-token emitted while at least two indented blocks are open (NEWLINE/NL excluded). Names, operators and keywords inside
-f-string replacement fields are labelled as string only, so labels do not depend on the Python version. Documents
-that do not tokenize or parse are skipped.
+``offset_mapping``) overlaps at least one positive character. ``comment``: COMMENT tokens; ``string``: string literals
+from the opening quote to the closing one, f-strings whole, docstrings (their whitespace and doctests) included;
+``docstring``: the string literal that opens a module, class or function body. A string prefix (``r``, ``b``, ``f``,
+``rb``, ...) is not labelled: a model token holding only the prefix comes before the quote, and a causal model's state
+there cannot know a string follows (a token that holds the quote is positive). ``keyword``: NAME tokens that are
+Python keywords; ``identifier``: the other NAME tokens; ``number``: NUMBER tokens; ``operator``: OP tokens
+(punctuation included); ``indent_ge2``: the characters of every token emitted while at least two indented blocks are
+open (NEWLINE/NL excluded). Names, operators and keywords inside f-string replacement fields are labelled as string
+only, so labels do not depend on the Python version. Documents that do not tokenize or parse are skipped. Lines are
+those ``tokenize`` reads, ended by ``"\\n"`` only (a form feed or another Unicode line separator inside a line does not
+start a new one).
 
 **User concepts**: a JSONL file of ``{"text": ..., "spans": [[start, end], ...]}`` (character offsets, end
 exclusive, into ``text``); a token is positive when it overlaps a span. The texts come with the concept; no corpus
@@ -79,9 +83,17 @@ _PENALTY_DEPRECATED = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) 
 
 
 # -- labels --------------------------------------------------------------------------------------------------------
+def _prefix_len(literal: str) -> int:
+    """Characters before a string literal's opening quote (its prefix: r, b, f, u, rb, ...)."""
+    return len(literal) - len(literal.lstrip("rRbBfFuU"))
+
+
 def python_char_labels(text: str) -> dict[str, np.ndarray] | None:
     """{concept: [len(text)] bool} for every built-in concept, or None when ``text`` is not valid Python."""
-    starts = np.concatenate([[0], np.cumsum([len(line) for line in text.splitlines(keepends=True)])])
+    # Lines as tokenize reads them: ended by "\n" only (str.splitlines also splits at form feeds and other
+    # separators, which would shift every label after one).
+    lines = io.StringIO(text).readlines()
+    starts = np.concatenate([[0], np.cumsum([len(line) for line in lines])])
     labels = {name: np.zeros(len(text), dtype=bool) for name in BUILTIN_CONCEPTS}
     fstring_start = getattr(tokenize, "FSTRING_START", None)
     fstring_end = getattr(tokenize, "FSTRING_END", None)
@@ -98,7 +110,8 @@ def python_char_labels(text: str) -> dict[str, np.ndarray] | None:
             if depth >= 2 and tok.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
                 labels["indent_ge2"][a:b] = True
             if tok.type == fstring_start:
-                open_fstrings, fstring_from = open_fstrings + 1, (a if open_fstrings == 0 else fstring_from)
+                open_fstrings += 1
+                fstring_from = a + _prefix_len(tok.string) if open_fstrings == 1 else fstring_from
             elif tok.type == fstring_end:
                 open_fstrings -= 1
                 if open_fstrings == 0:
@@ -108,7 +121,7 @@ def python_char_labels(text: str) -> dict[str, np.ndarray] | None:
             elif tok.type == tokenize.COMMENT:
                 labels["comment"][a:b] = True
             elif tok.type == tokenize.STRING:
-                labels["string"][a:b] = True
+                labels["string"][a + _prefix_len(tok.string) : b] = True
             elif tok.type == tokenize.NUMBER:
                 labels["number"][a:b] = True
             elif tok.type == tokenize.OP:
@@ -118,7 +131,6 @@ def python_char_labels(text: str) -> dict[str, np.ndarray] | None:
         tree = ast.parse(text)
     except (SyntaxError, tokenize.TokenError, ValueError):
         return None
-    lines = text.splitlines(keepends=True)
 
     def offset(row: int, byte_col: int) -> int:  # ast columns are UTF-8 byte offsets
         return int(starts[row - 1]) + len(lines[row - 1].encode()[:byte_col].decode(errors="ignore"))
@@ -128,8 +140,9 @@ def python_char_labels(text: str) -> dict[str, np.ndarray] | None:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
                     and isinstance(first.value.value, str):
-                labels["docstring"][offset(first.lineno, first.col_offset):
-                                    offset(first.end_lineno, first.end_col_offset)] = True
+                a = offset(first.lineno, first.col_offset)
+                labels["docstring"][a + _prefix_len(text[a : a + 3]) : offset(first.end_lineno,
+                                                                            first.end_col_offset)] = True
     return labels
 
 

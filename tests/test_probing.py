@@ -49,7 +49,7 @@ def test_python_labels_by_character():
     assert {w for w in marked(SOURCE, labels["identifier"]).split("_") if w} == {"os", "f", "x"}
     assert {w for w in marked(SOURCE, labels["number"]).split("_") if w} == {"1.5"}
     assert {w for w in marked(SOURCE, labels["string"]).split("_") if w} == \
-        {'"""Module doc."""', '"""Doc é."""', 'f"a{x}b"', "'c'"}
+        {'"""Module doc."""', '"""Doc é."""', '"a{x}b"', "'c'"}  # a prefix (f, r, b) is not
     assert {w for w in marked(SOURCE, labels["docstring"]).split("_") if w} == {'"""Module doc."""', '"""Doc é."""'}
     assert {w for w in marked(SOURCE, labels["operator"]).split("_") if w} == {"(", "=", "):", ":", "+"}
     # only the body of `if x:` is two blocks deep
@@ -65,6 +65,43 @@ def test_token_labels_by_overlap(tokenizer):
     pieces = [tokenizer.decode([i]) for i in ids]
     assert "".join(pieces) == text
     assert "".join(p for p, m in zip(pieces, labels) if m).strip() == "'ab'"
+
+
+TRICKY = '''def f(x):
+    """Return x.
+
+    >>> f(1)
+    """
+    s = "abc" + b"\\x00"
+    t = f"{x}!"
+    return s  # done
+'''
+
+
+def test_string_token_labels_on_a_tricky_snippet(tokenizer):
+    """Token by token, with the bundled tokenizer: a docstring's whitespace and doctest are inside the string, a token
+    that holds a quote is inside, and a prefix token before its quote (` b`, ` f`) is not: a causal model's state there
+    has not seen the quote yet."""
+    ids, labels = token_labels(tokenizer, TRICKY, python_char_labels(TRICKY)["string"])
+    got = [(tokenizer.decode([i]), bool(m)) for i, m in zip(ids, labels)]
+    assert "".join(t for t, _ in got) == TRICKY
+    inside = [t for t, m in got if m]
+    assert inside == [' """', 'Return', ' x', '.', '\n\n   ', ' >>>', ' f', '(', '1', ')', '\n   ', ' """',
+                      ' "', 'abc', '"', '"\\', 'x', '00', '"', '"{', 'x', '}', '!', '"'], inside
+    assert (' b', False) in got and (' f', False) in got and (' #', False) in got
+
+
+def test_labels_are_not_shifted_by_form_feeds():
+    """tokenize ends lines at "\\n" only; str.splitlines also splits at a form feed (common in old code), which once
+    shifted every label after it."""
+    for text in ('x = 1\n\x0c\ny = "s"  # c\n', 'x = 1  # a\x0cb\ny = "s"\ndef g():\n    "d\x0c"\n'):
+        labels = python_char_labels(text)
+        assert {w for w in marked(text, labels["string"]).split("_") if w} >= {'"s"'}
+        assert marked(text, labels["string"]).count("s") == 1 and '"s"' in marked(text, labels["string"])
+    text = 'x = 1  # a\x0cb\ny = "s"\ndef g():\n    "d\x0c"\n'
+    labels = python_char_labels(text)
+    assert marked(text, labels["comment"]).strip("_") == "# a\x0cb"
+    assert marked(text, labels["docstring"]).strip("_") == '"d\x0c"'
 
 
 def test_load_span_concept(tmp_path):
