@@ -92,8 +92,8 @@ def sweep_report(plan_path: str | Path, config: str | None = None, since: str | 
             since = night_start(plan.budget.night_starts, last).isoformat()
         q = store.db.execute
         runs = "SELECT run_id FROM sweep_runs WHERE sweep = ?"
-        explained = q(f"SELECT s.job, COUNT(*) FROM unit_runs u JOIN sweep_runs s ON s.run_id = u.run_id "
-                      f"AND s.sweep = ? WHERE u.status IN ('done', 'gave_up') AND u.finished_at >= ? GROUP BY s.job",
+        explained = q("SELECT s.job, COUNT(*) FROM unit_runs u JOIN sweep_runs s ON s.run_id = u.run_id "
+                      "AND s.sweep = ? WHERE u.status IN ('done', 'gave_up') AND u.finished_at >= ? GROUP BY s.job",
                       [plan.name, since]).fetchall()
         failures = [dict(zip(("job", "layer", "reason", "at"), r)) for r in q(
             "SELECT job, layer, reason, finished_at FROM sweep_attempts WHERE sweep = ? AND status = 'failed' "

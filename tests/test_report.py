@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 import threading
@@ -65,7 +64,6 @@ def assert_inert(html: str, where: str) -> Page:
         if tag == "script":
             assert attrs.get("src") in SAFE_SCRIPTS, f"{where}: a script that is not the packaged one: {attrs}"
     assert not page.script_text.strip(), f"{where}: inline script {page.script_text[:80]!r}"
-    text = "".join(page.text)
     assert "\x1b" not in html and "\u202e" not in html, f"{where}: a raw control character reached the page"
     assert SECRET not in html and "SECRET" not in html, f"{where}: a secret reached the page"
     return page
