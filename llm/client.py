@@ -50,11 +50,15 @@ import httpx
 import openai
 
 from autointerp.errors import UsageError
+from autointerp.llm.parallelism import detect_parallelism
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
+
+DEFAULT_CONCURRENCY = 8  # requests in flight for a profile without ``concurrency`` (remote endpoints)
 from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
 from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.wire import rejected_hint, sendable
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
     ToolCall,
@@ -62,6 +66,7 @@ from autointerp.llm.types import (  # noqa: F401  (the seam's records, importabl
     TokenLogprob,
     TokenLogprobs,
     ChatResult,
+    CompletionResult,
     CallRecord,
     CallSink,
     LLMError,
@@ -94,6 +99,9 @@ class ChatModel(Protocol):
         stop_when: StopCheck | None = None,
         **extra: Any,
     ) -> ChatResult: ...
+
+    async def complete(self, prompt: str, *, purpose: str, logprobs: int | None = None, echo: bool = False,
+                       max_tokens: int = 1, unit: str | None = None, **extra: Any) -> CompletionResult: ...
 
 
 # (event loop, profile name) -> the semaphore bounding that profile's requests in flight
@@ -159,25 +167,62 @@ class ChatModelBase(ABC):
         """One chat completion. ``extra`` goes to the API as is (e.g. ``tool_choice``, ``seed``, ``max_tokens``);
         ``stop_when``: stream the reply and stop it early (see the module docstring)."""
         params = self._params(messages, tools, logprobs, top_logprobs, extra)
-        tokens_in_estimate = self.token_counter.count_messages(messages)
+        tokens_in = self.token_counter.count_messages(messages)
+        params["timeout"] = self.profile.request_timeout_s(tokens_in, params["max_tokens"])
+        send = (lambda: self._send(params)) if stop_when is None else (lambda: self._send_stream(params, stop_when))
+        return await self._call(send, params, messages, purpose, unit, tokens_in, self._result)
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        purpose: str,
+        logprobs: int | None = None,
+        echo: bool = False,
+        max_tokens: int = 1,
+        unit: str | None = None,
+        **extra: Any,
+    ) -> CompletionResult:
+        """One legacy text completion (``/v1/completions``): with ``echo`` and ``logprobs = N`` the response holds every
+        prompt token with its N most likely alternatives (what the all-at-once simulator reads). Served by
+        llama.cpp's and vLLM's OpenAI-compatible servers, not by OpenAI's current models."""
+        params: dict[str, Any] = {"model": self.profile.model, "prompt": prompt, "max_tokens": max_tokens,
+                                  "temperature": self.profile.temperature, "echo": echo, **extra}
+        if logprobs is not None:
+            params["logprobs"] = logprobs
+        tokens_in = self.token_counter.count(prompt)
+        echoed = tokens_in if echo and logprobs is not None else 0
+        params["timeout"] = self.profile.request_timeout_s(tokens_in, max_tokens, echoed)
+        return await self._call(lambda: self._send_completion(params), params, [{"role": "prompt", "content": prompt}],
+                                purpose, unit, tokens_in, self._text_result)
+
+    async def _send_completion(self, params: dict[str, Any]) -> dict[str, Any] | str:
+        """Send one ``/v1/completions`` request (``params["timeout"]``: seconds to wait); as ``_send``."""
+        raise LLMError(f"{type(self).__name__} has no /v1/completions endpoint")
+
+    async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
+                    unit: str | None, tokens_in_estimate: int, parse) -> Any:
+        """Budget, concurrency slot, retries, parsing and logging around ``send()`` (one request, returning a body);
+        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none)."""
         worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
         if self.budget is not None:
             self.budget.reserve(worst_case)
         cost = 0.0
         started = time.monotonic()
         try:
+            slot = await self._slot()
             attempts = 0
             while True:
                 attempts += 1
                 failure, retry_after = None, None
                 try:
-                    async with self._slot():
-                        body = await (self._send(params) if stop_when is None else self._send_stream(params, stop_when))
+                    async with slot:
+                        body = await send()
                     if isinstance(body, str):
                         body = self._decode(body)
-                    result = self._result(body, tokens_in_estimate, started)
+                    result = parse(body, tokens_in_estimate, started)
                     cost = result.cost_usd
-                    self._log(messages, purpose, unit, attempts, result.latency_s, result=result)
+                    self._log(log_messages, purpose, unit, attempts, result.latency_s, result=result)
                     return result
                 except RequestTimedOut as exc:
                     failure = self._timeout_failure(exc, params, attempts)
@@ -189,12 +234,16 @@ class ChatModelBase(ABC):
                     failure = str(exc)
                 if failure is not None:  # raised here, outside the handler, so no exception chain is attached
                     failure = self._scrub(f"{self.name} ({self.profile.model}), {purpose}: {failure}")
-                    self._log(messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
+                    self._log(log_messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
                     raise LLMError(failure)
                 await asyncio.sleep(self._backoff(attempts, retry_after))
         finally:
             if self.budget is not None:
                 self.budget.settle(worst_case, cost)
+
+    async def concurrency(self) -> int:
+        """Requests this profile may have in flight: the profile's ``concurrency``, else 8 (subclasses detect)."""
+        return self.profile.concurrency or DEFAULT_CONCURRENCY
 
     def _timeout_failure(self, exc: RequestTimedOut, params: dict[str, Any], attempts: int) -> str | None:
         """Why a timed-out request is not retried, or None to retry it (see the module docstring)."""
@@ -223,7 +272,7 @@ class ChatModelBase(ABC):
             raise UsageError(f"model profile {self.name!r} does not support logprobs (supports_logprobs: false)")
         params: dict[str, Any] = {
             "model": self.profile.model,
-            "messages": messages,
+            "messages": [sendable(m) for m in messages],
             "temperature": self.profile.temperature,
             "max_tokens": self.profile.max_tokens,
             **extra,
@@ -236,9 +285,12 @@ class ChatModelBase(ABC):
                 params["top_logprobs"] = top_logprobs
         return params
 
-    def _slot(self) -> asyncio.Semaphore:
+    async def _slot(self) -> asyncio.Semaphore:
         per_loop = _SLOTS.setdefault(asyncio.get_running_loop(), {})
-        return per_loop.setdefault(self.name, asyncio.Semaphore(self.profile.concurrency))
+        if self.name not in per_loop:
+            n = await self.concurrency()
+            per_loop.setdefault(self.name, asyncio.Semaphore(n))
+        return per_loop[self.name]
 
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -285,6 +337,30 @@ class ChatModelBase(ABC):
             stopped=body.get("autointerp_stopped"),
         )
 
+    def _text_result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> CompletionResult:
+        """Parse a ``/v1/completions`` body; a body that is not a text completion is worth a retry."""
+        try:
+            choice = body["choices"][0]
+            text = choice["text"] or ""
+            logprobs = choice.get("logprobs") or None
+            tokens = offsets = top = None
+            if logprobs is not None:
+                tokens = [str(t) for t in logprobs["tokens"]]
+                top = list(logprobs.get("top_logprobs") or [None] * len(tokens))
+                offsets = logprobs.get("text_offset")
+                offsets = None if offsets is None else [int(o) for o in offsets]
+            usage = body.get("usage") or {}
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise RetryableError(self._scrub(f"response is not a text completion ({exc!r}): {str(body)[:200]}")) from None
+        tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
+        tokens_out = int(usage.get("completion_tokens") or 0)
+        return CompletionResult(
+            text=self._scrub(text), tokens=tokens, text_offset=offsets, top_logprobs=top, tokens_in=tokens_in,
+            tokens_out=tokens_out, latency_s=time.monotonic() - started,
+            cost_usd=self.profile.cost_usd(tokens_in, tokens_out), finish_reason=choice.get("finish_reason"),
+            raw=self._scrub(body),
+        )
+
     def _log(
         self,
         messages: list[Message],
@@ -292,7 +368,7 @@ class ChatModelBase(ABC):
         unit: str | None,
         attempts: int,
         latency_s: float,
-        result: ChatResult | None = None,
+        result: ChatResult | CompletionResult | None = None,
         error: str | None = None,
     ) -> None:
         """Add the call to ``totals`` and to the enclosing call scope, and hand its record to the sink."""
@@ -355,7 +431,7 @@ def _logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any
     for choice in body["choices"]:
         logprobs = choice.get("logprobs")
         if logprobs:
-            n = len(logprobs.get("content") or [])
+            n = len(logprobs.get("content") or logprobs.get("tokens") or [])
             logprobs = {"omitted": f"{n} tokens with their logprobs; log_logprobs = true keeps them"}
         choices.append({**choice, "logprobs": logprobs})
     return {**body, "choices": choices}
@@ -377,6 +453,7 @@ class LLMClient(ChatModelBase):
         self._openai = openai.AsyncOpenAI(
             api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s
         )
+        self._detected: int | None = None  # the local server's parallelism, once found
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -390,15 +467,21 @@ class LLMClient(ChatModelBase):
     async def _send(self, params: dict[str, Any]) -> str:
         """One request; returns the body's text. Failures are raised outside the ``except`` blocks: the SDK's exceptions hold the request,
         Authorization header included, and must not ride along as ``__context__``."""
+        return await self._request(self._openai.chat.completions, "chat", params)
+
+    async def _send_completion(self, params: dict[str, Any]) -> str:
+        return await self._request(self._openai.completions, "completions", params)
+
+    async def _request(self, api: Any, endpoint: str, params: dict[str, Any]) -> str:
         failure: Exception | None = None
+        timeout_s = params.get("timeout", self.profile.timeout_s)
         try:
-            response = await self._openai.chat.completions.with_raw_response.create(
-                **params, timeout=self.profile.timeout_s
-            )
+            response = await api.with_raw_response.create(**{**params, "timeout": timeout_s})
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
+            reason = self._scrub(str(exc)) + rejected_hint(exc.status_code, endpoint, params)
+            failure = status_failure(exc.status_code, reason, retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
-            failure = RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
+            failure = RequestTimedOut(self._too_slow(timeout_s))
         except openai.APIConnectionError as exc:
             failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except openai.OpenAIError as exc:
@@ -413,10 +496,11 @@ class LLMClient(ChatModelBase):
         are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
         assembler = StreamAssembler(stop_when)
         failure: Exception | None = None
+        timeout_s = params.get("timeout", self.profile.timeout_s)
         try:
-            async with asyncio.timeout(self.profile.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 async with self._openai.chat.completions.with_streaming_response.create(
-                    **params, stream=True, stream_options={"include_usage": True}, timeout=self.profile.timeout_s
+                    **{**params, "timeout": timeout_s}, stream=True, stream_options={"include_usage": True}
                 ) as response:
                     async for line in response.iter_lines():
                         if not line.startswith("data:"):
@@ -433,7 +517,7 @@ class LLMClient(ChatModelBase):
                     if assembler.stopped is None and failure is None:
                         assembler.finish()
         except (TimeoutError, openai.APITimeoutError):
-            failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
+            failure = RequestTimedOut(self._too_slow(timeout_s, "no complete answer"))
         except openai.APIStatusError as exc:
             failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
@@ -447,3 +531,21 @@ class LLMClient(ChatModelBase):
         if failure is not None:
             raise failure
         return assembler.body()
+
+    def _too_slow(self, timeout_s: float, what: str = "no answer") -> str:
+        p = self.profile
+        return (f"{what} within {timeout_s:.0f} s (timeout_s {p.timeout_s:g} + the request's tokens at "
+                f"prompt_tokens_per_s {p.prompt_tokens_per_s:g} and tokens_per_s {p.tokens_per_s:g}); the server is "
+                f"slower than that: lower tokens_per_s in [models.{self.name}], set concurrency = 1 if it serves one "
+                f"request at a time, or send fewer windows per request (windows_per_request)")
+
+    async def concurrency(self) -> int:
+        """The profile's ``concurrency``; when unset, 8 for a remote endpoint and, for a local one, the parallelism
+        the server reports (``autointerp.llm.parallelism.detect_parallelism``), found once per client."""
+        if self.profile.concurrency is not None:
+            return self.profile.concurrency
+        if not self.profile.is_local():
+            return DEFAULT_CONCURRENCY
+        if self._detected is None:
+            self._detected, _ = await detect_parallelism(self.profile.resolved_base_url() or "")
+        return self._detected
