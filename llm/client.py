@@ -37,9 +37,7 @@ record, a result or an error message: every string that leaves this module is sc
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -58,7 +56,8 @@ from autointerp.llm.failures import is_validation_error, retry_after_s, status_f
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
 from autointerp.llm.tokens import TokenCounter
-from autointerp.llm.wire import rejected_hint, sendable
+from autointerp.llm.text_completions import CompletionsMixin
+from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow  # noqa: F401
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
     ToolCall,
@@ -110,7 +109,7 @@ _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.S
 )
 
 
-class ChatModelBase(ABC):
+class ChatModelBase(CompletionsMixin, ABC):
     """Budget, concurrency bound, retries, parsing, accounting and scrubbing; subclasses only ``_send`` requests."""
 
     def __init__(
@@ -171,34 +170,6 @@ class ChatModelBase(ABC):
         params["timeout"] = self.profile.request_timeout_s(tokens_in, params["max_tokens"])
         send = (lambda: self._send(params)) if stop_when is None else (lambda: self._send_stream(params, stop_when))
         return await self._call(send, params, messages, purpose, unit, tokens_in, self._result)
-
-    async def complete(
-        self,
-        prompt: str,
-        *,
-        purpose: str,
-        logprobs: int | None = None,
-        echo: bool = False,
-        max_tokens: int = 1,
-        unit: str | None = None,
-        **extra: Any,
-    ) -> CompletionResult:
-        """One legacy text completion (``/v1/completions``): with ``echo`` and ``logprobs = N`` the response holds every
-        prompt token with its N most likely alternatives (what the all-at-once simulator reads). Served by
-        llama.cpp's and vLLM's OpenAI-compatible servers, not by OpenAI's current models."""
-        params: dict[str, Any] = {"model": self.profile.model, "prompt": prompt, "max_tokens": max_tokens,
-                                  "temperature": self.profile.temperature, "echo": echo, **extra}
-        if logprobs is not None:
-            params["logprobs"] = logprobs
-        tokens_in = self.token_counter.count(prompt)
-        echoed = tokens_in if echo and logprobs is not None else 0
-        params["timeout"] = self.profile.request_timeout_s(tokens_in, max_tokens, echoed)
-        return await self._call(lambda: self._send_completion(params), params, [{"role": "prompt", "content": prompt}],
-                                purpose, unit, tokens_in, self._text_result)
-
-    async def _send_completion(self, params: dict[str, Any]) -> dict[str, Any] | str:
-        """Send one ``/v1/completions`` request (``params["timeout"]``: seconds to wait); as ``_send``."""
-        raise LLMError(f"{type(self).__name__} has no /v1/completions endpoint")
 
     async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
                     unit: str | None, tokens_in_estimate: int, parse) -> Any:
@@ -306,61 +277,6 @@ class ChatModelBase(ABC):
             raise RetryableError(self._scrub(f"response body is not a JSON object: {text[:200]!r}"))
         return body
 
-    def _result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> ChatResult:
-        """Parse a response body; a body that is not a chat completion is worth a retry."""
-        try:
-            choice = body["choices"][0]
-            message = choice["message"]
-            text = message.get("content") or ""
-            tool_calls: list[ToolCall] = [
-                {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"].get("arguments") or ""}
-                for c in message.get("tool_calls") or []
-            ]
-            content_logprobs = (choice.get("logprobs") or {}).get("content")
-            logprobs = None if content_logprobs is None else TokenLogprobs(content_logprobs)
-            usage = body.get("usage") or {}
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            reason = f"response is not a chat completion ({exc!r}): {str(body)[:200]}"
-            raise RetryableError(self._scrub(reason)) from None
-        tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
-        tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
-        return ChatResult(
-            text=self._scrub(text),
-            tool_calls=self._scrub(tool_calls),
-            logprobs=logprobs,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            latency_s=time.monotonic() - started,
-            cost_usd=self.profile.cost_usd(tokens_in, tokens_out),
-            finish_reason=choice.get("finish_reason"),
-            raw=self._scrub(body),
-            stopped=body.get("autointerp_stopped"),
-        )
-
-    def _text_result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> CompletionResult:
-        """Parse a ``/v1/completions`` body; a body that is not a text completion is worth a retry."""
-        try:
-            choice = body["choices"][0]
-            text = choice["text"] or ""
-            logprobs = choice.get("logprobs") or None
-            tokens = offsets = top = None
-            if logprobs is not None:
-                tokens = [str(t) for t in logprobs["tokens"]]
-                top = list(logprobs.get("top_logprobs") or [None] * len(tokens))
-                offsets = logprobs.get("text_offset")
-                offsets = None if offsets is None else [int(o) for o in offsets]
-            usage = body.get("usage") or {}
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            raise RetryableError(self._scrub(f"response is not a text completion ({exc!r}): {str(body)[:200]}")) from None
-        tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
-        tokens_out = int(usage.get("completion_tokens") or 0)
-        return CompletionResult(
-            text=self._scrub(text), tokens=tokens, text_offset=offsets, top_logprobs=top, tokens_in=tokens_in,
-            tokens_out=tokens_out, latency_s=time.monotonic() - started,
-            cost_usd=self.profile.cost_usd(tokens_in, tokens_out), finish_reason=choice.get("finish_reason"),
-            raw=self._scrub(body),
-        )
-
     def _log(
         self,
         messages: list[Message],
@@ -379,7 +295,7 @@ class ChatModelBase(ABC):
             purpose=purpose,
             unit=unit if unit is not None or scope is None else scope.unit,
             messages=self._scrub(list(messages)),
-            response=None if result is None else _logged_response(result.raw, self.log_logprobs),
+            response=None if result is None else logged_response(result.raw, self.log_logprobs),
             tokens_in=0 if result is None else result.tokens_in,
             tokens_out=0 if result is None else result.tokens_out,
             latency_s=latency_s,
@@ -405,36 +321,6 @@ class ChatModelBase(ABC):
         if isinstance(value, (list, tuple)):
             return type(value)(self._scrub(v) for v in value)
         return value
-
-
-# A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
-# before parsing: they are a quarter of a simulator reply and a third of its parse time. The match is structural
-# only: it starts at an unescaped quote right after "," (inside a JSON string a quote is always escaped).
-_BYTES_FIELD = re.compile(r',\s*"bytes"\s*:\s*(?:\[[\d,\s]*\]|null)')
-
-
-def parse_body(text: str) -> Any:
-    """A response body parsed from JSON, less the per-token ``bytes`` arrays (ValueError when it is not JSON)."""
-    if '"bytes"' in text:
-        text = _BYTES_FIELD.sub("", text)
-    return json.loads(text)
-
-
-def _logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any]:
-    """The response body as the sink stores it: per-token logprobs are replaced by their count unless kept.
-
-    They are nine tenths of a simulator reply (every generated token with its alternatives; about 280 KB per
-    ten windows), and what they mean is stored with the simulation (the expected value at every position)."""
-    if keep_logprobs or not any((c or {}).get("logprobs") for c in body.get("choices") or []):
-        return body
-    choices = []
-    for choice in body["choices"]:
-        logprobs = choice.get("logprobs")
-        if logprobs:
-            n = len(logprobs.get("content") or logprobs.get("tokens") or [])
-            logprobs = {"omitted": f"{n} tokens with their logprobs; log_logprobs = true keeps them"}
-        choices.append({**choice, "logprobs": logprobs})
-    return {**body, "choices": choices}
 
 
 class LLMClient(ChatModelBase):
@@ -481,7 +367,7 @@ class LLMClient(ChatModelBase):
             reason = self._scrub(str(exc)) + rejected_hint(exc.status_code, endpoint, params)
             failure = status_failure(exc.status_code, reason, retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
-            failure = RequestTimedOut(self._too_slow(timeout_s))
+            failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s))
         except openai.APIConnectionError as exc:
             failure = RetryableError(self._scrub(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except openai.OpenAIError as exc:
@@ -517,7 +403,7 @@ class LLMClient(ChatModelBase):
                     if assembler.stopped is None and failure is None:
                         assembler.finish()
         except (TimeoutError, openai.APITimeoutError):
-            failure = RequestTimedOut(self._too_slow(timeout_s, "no complete answer"))
+            failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s, "no complete answer"))
         except openai.APIStatusError as exc:
             failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
@@ -531,13 +417,6 @@ class LLMClient(ChatModelBase):
         if failure is not None:
             raise failure
         return assembler.body()
-
-    def _too_slow(self, timeout_s: float, what: str = "no answer") -> str:
-        p = self.profile
-        return (f"{what} within {timeout_s:.0f} s (timeout_s {p.timeout_s:g} + the request's tokens at "
-                f"prompt_tokens_per_s {p.prompt_tokens_per_s:g} and tokens_per_s {p.tokens_per_s:g}); the server is "
-                f"slower than that: lower tokens_per_s in [models.{self.name}], set concurrency = 1 if it serves one "
-                f"request at a time, or send fewer windows per request (windows_per_request)")
 
     async def concurrency(self) -> int:
         """The profile's ``concurrency``; when unset, 8 for a remote endpoint and, for a local one, the parallelism

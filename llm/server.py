@@ -38,54 +38,15 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from autointerp.llm.completions import EchoModel, TextReply, text_completion_dict
+from autointerp.llm.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
 from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
 
 HOST = "127.0.0.1"
 
-
-@dataclass(frozen=True)
-class Reply:
-    """What the model "generated". ``tokens``: per generated token, (token text, top_logprobs token -> logprob);
-    when None the text is split into word/number/space tokens, each certain (logprob 0)."""
-
-    text: str = ""
-    tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()  # (function name, arguments as dict or JSON text)
-    tokens: Sequence[tuple[str, dict[str, float]]] | None = None
-    finish_reason: str | None = None  # None: "tool_calls" when there are tool calls, else "stop"
-
-
-@dataclass(frozen=True)
-class HTTPFailure:
-    """Answer with this HTTP status and an OpenAI-style error body, with a Retry-After header when given."""
-
-    status: int
-    retry_after_s: float | None = None
-    message: str = "scripted failure"
-
-
-@dataclass(frozen=True)
-class Hang:
-    """Send nothing for ``seconds`` (longer than the client's timeout), then drop the connection."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Garbage:
-    """Answer 200 with a body that is not a chat completion."""
-
-    text: str = "<html><body>502 upstream hiccup</body></html>"
-    content_type: str = "application/json"
-
-
-Outcome = Reply | TextReply | HTTPFailure | Hang | Garbage
-Handler = Callable[[dict[str, Any]], Outcome | str]
 
 _TOKEN_RE = re.compile(r"\d+|[^\W\d]+|\s|[^\w\s]+")
 

@@ -225,7 +225,8 @@ def test_timeouts_are_not_retried_by_default_nor_at_temperature_0():
         with FakeOpenAIServer(scripted(Hang(5), Hang(5), Hang(5))) as srv:
             started = time.monotonic()
             with pytest.raises(LLMError, match=f"timeout_s.*not retried.*{why}"):
-                asyncio.run(chat_once(local_profile(srv, timeout_s=0.2, max_retries=3, **fields), sink))
+                asyncio.run(chat_once(local_profile(srv, timeout_s=0.2, max_retries=3, prompt_tokens_per_s=1e9,
+                                            tokens_per_s=1e9, **fields), sink))
             assert time.monotonic() - started < 2.0
             assert len(srv.requests) == 1
         assert sink.records[0].attempts == 1 and sink.records[0].error
