@@ -52,9 +52,9 @@ def interval(values: list[float]) -> str:
     return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
 
 
-def profile_toml(base_url: str) -> str:
+def profile_toml(base_url: str, controls: bool) -> str:
     common = f'model = "smol"\nbase_url = "{base_url}"\nsupports_tools = false\nconcurrency = 1\n'
-    return (f'[models.smol]\n{common}simulator_method = "all_at_once"\n\n'
+    return (f"controls = {str(controls).lower()}\n\n[models.smol]\n{common}simulator_method = \"all_at_once\"\n\n"
             f'[models.smol_generate]\n{common}simulator_method = "generate"\n')
 
 
@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--n-random", type=int, default=20)
     parser.add_argument("--windows-per-request", type=int, default=10)
     parser.add_argument("--revise-rounds", type=int, default=1)
+    parser.add_argument("--no-controls", action="store_true", help="skip the shuffled and empty controls (each "
+                        "triples a unit's simulations)")
     parser.add_argument("--modes", default="baseline,smol/all_at_once,smol/generate,compare")
     args = parser.parse_args()
     if not args.gguf or not Path(args.gguf).is_file():
@@ -174,7 +176,7 @@ def main() -> None:
     modes = args.modes.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-real-llm-"))
     with LlamaCppServer(args.gguf, n_ctx=4096) as server:
-        (work / "autointerp.toml").write_text(profile_toml(server.base_url))
+        (work / "autointerp.toml").write_text(profile_toml(server.base_url, not args.no_controls))
         print(f"server: {' '.join(server.command)}\nwork: {work}")
         results = []
         plan = {"baseline": ("baseline", "baseline"), "smol/all_at_once": ("smol", "smol"),
