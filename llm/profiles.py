@@ -11,8 +11,8 @@ A profile names the environment variable that holds the API key (``api_key_env``
 time, so ``model_dump()`` of a profile (saved with every run) never contains a key.
 
 Timeouts scale with the work a request asks for (``request_timeout_s``): ``timeout_s`` plus the prompt tokens at
-``prompt_tokens_per_s`` plus the tokens to produce (generated, and with ``echo`` the echoed prompt tokens with their
-logprobs) at ``tokens_per_s``. The throughputs are floors: a local CPU server (llama.cpp with a 135M model on two
+``prompt_tokens_per_s`` plus the generated tokens at ``tokens_per_s`` plus, with ``echo``, the echoed prompt tokens
+with their logprobs at ``echoed_tokens_per_s``. The throughputs are floors: a local CPU server (llama.cpp with a 135M model on two
 cores) stays above them; a faster endpoint only ever answers sooner.
 
 ``concurrency``: requests in flight at once. ``None`` (default) means 8 for a remote endpoint and, for one on this
@@ -56,7 +56,11 @@ class ModelProfile(BaseModel):
         50.0, gt=0.0, description="Slowest prompt reading expected; adds tokens_in / this to a request's timeout."
     )
     tokens_per_s: float = Field(
-        4.0, gt=0.0, description="Slowest generation expected; adds tokens out (and echoed) / this to the timeout."
+        4.0, gt=0.0, description="Slowest generation expected; adds tokens out / this to a request's timeout."
+    )
+    echoed_tokens_per_s: float = Field(
+        0.5, gt=0.0, description="Slowest echo with logprobs expected (llama-cpp-python builds each echoed token's "
+        "alternatives in Python: about 1.25 s a token on two busy cores); adds echoed tokens / this to the timeout."
     )
     max_retries: int = Field(6, ge=0, description="Retries after the first try (429, 5xx, connection errors).")
     retry_timeouts: bool = Field(
@@ -97,7 +101,8 @@ class ModelProfile(BaseModel):
     def request_timeout_s(self, tokens_in: int, tokens_out: int, echoed: int = 0) -> float:
         """Seconds to wait for one request that reads ``tokens_in`` prompt tokens and produces ``tokens_out``
         tokens (``echoed``: prompt tokens returned with their logprobs, work a server does per token)."""
-        return self.timeout_s + tokens_in / self.prompt_tokens_per_s + (tokens_out + echoed) / self.tokens_per_s
+        return (self.timeout_s + tokens_in / self.prompt_tokens_per_s + tokens_out / self.tokens_per_s
+                + echoed / self.echoed_tokens_per_s)
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
         """Price of one call: tokens times the price per million tokens."""

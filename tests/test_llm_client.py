@@ -262,7 +262,7 @@ def test_timeout_scales_with_the_work_a_request_asks_for():
     assert profile.request_timeout_s(0, 0) == 60
     assert profile.request_timeout_s(2500, 0) == 60 + 50  # reading a 2,500-token prompt
     assert profile.request_timeout_s(500, 2600) == 60 + 10 + 650  # writing 2,600 tokens on a CPU server
-    assert profile.request_timeout_s(2500, 1, echoed=2500) == 60 + 50 + 2501 / 4  # echo: every prompt token returned
+    assert profile.request_timeout_s(2500, 1, echoed=2500) == 60 + 50 + 1 / 4 + 2500 / 0.5  # echo: every token's logprobs
     # a slow answer inside the scaled wait is not cut off, though it takes longer than timeout_s
     with FakeOpenAIServer(lambda request: (time.sleep(0.6), "late")[1]) as srv:
         slow = local_profile(srv, timeout_s=0.2, max_retries=0, prompt_tokens_per_s=1e9, tokens_per_s=100)
