@@ -196,7 +196,7 @@ def build_explainer_graph(
             offer = {"tools": tool_specs(), "tool_choice": "none"}
         result = await llm.chat(state["messages"], purpose="explain" if state["phase"] == "draft" else "revise",
                                 unit=str(ctx.record.id), **offer)
-        message: Message = {"role": "assistant", "content": result.text or (None if result.tool_calls else "")}
+        message: Message = {"role": "assistant", "content": result.text or ""}  # "" with tool calls, never null
         if result.tool_calls:
             message["tool_calls"] = [
                 {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}

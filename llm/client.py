@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -50,12 +49,17 @@ import httpx
 import openai
 
 from autointerp.errors import UsageError
+from autointerp.llm.parallelism import detect_parallelism
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
+
+DEFAULT_CONCURRENCY = 8  # requests in flight for a profile without ``concurrency`` (remote endpoints)
 from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
 from autointerp.llm.secrets import scrub_exact, scrub_text, shorten
 from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.text_completions import CompletionsMixin
+from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow  # noqa: F401
 from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
     Message,
     ToolCall,
@@ -63,6 +67,7 @@ from autointerp.llm.types import (  # noqa: F401  (the seam's records, importabl
     TokenLogprob,
     TokenLogprobs,
     ChatResult,
+    CompletionResult,
     CallRecord,
     CallSink,
     LLMError,
@@ -96,6 +101,9 @@ class ChatModel(Protocol):
         **extra: Any,
     ) -> ChatResult: ...
 
+    async def complete(self, prompt: str, *, purpose: str, logprobs: int | None = None, echo: bool = False,
+                       max_tokens: int = 1, unit: str | None = None, **extra: Any) -> CompletionResult: ...
+
 
 # (event loop, profile name) -> the semaphore bounding that profile's requests in flight
 _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
@@ -103,7 +111,7 @@ _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.S
 )
 
 
-class ChatModelBase(ABC):
+class ChatModelBase(CompletionsMixin, ABC):
     """Budget, concurrency bound, retries, parsing, accounting and scrubbing; subclasses only ``_send`` requests."""
 
     def __init__(
@@ -161,25 +169,34 @@ class ChatModelBase(ABC):
         """One chat completion. ``extra`` goes to the API as is (e.g. ``tool_choice``, ``seed``, ``max_tokens``);
         ``stop_when``: stream the reply and stop it early (see the module docstring)."""
         params = self._params(messages, tools, logprobs, top_logprobs, extra)
-        tokens_in_estimate = self.token_counter.count_messages(messages)
+        tokens_in = self.token_counter.count_messages(messages)
+        params["timeout"] = self.profile.request_timeout_s(tokens_in, params["max_tokens"])
+        send = (lambda: self._send(params)) if stop_when is None else (lambda: self._send_stream(params, stop_when))
+        return await self._call(send, params, messages, purpose, unit, tokens_in, self._result)
+
+    async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
+                    unit: str | None, tokens_in_estimate: int, parse) -> Any:
+        """Budget, concurrency slot, retries, parsing and logging around ``send()`` (one request, returning a body);
+        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none)."""
         worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
         if self.budget is not None:
             self.budget.reserve(worst_case)
         cost = 0.0
         started = time.monotonic()
         try:
+            slot = await self._slot()
             attempts = 0
             while True:
                 attempts += 1
                 failure, retry_after = None, None
                 try:
-                    async with self._slot():
-                        body = await (self._send(params) if stop_when is None else self._send_stream(params, stop_when))
+                    async with slot:
+                        body = await send()
                     if isinstance(body, str):
                         body = self._decode(body)
-                    result = self._result(body, tokens_in_estimate, started)
+                    result = parse(body, tokens_in_estimate, started)
                     cost = result.cost_usd
-                    self._log(messages, purpose, unit, attempts, result.latency_s, result=result)
+                    self._log(log_messages, purpose, unit, attempts, result.latency_s, result=result)
                     return result
                 except RequestTimedOut as exc:
                     failure = self._timeout_failure(exc, params, attempts)
@@ -191,12 +208,16 @@ class ChatModelBase(ABC):
                     failure = str(exc)
                 if failure is not None:  # raised here, outside the handler, so no exception chain is attached
                     failure = scrub_text(f"{self.name} ({self.profile.model}), {purpose}: {failure}", self._secrets)
-                    self._log(messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
+                    self._log(log_messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
                     raise LLMError(failure)
                 await asyncio.sleep(self._backoff(attempts, retry_after))
         finally:
             if self.budget is not None:
                 self.budget.settle(worst_case, cost)
+
+    async def concurrency(self) -> int:
+        """Requests this profile may have in flight: the profile's ``concurrency``, else 8 (subclasses detect)."""
+        return self.profile.concurrency or DEFAULT_CONCURRENCY
 
     def _timeout_failure(self, exc: RequestTimedOut, params: dict[str, Any], attempts: int) -> str | None:
         """Why a timed-out request is not retried, or None to retry it (see the module docstring)."""
@@ -225,7 +246,7 @@ class ChatModelBase(ABC):
             raise UsageError(f"model profile {self.name!r} does not support logprobs (supports_logprobs: false)")
         params: dict[str, Any] = {
             "model": self.profile.model,
-            "messages": messages,
+            "messages": [sendable(m) for m in messages],
             "temperature": self.profile.temperature,
             "max_tokens": self.profile.max_tokens,
             **extra,
@@ -238,9 +259,12 @@ class ChatModelBase(ABC):
                 params["top_logprobs"] = top_logprobs
         return params
 
-    def _slot(self) -> asyncio.Semaphore:
+    async def _slot(self) -> asyncio.Semaphore:
         per_loop = _SLOTS.setdefault(asyncio.get_running_loop(), {})
-        return per_loop.setdefault(self.name, asyncio.Semaphore(self.profile.concurrency))
+        if self.name not in per_loop:
+            n = await self.concurrency()
+            per_loop.setdefault(self.name, asyncio.Semaphore(n))
+        return per_loop[self.name]
 
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -257,37 +281,6 @@ class ChatModelBase(ABC):
             raise RetryableError(f"response body is not a JSON object: {shorten(repr(text), 200, self._secrets)}")
         return body
 
-    def _result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> ChatResult:
-        """Parse a response body; a body that is not a chat completion is worth a retry."""
-        try:
-            choice = body["choices"][0]
-            message = choice["message"]
-            text = message.get("content") or ""
-            tool_calls: list[ToolCall] = [
-                {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"].get("arguments") or ""}
-                for c in message.get("tool_calls") or []
-            ]
-            content_logprobs = (choice.get("logprobs") or {}).get("content")
-            logprobs = None if content_logprobs is None else TokenLogprobs(content_logprobs)
-            usage = body.get("usage") or {}
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            reason = f"response is not a chat completion ({shorten(repr(exc), 100, self._secrets)}): "
-            raise RetryableError(reason + shorten(str(body), 200, self._secrets)) from None
-        tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
-        tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
-        return ChatResult(
-            text=self._scrub(text),
-            tool_calls=[{k: self._scrub(v) for k, v in c.items()} for c in tool_calls],  # type: ignore[misc]
-            logprobs=logprobs,
-            tokens_in=tokens_in,
-            tokens_out=tokens_out,
-            latency_s=time.monotonic() - started,
-            cost_usd=self.profile.cost_usd(tokens_in, tokens_out),
-            finish_reason=choice.get("finish_reason"),
-            raw=self._scrub(body),
-            stopped=body.get("autointerp_stopped"),
-        )
-
     def _log(
         self,
         messages: list[Message],
@@ -295,7 +288,7 @@ class ChatModelBase(ABC):
         unit: str | None,
         attempts: int,
         latency_s: float,
-        result: ChatResult | None = None,
+        result: ChatResult | CompletionResult | None = None,
         error: str | None = None,
     ) -> None:
         """Add the call to ``totals`` and to the enclosing call scope, and hand its record to the sink."""
@@ -306,7 +299,7 @@ class ChatModelBase(ABC):
             purpose=purpose,
             unit=unit if unit is not None or scope is None else scope.unit,
             messages=self._scrub(list(messages)),
-            response=None if result is None else _logged_response(result.raw, self.log_logprobs),
+            response=None if result is None else logged_response(result.raw, self.log_logprobs),
             tokens_in=0 if result is None else result.tokens_in,
             tokens_out=0 if result is None else result.tokens_out,
             latency_s=latency_s,
@@ -331,36 +324,6 @@ class ChatModelBase(ABC):
         return scrub_exact(value, self._secret)
 
 
-# A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
-# before parsing: they are a quarter of a simulator reply and a third of its parse time. The match is structural
-# only: it starts at an unescaped quote right after "," (inside a JSON string a quote is always escaped).
-_BYTES_FIELD = re.compile(r',\s*"bytes"\s*:\s*(?:\[[\d,\s]*\]|null)')
-
-
-def parse_body(text: str) -> Any:
-    """A response body parsed from JSON, less the per-token ``bytes`` arrays (ValueError when it is not JSON)."""
-    if '"bytes"' in text:
-        text = _BYTES_FIELD.sub("", text)
-    return json.loads(text)
-
-
-def _logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any]:
-    """The response body as the sink stores it: per-token logprobs are replaced by their count unless kept.
-
-    They are nine tenths of a simulator reply (every generated token with its alternatives; about 280 KB per
-    ten windows), and what they mean is stored with the simulation (the expected value at every position)."""
-    if keep_logprobs or not any((c or {}).get("logprobs") for c in body.get("choices") or []):
-        return body
-    choices = []
-    for choice in body["choices"]:
-        logprobs = choice.get("logprobs")
-        if logprobs:
-            n = len(logprobs.get("content") or [])
-            logprobs = {"omitted": f"{n} tokens with their logprobs; log_logprobs = true keeps them"}
-        choices.append({**choice, "logprobs": logprobs})
-    return {**body, "choices": choices}
-
-
 class LLMClient(ChatModelBase):
     """The real chat model: an OpenAI-compatible endpoint through ``openai.AsyncOpenAI`` (SDK retries off)."""
 
@@ -377,6 +340,7 @@ class LLMClient(ChatModelBase):
         self._openai = openai.AsyncOpenAI(
             api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s
         )
+        self._detected: int | None = None  # the local server's parallelism, once found
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -390,15 +354,21 @@ class LLMClient(ChatModelBase):
     async def _send(self, params: dict[str, Any]) -> str:
         """One request; returns the body's text. Failures are raised outside the ``except`` blocks: the SDK's exceptions hold the request,
         Authorization header included, and must not ride along as ``__context__``."""
+        return await self._request(self._openai.chat.completions, "chat", params)
+
+    async def _send_completion(self, params: dict[str, Any]) -> str:
+        return await self._request(self._openai.completions, "completions", params)
+
+    async def _request(self, api: Any, endpoint: str, params: dict[str, Any]) -> str:
         failure: Exception | None = None
+        timeout_s = params.get("timeout", self.profile.timeout_s)
         try:
-            response = await self._openai.chat.completions.with_raw_response.create(
-                **params, timeout=self.profile.timeout_s
-            )
+            response = await api.with_raw_response.create(**{**params, "timeout": timeout_s})
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
+            reason = self._clean(str(exc)) + rejected_hint(exc.status_code, endpoint, params)
+            failure = status_failure(exc.status_code, reason, retry_after_s(exc.response.headers))
         except openai.APITimeoutError:
-            failure = RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
+            failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s))
         except openai.APIConnectionError as exc:
             failure = RetryableError(self._clean(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except openai.OpenAIError as exc:
@@ -413,10 +383,11 @@ class LLMClient(ChatModelBase):
         are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
         assembler = StreamAssembler(stop_when)
         failure: Exception | None = None
+        timeout_s = params.get("timeout", self.profile.timeout_s)
         try:
-            async with asyncio.timeout(self.profile.timeout_s):
+            async with asyncio.timeout(timeout_s):
                 async with self._openai.chat.completions.with_streaming_response.create(
-                    **params, stream=True, stream_options={"include_usage": True}, timeout=self.profile.timeout_s
+                    **{**params, "timeout": timeout_s}, stream=True, stream_options={"include_usage": True}
                 ) as response:
                     async for line in response.iter_lines():
                         if not line.startswith("data:"):
@@ -434,7 +405,7 @@ class LLMClient(ChatModelBase):
                     if assembler.stopped is None and failure is None:
                         assembler.finish()
         except (TimeoutError, openai.APITimeoutError):
-            failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
+            failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s, "no complete answer"))
         except openai.APIStatusError as exc:
             failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
@@ -448,3 +419,14 @@ class LLMClient(ChatModelBase):
         if failure is not None:
             raise failure
         return json.dumps(assembler.body())  # as text, so that chat() scrubs it whole (a stream may cut a key)
+
+    async def concurrency(self) -> int:
+        """The profile's ``concurrency``; when unset, 8 for a remote endpoint and, for a local one, the parallelism
+        the server reports (``autointerp.llm.parallelism.detect_parallelism``), found once per client."""
+        if self.profile.concurrency is not None:
+            return self.profile.concurrency
+        if not self.profile.is_local():
+            return DEFAULT_CONCURRENCY
+        if self._detected is None:
+            self._detected, _ = await detect_parallelism(self.profile.resolved_base_url() or "")
+        return self._detected

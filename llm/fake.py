@@ -37,6 +37,7 @@ from autointerp.llm.client import (
     status_failure,
 )
 from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.completions import EchoModel, TextReply, text_completion_dict
 from autointerp.llm.server import Garbage, Hang, HTTPFailure, Outcome, completion_dict, default_handler
 
 Responder = Callable[[list[Message], list[dict[str, Any]] | None, bool], Outcome | str]
@@ -57,18 +58,29 @@ class FakeLLM(ChatModelBase):
         name: str = "fake",
         sink: CallSink | None = None,
         budget: Budget | None = None,
+        completion_handler: Callable[[dict[str, Any]], Outcome | str] | None = None,
         **options: Any,
     ):
         super().__init__(profile or ModelProfile(model="fake-model"), name, sink, budget, **options)
         self.responder = responder
+        self.completion_handler = completion_handler or EchoModel()  # answers ``complete`` (/v1/completions)
 
     async def _send(self, params: dict[str, Any]) -> dict[str, Any]:
         outcome = self.responder(params["messages"], params.get("tools"), bool(params.get("logprobs")))
+        return await self._answer(outcome, params)
+
+    async def _send_completion(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._answer(self.completion_handler(params), params)
+
+    async def _answer(self, outcome: Outcome | str, params: dict[str, Any]) -> dict[str, Any]:
+        timeout_s = params.get("timeout", self.profile.timeout_s)
         if isinstance(outcome, HTTPFailure):
             raise status_failure(outcome.status, outcome.message, outcome.retry_after_s)
         if isinstance(outcome, Hang):
-            await asyncio.sleep(min(outcome.seconds, self.profile.timeout_s))
-            raise RequestTimedOut(f"no answer within {self.profile.timeout_s:g} s (timeout_s)")
+            await asyncio.sleep(min(outcome.seconds, timeout_s))
+            raise RequestTimedOut(f"no answer within {timeout_s:g} s (timeout_s)")
         if isinstance(outcome, Garbage):
             raise RetryableError(f"response body is not JSON: {outcome.text[:200]!r}")
+        if isinstance(outcome, TextReply):
+            return text_completion_dict(outcome, params)
         return completion_dict(outcome, params)

@@ -9,6 +9,15 @@
 
 A profile names the environment variable that holds the API key (``api_key_env``); ``api_key()`` reads it at call
 time, so ``model_dump()`` of a profile (saved with every run) never contains a key.
+
+Timeouts scale with the work a request asks for (``request_timeout_s``): ``timeout_s`` plus the prompt tokens at
+``prompt_tokens_per_s`` plus the generated tokens at ``tokens_per_s`` plus, with ``echo``, the echoed prompt tokens
+with their logprobs at ``echoed_tokens_per_s``. The throughputs are floors: a local CPU server (llama.cpp with a 135M model on two
+cores) stays above them; a faster endpoint only ever answers sooner.
+
+``concurrency``: requests in flight at once. ``None`` (default) means 8 for a remote endpoint and, for one on this
+machine, what ``autointerp.llm.parallelism.detect_parallelism`` finds (llama.cpp's ``/props`` slots, vLLM: 8, else 1:
+llama-cpp-python's server answers one request at a time).
 """
 
 from __future__ import annotations
@@ -43,8 +52,20 @@ class ModelProfile(BaseModel):
     api_key_env: str = Field("OPENAI_API_KEY", description="NAME of the environment variable holding the API key.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     max_tokens: int = Field(512, ge=1, description="Default cap on generated tokens per call.")
-    concurrency: int = Field(8, ge=1, description="Most requests in flight at once for this profile.")
-    timeout_s: float = Field(60.0, gt=0.0, description="Per-request timeout, seconds.")
+    concurrency: int | None = Field(
+        None, ge=1, description="Most requests in flight at once; None: 8 remote, detected for a local server."
+    )
+    timeout_s: float = Field(60.0, gt=0.0, description="Per-request timeout, seconds, before the work it asks for.")
+    prompt_tokens_per_s: float = Field(
+        50.0, gt=0.0, description="Slowest prompt reading expected; adds tokens_in / this to a request's timeout."
+    )
+    tokens_per_s: float = Field(
+        4.0, gt=0.0, description="Slowest generation expected; adds tokens out / this to a request's timeout."
+    )
+    echoed_tokens_per_s: float = Field(
+        0.5, gt=0.0, description="Slowest echo with logprobs expected (llama-cpp-python builds each echoed token's "
+        "alternatives in Python: about 1.25 s a token on two busy cores); adds echoed tokens / this to the timeout."
+    )
     max_retries: int = Field(6, ge=0, description="Retries after the first try (429, 5xx, connection errors).")
     retry_timeouts: bool = Field(
         False, description="Retry a request that timed out (only at temperature > 0: at 0 a retry repeats the same "
@@ -53,6 +74,12 @@ class ModelProfile(BaseModel):
     price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million generated tokens.")
     supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")
     supports_tools: bool = Field(True, description="The endpoint accepts tools and returns tool_calls.")
+    simulator_method: Literal["generate", "all_at_once"] = Field(
+        "generate",
+        description="LLM simulator: 'generate' (the model writes a number after every token line; chat) or "
+        "'all_at_once' (one /v1/completions request with echo and logprobs reads every position of the prompt, "
+        "nothing generated; needs an endpoint that serves echo, e.g. llama.cpp or vLLM).",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -85,6 +112,12 @@ class ModelProfile(BaseModel):
             f"set the environment variable {self.api_key_env} to your API key for model {self.model!r} "
             f"(or point base_url at a local server)"
         )
+
+    def request_timeout_s(self, tokens_in: int, tokens_out: int, echoed: int = 0) -> float:
+        """Seconds to wait for one request that reads ``tokens_in`` prompt tokens and produces ``tokens_out``
+        tokens (``echoed``: prompt tokens returned with their logprobs, work a server does per token)."""
+        return (self.timeout_s + tokens_in / self.prompt_tokens_per_s + tokens_out / self.tokens_per_s
+                + echoed / self.echoed_tokens_per_s)
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
         """Price of one call: tokens times the price per million tokens."""

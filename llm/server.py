@@ -9,7 +9,10 @@
 
     python -m autointerp.llm.server --port 8765 --latency 0.05     # serve in the foreground until Ctrl-C
 
-It listens on 127.0.0.1 only, and serves ``POST /v1/chat/completions`` and ``GET /v1/models``. A *handler* receives the parsed request JSON and
+It listens on 127.0.0.1 only, and serves ``POST /v1/chat/completions``, ``POST /v1/completions`` (``echo`` and
+``logprobs`` as llama.cpp and vLLM serve them; ``autointerp.llm.completions``) and ``GET /v1/models``; ``GET /props``
+answers ``total_slots`` as llama.cpp's server does when ``parallel`` is given. ``escape_html`` makes the chat
+endpoint see message text HTML-escaped, as llama-cpp-python's function-calling chat formats do. A *handler* receives the parsed request JSON and
 returns what to do: a ``Reply`` (text, tool calls, per-token top logprobs) or a plain string, an ``HTTPFailure``
 (status, optional Retry-After), a ``Hang`` (no answer for longer than the client waits) or ``Garbage`` (a body that
 is not JSON). ``completion_dict`` turns a ``Reply`` into the response JSON of the current chat-completions API,
@@ -27,6 +30,7 @@ It never records, logs or echoes request headers (so never the Authorization hea
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import random
@@ -34,53 +38,15 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from autointerp.llm.completions import EchoModel, TextReply, text_completion_dict
+from autointerp.llm.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
 from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
 
 HOST = "127.0.0.1"
 
-
-@dataclass(frozen=True)
-class Reply:
-    """What the model "generated". ``tokens``: per generated token, (token text, top_logprobs token -> logprob);
-    when None the text is split into word/number/space tokens, each certain (logprob 0)."""
-
-    text: str = ""
-    tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()  # (function name, arguments as dict or JSON text)
-    tokens: Sequence[tuple[str, dict[str, float]]] | None = None
-    finish_reason: str | None = None  # None: "tool_calls" when there are tool calls, else "stop"
-
-
-@dataclass(frozen=True)
-class HTTPFailure:
-    """Answer with this HTTP status and an OpenAI-style error body, with a Retry-After header when given."""
-
-    status: int
-    retry_after_s: float | None = None
-    message: str = "scripted failure"
-
-
-@dataclass(frozen=True)
-class Hang:
-    """Send nothing for ``seconds`` (longer than the client's timeout), then drop the connection."""
-
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Garbage:
-    """Answer 200 with a body that is not a chat completion."""
-
-    text: str = "<html><body>502 upstream hiccup</body></html>"
-    content_type: str = "application/json"
-
-
-Outcome = Reply | HTTPFailure | Hang | Garbage
-Handler = Callable[[dict[str, Any]], Outcome | str]
 
 _TOKEN_RE = re.compile(r"\d+|[^\W\d]+|\s|[^\w\s]+")
 
@@ -294,8 +260,12 @@ class FakeOpenAIServer:
     def __init__(
         self, handler: Handler = default_handler, *, latency_s: float = 0.0, model: str = "fake-model", port: int = 0,
         token_latency_s: float = 0.0,
+        completion_handler: Handler | None = None, parallel: int | None = None, escape_html: bool = False,
     ):
         self.handler = handler
+        self.completion_handler = completion_handler or EchoModel()  # POST /v1/completions
+        self.parallel = parallel  # GET /props answers {"total_slots": parallel}; None: 404, as most servers
+        self.escape_html = escape_html
         self.latency_s = latency_s  # added before every chat-completion answer
         self.token_latency_s = token_latency_s  # between the chunks of a streamed answer
         self.streamed_tokens: list[int] = []  # per streamed request: token chunks written before it ended
@@ -342,6 +312,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Log nothing: no request line, and never a header."""
 
     def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/props" and self.app.parallel is not None:
+            return self._send_json(200, {"total_slots": self.app.parallel})
         if self.path.rstrip("/") != "/v1/models":
             return self._send_json(404, _error("not found", "invalid_request_error"))
         model = {"id": self.app.model, "object": "model", "created": 0, "owned_by": "autointerp"}
@@ -349,7 +321,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        path = self.path.rstrip("/")
+        if path not in ("/v1/chat/completions", "/v1/completions"):
             return self._send_json(404, _error("not found", "invalid_request_error"))
         try:
             request = json.loads(body)
@@ -362,11 +335,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             app.max_in_flight = max(app.max_in_flight, app.in_flight)
         try:
             app.stopping.wait(app.latency_s)
+            chat = path == "/v1/chat/completions"
+            seen = _escaped(request) if chat and app.escape_html else request  # what the model reads
             try:
-                outcome = app.handler(request)
+                outcome = app.handler(seen) if chat else app.completion_handler(seen)
             except Exception as exc:  # a broken handler shows up as a 500 that names it, not a dropped connection
                 outcome = HTTPFailure(500, message=f"handler failed: {exc!r}")
-            self._answer(outcome, request)
+            self._answer(outcome, seen)
         finally:
             with app.lock:
                 app.in_flight -= 1
@@ -382,6 +357,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             elif isinstance(outcome, Garbage):
                 self._send(200, outcome.text.encode(), outcome.content_type)
+            elif isinstance(outcome, TextReply):
+                self._send(200, json.dumps(text_completion_dict(outcome, request)).encode(), "application/json")
             elif request.get("stream"):
                 self._stream(completion_dict(outcome, request), request)
             else:
@@ -421,6 +398,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def _escaped(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as a chat template that HTML-escapes message text shows it to the model."""
+    messages = [{**m, "content": html.escape(m["content"], quote=False)} if isinstance(m.get("content"), str) else m
+                for m in request.get("messages", [])]
+    return {**request, "messages": messages}
 
 
 def _error(message: str, kind: str) -> dict[str, Any]:

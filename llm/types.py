@@ -117,6 +117,25 @@ class ChatResult:
 
 
 @dataclass(frozen=True)
+class CompletionResult:
+    """One legacy text completion (``/v1/completions``). With ``echo`` and ``logprobs``, ``tokens`` are the prompt's
+    tokens then the generated ones, ``top_logprobs[i]`` the most likely tokens at position i (token text ->
+    natural-log probability; None where the server gives none, e.g. the first token) and ``text_offset[i]`` where
+    token i starts in the echoed text (None when the server leaves it out)."""
+
+    text: str  # the echoed prompt (with echo) and the generated text
+    tokens: list[str] | None  # None when logprobs were not asked for
+    text_offset: list[int] | None
+    top_logprobs: list[dict[str, float] | None] | None
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    cost_usd: float
+    finish_reason: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One ``chat`` call, as a sink stores it. Holds no API key."""
 

@@ -2,7 +2,8 @@
 errors, corpus, llm, prompts, subject and agent.
 
 Public API: ``correlation_score``, ``pooled_correlation``, ``score_windows``, ``ScoreResult``, ``Simulator``,
-``SimulationResult``, ``LLMSimulator`` and ``expected_value`` (from the LLM simulator). Names are loaded on first use,
+``SimulationResult``, ``LLMSimulator`` and ``expected_value`` (the generate LLM simulator), ``EchoSimulator`` (the
+all-at-once one). Names are loaded on first use,
 so that ``autointerp.scoring.score`` (pure math) imports no LLM client or template engine.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
+    "EchoSimulator": "echo_simulator",
     "LLMSimulator": "llm_simulator",
     "expected_value": "llm_simulator",
     "ScoreResult": "score",

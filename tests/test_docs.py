@@ -45,3 +45,11 @@ def _links(text: str) -> list[str]:
     import re
 
     return [t for t in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text) if not t.startswith(("http", "mailto"))]
+
+
+def test_every_model_profile_setting_is_documented():
+    from autointerp.llm.profiles import ModelProfile
+
+    page = (ROOT / "docs" / "llm.md").read_text()
+    for name, field in ModelProfile.model_fields.items():
+        assert field.description and f"| `{name}` |" in page, f"docs/llm.md lacks the profile setting {name}"

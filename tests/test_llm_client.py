@@ -225,7 +225,8 @@ def test_timeouts_are_not_retried_by_default_nor_at_temperature_0():
         with FakeOpenAIServer(scripted(Hang(5), Hang(5), Hang(5))) as srv:
             started = time.monotonic()
             with pytest.raises(LLMError, match=f"timeout_s.*not retried.*{why}"):
-                asyncio.run(chat_once(local_profile(srv, timeout_s=0.2, max_retries=3, **fields), sink))
+                asyncio.run(chat_once(local_profile(srv, timeout_s=0.2, max_retries=3, prompt_tokens_per_s=1e9,
+                                            tokens_per_s=1e9, **fields), sink))
             assert time.monotonic() - started < 2.0
             assert len(srv.requests) == 1
         assert sink.records[0].attempts == 1 and sink.records[0].error
@@ -234,8 +235,9 @@ def test_timeouts_are_not_retried_by_default_nor_at_temperature_0():
 def test_timeouts_are_retried_when_allowed_and_sampling():
     sink = ListSink()
     with FakeOpenAIServer(scripted(Hang(5), Hang(5), Hang(5))) as srv:
-        profile = local_profile(srv, timeout_s=0.2, max_retries=1, retry_timeouts=True, temperature=0.7)
-        with pytest.raises(LLMError, match="timeout_s.*gave up after 2 tries"):
+        fast = {"prompt_tokens_per_s": 1e9, "tokens_per_s": 1e9}  # the wait is timeout_s alone
+        profile = local_profile(srv, timeout_s=0.2, max_retries=1, retry_timeouts=True, temperature=0.7, **fast)
+        with pytest.raises(LLMError, match="timeout_s.*tokens_per_s.*concurrency = 1.*gave up after 2 tries"):
             asyncio.run(chat_once(profile, sink))
         assert len(srv.requests) == 2
     assert sink.records[0].attempts == 2
@@ -253,6 +255,57 @@ def test_a_500_that_refuses_the_request_is_not_retried(message):
             asyncio.run(chat_once(local_profile(srv, max_retries=5), sink))
         assert len(srv.requests) == 1
     assert sink.records[0].attempts == 1
+
+
+def test_timeout_scales_with_the_work_a_request_asks_for():
+    profile = ModelProfile(timeout_s=60, prompt_tokens_per_s=50, tokens_per_s=4)
+    assert profile.request_timeout_s(0, 0) == 60
+    assert profile.request_timeout_s(2500, 0) == 60 + 50  # reading a 2,500-token prompt
+    assert profile.request_timeout_s(500, 2600) == 60 + 10 + 650  # writing 2,600 tokens on a CPU server
+    assert profile.request_timeout_s(2500, 1, echoed=2500) == 60 + 50 + 1 / 4 + 2500 / 0.5  # echo: every token's logprobs
+    # a slow answer inside the scaled wait is not cut off, though it takes longer than timeout_s
+    with FakeOpenAIServer(lambda request: (time.sleep(0.6), "late")[1]) as srv:
+        slow = local_profile(srv, timeout_s=0.2, max_retries=0, prompt_tokens_per_s=1e9, tokens_per_s=100)
+        result, _ = asyncio.run(chat_once(slow, max_tokens=200))  # 0.2 + 2 s allowed
+        assert result.text == "late"
+
+
+def test_assistant_tool_call_turns_are_sent_with_empty_content_not_null():
+    turn = {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "c0", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    messages = [*HELLO, turn, {"role": "tool", "tool_call_id": "c0", "content": "ok"}]
+    with FakeOpenAIServer() as srv:
+        async def go():
+            async with LLMClient(local_profile(srv), "local") as client:
+                await client.chat(messages, purpose="test")
+        asyncio.run(go())
+        sent = srv.requests[0]["messages"]
+    assert sent[1]["content"] == "" and sent[1]["tool_calls"] == turn["tool_calls"]
+    assert turn["content"] is None  # the caller's message is left as it was
+
+
+def test_completions_echo_round_trip_and_local_parallelism_detection():
+    async def go(profile):
+        async with LLMClient(profile, "local") as client:
+            reply = await client.complete("a\t10\n", purpose="test", echo=True, logprobs=3, max_tokens=1)
+            return reply, await client.concurrency()
+
+    with FakeOpenAIServer(parallel=4) as srv:
+        reply, parallel = asyncio.run(go(local_profile(srv)))
+        request = srv.requests[0]
+    assert (request["echo"], request["logprobs"], request["max_tokens"]) == (True, 3, 1)
+    assert reply.tokens[:4] == ["a", "\t", "10", "\n"] and reply.text_offset[:4] == [0, 1, 2, 4]
+    assert reply.top_logprobs[0] is None and reply.text.startswith("a\t10\n") and parallel == 4
+    with FakeOpenAIServer() as srv:  # no /props: a local server is taken to serve one request at a time
+        assert asyncio.run(go(local_profile(srv)))[1] == 1
+        assert asyncio.run(go(local_profile(srv, concurrency=5)))[1] == 5
+
+
+def test_rejected_shapes_say_what_to_change():
+    with FakeOpenAIServer(scripted(HTTPFailure(400, message="tools are not supported"))) as srv:
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+        with pytest.raises(LLMError, match="HTTP 400.*set supports_tools = false"):
+            asyncio.run(chat_once(local_profile(srv, max_retries=0), tools=[tool]))
 
 
 def test_concurrency_bound_is_respected():

@@ -230,3 +230,27 @@ def test_switching_explainer_profiles_changes_only_the_endpoint_and_model(cli, t
     ranked = json.loads(out)
     assert {r["explainer"] for r in ranked if r["role"] == "explanation"} == {"alpha", "beta", "baseline"}
     assert ranked == sorted(ranked, key=lambda r: -(r["mean"] if r["mean"] is not None else -2))
+
+
+def test_all_at_once_simulator_run_reads_echoed_prompts_and_generates_nothing(cli, tiny, text_corpus, isolated,
+                                                                               monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer() as server:
+        write_config(isolated / "autointerp.toml", server, simulator_method="all_at_once")
+        code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
+                             "--units", "0:4", "--simulator", "local", "--format", "json")
+        assert code == 0, err
+        requests = list(server.requests)
+    summary = json.loads(out)
+    assert summary["units_done"] == 4 and all(u["status"] == "done" for u in summary["units"])
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    calls = list(db["llm_calls"].rows)
+    simulate = [c for c in calls if c["purpose"] == "simulate"]
+    assert [c["purpose"] for c in calls].count("simulate-probe") == 1 and len(calls) == len(requests)
+    scored = db["explanations"].count  # each unit's explanation and its controls, each simulated once on test
+    assert scored >= 4 and scored <= len(simulate) <= 2 * scored  # 10 test windows: one or two requests each
+    assert all(c["tokens_out"] <= 1 and c["error"] is None for c in simulate)
+    assert all(r.get("echo") is True and "prompt" in r for r in requests)
+    assert json.loads(simulate[0]["messages"])[0]["role"] == "prompt"
+    dump = "\n".join(str(list(db[t].rows)) for t in db.table_names()) + out + err
+    assert KEY not in dump

@@ -37,3 +37,13 @@ def test_show_token_keeps_one_line_per_token():
     assert show_token(" f") == " f"
     assert show_token("(\n") == "(\\n" and show_token("\t") == "\\t" and show_token("\r") == "\\r"
     assert show_token("C:\\") == "C:\\\\"
+
+
+def test_all_at_once_simulator_prompt_matches_golden():
+    from autointerp.scoring.echo_simulator import echo_prompt
+
+    golden = GOLDEN.with_name("simulator_echo_prompt.txt")
+    text = "".join(echo_prompt(EXPLANATION, WINDOWS, top)[0] for top in (10, 9))
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")

@@ -145,7 +145,8 @@ def _print_by_dictionary(rows: list[dict]) -> None:
 
 @app.command()
 def models(
-    check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, logprobs, tool calls.")] = False,
+    check: Annotated[bool, Opt("--check", help="Probe each profile: reachable, chat, tools, logprobs, echo "
+                                                 "(all-at-once simulator), prompt escaping, latency, parallelism.")] = False,
     output: FormatOpt = "table",
     config: ConfigOpt = None,
 ) -> None:
@@ -153,7 +154,7 @@ def models(
     import asyncio
 
     from autointerp.config import load_config
-    from autointerp.llm.check import check_profile
+    from autointerp.llm.check import check_profile, probing, summary
     from autointerp.llm.client import LLMClient
 
     check_format(output, ("table", "json"))
@@ -162,17 +163,18 @@ def models(
     for name, profile in cfg.models.items():
         row = {"name": name, "model": profile.model, "base_url": profile.resolved_base_url() or "(openai default)",
                "api_key_env": profile.api_key_env, "logprobs": profile.supports_logprobs,
-               "tools": profile.supports_tools, "concurrency": profile.concurrency,
+               "tools": profile.supports_tools, "simulator_method": profile.simulator_method,
+               "concurrency": profile.concurrency,
                "price_in_per_mtok": profile.price_in_per_mtok, "price_out_per_mtok": profile.price_out_per_mtok}
         if check:
             async def probe(p=profile, n=name):
-                async with LLMClient(p, n) as client:
+                async with LLMClient(probing(p), n) as client:
                     return await check_profile(client)
 
             try:
                 row["check"] = asyncio.run(probe())
             except UsageError as e:  # e.g. the key's environment variable is not set
-                row["check"] = {"reachable": False, "logprobs": None, "tools": None, "error": str(e)}
+                row["check"] = {"reachable": False, "errors": {"profile": str(e)}}
         rows.append(row)
     if output == "json":
         print_json(rows)
@@ -180,11 +182,12 @@ def models(
     if not rows:
         out.print("no model profiles; add [models.NAME] tables to autointerp.toml (see README: Configuration)")
         return
-    table = Table("name", "model", "base_url", "key env", "logprobs", "tools", *(["check"] if check else []))
+    table = Table("name", "model", "base_url", "key env", "logprobs", "tools", "simulator",
+                  *(["check"] if check else []))
     for r in rows:
-        cells = [r["name"], r["model"], r["base_url"], r["api_key_env"], str(r["logprobs"]), str(r["tools"])]
+        cells = [r["name"], r["model"], r["base_url"], r["api_key_env"], str(r["logprobs"]), str(r["tools"]),
+                 r["simulator_method"]]
         if check:
-            c = r["check"]
-            cells.append(c["error"] or f"reachable, logprobs={c['logprobs']}, tools={c['tools']}")
+            cells.append(summary(r["check"]))
         table.add_row(*(cell(x) for x in cells))
     out.print(table)

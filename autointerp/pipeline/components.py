@@ -25,6 +25,7 @@ from autointerp.errors import UsageError
 from autointerp.llm.client import Budget, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
 from autointerp.scoring.baseline import BaselineSimulator
+from autointerp.scoring.echo_simulator import EchoSimulator
 from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.model import Subject
@@ -100,6 +101,8 @@ def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
     if cfg.simulator in SIMULATORS:
         return SIMULATORS[cfg.simulator](cfg, llm)
     client, profile = _profile_or_error("simulator", cfg.simulator, SIMULATORS, llm)
+    if profile.simulator_method == "all_at_once":
+        return EchoSimulator(client, profile, windows_per_request=cfg.windows_per_request)
     return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
 
 

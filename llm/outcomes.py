@@ -1,0 +1,49 @@
+"""What a fake model does with a request, for the test server and the in-process fake (``autointerp.llm.server``,
+``autointerp.llm.fake``): reply, fail with an HTTP status, hang, or answer garbage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autointerp.llm.completions import TextReply
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the model "generated". ``tokens``: per generated token, (token text, top_logprobs token -> logprob);
+    when None the text is split into word/number/space tokens, each certain (logprob 0)."""
+
+    text: str = ""
+    tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()  # (function name, arguments as dict or JSON text)
+    tokens: Sequence[tuple[str, dict[str, float]]] | None = None
+    finish_reason: str | None = None  # None: "tool_calls" when there are tool calls, else "stop"
+
+
+@dataclass(frozen=True)
+class HTTPFailure:
+    """Answer with this HTTP status and an OpenAI-style error body, with a Retry-After header when given."""
+
+    status: int
+    retry_after_s: float | None = None
+    message: str = "scripted failure"
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Send nothing for ``seconds`` (longer than the client's timeout), then drop the connection."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Garbage:
+    """Answer 200 with a body that is not a chat completion."""
+
+    text: str = "<html><body>502 upstream hiccup</body></html>"
+    content_type: str = "application/json"
+
+
+Outcome = Reply | TextReply | HTTPFailure | Hang | Garbage
+Handler = Callable[[dict[str, Any]], Outcome | str]

