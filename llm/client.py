@@ -409,12 +409,16 @@ class LLMClient(ChatModelBase):
 
     async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any]:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
-        close and stops generating). ``timeout_s`` bounds the whole reply, as for ``_send``. The server-sent events
-        are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
+        close and stops generating). The first chunk is the server's report that it has started on the request: the
+        wait for it (time queued behind other requests, and reading the prompt) and the generation after it each get
+        ``timeout_s``, so queue time is not counted against the request's own. The server-sent events are read as
+        raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
         assembler = StreamAssembler(stop_when)
         failure: Exception | None = None
+        loop = asyncio.get_running_loop()
+        started = False
         try:
-            async with asyncio.timeout(self.profile.timeout_s):
+            async with asyncio.timeout(self.profile.timeout_s) as deadline:
                 async with self._openai.chat.completions.with_streaming_response.create(
                     **params, stream=True, stream_options={"include_usage": True}, timeout=self.profile.timeout_s
                 ) as response:
@@ -425,6 +429,9 @@ class LLMClient(ChatModelBase):
                         if data == "[DONE]":
                             break
                         chunk = parse_body(data)
+                        if not started:  # the server has started: the generation gets its own timeout_s
+                            started = True
+                            deadline.reschedule(loop.time() + self.profile.timeout_s)
                         if isinstance(chunk, dict) and chunk.get("error"):
                             failure = RetryableError(self._scrub(f"error in the stream: {str(chunk['error'])[:300]}"))
                             break
@@ -433,7 +440,8 @@ class LLMClient(ChatModelBase):
                     if assembler.stopped is None and failure is None:
                         assembler.finish()
         except (TimeoutError, openai.APITimeoutError):
-            failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s (timeout_s)")
+            phase = "of generation after the first token" if started else "waiting for the first token"
+            failure = RequestTimedOut(f"no complete answer within {self.profile.timeout_s:g} s {phase} (timeout_s)")
         except openai.APIStatusError as exc:
             failure = status_failure(exc.status_code, self._scrub(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
