@@ -148,3 +148,24 @@ def test_the_judge_accepts_explanations(sentence):
     from autointerp.agent.prompting import explanation_problem
 
     assert explanation_problem(sentence) is None
+
+
+def test_an_off_topic_explanation_is_re_asked_with_the_reason_then_rejected():
+    from autointerp.agent.graph import AgentLimits
+    from autointerp.agent.llm_explainer import LLMExplainer
+    from fakes import planted_record
+
+    off_topic = "EXPLANATION: " + DATA["replies"][0]["text"]  # the code snippet demonstrates ...
+    with FakeOpenAIServer(lambda request: off_topic) as srv:
+        profile = ModelProfile(model="m", base_url=srv.base_url, max_retries=0)
+
+        async def go():
+            async with LLMClient(profile, "local") as client:
+                explainer = LLMExplainer(client, profile, limits=AgentLimits(revise_rounds=0, max_tool_calls=0))
+                return await explainer.explain(planted_record().for_explainer())
+
+        out = asyncio.run(go())
+        reask = srv.requests[1]["messages"][-1]["content"]
+    assert len(srv.requests) == 2 and "it describes the text shown, not the neuron" in reask
+    assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
+    assert "describes the text shown" in out.reason
