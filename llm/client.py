@@ -37,9 +37,7 @@ record, a result or an error message: every string that leaves this module is sc
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import re
 import time
 import weakref
 from abc import ABC, abstractmethod
@@ -51,6 +49,7 @@ import openai
 
 from autointerp.errors import UsageError
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
+from autointerp.llm.bodies import logged_response, parse_body  # noqa: F401 (parse_body re-exported)
 from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
 from autointerp.llm.scope import current_scope
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
@@ -303,7 +302,7 @@ class ChatModelBase(ABC):
             purpose=purpose,
             unit=unit if unit is not None or scope is None else scope.unit,
             messages=self._scrub(list(messages)),
-            response=None if result is None else _logged_response(result.raw, self.log_logprobs),
+            response=None if result is None else logged_response(result.raw, self.log_logprobs),
             tokens_in=0 if result is None else result.tokens_in,
             tokens_out=0 if result is None else result.tokens_out,
             latency_s=latency_s,
@@ -329,36 +328,6 @@ class ChatModelBase(ABC):
         if isinstance(value, (list, tuple)):
             return type(value)(self._scrub(v) for v in value)
         return value
-
-
-# A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
-# before parsing: they are a quarter of a simulator reply and a third of its parse time. The match is structural
-# only: it starts at an unescaped quote right after "," (inside a JSON string a quote is always escaped).
-_BYTES_FIELD = re.compile(r',\s*"bytes"\s*:\s*(?:\[[\d,\s]*\]|null)')
-
-
-def parse_body(text: str) -> Any:
-    """A response body parsed from JSON, less the per-token ``bytes`` arrays (ValueError when it is not JSON)."""
-    if '"bytes"' in text:
-        text = _BYTES_FIELD.sub("", text)
-    return json.loads(text)
-
-
-def _logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any]:
-    """The response body as the sink stores it: per-token logprobs are replaced by their count unless kept.
-
-    They are nine tenths of a simulator reply (every generated token with its alternatives; about 280 KB per
-    ten windows), and what they mean is stored with the simulation (the expected value at every position)."""
-    if keep_logprobs or not any((c or {}).get("logprobs") for c in body.get("choices") or []):
-        return body
-    choices = []
-    for choice in body["choices"]:
-        logprobs = choice.get("logprobs")
-        if logprobs:
-            n = len(logprobs.get("content") or [])
-            logprobs = {"omitted": f"{n} tokens with their logprobs; log_logprobs = true keeps them"}
-        choices.append({**choice, "logprobs": logprobs})
-    return {**body, "choices": choices}
 
 
 class LLMClient(ChatModelBase):
