@@ -169,3 +169,9 @@ def test_an_off_topic_explanation_is_re_asked_with_the_reason_then_rejected():
     assert len(srv.requests) == 2 and "it describes the text shown, not the neuron" in reask
     assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
     assert "describes the text shown" in out.reason
+
+
+def test_best_of_at_temperature_0_is_refused_before_any_call(cli, isolated):
+    (isolated / "autointerp.toml").write_text('[models.local]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    code, _, err = cli("run", "--layer", "1", "--explainer", "local", "--best-of", "3")
+    assert code == 2 and "would write the same draft 3 times" in err and len(err.strip().splitlines()) == 1
