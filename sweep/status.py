@@ -106,6 +106,7 @@ def sweep_report(plan_path: str | Path, config: str | None = None, since: str | 
             SELECT e.layer, e.unit, e.kind,
                    MAX(CASE WHEN e.created_at < ? THEN e.score END) AS before, MAX(e.score) AS now
             FROM explanation_scores e JOIN tonight t ON t.unit_id = e.unit_id
+            WHERE e.role = 'explanation'  -- controls (shuffled, empty) are a floor, never a unit's best
             GROUP BY e.unit_id ORDER BY e.layer, e.unit""", [since, plan.name, since]).fetchall()
         changed = [{"layer": r[0], "unit": r[1], "kind": r[2], "before": r[3], "now": r[4]} for r in best
                    if r[4] is not None and (r[3] is None or r[4] > r[3])]
