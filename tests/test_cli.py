@@ -32,10 +32,15 @@ def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
             "n_tokens", "mean_score", "median_score", "wall_s", "capture_s", "explain_s", "units"} <= set(summary)
     assert summary["baseline"] is True and summary["units_done"] == 6 and summary["n_tokens"] > 0
     db = sqlite_utils.Database(isolated / "autointerp.db")
-    assert db["runs"].count == 1 and db["explanations"].count == 6 and db["unit_runs"].count == 6
+    assert db["runs"].count == 1 and db["explanations"].count_where("role = 'explanation'") == 6 and \
+        db["unit_runs"].count == 6
+    # beside each unit, its two controls (a shuffled and an empty explanation) under the same simulator
+    assert db["explanations"].count_where("role = 'control'") == 2 * 6
+    assert {c["control"] for c in summary["controls"]} == {"control:shuffled:baseline", "control:empty"}
     run = next(db["runs"].rows)
     assert run["status"] == "complete" and run["model_hash"] and json.loads(run["config"])["layer"] == 1
-    assert db.execute("SELECT COUNT(*) FROM scores WHERE split = 'test'").fetchone()[0] == 6
+    assert db.execute("SELECT COUNT(*) FROM scores s JOIN explanations e ON e.id = s.explanation_id "
+                      "WHERE s.split = 'test' AND e.role = 'explanation'").fetchone()[0] == 6
     splits = {r[0] for r in db.execute("SELECT DISTINCT split FROM windows WHERE source = 'random'").fetchall()}
     assert splits == {"valid", "test"}
 
@@ -46,8 +51,9 @@ def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
     code, out, _ = cli("leaderboard", "--format", "csv", "--min-score", "0.2", "--layer", "1")
     assert code == 0 and out.splitlines()[0].startswith("layer,unit,kind,score")
     code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
-    (row,) = json.loads(out)
+    (row,) = [r for r in json.loads(out) if r["role"] == "explanation"]
     assert row["explainer"] == "baseline" and row["ci_low"] <= row["mean"] <= row["ci_high"]
+    assert row["done"] == 6 and row["failed"] == 0
     code, out, _ = cli("show", "1/3")
     assert code == 0 and "unit 1/3" in out and "top windows" in out
     code, out, _ = cli("show", "1/3", "--format", "json")
@@ -60,9 +66,9 @@ def test_rerun_resumes_and_fresh_starts_over(cli, tiny, text_corpus, isolated):
     assert code == 0 and json.loads(out)["units_skipped"] == 6 and json.loads(out)["units_done"] == 6
     assert json.loads(out)["n_tokens"] > 0  # the no-op resume reports the tokens its run captured
     db = sqlite_utils.Database(isolated / "autointerp.db")
-    assert db["runs"].count == 1 and db["explanations"].count == 6
+    assert db["runs"].count == 1 and db["explanations"].count_where("role = 'explanation'") == 6
     assert cli(*base_args(tiny, text_corpus), "--fresh")[0] == 0
-    assert db["runs"].count == 2 and db["explanations"].count == 12
+    assert db["runs"].count == 2 and db["explanations"].count_where("role = 'explanation'") == 12
 
 
 @pytest.fixture
@@ -107,7 +113,8 @@ def test_interrupted_run_resumes_without_losing_or_redoing_units(cli, tiny, text
     assert code == 0, err
     assert json.loads(out)["units_skipped"] == 3
     assert sorted(Interrupting.calls) == list(range(8))  # every unit explained exactly once over both sessions
-    assert db["unit_runs"].count == 8 and db["explanations"].count == 8 and db["runs"].count == 1
+    assert db["unit_runs"].count == 8 and db["explanations"].count_where("role = 'explanation'") == 8
+    assert db["runs"].count == 1
     assert next(db["runs"].rows)["status"] == "complete"
 
 
