@@ -92,7 +92,7 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
     assert sum(r["units_done"] for r in results) == TOTAL - before  # the second start did nothing twice
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || unit_id) FROM explanations").fetchone() \
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || unit_id) FROM explanations WHERE role = 'explanation'").fetchone() \
             == (TOTAL, TOTAL)
         assert conn.execute("SELECT COUNT(*) FROM unit_runs").fetchone()[0] == TOTAL
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT explanation_id || split) FROM scores").fetchone() \
@@ -140,7 +140,7 @@ def test_two_runs_of_the_same_command_do_each_unit_once(tmp_path):
     this_session = sorted(s["units_done"] - s["units_skipped"] for s in summaries)
     assert this_session == [0, 24]  # one process did every unit; the other found them done
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT unit_id) FROM explanations").fetchone() == (24, 24)
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT unit_id) FROM explanations WHERE role = 'explanation'").fetchone() == (24, 24)
         assert conn.execute("SELECT COUNT(*), MIN(status) FROM runs").fetchone() == (1, "complete")
         assert conn.execute("SELECT wall_s FROM runs").fetchone()[0] > 0
         assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0
