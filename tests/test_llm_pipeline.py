@@ -169,11 +169,12 @@ def test_llm_explainer_and_simulator_run_the_whole_loop(cli, tiny, text_corpus, 
 def test_explain_and_score_without_revision_takes_at_most_4_calls_per_unit(cli, tiny, text_corpus, isolated,
                                                                           monkeypatch):
     monkeypatch.setenv("FAKE_KEY", KEY)
+    monkeypatch.setenv("AUTOINTERP_CONTROLS", "false")  # explain + score alone
     with FakeOpenAIServer() as server:
         write_config(isolated / "autointerp.toml", server)
         code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus),
                              "--units", "0:5", "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
-                             "--max-tool-calls", "0", "--controls", "false", "--format", "json")
+                             "--max-tool-calls", "0", "--format", "json")
         assert code == 0, err
         requests = len(server.requests)
     assert requests <= 4 * 5
