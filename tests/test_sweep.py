@@ -60,7 +60,7 @@ def test_jobs_sharing_a_layer_capture_it_once_and_a_rerun_does_nothing(tiny, tex
     # b's units, taken from the capture a's run made, are exactly a's: one capture, the same windows and scores
     same = d.execute("SELECT COUNT(*) FROM explanation_scores x JOIN explanation_scores y ON x.unit_id = y.unit_id "
                      "AND x.run_id < y.run_id AND x.layer = 1 WHERE x.explanation = y.explanation "
-                     "AND x.score IS y.score").fetchone()[0]
+                     "AND x.score IS y.score AND x.role = 'explanation' AND y.role = 'explanation'").fetchone()[0]
     assert same == 3
     code, out, _ = cli("leaderboard", "--db", str(isolated / "sweep.db"), "--format", "json")
     assert code == 0 and len(json.loads(out)) == 12  # a sweep's results are ordinary runs (best per unit)
