@@ -95,7 +95,8 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || unit_id) FROM explanations WHERE role = 'explanation'").fetchone() \
             == (TOTAL, TOTAL)
         assert conn.execute("SELECT COUNT(*) FROM unit_runs").fetchone()[0] == TOTAL
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT explanation_id || split) FROM scores").fetchone() \
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT explanation_id || split) FROM scores WHERE explanation_id IN "
+                            "(SELECT id FROM explanations WHERE role = 'explanation')").fetchone() \
             == (TOTAL, TOTAL)  # the baseline explainer's one test score per unit, once
         assert conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY 1").fetchall() == [("complete", 2)]
         sessions = dict(conn.execute("SELECT status, COUNT(*) FROM sweep_sessions GROUP BY 1").fetchall())
