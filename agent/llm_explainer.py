@@ -18,8 +18,9 @@ the unit's full record, so that its quantile windows stay clear of valid and tes
 unit with the train-only record. Tools must never hand the agent a way to read valid or test activations.
 
 Outcomes. ``done``: the agent finished its plan (drafts, validation, revisions); the text is the candidate with the
-best valid score. ``gave_up``: a hard cap (``max_tool_calls``, ``max_tokens``) or a second unparseable answer ended
-the unit; the text is the best candidate so far and ``reason`` names the cap. ``failed`` (empty text): the same
+best valid score. ``gave_up``: a hard cap (``max_tool_calls``, ``max_tokens``), a second unacceptable answer, or a
+validation that could not simulate a single window (``no_evidence``: no revision without windows) ended the unit;
+the text is the best candidate so far and ``reason`` says which. ``failed`` (empty text): the same
 with no candidate yet, or an ``LLMError`` (its message is the reason). A unit whose statistics say it never fires
 is answered without any LLM call: ``Never fires (dead on N tokens).``
 

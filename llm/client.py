@@ -379,13 +379,17 @@ class LLMClient(ChatModelBase):
 
     async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> str:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
-        close and stops generating). ``timeout_s`` bounds the whole reply, as for ``_send``. The server-sent events
-        are read as raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
+        close and stops generating). The first chunk is the server's report that it has started on the request: the
+        wait for it (time queued behind other requests, and reading the prompt) and the generation after it each get
+        ``timeout_s``, so queue time is not counted against the request's own. The server-sent events are read as
+        raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
         assembler = StreamAssembler(stop_when)
         failure: Exception | None = None
         timeout_s = params.get("timeout", self.profile.timeout_s)
+        loop = asyncio.get_running_loop()
+        started = False
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(timeout_s) as deadline:
                 async with self._openai.chat.completions.with_streaming_response.create(
                     **{**params, "timeout": timeout_s}, stream=True, stream_options={"include_usage": True}
                 ) as response:
@@ -396,6 +400,9 @@ class LLMClient(ChatModelBase):
                         if data == "[DONE]":
                             break
                         chunk = parse_body(data)
+                        if not started:  # the server has started: the generation gets its own timeout_s
+                            started = True
+                            deadline.reschedule(loop.time() + timeout_s)
                         if isinstance(chunk, dict) and chunk.get("error"):
                             reason = shorten(str(chunk["error"]), 300, self._secrets)
                             failure = RetryableError(f"error in the stream: {reason}")
@@ -405,7 +412,8 @@ class LLMClient(ChatModelBase):
                     if assembler.stopped is None and failure is None:
                         assembler.finish()
         except (TimeoutError, openai.APITimeoutError):
-            failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s, "no complete answer"))
+            phase = "after the first token" if started else "waiting for the first token"
+            failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s, f"no complete answer ({phase})"))
         except openai.APIStatusError as exc:
             failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
         except (openai.APIConnectionError, httpx.HTTPError) as exc:

@@ -153,6 +153,9 @@ def test_llm_explainer_and_simulator_run_the_whole_loop(cli, tiny, text_corpus, 
     details = [json.loads(r["details"]) for r in db["explanations"].rows_where("explainer = 'local'")]
     assert all(d["llm_calls"] >= 1 and d["tool_calls"] >= 2 for d in details)
     # the tool results (the subject model's activations on the LLM's own text) went back to the LLM and are stored
+    # every call (explainer, validations, test simulations, controls) is on its unit and counted on its explanation
+    assert db.execute("SELECT COUNT(*) FROM llm_calls WHERE unit_id IS NULL").fetchone()[0] == 0
+    assert db.execute("SELECT SUM(llm_calls) FROM explanations").fetchone()[0] == db["llm_calls"].count
     tool_turns = [m for r in db["llm_calls"].rows for m in json.loads(r["messages"]) if m.get("role") == "tool"]
     assert any("self" in m["content"] for m in tool_turns)
     code, out, _ = cli("leaderboard", "--by", "explainer", "--format", "json")
@@ -196,6 +199,9 @@ def test_flaky_server_every_unit_ends_with_a_status_and_the_key_never_leaks(cli,
     for row in db["explanations"].rows:
         assert row["status"] == "done" or row["reason"], row
     assert db.execute("SELECT COUNT(*) FROM llm_calls WHERE attempts > 1 OR error IS NOT NULL").fetchone()[0] > 0
+    # failed calls too are on their unit and counted on the explanation they were made for
+    assert db.execute("SELECT COUNT(*) FROM llm_calls WHERE unit_id IS NULL").fetchone()[0] == 0
+    assert db.execute("SELECT SUM(llm_calls) FROM explanations").fetchone()[0] == db["llm_calls"].count
     everything = out + err + caplog.text
     for path in isolated.glob("autointerp.db*"):
         everything += path.read_bytes().decode("latin-1")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
-from autointerp.llm.client import LLMClient
+import pytest
+
+from autointerp.llm.client import LLMClient, LLMError
 from autointerp.llm.fake import FakeLLM
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.scope import call_scope
@@ -55,3 +58,38 @@ def test_the_in_process_fake_cuts_the_reply_where_a_stream_would_stop():
     assert result.stopped == "two lines" and result.text.count("\n") == 2
     assert 0 < result.tokens_out < 60
     assert usage.calls == 1 and usage.tokens_out == result.tokens_out
+
+
+# timeout_s alone: no allowance for the request's tokens (a profile's timeout otherwise grows with the work)
+UNSCALED = {"prompt_tokens_per_s": 1e9, "tokens_per_s": 1e9}
+
+
+def test_time_before_the_first_token_is_not_counted_against_the_generation():
+    """Queued 1 s (the server sends nothing), then 1 s of generation: over the 1.6 s timeout in all, within it for
+    each phase. A stream that never starts still times out, and is not retried."""
+    reply = "word " * 20  # 40 chunks
+
+    with FakeOpenAIServer(lambda request: reply, latency_s=1.0, token_latency_s=0.025) as srv:
+        profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=0, timeout_s=1.6,
+                               **UNSCALED)
+
+        async def go():
+            async with LLMClient(profile, "local") as client:
+                with contextlib.suppress(LLMError):  # the first request of a client sets it up (slow on a busy host)
+                    await client.chat(HELLO, purpose="warm-up")
+                started = time.monotonic()
+                result = await client.chat(HELLO, purpose="test", stop_when=lambda text: None)
+                return result, time.monotonic() - started
+
+        result, took = asyncio.run(go())
+    assert took > 1.6 and result.text == reply
+    with FakeOpenAIServer(lambda request: reply, latency_s=3.0) as srv:
+        profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=3, timeout_s=0.5, **UNSCALED)
+
+        async def stuck():
+            async with LLMClient(profile, "local") as client:
+                return await client.chat(HELLO, purpose="test", stop_when=lambda text: None)
+
+        with pytest.raises(LLMError, match="waiting for the first token.*not retried"):
+            asyncio.run(stuck())
+        assert len(srv.requests) == 1

@@ -13,7 +13,7 @@ import pytest
 
 from autointerp.llm.client import LLMClient
 from autointerp.llm.profiles import ModelProfile
-from autointerp.llm.server import FakeOpenAIServer, Reply, default_handler, scripted
+from autointerp.llm.server import FakeOpenAIServer, Reply, scripted
 from autointerp.scoring.llm_simulator import LLMSimulator, ReplyWatch, reply_budget
 from autointerp.llm.tokens import TokenCounter
 
@@ -148,3 +148,30 @@ def test_the_judge_accepts_explanations(sentence):
     from autointerp.agent.prompting import explanation_problem
 
     assert explanation_problem(sentence) is None
+
+
+def test_an_off_topic_explanation_is_re_asked_with_the_reason_then_rejected():
+    from autointerp.agent.graph import AgentLimits
+    from autointerp.agent.llm_explainer import LLMExplainer
+    from fakes import planted_record
+
+    off_topic = "EXPLANATION: " + DATA["replies"][0]["text"]  # the code snippet demonstrates ...
+    with FakeOpenAIServer(lambda request: off_topic) as srv:
+        profile = ModelProfile(model="m", base_url=srv.base_url, max_retries=0)
+
+        async def go():
+            async with LLMClient(profile, "local") as client:
+                explainer = LLMExplainer(client, profile, limits=AgentLimits(revise_rounds=0, max_tool_calls=0))
+                return await explainer.explain(planted_record().for_explainer())
+
+        out = asyncio.run(go())
+        reask = srv.requests[1]["messages"][-1]["content"]
+    assert len(srv.requests) == 2 and "it describes the text shown, not the neuron" in reask
+    assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
+    assert "describes the text shown" in out.reason
+
+
+def test_best_of_at_temperature_0_is_refused_before_any_call(cli, isolated):
+    (isolated / "autointerp.toml").write_text('[models.local]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    code, _, err = cli("run", "--layer", "1", "--explainer", "local", "--best-of", "3")
+    assert code == 2 and "would write the same draft 3 times" in err and len(err.strip().splitlines()) == 1

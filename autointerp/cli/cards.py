@@ -48,7 +48,9 @@ def render_unit_card(console: Console, card: dict[str, Any], n_windows: int = 5)
         cells = [_num(test and test["score"]), _num(test and test["score_top"]), _num(test and test["score_random"])]
         if test and test["score"] is None:
             cells[0] = f"n/a ({test['undefined_reason']})"
-        table.add_row(cell(e["explainer"]), cell(e["status"]), *map(cell, cells), cell(e["text"] or e["reason"] or ""))
+        status = "failed (scoring)" if e.get("scoring") == "failed" else e["status"]
+        text = e["text"] or ("(the empty explanation)" if e.get("role") == "control" else e["reason"] or "")
+        table.add_row(cell(e["explainer"]), cell(status), *map(cell, cells), cell(text))
     console.print(table)
     windows = card["windows"][:n_windows]
     if windows:

@@ -118,8 +118,9 @@ def _print_by_explainer(rows: list[dict]) -> None:
         return
     table = Table(caption="test-split Pearson r over units with a defined score; controls: a shuffled and an empty "
                           "explanation under the same simulator (the floor)")
-    for name in ("explainer / simulator", "done", "gave up", "failed", "n", "mean", "95% CI", "median", "LLM calls"):
-        table.add_column(name, no_wrap=True)
+    table.add_column("explainer / simulator", overflow="fold", ratio=1)
+    for name in ("done", "gave up", "failed", "scored", "mean", "95% CI", "median", "LLM calls"):
+        table.add_column(name, no_wrap=True, min_width=len(name))
     for r in rows:
         name = f"{r['explainer']} / {r['simulator']}" + (" (control)" if r["role"] == "control" else "")
         table.add_row(cell(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),

@@ -117,8 +117,8 @@ def _print_summary(s) -> None:
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
     for c in s.controls:
-        out.print(f"control {c['control']}: mean {fmt(c['mean'])} over {c['scored']} of {c['units']} units with a "
-                  "defined score (same simulator, same test windows: the floor)")
+        out.print(f"floor, {c['control']}: mean {fmt(c['mean'])} over {c['scored']} of {c['units']} units with a "
+                  "defined score (same simulator and test windows)")
     statuses = [o.status for o in s.outcomes]
     out.print(f"units: {statuses.count('done')} done, {statuses.count('gave_up')} gave up, "
               f"{statuses.count('failed')} failed (see: autointerp leaderboard --by explainer)")

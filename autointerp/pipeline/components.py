@@ -91,6 +91,9 @@ def make_explainer(cfg: Config, llm: LLMContext) -> Explainer:
     if cfg.explainer in EXPLAINERS:
         return EXPLAINERS[cfg.explainer](cfg, llm)
     client, profile = _profile_or_error("explainer", cfg.explainer, EXPLAINERS, llm)
+    if cfg.best_of > 1 and profile.temperature == 0:  # the same prompt at temperature 0: the same draft, paid again
+        raise UsageError(f"--best-of {cfg.best_of} at temperature 0 would write the same draft {cfg.best_of} times; "
+                         f"set temperature > 0 in [models.{cfg.explainer}] or use --best-of 1")
     limits = AgentLimits(revise_rounds=cfg.revise_rounds, max_tool_calls=cfg.max_tool_calls,
                          max_unit_tokens=cfg.max_unit_tokens, best_of=cfg.best_of)
     return LLMExplainer(client, profile, limits=limits, checkpoint_path=f"{cfg.db}.agent.sqlite",
