@@ -59,6 +59,12 @@ def test_the_reply_watch_passes_a_good_reply_and_stops_at_its_end():
     assert "ended after 2 token lines of 5" in short("<start>\ndef\t0\n area\t0\n<end>\n")
 
 
+def test_the_real_replies_are_there():
+    """The parametrized tests below run once per recorded reply: with none of a kind they would skip, not fail."""
+    purposes = [r["purpose"] for r in DATA["replies"]]
+    assert purposes.count("simulate") >= 1 and purposes.count("explain") >= 1
+
+
 @pytest.mark.parametrize("reply", [r for r in DATA["replies"] if r["purpose"] == "simulate"],
                          ids=lambda r: r["text"][:30])
 def test_real_weak_model_simulator_replies_are_stopped_early(reply):
