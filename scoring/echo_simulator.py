@@ -53,8 +53,8 @@ from autointerp.llm.check import echo_shift
 from autointerp.llm.client import ChatModel, CompletionResult, LLMError
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
-from autointerp.prompts.render import render, show_token, templates_sha256
-from autointerp.scoring.llm_simulator import MAX_ACTIVATION, expected_value
+from autointerp.prompts.render import render, show_token
+from autointerp.scoring.llm_simulator import MAX_ACTIVATION, expected_value, llm_simulator_config
 from autointerp.scoring.simulator import SimulationResult
 
 TEMPLATE = "simulator_echo.j2"
@@ -146,15 +146,7 @@ class EchoSimulator:
         self._probe_lock: asyncio.Lock | None = None
 
     def config(self) -> dict[str, Any]:
-        return {
-            "simulator": "llm",
-            "name": self.name,
-            "profile": self.profile.model_dump(),
-            "method": self.method,
-            "windows_per_request": self.windows_per_request,
-            "top_logprobs": self.top_logprobs,
-            "prompt_sha256": templates_sha256(TEMPLATE),
-        }
+        return llm_simulator_config(self, self.top_logprobs, TEMPLATE)
 
     def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
         """Calls and tokens that simulating ``windows`` for one explanation takes (one generated token a request)."""

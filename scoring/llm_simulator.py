@@ -213,15 +213,8 @@ class LLMSimulator:
         self.method = "logprobs" if profile.supports_logprobs else "parse"
 
     def config(self) -> dict[str, Any]:
-        return {
-            "simulator": "llm",
-            "name": self.name,
-            "profile": self.profile.model_dump(),
-            "method": self.method,
-            "windows_per_request": self.windows_per_request,
-            "top_logprobs": self.top_logprobs if self.method == "logprobs" else None,
-            "prompt_sha256": templates_sha256(SYSTEM_TEMPLATE, USER_TEMPLATE),
-        }
+        return llm_simulator_config(self, self.top_logprobs if self.method == "logprobs" else None,
+                                    SYSTEM_TEMPLATE, USER_TEMPLATE)
 
     def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
         """Calls and tokens that simulating ``windows`` for one explanation takes: the prompts as rendered, and
@@ -330,3 +323,17 @@ def _cut_off_note(result: ChatResult) -> str:
     if result.stopped is not None:
         return f" (the reply was stopped early: {result.stopped})"
     return " (the reply was cut off at max_tokens)" if result.finish_reason == "length" else ""
+
+
+def llm_simulator_config(sim: Any, top_logprobs: int | None, *templates: str) -> dict[str, Any]:
+    """What determines an LLM simulator's predictions (both methods): its profile, method, batching, the logprobs it
+    reads and its prompt files; part of the run key."""
+    return {
+        "simulator": "llm",
+        "name": sim.name,
+        "profile": sim.profile.model_dump(),
+        "method": sim.method,
+        "windows_per_request": sim.windows_per_request,
+        "top_logprobs": top_logprobs,
+        "prompt_sha256": templates_sha256(*templates),
+    }
