@@ -365,7 +365,7 @@ async def control_units(r: OpenRun, cap: LayerCapture, sem: asyncio.Semaphore) -
     summary, kind = r.summary, r.space.kind
     texts = {o["unit"]: o["explanation"] for o in r.store.run_outcomes(r.run_id)
              if o["kind"] == kind and o["status"] in ("done", "gave_up") and o["explanation"]}
-    live = [u for u in texts if not cap.unit_record(u, kind).stats.dead]
+    live = [u for u in texts if not cap.stats(u).dead]
     partners = shuffled_partners(live, r.cfg.seed)
     done = r.store.controlled_units(r.run_id)
     todo = [u for u in sorted(live) if (kind, r.cfg.layer, u) not in done]
