@@ -24,7 +24,6 @@ go on), whatever the profile claims (``probing`` turns its ``supports_*`` on and
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -130,8 +129,3 @@ def summary(check: dict[str, Any]) -> str:
     flags = ", ".join(f"{k}={check[k]}" for k in ("chat", "tools", "logprobs", "echo", "escapes_html"))
     methods = ", ".join(check["simulator_methods"]) or "none"
     return f"reachable, {flags}, latency {check['latency_s']} s, parallel {check['parallel']}; simulators: {methods}"
-
-
-def run_check(client: ChatModel) -> dict[str, Any]:
-    """``check_profile`` from synchronous code."""
-    return asyncio.run(check_profile(client))

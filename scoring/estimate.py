@@ -31,7 +31,7 @@ def estimate_llm_usage(record: UnitRecord, explainer: Explainer, simulator: Simu
         test = [list(w.tokens) for w in record.split("test")]
         sim = simulator.estimate(test, counter, sample)
         if controls:
-            sim = sim + simulator.estimate(test, counter, sample) + simulator.estimate(test, counter, "")
+            sim = sim * 2 + simulator.estimate(test, counter, "")  # the shuffled control: a typical text again
         limits = getattr(explainer, "limits", None)
         if limits is not None and (limits.best_of > 1 or limits.revise_rounds > 0):  # candidates scored on valid
             valid = simulator.estimate([list(w.tokens) for w in record.split("valid")], counter, sample)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from autointerp.agent.base import Explainer, Explanation
-from autointerp.llm.client import BudgetExceeded
+from autointerp.llm.types import BudgetExceeded
 from autointerp.llm.scope import call_scope
 from autointerp.scoring.score import ScoreResult, score_windows
 from autointerp.scoring.simulator import Simulator

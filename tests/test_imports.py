@@ -178,3 +178,13 @@ def test_the_old_records_path_still_works_with_a_warning():
     from autointerp.subject.records import UnitRecord
 
     assert old.UnitRecord is UnitRecord
+
+
+def test_the_command_starts_without_the_llm_client_or_dataframes():
+    """Every `autointerp` invocation, `--help` included, imports autointerp.cli: heavy rooms load inside commands."""
+    import subprocess
+
+    code = ("import sys, autointerp.cli; "
+            "print(sorted(m for m in ('openai', 'pandas', 'torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

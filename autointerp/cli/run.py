@@ -21,7 +21,6 @@ from autointerp.cli.app import (
 )
 from autointerp.cli.flags import config_flags
 from autointerp.cli.text import cell, markup
-from autointerp.db.leases import LeaseHeld
 
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
                 "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype", "seed", "concurrency",
@@ -44,6 +43,7 @@ def run(
 ) -> None:
     """Capture -> explain -> simulate -> score -> store, for every unit of one layer; then print a summary."""
     from autointerp.config import load_config
+    from autointerp.db.leases import LeaseHeld
     from autointerp.pipeline import run as run_pipeline
 
     check_format(output, ("table", "json"))
