@@ -106,20 +106,24 @@ def test_budget_stop_leaves_the_rest_and_the_report_shows_the_night(tiny, text_c
 
 
 def test_a_failing_job_is_recorded_the_others_go_on_and_retries_stop_at_the_cap(tiny, text_corpus, isolated, cli):
-    jobs = '[jobs.broken]\nlayers = "0"\nmodel = "/no/such/model"\n\n[jobs.ok]\nlayers = "1"\n'
+    # the failure's reason holds the model path: rich markup and an escape sequence, shown inert by `sweep status`
+    jobs = '[jobs.broken]\nlayers = "0"\nmodel = "/no/such/[/bold]model\\u001b[2J"\n\n[jobs.ok]\nlayers = "1"\n'
     plan = write_plan(isolated / "p.toml", tiny, text_corpus, jobs)
     (isolated / "p.toml").write_text("max_attempts = 2\n" + (isolated / "p.toml").read_text())
     first = run_sweep(plan)
     assert first.status == "stopped" and first.units_done == 6
-    assert [f["job"] for f in first.failures] == ["broken"] and "/no/such/model" in first.failures[0]["reason"]
+    assert [f["job"] for f in first.failures] == ["broken"] and "/no/such/[/bold]model" in first.failures[0]["reason"]
     assert run_sweep(plan).failures  # retried on the next start
     third = run_sweep(plan)
     assert third.failures == [] and third.status == "done"  # 2 failures: left alone, the plan counts as done
     status = sweep_status(plan)
     broken = next(j for j in status["jobs"] if j["name"] == "broken")
-    assert broken["gave_up"] and "/no/such/model" in broken["last_failure"] and status["done"]
+    assert broken["gave_up"] and "/no/such/[/bold]model" in broken["last_failure"] and status["done"]
     code, out, _ = cli("sweep", "report", plan, "--format", "json")
     assert len(json.loads(out)["new_failures"]) == 2
+    for command in (("sweep", "status", plan), ("sweep", "report", plan)):
+        code, out, err = cli(*command)
+        assert code == 0 and "\x1b" not in out + err, command
 
 
 def test_two_shards_do_exactly_the_work_of_the_whole_and_merge_into_it(tiny, text_corpus, isolated, cli):

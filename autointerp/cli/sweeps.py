@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from autointerp.cli.app import ConfigOpt, Opt, app, check_format, err, out, print_json
+from autointerp.cli.text import cell, inert
 
 sweep_app = typer.Typer(no_args_is_help=True, help="Overnight sweeps: a plan file, run, status, report, schedule.")
 db_app = typer.Typer(no_args_is_help=True, help="Results database tools.")
@@ -38,15 +39,15 @@ def sweep_run(
     check_format(output, ("table", "json"))
     shard_t = parse_shard(shard)
     result = run_sweep(plan, config=config, shard=shard_t, wait=wait, ray=ray, command=" ".join(sys.argv), db=db,
-                       on_event=lambda m: err.print(m, markup=False, highlight=False, soft_wrap=True))
+                       on_event=lambda m: err.print(inert(m), markup=False, highlight=False, soft_wrap=True))
     if output == "json":
         print_json(result.__dict__)
     elif result.status == "held":
-        out.print(f"not started: sweep {result.sweep} is being run by {result.holder}", markup=False)
+        out.print(inert(f"not started: sweep {result.sweep} is being run by {result.holder}"), markup=False)
     else:
-        out.print(f"sweep {result.sweep}: {result.status} ({result.reason}); {result.units_done} units this session, "
-                  f"{result.captures} capture passes, {len(result.failures)} failures, {result.wall_s:.1f}s; "
-                  f"see: autointerp sweep status {plan}", markup=False)
+        out.print(inert(f"sweep {result.sweep}: {result.status} ({result.reason}); {result.units_done} units this "
+                        f"session, {result.captures} capture passes, {len(result.failures)} failures, "
+                        f"{result.wall_s:.1f}s; see: autointerp sweep status {plan}"), markup=False)
 
 
 @sweep_app.command("status")
@@ -66,13 +67,13 @@ def sweep_status_cmd(plan: PlanArg, output: Annotated[str, Opt("--format", help=
         est = j["estimate_left"]
         note = "gave up: " + (j["last_failure"] or "") if j["gave_up"] else (
             "not expanded yet" if not j["expanded"] else (j["last_failure"] or ""))
-        table.add_row(j["name"], ",".join(map(str, j["layers"])), str(j["units_done"]), str(j["units_failed"]),
+        table.add_row(cell(j["name"]), ",".join(map(str, j["layers"])), str(j["units_done"]), str(j["units_failed"]),
                       "?" if j["units_todo"] is None else str(j["units_todo"]), f"{j['spend']['cost_usd']:.4f}",
                       f"{j['spend_tonight']['cost_usd']:.4f}", _opt(est["cost_usd"], ".4f"),
-                      _opt(est["seconds"], ".0f"), note[:60])
+                      _opt(est["seconds"], ".0f"), cell(note[:60]))
     out.print(table)
     out.print(f"spent ${s['spend']['cost_usd']:.4f} in {s['spend']['calls']} LLM calls (tonight "
-              f"${s['spend_tonight']['cost_usd']:.4f}); lease: {s['lease_holder'] or 'free'}", markup=False)
+              f"${s['spend_tonight']['cost_usd']:.4f}); lease: {inert(s['lease_holder'] or 'free')}", markup=False)
 
 
 @sweep_app.command("report")
@@ -101,7 +102,7 @@ def sweep_report_cmd(plan: PlanArg, since: Annotated[Optional[str], Opt(help="IS
     lines.append(f"spent ${sp['cost_usd']:.4f} in {sp['calls']} LLM calls ({sp['tokens_in']:,} tokens in, "
                  f"{sp['tokens_out']:,} out); sweep total ${tot['cost_usd']:.4f} in {tot['calls']} calls")
     for line in lines:
-        out.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.print(inert(line), markup=False, highlight=False, soft_wrap=True)
 
 
 @sweep_app.command("schedule")
