@@ -161,7 +161,9 @@ def test_serve_pages_and_typed_text(results, tiny_checkpoints):
         status, html = get(url + "units/1-0.html?text=" + urllib.request.quote("def f(x): return '<b>x</b>'"))
         assert status == 200 and "Try a text" in html
         page = assert_inert(html, "serve trial")
-        assert "<b>x</b>" in "".join(page.text) or "b>" in "".join(page.text)
+        text = "".join(page.text)
+        # once in the form's textarea (echoed back), once more in the trial window the model ran it through
+        assert text.count("x</b>") >= 2, text[text.find("Try a text"):][:400]
         assert "simulated by" in "".join(page.text)
         assert get(url + "units/nope.html")[0] == 404
         assert get(url + "layers/1.html")[0] == 200
