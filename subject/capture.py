@@ -143,10 +143,11 @@ class LayerCapture:
         if self.top_hits is not None:
             self.top_hits += self._top_hits(flat, fires, batch_fires)
         self.top_val, self.top_index, self.top_acts, self.top_ids = _merge_best(
-            (self.top_val, self.top_index, self.top_acts, self.top_ids), acts, acts, ids, first_index)
+            (self.top_val, self.top_index, self.top_acts, self.top_ids), acts.amax(dim=1).T, acts, ids, first_index)
         if self.bottom_k:
             self.bot_val, self.bot_index, self.bot_acts, self.bot_ids = _merge_best(
-                (self.bot_val, self.bot_index, self.bot_acts, self.bot_ids), -acts, acts, ids, first_index)
+                (self.bot_val, self.bot_index, self.bot_acts, self.bot_ids), acts.amin(dim=1).neg().T, acts, ids,
+                first_index)
 
     def _top_hits(self, flat: torch.Tensor, fires: torch.Tensor, batch_fires: torch.Tensor) -> torch.Tensor:
         """[U] tokens of this batch where each unit fires and fewer than ``top_units`` units have a strictly larger
@@ -364,14 +365,14 @@ def _calibrate(caps: dict[int, LayerCapture], held: list[tuple[dict[int, torch.T
             cap.update(acts[layer], ids, first)
 
 
-def _merge_best(kept: tuple[torch.Tensor, ...], score: torch.Tensor, acts: torch.Tensor, ids: torch.Tensor,
+def _merge_best(kept: tuple[torch.Tensor, ...], wmax: torch.Tensor, acts: torch.Tensor, ids: torch.Tensor,
                 first_index: int) -> tuple[torch.Tensor, ...]:
-    """Merge a batch into a running per-unit top-k of windows by ``score``'s max over the window (``acts`` for the
-    top windows, ``-acts`` for the most negative ones). ``kept``: (values [U, K], index, acts [U, K, W], ids)."""
+    """Merge a batch into a running per-unit top-k of windows by ``wmax`` [U, B], each window's score (its max
+    activation for the top windows; minus its min for the most negative ones, with no negated copy of the batch).
+    ``kept``: (values [U, K], index, acts [U, K, W], ids)."""
     vals_kept, index_kept, acts_kept, ids_kept = kept
     B, W, U = acts.shape
     K = vals_kept.shape[1]
-    wmax = score.max(dim=1).values.T  # [U, B]
     if not (wmax > vals_kept[:, -1:]).any():  # cheap early exit: no window beats any unit's current k-th best
         return kept
     vals, idx = torch.cat([vals_kept, wmax], dim=1).topk(K, dim=1)  # [U, K]
