@@ -17,7 +17,7 @@ per layer: per-token occurrences and a reservoir of random windows shared by all
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +28,7 @@ from autointerp.errors import UsageError
 from autointerp.subject.firing import CALIBRATION_TOKENS, bottom_k, describe, max_fraction_thresholds, resolve_rule
 from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, deal_splits
 from autointerp.subject.model import Subject
-from autointerp.subject.hooks import run_batch
+from autointerp.subject.hooks import batches, run_batch
 from autointerp.subject.ngrams import NGramCounts
 from autointerp.subject.token_counts import TokenCounts
 from autointerp.subject.units import NEURONS, UnitSpace
@@ -330,11 +330,9 @@ def capture_windows(
     n_seen = 0
     held: list[tuple[dict[int, torch.Tensor], torch.Tensor, int]] | None = [] if rule == "max_fraction" else None
     with space.hooks(subject, config.layers) as store:
-        for batch in _batched(windows, config.batch_size):
-            ids = torch.tensor(batch, dtype=torch.int64)
-            inputs = ids if bos is None else torch.cat([torch.full((len(batch), 1), bos), ids], dim=1)
-            run_batch(subject, inputs.to(subject.device))
-            slots = [(b, slot) for b in range(len(batch))
+        for ids, inputs in batches(subject, windows, config.batch_size):  # [BOS] + window, as every hook user
+            run_batch(subject, inputs)
+            slots = [(b, slot) for b in range(len(ids))
                      if (slot := reservoir_slot(rng, n_seen + b, config.n_random)) is not None]
             layer_acts = {}
             for layer, cap in caps.items():
@@ -346,12 +344,12 @@ def capture_windows(
                     cap.update(layer_acts[layer], ids, n_seen)
             else:  # calibrating: hold the batch until the thresholds are known
                 held.append((layer_acts, ids, n_seen))
-                if (n_seen + len(batch)) * config.window >= config.calibration_tokens:
+                if (n_seen + len(ids)) * config.window >= config.calibration_tokens:
                     _calibrate(caps, held)
                     held = None
-            n_seen += len(batch)
+            n_seen += len(ids)
             if on_batch:
-                on_batch(len(batch) * config.window)
+                on_batch(len(ids) * config.window)
     if held:  # the whole stream was shorter than the calibration
         _calibrate(caps, held)
     return caps
@@ -392,14 +390,3 @@ def reservoir_slot(rng: random.Random, index: int, size: int) -> int | None:
         return index
     j = rng.randint(0, index)
     return j if j < size else None
-
-
-def _batched(it: Iterable[list[int]], n: int) -> Iterator[list[list[int]]]:
-    batch: list[list[int]] = []
-    for item in it:
-        batch.append(item)
-        if len(batch) == n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
