@@ -1,5 +1,6 @@
 """What goes in front of a window, per family (corpus.bos_id): the tokenizer's own BOS, else the document separator
-<|endoftext|>, else the declared bos_token, else nothing; and capture never counts it."""
+<|endoftext|>, else the declared bos_token, else nothing. That capture never counts it is checked by
+test_capture.py's brute-force comparison."""
 
 from __future__ import annotations
 
