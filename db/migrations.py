@@ -4,7 +4,7 @@
     >>> from autointerp.db.migrations import migrate, migrations
     >>> db = sqlite_utils.Database(memory=True)
     >>> migrate(db, "memory")
-    >>> [m.name for m in migrations.applied(db)]
+    >>> [m.name for m in migrations.applied(db)]  # doctest: +NORMALIZE_WHITESPACE
     ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind',
      'm007_probe_context', 'm008_leases_sweeps', 'm009_outcomes']
 
@@ -27,6 +27,7 @@ from sqlite_utils import Database, Migrations
 
 from autointerp.db.migrations_m008 import m008_leases_sweeps
 from autointerp.db.migrations_outcomes import m009_outcomes
+from autointerp.db.script import run_script
 from autointerp.errors import UsageError
 
 migrations = Migrations("autointerp")
@@ -35,7 +36,7 @@ migrations = Migrations("autointerp")
 @migrations()
 def m001_initial(db: Database) -> None:
     """Runs, units and everything one run writes per unit; indexes for the resume ledger and the views."""
-    db.executescript(
+    run_script(db,
         """
         CREATE TABLE runs (
             id TEXT PRIMARY KEY,                -- uuid4 hex
@@ -183,7 +184,7 @@ def m001_initial(db: Database) -> None:
 @migrations()
 def m002_views(db: Database) -> None:
     """The views the CLI, Datasette and ``sqlite-utils`` read: scores per explanation, the leaderboard, summaries."""
-    db.executescript(
+    run_script(db,
         """
         -- One row per explanation and simulator with its test score (NULLs when it has none).
         CREATE VIEW explanation_scores AS
@@ -240,7 +241,7 @@ def m002_views(db: Database) -> None:
 @migrations()
 def m003_analyses(db: Database) -> None:
     """Results of ``autointerp analyze``: one analysis run, its per-layer summaries and per-unit analyses."""
-    db.executescript(
+    run_script(db,
         """
         CREATE TABLE analysis_runs (
             id TEXT PRIMARY KEY,                -- uuid4 hex
@@ -284,7 +285,7 @@ def m003_analyses(db: Database) -> None:
 @migrations()
 def m004_probes(db: Database) -> None:
     """Results of ``autointerp probe``: k-sparse probes of one layer for one concept."""
-    db.executescript(
+    run_script(db,
         """
         CREATE TABLE probe_results (
             id TEXT PRIMARY KEY,                -- uuid4 hex
@@ -310,7 +311,7 @@ def m004_probes(db: Database) -> None:
 def m005_dictionaries(db: Database) -> None:
     """Dictionaries (SAEs and baselines) trained or evaluated by ``autointerp sae``, and the mean explanation score
     per dictionary, the paper's comparison (Cunningham et al. 2023) as a view."""
-    db.executescript(
+    run_script(db,
         """
         CREATE TABLE dictionary_evals (
             id TEXT PRIMARY KEY,                -- uuid4 hex
@@ -356,7 +357,7 @@ def m005_dictionaries(db: Database) -> None:
 @migrations()
 def m006_probe_kind(db: Database) -> None:
     """Probes read either the MLP neurons or a dictionary's features: record which (``units.kind``'s values)."""
-    db.executescript(
+    run_script(db,
         """
         ALTER TABLE probe_results ADD COLUMN kind TEXT NOT NULL DEFAULT 'neuron';  -- neuron | family:hash8
         """
@@ -367,7 +368,7 @@ def m006_probe_kind(db: Database) -> None:
 def m007_probe_context(db: Database) -> None:
     """Probes feed each window after the text before it: record at most how many tokens of it (NULL on rows
     written before this migration: unknown)."""
-    db.executescript(
+    run_script(db,
         """
         ALTER TABLE probe_results ADD COLUMN context INTEGER;  -- preceding tokens fed before each probed window
         """

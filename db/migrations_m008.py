@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from autointerp.db.script import run_script
+
 
 def m008_leases_sweeps(db: Database) -> None:
     """Leases with a heartbeat and an expiry; the sweep ledger: which runs a sweep's jobs opened, every attempt
     at a (job, layer) with its outcome and reason, and every session of a sweep with why it stopped."""
-    db.executescript(
+    run_script(db,
         """
         CREATE TABLE leases (
             name TEXT PRIMARY KEY,              -- 'run:<run_key>' or 'sweep:<name>[#shard I/N]'

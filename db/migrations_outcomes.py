@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from autointerp.db.script import run_script
+
 
 def m009_outcomes(db: Database) -> None:
     """The explainer's outcome and the scoring's outcome as separate fields, the simulator on every explanation
     (scored or not), controls (a floor, never a unit's best), the simulator's diagnostics with each score; the
     leaderboard without controls and a per-pair view of outcomes that lists pairs whose units all failed."""
-    db.executescript(
+    run_script(db,
         """
         ALTER TABLE explanations ADD COLUMN simulator TEXT;      -- the simulator that scored it (or was to)
         ALTER TABLE explanations ADD COLUMN scoring TEXT         -- scored | failed | not_scored (no text)

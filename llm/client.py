@@ -37,6 +37,7 @@ record, a result or an error message: every string that leaves this module is sc
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import time
@@ -324,6 +325,13 @@ class ChatModelBase(CompletionsMixin, ABC):
         return scrub_exact(value, self._secret)
 
 
+@functools.cache
+def _tls_context() -> Any:
+    """One TLS context for every client of the process, as httpx builds it (``SSL_CERT_FILE`` honoured): building
+    one reads the CA bundle, about 30 ms, and a sweep or the test suite opens a client per run."""
+    return httpx.create_ssl_context()
+
+
 class LLMClient(ChatModelBase):
     """The real chat model: an OpenAI-compatible endpoint through ``openai.AsyncOpenAI`` (SDK retries off)."""
 
@@ -338,7 +346,8 @@ class LLMClient(ChatModelBase):
         key = profile.api_key()
         super().__init__(profile, name, sink, budget, secret=key, **options)
         self._openai = openai.AsyncOpenAI(
-            api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s
+            api_key=key, base_url=profile.resolved_base_url(), max_retries=0, timeout=profile.timeout_s,
+            http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
         self._detected: int | None = None  # the local server's parallelism, once found
 

@@ -145,3 +145,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session):
+    """What collection imported (torch, transformers, langgraph) lives for the whole session: freeze it out of the
+    garbage collector, so the collections during the tests and pytest's at the end skip it (seconds otherwise)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

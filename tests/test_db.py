@@ -486,3 +486,26 @@ def test_unit_card_names_what_is_missing_or_ambiguous(store):
     with pytest.raises(UsageError, match="several models"):
         store.unit_card(0, 1)
     assert store.unit_card(0, 1, model_hash="h2")["unit"]["model_hash"] == "h2"
+
+
+def test_a_script_is_cut_at_complete_statements_only():
+    """Migrations run their SQL statement by statement inside one transaction (db/script.py): a ';' inside a string
+    literal or a trigger body must not cut a statement, and nothing is committed until the caller commits."""
+    import sqlite_utils
+
+    from autointerp.db.script import run_script, statements
+
+    sql = """
+        CREATE TABLE t (x TEXT);  -- a comment; with a semicolon
+        CREATE TABLE log (y TEXT);
+        CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES ('saw; ' || new.x); END;
+        INSERT INTO t VALUES ('a;b')
+    """
+    assert len(statements(sql)) == 4
+    db = sqlite_utils.Database(memory=True)
+    db.conn.execute("BEGIN")
+    run_script(db, sql)
+    assert db.conn.in_transaction
+    assert [r[0] for r in db.conn.execute("SELECT y FROM log")] == ["saw; a;b"]
+    db.conn.execute("ROLLBACK")
+    assert db.table_names() == []

@@ -65,24 +65,27 @@ UNSCALED = {"prompt_tokens_per_s": 1e9, "tokens_per_s": 1e9}
 
 
 def test_time_before_the_first_token_is_not_counted_against_the_generation():
-    """Queued 1 s (the server sends nothing), then 1 s of generation: over the 1.6 s timeout in all, within it for
-    each phase. A stream that never starts still times out, and is not retried."""
+    """Queued 0.5 s (the server sends nothing), then 0.5 s of generation: over the 0.9 s timeout in all, within it
+    for each phase. A stream that never starts still times out, and is not retried."""
     reply = "word " * 20  # 40 chunks
 
-    with FakeOpenAIServer(lambda request: reply, latency_s=1.0, token_latency_s=0.025) as srv:
-        profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=0, timeout_s=1.6,
+    def handler(request):
+        return "ok" if request["messages"][-1]["content"] == "warm up" else reply
+
+    with FakeOpenAIServer(handler, latency_s=0.5, token_latency_s=0.0125) as srv:
+        profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=0, timeout_s=0.9,
                                **UNSCALED)
 
         async def go():
             async with LLMClient(profile, "local") as client:
                 with contextlib.suppress(LLMError):  # the first request of a client sets it up (slow on a busy host)
-                    await client.chat(HELLO, purpose="warm-up")
+                    await client.chat([{"role": "user", "content": "warm up"}], purpose="warm-up")
                 started = time.monotonic()
                 result = await client.chat(HELLO, purpose="test", stop_when=lambda text: None)
                 return result, time.monotonic() - started
 
         result, took = asyncio.run(go())
-    assert took > 1.6 and result.text == reply
+    assert took > 0.9 and result.text == reply
     with FakeOpenAIServer(lambda request: reply, latency_s=3.0) as srv:
         profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=3, timeout_s=0.5, **UNSCALED)
 
