@@ -21,7 +21,7 @@ Status = Literal["done", "gave_up", "failed"]
 
 @dataclass(frozen=True)
 class Explanation:
-    text: str  # one sentence; empty only when status == "failed"
+    text: str  # one sentence; empty when failed, or gave_up before any acceptable sentence (not scored)
     status: Status = "done"
     reason: str | None = None  # why it gave up or failed; None when done
     explainer: str = ""  # registry name of the explainer that wrote it, e.g. "baseline" or a model profile

@@ -30,8 +30,8 @@ The loop (METHODS.md §2, Bills et al. 2023)::
 Budgets. ``best_of`` and ``revise_rounds`` are the planned work. ``max_tool_calls`` (all conversations of the unit
 together) and ``max_tokens`` (prompt plus generated tokens of every call, checked before each call, so a unit
 may pass it by one call) are hard caps: the turn that would pass one ends the unit with ``stop`` naming it and a
-``reason``, as does a second unparseable answer. The explainer turns that into status ``gave_up`` (with the best
-candidate so far) or ``failed`` (when there is none).
+``reason``, as does a second unparseable answer. The explainer turns that into status ``gave_up``, with the best
+candidate so far or, when there is none, no text (nothing to score).
 
 State is plain JSON-able data, so a checkpointer can store it after every node; the unit's record, tools and
 Validator are run-scoped ``UnitContext`` (langgraph's runtime context), never checkpointed.

@@ -20,8 +20,9 @@ unit with the train-only record. Tools must never hand the agent a way to read v
 Outcomes. ``done``: the agent finished its plan (drafts, validation, revisions); the text is the candidate with the
 best valid score. ``gave_up``: a hard cap (``max_tool_calls``, ``max_tokens``), a second unacceptable answer, or a
 validation that could not simulate a single window (``no_evidence``: no revision without windows) ended the unit;
-the text is the best candidate so far and ``reason`` says which. ``failed`` (empty text): the same
-with no candidate yet, or an ``LLMError`` (its message is the reason). A unit whose statistics say it never fires
+the text is the best candidate so far (empty when there is none yet: not scored) and ``reason`` says which; a
+retry would end the same way, so a resumed run does not retry it. ``failed`` (empty text): an ``LLMError`` (its
+message is the reason), retried when the run is resumed. A unit whose statistics say it never fires
 is answered without any LLM call: ``Never fires (dead on N tokens).``
 
 ``details``: ``llm_calls``, ``tokens_in``, ``tokens_out``, ``cost_usd``, ``tool_calls`` (the explainer's own
@@ -35,7 +36,7 @@ Checkpoints. With ``checkpoint_path``, the agent's state is saved after every gr
 own file, never the results DB) by langgraph's ``AsyncSqliteSaver``, under thread ``f"{run_id}:{unit}"``. Calling
 ``explain`` again for a unit whose run was interrupted (an ``LLMError``, ``BudgetExceeded``, a cancelled task, a
 killed process) resumes it from its last completed step: finished LLM calls and validations are not repeated. A
-unit whose graph runs to its end (done, gave_up, or failed for want of a candidate) has its thread deleted (its
+unit whose graph runs to its end (done or gave_up) has its thread deleted (its
 result lives in the results DB), so the file only holds interrupted units, and a new attempt at such a unit
 starts from the draft. Each ``explain`` opens its own connection (SQLite in WAL mode, so concurrent units can share the
 file), and closes it before returning.
@@ -213,8 +214,9 @@ class LLMExplainer:
             "chosen": None if best is None else best["origin"],
             "stop": final["stop"],
         }
-        if best is None:
-            return Explanation("", status="failed", reason=final["reason"], explainer=self.name, details=details)
+        if best is None:  # stopped before any acceptable sentence: the explainer gave up (an error is "failed")
+            status = "gave_up" if final["stop"] is not None else "failed"
+            return Explanation("", status=status, reason=final["reason"], explainer=self.name, details=details)
         status = "done" if final["stop"] is None else "gave_up"
         return Explanation(best["text"], status=status, reason=final["reason"], explainer=self.name, details=details)
 

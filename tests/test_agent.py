@@ -155,7 +155,7 @@ def test_tool_call_cap_ends_gave_up_with_the_best_so_far():
 def test_tool_call_cap_before_any_candidate_fails_with_the_reason():
     ex, _, _ = explainer(Script(Reply(tool_calls=[("statistics", {})] * 3)), AgentLimits(max_tool_calls=2))
     out = run(ex.explain(planted_record().for_explainer(), None))
-    assert (out.text, out.status) == ("", "failed") and "max_tool_calls cap (2)" in out.reason
+    assert (out.text, out.status) == ("", "gave_up") and "max_tool_calls cap (2)" in out.reason
     assert out.details["tool_calls"] == 0
 
 
@@ -171,7 +171,7 @@ def test_garbage_answer_is_reasked_once_then_fails():
     script = Script("I am not sure.\nMaybe def?", "still\nnothing")
     ex, fake, _ = explainer(script, NO_TOOLS)
     out = run(ex.explain(planted_record().for_explainer(), None))
-    assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
+    assert (out.text, out.status, out.details["stop"]) == ("", "gave_up", "unparseable")
     assert "EXPLANATION" in out.reason and fake.totals.calls == 2
     assert 'there was no line "EXPLANATION: <one sentence>"' in script.requests[1]["messages"][-1]["content"]
 

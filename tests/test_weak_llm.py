@@ -173,7 +173,7 @@ def test_an_off_topic_explanation_is_re_asked_with_the_reason_then_rejected():
         out = asyncio.run(go())
         reask = srv.requests[1]["messages"][-1]["content"]
     assert len(srv.requests) == 2 and "it describes the text shown, not the neuron" in reask
-    assert (out.text, out.status, out.details["stop"]) == ("", "failed", "unparseable")
+    assert (out.text, out.status, out.details["stop"]) == ("", "gave_up", "unparseable")
     assert "describes the text shown" in out.reason
 
 
