@@ -178,12 +178,13 @@ class ChatModelBase(CompletionsMixin, ABC):
     async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
                     unit: str | None, tokens_in_estimate: int, parse) -> Any:
         """Budget, concurrency slot, retries, parsing and logging around ``send()`` (one request, returning a body);
-        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none)."""
+        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none);
+        ``started`` is when the last attempt was sent, so a logged latency is the request's, not its wait for a slot."""
         worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
         if self.budget is not None:
             self.budget.reserve(worst_case)
         cost = 0.0
-        started = time.monotonic()
+        started = time.monotonic()  # latency counts from the send: waiting for a slot or a retry is not the server's
         try:
             slot = await self._slot()
             attempts = 0
@@ -192,6 +193,7 @@ class ChatModelBase(CompletionsMixin, ABC):
                 failure, retry_after = None, None
                 try:
                     async with slot:
+                        started = time.monotonic()
                         body = await send()
                     if isinstance(body, str):
                         body = self._decode(body)

@@ -318,6 +318,23 @@ def test_concurrency_bound_is_respected():
         assert len(srv.requests) == 12 and srv.max_in_flight == 3
 
 
+def test_a_logged_latency_is_the_request_s_not_its_wait_for_a_slot():
+    """One request at a time, four sent at once: the requests ran one after another, so their logged latencies add up
+    to no more than the whole took (counting the wait for a slot, they would add up to about 2.5 times it)."""
+    sink = ListSink()
+
+    async def four(profile: ModelProfile) -> None:
+        async with LLMClient(profile, "one-at-a-time", sink) as client:
+            await asyncio.gather(*(client.chat(HELLO, purpose="t") for _ in range(4)))
+
+    with FakeOpenAIServer(latency_s=0.1) as srv:
+        started = time.monotonic()
+        asyncio.run(four(local_profile(srv, concurrency=1)))
+        took = time.monotonic() - started
+    latencies = [r.latency_s for r in sink.records]
+    assert len(latencies) == 4 and sum(latencies) <= took, (latencies, took)
+
+
 def test_tool_calls_and_logprobs_round_trip_over_http():
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
     reply = Reply(tool_calls=[("lookup", {"q": "def"})])
