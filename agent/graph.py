@@ -54,6 +54,7 @@ from langgraph.types import Overwrite
 
 from autointerp.agent.base import Validator
 from autointerp.agent.prompting import (
+    answer_format,
     draft_messages,
     read_explanation,
     reask_message,
@@ -194,6 +195,9 @@ def build_explainer_graph(
             offer = {"tools": tool_specs()}
         elif any(m.get("tool_calls") for m in state["messages"]):  # ran out mid-conversation: answer now
             offer = {"tools": tool_specs(), "tool_choice": "none"}
+        answer = answer_format(llm.profile.response_format)
+        if answer is not None:
+            offer["response_format"] = answer
         result = await llm.chat(state["messages"], purpose="explain" if state["phase"] == "draft" else "revise",
                                 unit=str(ctx.record.id), **offer)
         message: Message = {"role": "assistant", "content": result.text or ""}  # "" with tool calls, never null

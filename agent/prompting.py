@@ -20,7 +20,9 @@ chooses what goes into them. The choices:
 - **Answer.** The model is asked for one sentence and to end with a line ``EXPLANATION: <sentence>``. The last such
   line wins (markdown emphasis around the marker is ignored; an empty marker line takes the next line). A reply
   without a marker is accepted only when it is a single line. The sentence is unwrapped from quotes or backticks
-  that enclose all of it. Anything else is unparseable (None).
+  that enclose all of it. A reply that is a JSON object (``ANSWER_SCHEMA``: a profile with ``response_format`` has
+  the server constrain the answer to it, for small models that do not keep the line format) gives its
+  ``explanation`` field instead. Anything else is unparseable (None).
 - **Judging the sentence** (``explanation_problem``): it must be one sentence about what the unit responds to.
   Rejected, with the reason that the re-ask quotes: fewer than ``MIN_EXPLANATION_WORDS`` or more than
   ``MAX_EXPLANATION_WORDS`` words or ``MAX_EXPLANATION_CHARS`` characters; more than one sentence (a ``.``, ``!`` or
@@ -238,6 +240,26 @@ def _is_word_list(bare: str) -> bool:
     return len(items) >= 4 and all(len(item.split()) <= 2 for item in items)
 
 
+ANSWER_SCHEMA = {  # the answer as JSON, for servers that constrain generation to a schema (profile response_format)
+    "type": "object",
+    "properties": {
+        "reasoning": {"type": "string", "maxLength": 600},
+        "explanation": {"type": "string", "maxLength": MAX_EXPLANATION_CHARS},
+    },
+    "required": ["reasoning", "explanation"],
+}
+
+
+def answer_format(kind: str) -> dict[str, Any] | None:
+    """The ``response_format`` request field that constrains an answer to ``ANSWER_SCHEMA`` in a server's dialect
+    (``ModelProfile.response_format``), or None for free text."""
+    if kind == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "explanation", "schema": ANSWER_SCHEMA}}
+    if kind == "json_object":
+        return {"type": "json_object", "schema": ANSWER_SCHEMA}
+    return None
+
+
 def read_explanation(text: str) -> tuple[str | None, str | None]:
     """(the one-sentence explanation in a reply, None) or (None, why there is none): see the module docstring."""
     sentence = _extract(text)
@@ -254,6 +276,9 @@ def parse_explanation(text: str) -> str | None:
 
 def _extract(text: str) -> str | None:
     """The sentence a reply gives as its explanation, unjudged; None when there is no readable one."""
+    is_json, answer = _json_answer(text)
+    if is_json:
+        return (_unwrap(answer.strip()) or None) if answer is not None else None
     matches = list(_MARKER_RE.finditer(text))
     if matches:
         sentence = matches[-1].group(1).strip()
@@ -267,6 +292,21 @@ def _extract(text: str) -> str | None:
         sentence = lines[0]
     sentence = _unwrap(sentence.strip())
     return sentence or None
+
+
+def _json_answer(text: str) -> tuple[bool, str | None]:
+    """(whether the reply is a JSON object, its ``explanation`` string or None): see ``ANSWER_SCHEMA``."""
+    stripped = text.strip()
+    if not stripped.startswith("{"):
+        return False, None
+    try:
+        answer = json.loads(stripped)
+    except ValueError:
+        return False, None
+    if not isinstance(answer, dict):
+        return False, None
+    value = answer.get("explanation")
+    return True, value if isinstance(value, str) else None
 
 
 def _unwrap(sentence: str) -> str:

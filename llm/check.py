@@ -3,7 +3,8 @@
     >>> import asyncio
     >>> asyncio.run(check_profile(LLMClient(probing(profile), "smol")))
     {'reachable': True, 'chat': True, 'tools': False, 'logprobs': True, 'echo': True, 'echo_shift': 1,
-     'escapes_html': False, 'latency_s': 0.41, 'parallel': 1, 'simulator_methods': ['all_at_once', 'generate'],
+     'escapes_html': False, 'latency_s': 0.41, 'parallel': 1, 'response_formats': ['json_object'],
+     'simulator_methods': ['all_at_once', 'generate'],
      'errors': {'tools': '...'}}
 
 Small requests, a few tokens each, every probe on its own (one that fails is recorded in ``errors`` and the others
@@ -19,11 +20,16 @@ go on), whatever the profile claims (``probing`` turns its ``supports_*`` on and
   message with ``<start> <end>`` tags then takes several prompt tokens more than the same with ``[start] [end]``
   (from the server's ``usage``; None when it reports none). That corrupts the ``generate`` simulator's prompt; the
   ``all_at_once`` one sends raw text and is not affected.
+- ``response_formats``: which dialects of ``response_format`` (``ModelProfile.response_format``) the server honours:
+  a request whose schema allows only ``{"answer": "autointerp"}`` gets exactly that back ("json_schema": OpenAI's
+  ``{"type": "json_schema", "json_schema": {...}}``; "json_object": ``{"type": "json_object", "schema": {...}}``,
+  llama-cpp-python's). A server that ignores the field, or refuses it, is not listed.
 - ``parallel``: requests the server serves at once (``autointerp.llm.parallelism.detect_parallelism``); ``reachable``: any probe answered.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -44,6 +50,10 @@ _COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
 # several tokens more. Four tags add a dozen tokens or so when escaped, 0 to 2 when not.
 _ANGLED = "<start> <end> <start> <end>"
 _ESCAPE_MARGIN = 4
+_ONLY_ANSWER = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["autointerp"]}},
+                "required": ["answer"]}
+_FORMATS = {"json_schema": {"type": "json_schema", "json_schema": {"name": "check", "schema": _ONLY_ANSWER}},
+            "json_object": {"type": "json_object", "schema": _ONLY_ANSWER}}
 _MISSING = -30.0  # logprob of a token absent from top_logprobs, when scoring alignments
 
 
@@ -55,7 +65,7 @@ def probing(profile: ModelProfile) -> ModelProfile:
 async def check_profile(client: ChatModel) -> dict[str, Any]:
     result: dict[str, Any] = {"reachable": False, "chat": None, "tools": None, "logprobs": None, "echo": None,
                               "echo_shift": None, "escapes_html": None, "latency_s": None, "parallel": None,
-                              "simulator_methods": [], "errors": {}}
+                              "response_formats": [], "simulator_methods": [], "errors": {}}
     ask = [{"role": "user", "content": "Reply with the single digit 7."}]
 
     async def probe(name: str, run) -> None:
@@ -97,8 +107,24 @@ async def check_profile(client: ChatModel) -> dict[str, Any]:
             return None  # no prompt token counts: cannot tell
         return angled.tokens_in - squared.tokens_in >= _ESCAPE_MARGIN
 
+    async def response_formats():
+        honoured = []
+        for kind, field in _FORMATS.items():
+            try:
+                reply = await client.chat([{"role": "user", "content": "Reply with a JSON object."}], purpose="check",
+                                          max_tokens=20, response_format=field)
+            except LLMError as exc:
+                result["errors"][f"response_format {kind}"] = str(exc)
+                continue
+            try:
+                if json.loads(reply.text) == {"answer": "autointerp"}:
+                    honoured.append(kind)
+            except ValueError:
+                pass
+        return honoured
+
     for name, run in (("chat", chat), ("tools", tools), ("logprobs", logprobs), ("echo", echo),
-                      ("escapes_html", escaping)):
+                      ("escapes_html", escaping), ("response_formats", response_formats)):
         await probe(name, run)
     result["reachable"] = any(result[k] is not None for k in ("chat", "tools", "logprobs", "echo", "escapes_html"))
     base_url = client.profile.resolved_base_url()
@@ -128,4 +154,6 @@ def summary(check: dict[str, Any]) -> str:
         return "unreachable: " + (next(iter(check["errors"].values()), "no answer"))
     flags = ", ".join(f"{k}={check[k]}" for k in ("chat", "tools", "logprobs", "echo", "escapes_html"))
     methods = ", ".join(check["simulator_methods"]) or "none"
-    return f"reachable, {flags}, latency {check['latency_s']} s, parallel {check['parallel']}; simulators: {methods}"
+    formats = ", ".join(check.get("response_formats") or []) or "none"
+    return (f"reachable, {flags}, latency {check['latency_s']} s, parallel {check['parallel']}; simulators: {methods}; "
+            f"response_format: {formats}")

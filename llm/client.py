@@ -178,8 +178,7 @@ class ChatModelBase(CompletionsMixin, ABC):
     async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
                     unit: str | None, tokens_in_estimate: int, parse) -> Any:
         """Budget, concurrency slot, retries, parsing and logging around ``send()`` (one request, returning a body);
-        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none);
-        ``started`` is when the last attempt was sent, so a logged latency is the request's, not its wait for a slot."""
+        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none)."""
         worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
         if self.budget is not None:
             self.budget.reserve(worst_case)

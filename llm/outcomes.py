@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,3 +48,28 @@ class Garbage:
 
 Outcome = Reply | TextReply | HTTPFailure | Hang | Garbage
 Handler = Callable[[dict[str, Any]], Outcome | str]
+
+
+def constrained(outcome: Any, request: dict[str, Any], honoured: Sequence[str]) -> Any:
+    """The outcome as a server that honours ``response_format`` in the ``honoured`` dialects ("json_schema",
+    "json_object") sends it: a text reply made into a JSON object of the request's schema (a field with an ``enum``
+    gets its first value, ``explanation`` the reply's last EXPLANATION line or its whole text, any other ""). Other
+    dialects, failures and tool calls pass unchanged, as from a server that ignores the field."""
+    field = request.get("response_format") or {}
+    kind = field.get("type")
+    if kind not in honoured:
+        return outcome
+    schema = field.get("schema") if kind == "json_object" else (field.get("json_schema") or {}).get("schema")
+    if isinstance(outcome, str):
+        text = outcome
+    elif isinstance(outcome, Reply) and not outcome.tool_calls:
+        text = outcome.text or "".join(token for token, _ in outcome.tokens or ())
+    else:
+        return outcome
+    answer = {}
+    for name, spec in ((schema or {}).get("properties") or {}).items():
+        if spec.get("enum"):
+            answer[name] = spec["enum"][0]
+        else:
+            answer[name] = text.rsplit("EXPLANATION:", 1)[-1].strip() if name == "explanation" else ""
+    return json.dumps(answer)

@@ -81,6 +81,14 @@ class ModelProfile(BaseModel):
         "nothing generated; needs an endpoint that serves echo, e.g. llama.cpp or vLLM).",
     )
 
+    response_format: Literal["none", "json_schema", "json_object"] = Field(
+        "none",
+        description="Explainer answers constrained to JSON {reasoning, explanation} by the server: 'json_schema' "
+        "(OpenAI, vLLM, llama.cpp's llama-server), 'json_object' (llama-cpp-python's server, which takes the "
+        "schema beside the type); 'none': free text ending with an EXPLANATION line. For small models that do not "
+        "keep the format; models --check says which the endpoint honours.",
+    )
+
     @field_validator("base_url")
     @classmethod
     def _no_credentials(cls, url: str | None) -> str | None:

@@ -12,7 +12,8 @@
 It listens on 127.0.0.1 only, and serves ``POST /v1/chat/completions``, ``POST /v1/completions`` (``echo`` and
 ``logprobs`` as llama.cpp and vLLM serve them; ``autointerp.llm.completions``) and ``GET /v1/models``; ``GET /props``
 answers ``total_slots`` as llama.cpp's server does when ``parallel`` is given. ``escape_html`` makes the chat
-endpoint see message text HTML-escaped, as llama-cpp-python's function-calling chat formats do. A *handler* receives the parsed request JSON and
+endpoint see message text HTML-escaped, as llama-cpp-python's function-calling chat formats do;
+``response_formats`` names the ``response_format`` dialects it honours (``outcomes.constrained``). A *handler* receives the parsed request JSON and
 returns what to do: a ``Reply`` (text, tool calls, per-token top logprobs) or a plain string, an ``HTTPFailure``
 (status, optional Retry-After), a ``Hang`` (no answer for longer than the client waits) or ``Garbage`` (a body that
 is not JSON). ``completion_dict`` turns a ``Reply`` into the response JSON of the current chat-completions API,
@@ -43,6 +44,7 @@ from typing import Any
 
 from autointerp.llm.completions import EchoModel, TextReply, text_completion_dict
 from autointerp.llm.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
+from autointerp.llm.outcomes import constrained
 from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
 
 HOST = "127.0.0.1"
@@ -261,11 +263,13 @@ class FakeOpenAIServer:
         self, handler: Handler = default_handler, *, latency_s: float = 0.0, model: str = "fake-model", port: int = 0,
         token_latency_s: float = 0.0,
         completion_handler: Handler | None = None, parallel: int | None = None, escape_html: bool = False,
+        response_formats: tuple[str, ...] = (),
     ):
         self.handler = handler
         self.completion_handler = completion_handler or EchoModel()  # POST /v1/completions
         self.parallel = parallel  # GET /props answers {"total_slots": parallel}; None: 404, as most servers
         self.escape_html = escape_html
+        self.response_formats = response_formats  # response_format dialects honoured (outcomes.constrained)
         self.latency_s = latency_s  # added before every chat-completion answer
         self.token_latency_s = token_latency_s  # between the chunks of a streamed answer
         self.streamed_tokens: list[int] = []  # per streamed request: token chunks written before it ended
@@ -341,7 +345,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             chat = path == "/v1/chat/completions"
             seen = _escaped(request) if chat and app.escape_html else request  # what the model reads
             try:
-                outcome = app.handler(seen) if chat else app.completion_handler(seen)
+                outcome = constrained(app.handler(seen), seen, app.response_formats) if chat else \
+                    app.completion_handler(seen)
             except Exception as exc:  # a broken handler shows up as a 500 that names it, not a dropped connection
                 outcome = HTTPFailure(500, message=f"handler failed: {exc!r}")
             self._answer(outcome, seen)

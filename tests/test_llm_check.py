@@ -72,3 +72,13 @@ def test_models_check_command_checks_every_profile(cli, isolated):
     (row,) = json.loads(out)
     assert row["simulator_method"] == "all_at_once" and row["check"]["echo"] is True
     assert row["check"]["logprobs"] is True and row["check"]["tools"] is True
+
+
+def test_response_formats_are_reported_by_dialect():
+    """A server that constrains answers in llama-cpp-python's dialect only: the check lists that one; a server that
+    ignores the field lists none."""
+    with FakeOpenAIServer(response_formats=("json_object",)) as srv:
+        result = check(srv)
+    assert result["response_formats"] == ["json_object"] and "response_format: json_object" in summary(result)
+    with FakeOpenAIServer() as srv:
+        assert check(srv)["response_formats"] == []

@@ -181,3 +181,36 @@ def test_best_of_at_temperature_0_is_refused_before_any_call(cli, isolated):
     (isolated / "autointerp.toml").write_text('[models.local]\nmodel = "m"\nbase_url = "http://127.0.0.1:9/v1"\n')
     code, _, err = cli("run", "--layer", "1", "--explainer", "local", "--best-of", "3")
     assert code == 2 and "would write the same draft 3 times" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("dialect", ["json_schema", "json_object"])
+def test_a_constrained_answer_is_asked_for_in_the_profile_s_dialect_and_read(dialect):
+    """A model that does not keep the EXPLANATION line (SmolLM2-135M rambles about neuroscience): with
+    ``response_format`` the server is asked to constrain the answer to the JSON schema, and its ``explanation`` is
+    the candidate. Without it, the same server's rambling gives no candidate."""
+    from autointerp.agent.graph import AgentLimits
+    from autointerp.agent.llm_explainer import LLMExplainer
+    from autointerp.agent.prompting import ANSWER_SCHEMA, read_explanation
+    from fakes import planted_record
+
+    ramble = "The neuron is a highly dynamic entity.\n\nIt responds to stimuli in many ways.\n" * 3
+    sentence = 'The token "def" at the start of a function definition.'
+
+    def handler(request):  # the text a constrained server turns into the schema's fields
+        return f"{ramble}EXPLANATION: {sentence}" if request.get("response_format") else ramble
+
+    async def explain(profile):
+        async with LLMClient(profile, "local") as client:
+            explainer = LLMExplainer(client, profile, limits=AgentLimits(revise_rounds=0, max_tool_calls=0))
+            return await explainer.explain(planted_record().for_explainer())
+
+    with FakeOpenAIServer(handler, response_formats=(dialect,)) as srv:
+        out = asyncio.run(explain(ModelProfile(model="m", base_url=srv.base_url, response_format=dialect)))
+        sent = srv.requests[0]["response_format"]
+        plain = asyncio.run(explain(ModelProfile(model="m", base_url=srv.base_url)))
+    schema = sent["schema"] if dialect == "json_object" else sent["json_schema"]["schema"]
+    assert sent["type"] == dialect and schema == ANSWER_SCHEMA
+    assert (out.text, out.status) == (sentence, "done")
+    assert (plain.text, plain.status, plain.details["stop"]) == ("", "gave_up", "unparseable")
+    assert read_explanation(json.dumps({"reasoning": "x", "explanation": f"`{sentence}`"})) == (sentence, None)
+    assert read_explanation('{"reasoning": "x"}')[0] is None
