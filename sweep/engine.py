@@ -31,12 +31,13 @@ from typing import Any
 from autointerp.config import load_config
 from autointerp.db import open_db
 from autointerp.db.leases import DEFAULT_TTL_S, LeaseHeld, acquire_lease
+from autointerp.db.values import utc_iso
 from autointerp.errors import UsageError
 from autointerp.pipeline.components import unit_space
 from autointerp.pipeline.run import OpenRun, capture_layer, explain_layer, open_run, use_capture
 from autointerp.subject.model import Subject, load_subject
 from autointerp.subject.units import parse_layers, parse_units
-from autointerp.sweep.ledger import Ledger, deadline, night_start, now_iso
+from autointerp.sweep.ledger import Ledger, deadline, night_start
 from autointerp.sweep.plan import Job, Plan, load_plan, resolve_jobs
 
 Event = Callable[[str], None]
@@ -186,7 +187,7 @@ class _Sweep:
                     items.append(_Item(job, layer, len(parse_units(cfg.units, unit_space(cfg, subject).n_units(
                         subject)))))
             except Exception as e:
-                self.fail(job.name, None, None, e, now_iso())
+                self.fail(job.name, None, None, e, utc_iso())
         self.ledger.set_items([(i.job.name, i.layer, i.units_total, i.job.priority) for i in items])
         return items
 
@@ -226,7 +227,7 @@ class _Sweep:
         for item in group:
             if self.stop() or self.gave_up(item.job.name, item.layer):
                 continue
-            started = now_iso()
+            started = utc_iso()
             try:
                 r = open_run(item.job.run_config(item.layer), self.command, subject=self.subject(item.job),
                              lease_ttl_s=self.lease_ttl_s)
