@@ -104,12 +104,11 @@ class _Stop:
                 signal.signal(s, h)
 
 
-def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[int, int] | None = None,
-              wait: bool = False, ray: str | None = None, on_event: Event | None = None, command: str = "",
-              lease_ttl_s: float = DEFAULT_TTL_S, db: str | None = None) -> SweepResult:
-    """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address.
-    ``db``: the results file instead of the configuration's (a plan that names one itself refuses it)."""
-    t0 = time.time()
+def resolve_plan(plan_path: str | Path, config: str | None = None, db: str | None = None
+                 ) -> tuple[Plan, list[Job], str]:
+    """The plan, its jobs resolved over the configuration, and the one database they all write to. ``db`` (``--db``)
+    replaces the configuration's; a plan that names one itself refuses it, and jobs that name different ones are
+    refused: ``UsageError``. ``sweep run``, ``status`` and ``report`` all read a plan through here."""
     plan = load_plan(plan_path)
     base = load_config(config).model_dump(exclude_unset=True)
     if db is not None:
@@ -122,7 +121,16 @@ def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[
     if len(dbs) > 1:
         raise UsageError(f"plan {plan_path}: every job of a sweep writes to one database, not {sorted(dbs)}; set db "
                          "in [defaults] only")
-    db = str(dbs.pop())
+    return plan, jobs, str(dbs.pop())
+
+
+def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[int, int] | None = None,
+              wait: bool = False, ray: str | None = None, on_event: Event | None = None, command: str = "",
+              lease_ttl_s: float = DEFAULT_TTL_S, db: str | None = None) -> SweepResult:
+    """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address.
+    ``db``: the results file instead of the configuration's (a plan that names one itself refuses it)."""
+    t0 = time.time()
+    plan, jobs, db = resolve_plan(plan_path, config, db)
     captor = _ray_captor(ray) if ray else None  # fails early when ray is missing or unreachable
     shard_s = None if shard is None else f"{shard[0]}/{shard[1]}"
     store = open_db(db)
