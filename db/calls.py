@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from autointerp.db.values import finite as _finite, to_json as _json
+from autointerp.db.values import finite as _finite, to_json as _json, utc_iso
 from autointerp.llm.secrets import scrub_text
 from autointerp.subject.records import UnitId
 
@@ -39,7 +39,7 @@ class CallWrites:
                 tokens_in=record.tokens_in, tokens_out=record.tokens_out, latency_s=_finite(record.latency_s),
                 cost_usd=_finite(record.cost_usd), error=None if record.error is None else scrub_text(record.error),
                 attempts=record.attempts,
-                created_at=_iso(created) if isinstance(created, datetime) else created or _now(),
+                created_at=utc_iso(created) if isinstance(created, datetime) else created or utc_iso(),
             )
             self._insert("llm_calls", row)
 
@@ -67,12 +67,3 @@ def _as_unit_id(unit: UnitId | str) -> UnitId:
     if match is None:
         raise ValueError(f"unit {unit!r} is neither a UnitId nor its str() form 'layer/unit' or 'kind@layer/unit'")
     return UnitId(int(match[2]), int(match[3]), match[1] or "neuron")
-
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat()
-
-
-def _now() -> str:
-    return _iso(datetime.now(timezone.utc))

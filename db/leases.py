@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from autointerp.db.values import utc_iso
 from autointerp.errors import UsageError
 
 DEFAULT_TTL_S = 60.0
@@ -58,7 +59,7 @@ class LeaseInfo:
                 f"{self.heartbeat_at[:19]}Z, expires {self.expires_at[:19]}Z)")
 
     def expired(self, now: datetime | None = None) -> bool:
-        return (now or _now()) >= datetime.fromisoformat(self.expires_at)
+        return (now or datetime.now(timezone.utc)) >= datetime.fromisoformat(self.expires_at)
 
     def holder_gone(self) -> bool:
         """True when the holder ran on this host and its process no longer exists (killed, crashed)."""
@@ -118,11 +119,11 @@ class Lease:
         conn = _connect(self.path)
         try:
             while not self._stop.wait(self.ttl_s / 3):
-                now = _now()
+                now = datetime.now(timezone.utc)
                 try:
                     cur = conn.execute(
                         "UPDATE leases SET heartbeat_at = ?, expires_at = ? WHERE name = ? AND holder = ?",
-                        [_iso(now), _iso(now + timedelta(seconds=self.ttl_s)), self.info.name, self.info.holder])
+                        [utc_iso(now), utc_iso(now + timedelta(seconds=self.ttl_s)), self.info.name, self.info.holder])
                 except sqlite3.OperationalError:  # busy for longer than the timeout: try again next beat
                     continue
                 if cur.rowcount != 1:
@@ -182,9 +183,9 @@ def _try_acquire(path: Path, name: str, ttl_s: float) -> Lease:
             if current is not None and not current.expired() and not current.holder_gone():
                 conn.execute("ROLLBACK")
                 raise LeaseHeld(current)
-            now = _now()
-            info = LeaseInfo(name, uuid.uuid4().hex, os.getpid(), socket.gethostname(), _iso(now), _iso(now),
-                             _iso(now + timedelta(seconds=ttl_s)))
+            now = datetime.now(timezone.utc)
+            info = LeaseInfo(name, uuid.uuid4().hex, os.getpid(), socket.gethostname(), utc_iso(now), utc_iso(now),
+                             utc_iso(now + timedelta(seconds=ttl_s)))
             conn.execute("INSERT OR REPLACE INTO leases (name, holder, pid, host, acquired_at, heartbeat_at, "
                          "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                          [info.name, info.holder, info.pid, info.host, info.acquired_at, info.heartbeat_at,
@@ -236,11 +237,3 @@ def _pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(t: datetime) -> str:
-    return t.isoformat()

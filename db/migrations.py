@@ -393,12 +393,12 @@ def migrate(db: Database, where: str) -> None:
     ``where`` names the file in messages. Raises ``UsageError`` when the file records a migration this code does not
     know. SQLite errors (locked, not a database) propagate; ``open_db`` turns them into messages.
     """
-    _refuse_newer(db, where)
+    refuse_newer(db, where)
     if not migrations.pending(db):
         return
     db.conn.execute("BEGIN IMMEDIATE")  # re-check under the write lock: another process may have migrated meanwhile
     try:
-        _refuse_newer(db, where)
+        refuse_newer(db, where)
         migrations.apply(db)  # nested: each migration is a savepoint inside this transaction
         db.conn.execute("COMMIT")
     except BaseException:
@@ -406,7 +406,8 @@ def migrate(db: Database, where: str) -> None:
         raise
 
 
-def _refuse_newer(db: Database, where: str) -> None:
+def refuse_newer(db: Database, where: str) -> None:
+    """``UsageError`` when the file records a migration this code does not know (a newer autointerp wrote it)."""
     unknown = [m.name for m in migrations.applied(db) if m.name not in KNOWN]
     if unknown:
         raise UsageError(

@@ -24,7 +24,6 @@ import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +32,7 @@ from sqlite_utils import Database
 from autointerp.agent.base import Status
 from autointerp.db.health import check_db_target
 from autointerp.db.migrations import migrate
-from autointerp.db.values import finite as _finite, to_json as _json
+from autointerp.db.values import finite as _finite, to_json as _json, utc_iso
 from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
@@ -122,7 +121,7 @@ class Store(Reads, CallWrites):
         ``n_tokens`` (content tokens captured) may be set later with ``set_run_tokens``, once capture has run."""
         run_id = uuid.uuid4().hex
         row = dict(
-            id=run_id, run_key=run_key, created_at=_now(), status="running", command=command,
+            id=run_id, run_key=run_key, created_at=utc_iso(), status="running", command=command,
             config=_json(scrub_secrets(config)), versions=_json(versions), model=model, model_hash=model_hash,
             layer=layer, unit_kind=unit_kind, corpus=corpus, n_tokens=n_tokens, seed=seed, explainer=explainer,
             simulator=simulator,
@@ -166,7 +165,7 @@ class Store(Reads, CallWrites):
         with self._write():
             cur = self.db.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, wall_s = COALESCE(wall_s, 0) + ? WHERE id = ?",
-                [status, _now(), _finite(wall_s) or 0.0, run_id],
+                [status, utc_iso(), _finite(wall_s) or 0.0, run_id],
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no run {run_id}")
@@ -226,7 +225,7 @@ class Store(Reads, CallWrites):
             for scored in explanations:
                 self._insert_explanation(run_id, unit_id, record, scored, window_ids)
             self._insert("unit_runs",
-                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=_clean(reason), finished_at=_now())
+                dict(run_id=run_id, unit_id=unit_id, status=worst, reason=_clean(reason), finished_at=utc_iso())
             )
         return worst
 
@@ -261,7 +260,7 @@ class Store(Reads, CallWrites):
         row = dict(
             run_id=run_id, unit_id=unit_id, explainer=e.explainer,
             explainer_config=_json(scrub_secrets(scored.explainer_config)), is_baseline=int(scored.is_baseline),
-            text=e.text, status=e.status, reason=_clean(e.reason), details=_json(e.details), created_at=_now(),
+            text=e.text, status=e.status, reason=_clean(e.reason), details=_json(e.details), created_at=utc_iso(),
             llm_calls=scored.llm_calls, tokens_in=scored.tokens_in, tokens_out=scored.tokens_out,
             cost_usd=_finite(scored.cost_usd), simulator=scored.simulator, scoring=scored.scoring,
             scoring_reason=scored.scoring_reason, role=scored.role,
@@ -295,7 +294,7 @@ class Store(Reads, CallWrites):
                 score_random=_finite(result.score_random),
                 undefined_reason=result.undefined_reason or (None if score is not None else "not a number"),
                 per_window=_json({w.index: r for w, r in zip(windows, result.per_window)}),
-                n_windows=result.n_windows, created_at=_now(),
+                n_windows=result.n_windows, created_at=utc_iso(),
                 diagnostics=_json(scored.diagnostics) if split == "test" else None,
             )
             self._insert("scores", row)
@@ -311,7 +310,7 @@ class Store(Reads, CallWrites):
         layers = sorted({int(u["layer"]) for u in units} | {int(x["layer"]) for x in summaries})
         with self._write():
             self.db.table("analysis_runs").insert(dict(
-                id=run_id, created_at=_now(), command=command, config=_json(scrub_secrets(config)),
+                id=run_id, created_at=utc_iso(), command=command, config=_json(scrub_secrets(config)),
                 versions=_json(versions), model=model, model_hash=model_hash, corpus=corpus, n_tokens=n_tokens,
                 layers=_json(layers)))
             self.db.table("layer_analyses").insert_all(
@@ -338,7 +337,7 @@ class Store(Reads, CallWrites):
                 for r in result.results]
         with self._write():
             self.db.table("probe_results").insert(dict(
-                id=probe_id, created_at=_now(), command=command, model=model, model_hash=model_hash, corpus=corpus,
+                id=probe_id, created_at=utc_iso(), command=command, model=model, model_hash=model_hash, corpus=corpus,
                 layer=result.layer, kind=result.kind, concept=result.concept, method=result.method,
                 n_train=result.n_train, n_test=result.n_test, context=result.context, best_k=best.k,
                 best_f1=_finite(best.f1), results=_json(rows)))
@@ -351,7 +350,7 @@ class Store(Reads, CallWrites):
         r = report
         with self._write():
             self._insert("dictionary_evals", dict(
-                id=eval_id, created_at=_now(), command=command, path=r.path, kind=r.kind, family=r.family,
+                id=eval_id, created_at=utc_iso(), command=command, path=r.path, kind=r.kind, family=r.family,
                 model=model, model_hash=model_hash, layer=r.layer, site=r.site, d_in=r.d_in, n_features=r.n_features,
                 corpus=corpus, n_tokens=r.n_tokens, fvu=_finite(r.fvu), mean_l0=r.mean_l0,
                 dead_features=r.dead_features, loss_clean=_finite(r.loss_clean), loss_spliced=_finite(r.loss_spliced),
@@ -404,12 +403,6 @@ def _clean(reason: str | None) -> str | None:
     return None if reason is None else scrub_text(reason)
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).isoformat()
-
-
-def _now() -> str:
-    return _iso(datetime.now(timezone.utc))
 
 
 @contextmanager

@@ -1,9 +1,11 @@
-"""Values as SQLite and JSON can hold them: no NaN or infinity (None instead), numpy values as Python ones."""
+"""Values as SQLite and JSON can hold them: no NaN or infinity (None instead), numpy values as Python ones, times as
+ISO-8601 text in UTC."""
 
 from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from typing import Any
 
 
@@ -35,3 +37,8 @@ def to_json(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (ValueError, TypeError):  # a NaN or infinity, or a type json does not know (numpy scalars, ...)
         return json.dumps(clean(value), ensure_ascii=False, allow_nan=False, default=str)
+
+
+def utc_iso(t: datetime | None = None) -> str:
+    """``t`` (default: now) as ISO-8601 text in UTC, the form of every timestamp in the database."""
+    return (t or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat()

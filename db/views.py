@@ -16,7 +16,7 @@ CI) is computed here from ``explanation_scores``. ``Reads`` is mixed into ``Stor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,15 +28,22 @@ from autointerp.errors import UsageError
 BOOTSTRAP_RESAMPLES = 2000
 _JSON_COLUMNS = frozenset(
     "config versions quantiles top_tokens extra tokens token_ids activations explainer_config details predictions "
-    "simulator_config per_window messages response".split()
+    "simulator_config per_window messages response summary analysis token_detector trigram_detector ngram_k "
+    "layers".split()
 )
 
 
 class Reads:
-    """Read helpers over the views; needs ``db`` and ``path``, which ``Store`` provides."""
+    """Read helpers over the views; needs ``db`` and ``path``, which ``Store`` (and the report's read-only
+    ``ReportData``) provides."""
 
     db: Database
     path: Path
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Query rows with their JSON columns decoded."""
+        return [{k: json.loads(v) if k in _JSON_COLUMNS and isinstance(v, str) else v for k, v in row.items()}
+                for row in self.db.query(sql, params)]
 
     def leaderboard(
         self,
@@ -168,18 +175,17 @@ class Reads:
         ).fetchone()
         run_id = latest[0] if latest else None
         here = [run_id, u["id"]]
-        stats = next(_rows(self.db, "SELECT * FROM unit_stats WHERE run_id = ? AND unit_id = ?", here), None)
-        explanations = list(
-            _rows(self.db, "SELECT * FROM explanations WHERE unit_id = ? ORDER BY created_at DESC, id DESC", [u["id"]])
-        )
+        stats = next(iter(self.rows("SELECT * FROM unit_stats WHERE run_id = ? AND unit_id = ?", here)), None)
+        explanations = self.rows("SELECT * FROM explanations WHERE unit_id = ? ORDER BY created_at DESC, id DESC",
+                                 [u["id"]])
         for e in explanations:
             sql = "SELECT * FROM scores WHERE explanation_id = ? ORDER BY split, simulator"
-            e["scores"] = list(_rows(self.db, sql, [e["id"]]))
+            e["scores"] = self.rows(sql, [e["id"]])
         sql = (
             "SELECT corpus_index, split, rank, tokens, activations FROM windows "
             "WHERE run_id = ? AND unit_id = ? AND source = 'top' ORDER BY rank"
         )
-        windows = list(_rows(self.db, sql, here))
+        windows = self.rows(sql, here)
         return dict(unit=u, run_id=run_id, stats=stats, explanations=explanations, windows=windows)
 
 
@@ -190,12 +196,6 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tupl
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
-
-
-def _rows(db: Database, sql: str, params: Sequence[Any]) -> Iterator[dict[str, Any]]:
-    """Query rows with their JSON columns decoded."""
-    for row in db.query(sql, params):
-        yield {k: json.loads(v) if k in _JSON_COLUMNS and v is not None else v for k, v in row.items()}
 
 
 def _where(**equal: Any) -> tuple[list[str], list[Any]]:

@@ -11,7 +11,6 @@ summaries with their bootstrap intervals) run over the same read-only connection
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +18,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from autointerp.db.migrations import KNOWN
+from autointerp.db.migrations import migrations, refuse_newer
 from autointerp.db.store import scrub_secrets
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
-
-_JSON = frozenset(
-    "config versions quantiles top_tokens extra tokens token_ids activations explainer_config details predictions "
-    "simulator_config per_window messages response summary analysis token_detector trigram_detector ngram_k "
-    "layers".split()
-)
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,8 @@ class Filters:
 
 
 class ReportData(Reads):
-    """Read-only queries over one results file (``Reads`` adds the store's summaries)."""
+    """Read-only queries over one results file (``Reads`` adds the store's summaries and ``rows``, a query's rows
+    with their JSON columns decoded)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
@@ -56,13 +50,6 @@ class ReportData(Reads):
 
     def close(self) -> None:
         self.conn.close()
-
-    def rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        """Query rows with their JSON columns decoded."""
-        cur = self.conn.execute(sql, list(params))
-        cols = [c[0] for c in cur.description]
-        return [{k: json.loads(v) if k in _JSON and isinstance(v, str) else v for k, v in zip(cols, r)}
-                for r in cur.fetchall()]
 
     # -- the index -----------------------------------------------------------------------------------------------
 
@@ -184,15 +171,20 @@ def open_readonly(path: str | Path) -> ReportData:
         raise UsageError(f"no results database at {path}; run 'autointerp run --layer N' first or pass --db")
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
-        applied = {r[0] for r in conn.execute(
-            "SELECT name FROM _sqlite_migrations WHERE migration_set = 'autointerp'")}
+        data = ReportData(conn, path)
     except sqlite3.DatabaseError as e:
         raise UsageError(f"{path} is not an autointerp results database ({e}); pass another --db") from e
-    if applied - KNOWN:
-        conn.close()
-        raise UsageError(f"{path} was written by a newer autointerp; upgrade autointerp or use another --db")
-    if KNOWN - applied:
-        conn.close()
-        raise UsageError(f"{path} was written by an older autointerp; run 'autointerp leaderboard --db {path}' once "
-                         "to upgrade it, then build the report")
-    return ReportData(conn, path)
+    try:
+        refuse_newer(data.db, str(path))  # the store's own check: a migration this code does not know
+        applied, pending = migrations.applied(data.db), migrations.pending(data.db)
+        if not applied:
+            raise UsageError(f"{path} is not an autointerp results database (no autointerp schema); pass another --db")
+        if pending:
+            raise UsageError(f"{path} was written by an older autointerp; run 'autointerp leaderboard --db {path}' "
+                             "once to upgrade it, then build the report")
+    except (sqlite3.DatabaseError, UsageError) as e:
+        data.close()
+        if isinstance(e, UsageError):
+            raise
+        raise UsageError(f"{path} is not an autointerp results database ({e}); pass another --db") from e
+    return data

@@ -19,12 +19,11 @@ from typing import Any
 
 import torch
 
-from autointerp.corpus import bos_id
 from autointerp.errors import UsageError
 from autointerp.scoring.baseline import BaselineSimulator
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.model import Subject, load_subject
-from autointerp.subject.unit_tools import MAX_TEXT_TOKENS, activations
+from autointerp.subject.unit_tools import text_activations
 from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
 
 MAX_TEXT_CHARS = 4000  # longer texts are cut before tokenizing
@@ -64,18 +63,12 @@ class Live:
         return self._spaces[key]
 
     def activations(self, run: dict[str, Any], unit: dict[str, Any], text: str) -> tuple[list[str], list[float]]:
-        """The unit's activation on each token of ``text`` (at most ``MAX_TEXT_TOKENS`` tokens)."""
+        """The unit's activation on each token of ``text`` (``subject.unit_tools.text_activations``)."""
         with self._lock, torch.inference_mode():
             subject = self._subject(run, unit["model_hash"])
             space = self._space(run, subject, unit["layer"], unit["kind"])
-            ids = subject.tokenizer(text[:MAX_TEXT_CHARS], add_special_tokens=False)["input_ids"]
-            limit = MAX_TEXT_TOKENS if subject.max_positions is None else min(
-                MAX_TEXT_TOKENS, subject.max_positions - (bos_id(subject.tokenizer) is not None))
-            ids = ids[:limit]
-            if not ids:
-                return [], []
-            acts = activations(subject, unit["layer"], torch.tensor([ids]), space=space)[0, :, unit["unit"]]
-            return [subject.tokenizer.decode([t]) for t in ids], [round(float(a), 5) for a in acts]
+            tokens, acts = text_activations(subject, unit["layer"], unit["unit"], text[:MAX_TEXT_CHARS], space)
+            return tokens, [round(a, 5) for a in acts]
 
     def simulate(self, explanation: str, tokens: list[str]) -> tuple[list[float] | None, str | None]:
         """The simulator's prediction (0..10 per token) from the explanation alone, or None and why."""

@@ -2,37 +2,31 @@
 
 Every value from the database (tokens, explanations, configs, LLM messages) reaches the page through jinja2's
 autoescape. Control characters, which autoescape leaves alone, are made visible by ``show_token`` (tokens) and
-``visible`` (any other text): ``\\n`` as ⏎, ``\\t`` as ⇥, the rest (ANSI escapes, bidi overrides, NUL) as ``\\x1b``-style
-escapes. The only values marked safe are the SVG plots matplotlib drew from numbers (``safe_svg``).
+``visible`` (any other text), both built on the CLI's own ``inert`` (``autointerp.corpus.text``): ``\\n`` as ⏎ and
+``\\t`` as ⇥ in a token (kept as they are in other text), the rest (ANSI escapes, bidi overrides, NUL) as
+``\\x1b``-style escapes. The only values marked safe are the SVG plots matplotlib drew from numbers (``safe_svg``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-# C0 and C1 controls, DEL, and the Unicode format characters that reorder or hide text (bidi, zero-width)
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def _escape_control(m: re.Match[str]) -> str:
-    code = ord(m[0])
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+from autointerp.corpus.text import inert
 
 
 def visible(text: Any) -> str:
     """Text with invisible control and format characters shown as escapes (newlines and tabs kept)."""
-    return _CONTROL.sub(_escape_control, "" if text is None else str(text))
+    return inert(text, keep="\n\t")
 
 
 def show_token(token: Any) -> str:
     """A token as one visible piece of a line: newline ⏎, tab ⇥, other control characters escaped."""
-    return visible(token).replace("\r", "\\r").replace("\n", "⏎").replace("\t", "⇥")
+    return visible(token).replace("\n", "⏎").replace("\t", "⇥")
 
 
 def pretty(value: Any) -> str:

@@ -5,7 +5,7 @@ pass that stops after the deepest hook it needs.
     >>> with mlp_hooks(subject, [3]) as store:                 # hooks removed when the block exits
     ...     for ids, inputs in batches(subject, windows):
     ...         run_batch(subject, inputs)                     # stops after layer 3's down-projection input
-    ...         acts = content(store[3], inputs, ids)          # [B, W, units], BOS dropped
+    ...         acts = content(store[3], inputs, ids.shape[1]) # [B, W, units], BOS dropped
 
 Capture, the logit lens, dictionaries (SAEs), unit spaces, probes and the agent's tools all hook the model through
 this module; where each architecture keeps its blocks and projections is in ``autointerp.subject.model``.
@@ -85,9 +85,10 @@ def batches(subject: Subject, windows: Iterable[list[int]], size: int = 32
         yield ids, inputs.to(subject.device)
 
 
-def content(acts: torch.Tensor, inputs: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Hooked activations [B, T, D] (or OPT's flattened [B*T, D]) -> float32 CPU [B, W, D] without the BOS."""
-    return acts.reshape(*inputs.shape, -1)[:, inputs.shape[1] - ids.shape[1] :].float().cpu()
+def content(acts: torch.Tensor, inputs: torch.Tensor, n_content: int) -> torch.Tensor:
+    """Hooked activations [B, T, D] (or OPT's flattened [B*T, D]) of ``inputs`` [B, T] -> float32 CPU
+    [B, n_content, D], the last ``n_content`` positions (the window's, without the BOS or any context before it)."""
+    return acts.reshape(*inputs.shape, -1)[:, inputs.shape[1] - n_content :].float().cpu()
 
 
 def _hidden(output) -> torch.Tensor:

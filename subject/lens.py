@@ -140,7 +140,7 @@ def regularization_units(subject: Subject, windows: Iterable[list[int]], layer: 
     with mlp_hooks(subject, [layer]) as store:
         for ids, inputs in batches(subject, windows, batch_size):
             run_batch(subject, inputs)
-            flat = content(store[layer], inputs, ids).reshape(-1, subject.n_units)
+            flat = content(store[layer], inputs, ids.shape[1]).reshape(-1, subject.n_units)
             kth = flat.topk(k, dim=1).values[:, -1:]
             hits += ((flat >= kth) & (flat > threshold)).sum(0)
             n_tokens += len(flat)

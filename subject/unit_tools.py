@@ -24,7 +24,7 @@ from autointerp.subject.model import Subject
 from autointerp.subject.units import NEURONS, UnitSpace
 
 POOL_WINDOWS = 256  # exploration windows per run (16k tokens at window 64)
-MAX_TEXT_TOKENS = 256  # run_text truncates longer text (and to the model's context)
+MAX_TEXT_TOKENS = 256  # text_activations truncates longer text (and to the model's context)
 
 
 class ExplorationPool:
@@ -61,6 +61,20 @@ def activations(subject: Subject, layer: int, ids: torch.Tensor, batch: int = 32
             run_batch(subject, inputs.to(subject.device))
             out.append(space.content(store, layer, inputs, chunk.shape[1]))
     return torch.cat(out) if out else torch.zeros(0, ids.shape[1], space.n_units(subject))
+
+
+def text_activations(subject: Subject, layer: int, unit: int, text: str, space: UnitSpace = NEURONS
+                     ) -> tuple[list[str], list[float]]:
+    """New text run through the subject: its tokens (no special tokens; at most ``MAX_TEXT_TOKENS``, and the model's
+    context less its BOS) and ``unit``'s activation on each. The agent's ``run_text`` and ``serve``'s live text."""
+    ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"]
+    limit = MAX_TEXT_TOKENS if subject.max_positions is None else min(
+        MAX_TEXT_TOKENS, subject.max_positions - (bos_id(subject.tokenizer) is not None))
+    ids = ids[:limit]
+    if not ids:
+        return [], []
+    acts = activations(subject, layer, torch.tensor([ids]), space=space)[0, :, unit]
+    return [subject.tokenizer.decode([t]) for t in ids], [float(a) for a in acts]
 
 
 class SubjectUnitTools:
@@ -110,13 +124,5 @@ class SubjectUnitTools:
         return picked
 
     def run_text(self, text: str) -> list[tuple[str, float]]:
-        ids = self.subject.tokenizer(text, add_special_tokens=False)["input_ids"]
-        limit = MAX_TEXT_TOKENS if self.subject.max_positions is None else min(
-            MAX_TEXT_TOKENS, self.subject.max_positions - (bos_id(self.subject.tokenizer) is not None))
-        ids = ids[:limit]
-        if not ids:
-            return []
-        acts = activations(self.subject, self.record.id.layer, torch.tensor([ids]), space=self.pool.space)
-        acts = acts[0, :, self.unit]
-        return [(self.cap.decode(t), round(float(a), 4)) for t, a in zip(ids, acts)]
-
+        tokens, acts = text_activations(self.subject, self.record.id.layer, self.unit, text, self.pool.space)
+        return [(t, round(a, 4)) for t, a in zip(tokens, acts)]

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from autointerp.errors import UsageError
-from autointerp.subject.hooks import batches, mlp_hooks, residual_hooks, run_batch
+from autointerp.subject.hooks import batches, content, mlp_hooks, residual_hooks, run_batch
 from autointerp.subject.model import Subject
 from autointerp.subject.sae import LinearDictionary, Site, SparseAutoencoder, load_dictionary
 
@@ -96,8 +96,8 @@ class UnitSpace:
     def content(self, store: dict[int, torch.Tensor], layer: int, inputs: torch.Tensor, n_content: int
                 ) -> torch.Tensor:
         """[B, n_content, units] float32 CPU activations of the last ``n_content`` positions of ``inputs`` [B, T]
-        (OPT's MLP sees [B*T, D]; the shape is restored first)."""
-        acts = store[self.key(layer)].reshape(*inputs.shape, -1)[:, -n_content:, :].float().cpu()
+        (``hooks.content``), encoded by the dictionary when there is one."""
+        acts = content(store[self.key(layer)], inputs, n_content)
         if self.dictionary is not None:
             with torch.no_grad():
                 acts = self.dictionary.encode(acts).float()

@@ -31,12 +31,13 @@ from typing import Any
 from autointerp.config import load_config
 from autointerp.db import open_db
 from autointerp.db.leases import DEFAULT_TTL_S, LeaseHeld, acquire_lease
+from autointerp.db.values import utc_iso
 from autointerp.errors import UsageError
 from autointerp.pipeline.components import unit_space
 from autointerp.pipeline.run import OpenRun, capture_layer, explain_layer, open_run, use_capture
 from autointerp.subject.model import Subject, load_subject
 from autointerp.subject.units import parse_layers, parse_units
-from autointerp.sweep.ledger import Ledger, deadline, night_start, now_iso
+from autointerp.sweep.ledger import Ledger, deadline, night_start
 from autointerp.sweep.plan import Job, Plan, load_plan, resolve_jobs
 
 Event = Callable[[str], None]
@@ -103,12 +104,11 @@ class _Stop:
                 signal.signal(s, h)
 
 
-def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[int, int] | None = None,
-              wait: bool = False, ray: str | None = None, on_event: Event | None = None, command: str = "",
-              lease_ttl_s: float = DEFAULT_TTL_S, db: str | None = None) -> SweepResult:
-    """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address.
-    ``db``: the results file instead of the configuration's (a plan that names one itself refuses it)."""
-    t0 = time.time()
+def resolve_plan(plan_path: str | Path, config: str | None = None, db: str | None = None
+                 ) -> tuple[Plan, list[Job], str]:
+    """The plan, its jobs resolved over the configuration, and the one database they all write to. ``db`` (``--db``)
+    replaces the configuration's; a plan that names one itself refuses it, and jobs that name different ones are
+    refused: ``UsageError``. ``sweep run``, ``status`` and ``report`` all read a plan through here."""
     plan = load_plan(plan_path)
     base = load_config(config).model_dump(exclude_unset=True)
     if db is not None:
@@ -121,7 +121,16 @@ def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[
     if len(dbs) > 1:
         raise UsageError(f"plan {plan_path}: every job of a sweep writes to one database, not {sorted(dbs)}; set db "
                          "in [defaults] only")
-    db = str(dbs.pop())
+    return plan, jobs, str(dbs.pop())
+
+
+def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[int, int] | None = None,
+              wait: bool = False, ray: str | None = None, on_event: Event | None = None, command: str = "",
+              lease_ttl_s: float = DEFAULT_TTL_S, db: str | None = None) -> SweepResult:
+    """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address.
+    ``db``: the results file instead of the configuration's (a plan that names one itself refuses it)."""
+    t0 = time.time()
+    plan, jobs, db = resolve_plan(plan_path, config, db)
     captor = _ray_captor(ray) if ray else None  # fails early when ray is missing or unreachable
     shard_s = None if shard is None else f"{shard[0]}/{shard[1]}"
     store = open_db(db)
@@ -186,7 +195,7 @@ class _Sweep:
                     items.append(_Item(job, layer, len(parse_units(cfg.units, unit_space(cfg, subject).n_units(
                         subject)))))
             except Exception as e:
-                self.fail(job.name, None, None, e, now_iso())
+                self.fail(job.name, None, None, e, utc_iso())
         self.ledger.set_items([(i.job.name, i.layer, i.units_total, i.job.priority) for i in items])
         return items
 
@@ -226,7 +235,7 @@ class _Sweep:
         for item in group:
             if self.stop() or self.gave_up(item.job.name, item.layer):
                 continue
-            started = now_iso()
+            started = utc_iso()
             try:
                 r = open_run(item.job.run_config(item.layer), self.command, subject=self.subject(item.job),
                              lease_ttl_s=self.lease_ttl_s)

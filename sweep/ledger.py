@@ -15,10 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from autointerp.db import Store
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+from autointerp.db.values import utc_iso
 
 
 def night_start(night_starts: str, now: datetime | None = None) -> datetime:
@@ -63,12 +60,12 @@ class Ledger:
         sid = session_id or uuid.uuid4().hex
         _write(self.store, "INSERT INTO sweep_sessions (id, sweep, shard, plan_hash, pid, host, started_at) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-               [sid, self.sweep, shard, plan_hash, os.getpid(), socket.gethostname(), now_iso()])
+               [sid, self.sweep, shard, plan_hash, os.getpid(), socket.gethostname(), utc_iso()])
         return sid
 
     def finish_session(self, sid: str, status: str, reason: str, units_done: int) -> None:
         _write(self.store, "UPDATE sweep_sessions SET status = ?, reason = ?, units_done = ?, finished_at = ? "
-                           "WHERE id = ?", [status, reason, units_done, now_iso(), sid])
+                           "WHERE id = ?", [status, reason, units_done, utc_iso(), sid])
 
     def close_dead_sessions(self, shard: str | None) -> None:
         """Sessions of this shard left 'running' by a killed process (the caller holds the shard's lease)."""
@@ -77,7 +74,7 @@ class Ledger:
 
     def set_items(self, items: list[tuple[str, int, int, int]]) -> None:
         """The plan's expansion: (job, layer, units_total, priority) for every item; items no longer planned go."""
-        conn, now = self.store.db.conn, now_iso()
+        conn, now = self.store.db.conn, utc_iso()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("DELETE FROM sweep_items WHERE sweep = ?", [self.sweep])
@@ -90,13 +87,13 @@ class Ledger:
 
     def link_run(self, job: str, layer: int, run_id: str, units_total: int) -> None:
         _write(self.store, "INSERT OR IGNORE INTO sweep_runs (sweep, job, layer, run_id, units_total, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", [self.sweep, job, layer, run_id, units_total, now_iso()])
+                           "VALUES (?, ?, ?, ?, ?, ?)", [self.sweep, job, layer, run_id, units_total, utc_iso()])
 
     def attempt(self, sid: str, job: str, layer: int | None, run_id: str | None, status: str, reason: str | None,
                 units_done: int, started_at: str) -> None:
         _write(self.store, "INSERT INTO sweep_attempts (sweep, session_id, job, layer, run_id, status, reason, "
                            "units_done, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               [self.sweep, sid, job, layer, run_id, status, reason, units_done, started_at, now_iso()])
+               [self.sweep, sid, job, layer, run_id, status, reason, units_done, started_at, utc_iso()])
 
     # -- reads -------------------------------------------------------------------------------------------------
 

@@ -12,21 +12,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from autointerp.config import load_config
 from autointerp.db import Store, open_db
 from autointerp.db.leases import lease_holder
 from autointerp.errors import UsageError
 from autointerp.sweep.ledger import Ledger, night_start
-from autointerp.sweep.plan import Plan, load_plan, resolve_jobs
+from autointerp.sweep.engine import resolve_plan
+from autointerp.sweep.plan import Plan
 
 
 def _open(plan_path: str | Path, config: str | None, db: str | None) -> tuple[Plan, str, Store]:
-    plan = load_plan(plan_path)
-    base = load_config(config).model_dump(exclude_unset=True)
-    if db and ("db" in plan.defaults or any("db" in j.settings for j in plan.jobs.values())):
-        raise UsageError(f"--db given but plan {plan_path} sets db itself; remove db from the plan to choose it here")
-    jobs = resolve_jobs(plan, base | ({"db": db} if db else {}), where=f"plan {plan_path}")
-    db = jobs[0].cfg.db
+    plan, _, db = resolve_plan(plan_path, config, db)
     if not Path(db).is_file():
         raise UsageError(f"no results database at {db}; start the sweep first: autointerp sweep run {plan_path}")
     return plan, db, open_db(db)

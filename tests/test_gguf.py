@@ -96,11 +96,26 @@ def test_gguf_file_loads_equal_to_its_source_then_from_the_cache(tmp_path, monke
     x = torch.tensor([ids])
     with torch.no_grad():
         assert torch.allclose(subject.model(x).logits, source(x).logits, atol=1e-4)
-    # capture puts the file's document separator in front of every window (it adds no BOS) and never counts it
-    assert bos_id(subject.tokenizer) == 0
-    windows = [ids[i : i + 8] for i in range(0, len(ids) - 7, 8)]
+    # capture puts the file's document separator in front of every window (the tokenizer adds no BOS): what it keeps
+    # for a window is the source model's layer-1 down-projection input over [<|endoftext|>] + window, BOS dropped
+    assert bos_id(subject.tokenizer) == 0 == subject.tokenizer.convert_tokens_to_ids(EOT)
+    windows = [(ids * 4)[i : i + 8] for i in range(0, 4 * len(ids) - 7, 8)]
     cap = capture_windows(subject, windows, CaptureConfig(layers=[1], window=8, firing="fixed"))[1]
-    assert cap.n_tokens == 8 * len(windows) and int(cap.tok_count[0]) == 0
+    seen = []
+    hook = source.model.layers[1].mlp.down_proj.register_forward_pre_hook(lambda m, args: seen.append(args[0][0, 1:]))
+    try:
+        with torch.no_grad():
+            for window in windows:
+                source(torch.tensor([[0, *window]]))
+    finally:
+        hook.remove()
+    manual = torch.stack(seen)  # [N, W, U]
+    assert cap.res_index == list(range(len(windows))) and len(windows) <= cap.config.n_random  # every window kept
+    torch.testing.assert_close(torch.stack(cap.res_acts), manual, atol=1e-4, rtol=1e-4)
+    for unit in range(subject.n_units):  # and each unit's top windows, at their corpus index
+        kept = cap.top_index[unit] >= 0
+        torch.testing.assert_close(cap.top_acts[unit][kept], manual[cap.top_index[unit][kept], :, unit],
+                                   atol=1e-4, rtol=1e-4)
     # the cache: one folder named by the file's hash, read on the next load without dequantizing again
     (folder,) = (tmp_path / "cache" / "gguf").iterdir()
     assert folder.name == gguf_mod.file_sha256(path)[:16]

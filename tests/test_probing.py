@@ -225,7 +225,7 @@ def test_windows_are_probed_after_their_context(tiny_checkpoints, text_corpus):
     with mlp_hooks(subject, [1]) as store:
         for fed, inputs in batches(subject, [ids[8:32], ids[24:48]], 2):  # windows 2 and 3, 8 tokens of context each
             run_batch(subject, inputs)
-            want = content(store[1], inputs, fed).numpy()[:, 8:]
+            want = content(store[1], inputs, fed.shape[1]).numpy()[:, 8:]
     assert X.shape == (48, subject.n_units) and np.bincount(group).tolist() == [16, 16, 16]
     assert np.allclose(X[16:32], want[0], atol=1e-5) and np.allclose(X[32:48], want[1], atol=1e-5)
     X0, _, _ = collect(subject, [(text, labels)], 1, window=16, max_tokens=48, windows_per_document=None, context=0)

@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from fixtures import HOSTILE, SECRET, hostile_results  # noqa: F401 (HOSTILE: what the corpus holds)
+
+from fakes import HOSTILE, SECRET, hostile_results  # noqa: F401 (HOSTILE: what the corpus holds)
 
 SAFE_TAGS = {  # every element the templates write, and the SVG elements matplotlib writes
     "html", "head", "meta", "title", "link", "body", "header", "main", "nav", "a", "span", "h1", "h2", "h3", "p", "b",

@@ -21,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from fixtures import hostile_results, run_cli
+
+from fakes import hostile_results, run_cli
 
 # read at import: the autouse ``isolated`` fixture clears AUTOINTERP_* variables before each test
 SCREENSHOTS = os.environ.get("AUTOINTERP_SCREENSHOTS")

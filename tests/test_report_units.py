@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pytest
 from markupsafe import Markup
+from sqlite_utils import Database
 
 from autointerp.report.checks import score_checks
 from autointerp.report.render import environment, safe_svg, show_token, visible
+from autointerp.errors import UsageError
 from autointerp.scoring.score import pooled_correlation
 
 
@@ -53,3 +57,32 @@ def test_only_matplotlib_svg_is_marked_safe():
     assert isinstance(safe_svg("<svg></svg>"), Markup) and safe_svg(None) == ""
     with pytest.raises(ValueError):
         safe_svg("<script>alert(1)</script>")
+
+
+def test_the_report_opens_only_a_current_autointerp_file_and_decodes_its_json(tmp_path):
+    from autointerp.db import open_db
+    from autointerp.report import open_readonly
+
+    with open_db(tmp_path / "a.db") as store:
+        store.db["analysis_runs"].insert({"id": "r1", "created_at": "2030", "command": "analyze", "config": "{}",
+                                          "versions": "{}", "model": "m", "model_hash": "h", "corpus": "c",
+                                          "n_tokens": 8, "layers": "[3]"})
+        store.db["layer_analyses"].insert({"run_id": "r1", "layer": 3, "summary": '{"dead": 0.5}'})
+    data = open_readonly(tmp_path / "a.db")
+    assert data.analysis_layers()[3]["summary"] == {"dead": 0.5}
+    data.close()
+
+    plain = tmp_path / "plain.db"
+    with sqlite3.connect(plain) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(UsageError, match="not an autointerp results database"):
+        open_readonly(plain)
+    db = Database(tmp_path / "a.db")
+    last = db.execute("SELECT MAX(rowid) FROM _sqlite_migrations").fetchone()[0]
+    db.execute("DELETE FROM _sqlite_migrations WHERE rowid = ?", [last])
+    db.conn.commit()
+    with pytest.raises(UsageError, match="older autointerp"):
+        open_readonly(tmp_path / "a.db")
+    db["_sqlite_migrations"].insert({"migration_set": "autointerp", "name": "m999_future", "applied_at": "2030"})
+    with pytest.raises(UsageError, match=r"newer autointerp \(schema m999_future\)"):
+        open_readonly(tmp_path / "a.db")

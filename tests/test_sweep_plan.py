@@ -96,6 +96,16 @@ def test_status_before_any_start_says_so(cli, tmp_path):
     assert code == 2 and "sweep run" in err
 
 
+def test_status_and_report_refuse_a_plan_with_two_databases_as_run_does(cli, tmp_path):
+    write(tmp_path, "[jobs.a]\nlayers = 1\ndb = 'a.db'\n[jobs.b]\nlayers = 2\ndb = 'b.db'\n")
+    (tmp_path / "a.db").touch()  # status reads the first job's file when it does not check
+    for command in ("run", "status", "report"):
+        code, _, err = cli("sweep", command, str(tmp_path / "nightly.toml"))
+        assert code == 2 and "one database" in err, (command, err)
+        code, _, err = cli("sweep", command, str(tmp_path / "nightly.toml"), "--db", "c.db")
+        assert code == 2 and "sets db itself" in err, (command, err)
+
+
 def test_schedule_prints_cron_systemd_and_slurm_with_absolute_paths_and_no_keys(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-abcdefghijklmnop")
     plan = write(tmp_path, GOOD)

@@ -12,7 +12,8 @@ import shutil
 import pytest
 import sqlite_utils
 
-from autointerp.cli.text import csv_cell, inert, json_text
+from autointerp.cli.text import cell, csv_cell, inert, json_text, markup
+from autointerp.report.render import environment
 
 # Every kind: clear screen and cursor home, a window title (OSC ... BEL), a hyperlink (OSC 8 ... ST), NUL, a C1 CSI,
 # NEL, DEL, backspace, bell, CR, a right-to-left override and an isolate, a zero-width space, and rich markup.
@@ -33,6 +34,23 @@ def test_inert_escapes_every_control_and_reordering_character():
     assert inert("plain text, ünïcode ✓") == "plain text, ünïcode ✓"
     assert json.loads(json_text({"t": every})) == {"t": every}  # JSON: exact
     assert raw_controls(json_text({"t": every}).replace("\n", "")) == []
+
+
+def test_the_cli_and_the_review_pages_escape_the_same_characters():
+    """Every character either printer ever escaped (C0 but newline and tab, DEL, C1, zero-width and directional
+    marks, line/paragraph separators, bidi embeddings and overrides, word joiner and invisible operators, bidi
+    isolates, the BOM) leaves the CLI and the pages as the same visible escape, never raw."""
+    hidden = [chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), *range(0x200B, 0x2010), *range(0x2028, 0x202F),
+                               *range(0x2060, 0x206A), 0xFEFF] if chr(c) not in "\n\t"]
+    page = environment().from_string("<p>{% for c in cs %}[{{ c }}|{{ c|show_token }}]{% endfor %}</p>")
+    html = page.render(cs=hidden)
+    assert raw_controls(html) == [] and "\u2028" not in html and "\u2065" not in html
+    assert inert("\n\t") == "\\n\\t" and "[\n\t|⏎⇥]" in page.render(cs=["\n\t"])  # a page's text keeps its layout
+    for c in hidden:
+        shown = inert(c)
+        assert len(shown) > 1 and shown.startswith("\\"), f"U+{ord(c):04X} shown as {shown!r}"
+        assert cell(c).plain == markup(c) == shown
+        assert f"[{shown}|{shown}]" in html, f"U+{ord(c):04X}: the CLI writes {shown!r}, the page does not"
 
 
 @pytest.mark.parametrize("prefix", ["=", "+", "-", "@", "\t", "\r"])

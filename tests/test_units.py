@@ -13,6 +13,7 @@ import torch
 from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.capture import CaptureConfig, capture_windows
+from autointerp.subject.hooks import content
 from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     LinearDictionary,
@@ -20,7 +21,16 @@ from autointerp.subject.sae import (
     load_dictionary,
     pca_dictionary,
 )
-from autointerp.subject.units import NEURONS, collect_activations, load_unit_space
+from autointerp.subject.units import NEURONS, RESIDUAL, collect_activations, load_unit_space
+
+
+def test_content_is_the_last_positions_of_batched_or_flattened_activations():
+    inputs = torch.zeros(2, 5, dtype=torch.int64)  # [BOS] + 4 content tokens, twice
+    acts = torch.arange(2 * 5 * 3, dtype=torch.float64).reshape(10, 3)  # OPT's MLP sees [B*T, D]
+    want = acts.reshape(2, 5, 3)[:, 1:].float()
+    assert torch.equal(content(acts, inputs, 4), want) and torch.equal(content(acts.reshape(2, 5, 3), inputs, 4), want)
+    assert torch.equal(NEURONS.content({7: acts}, 7, inputs, 4), want)  # a space reads the same, at its own key
+    assert torch.equal(RESIDUAL.content({8: acts.reshape(2, 5, 3)}, 7, inputs, 4), want)  # the stream after block 7
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Untrusted text on its way out: corpus tokens, LLM explanations and error bodies are inert in the terminal and in
-files. Every printer of the CLI goes through these three functions.
+files. Every printer of the CLI goes through these functions, all built on the one ``inert``
+(``autointerp.corpus.text``, shared with the review pages).
 
     >>> inert("red \\x1b[31mALERT\\x1b[0m\\u202e")            # the terminal and table cells: visibly escaped
     'red \\\\x1b[31mALERT\\\\x1b[0m\\\\u202e'
@@ -18,28 +19,9 @@ from typing import Any
 from rich.markup import escape
 from rich.text import Text
 
-# C0 controls and DEL, C1 controls, and the format characters that reorder or hide text (bidi embeddings, overrides
-# and isolates, directional marks, zero-width characters, line/paragraph separators, the BOM).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+from autointerp.corpus.text import UNSAFE_BEYOND_C0, inert
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _escape(match: re.Match[str]) -> str:
-    ch = match.group()
-    named = _NAMED.get(ch)
-    if named is not None:
-        return named
-    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
-
-
-def inert(value: Any, keep_newlines: bool = False) -> str:
-    """``str(value)`` with every control or reordering character written as a visible escape (``\\x1b``, ``\\n``,
-    ``\\u202e``); ``keep_newlines`` leaves line breaks as they are (multi-line text in its own block)."""
-    text = "" if value is None else str(value)
-    if keep_newlines:
-        return "\n".join(_CONTROL.sub(_escape, line) for line in text.split("\n"))
-    return _CONTROL.sub(_escape, text)
 
 
 def cell(value: Any) -> Text:
@@ -62,7 +44,7 @@ def csv_cell(value: Any) -> Any:
     return ("'" + inert(text)) if text.startswith(_FORMULA_START) else inert(text)
 
 
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_JSON_UNSAFE = re.compile(f"[{UNSAFE_BEYOND_C0}]")
 
 
 def json_text(value: Any, indent: int | None = 2) -> str:
