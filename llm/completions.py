@@ -2,7 +2,7 @@
 
     from autointerp.llm.completions import EchoModel
     from autointerp.llm.server import FakeOpenAIServer
-    with FakeOpenAIServer(completion_handler=EchoModel(split_digits=True, shift=1)) as srv:   # llama.cpp-like
+    with FakeOpenAIServer(completion_handler=EchoModel(split_digits=True, shift=1, grammars=True, zero_is_unlimited=True)) as srv:  # llama.cpp-like
         ...
 
 The wire format is OpenAI's legacy one, which both servers keep: ``choices[0].text`` (the prompt, then the
@@ -14,15 +14,16 @@ real llama.cpp server by ``tests/test_real_llamacpp.py``):
 - vLLM: ``echo`` with ``logprobs = N`` turns on ``prompt_logprobs = N``; ``max_tokens = 0`` returns the prompt alone
   (nothing generated). ``top_logprobs[i]`` is the distribution that predicted token i. ``--max-logprobs`` (default 20)
   caps N.
-- llama-cpp-python: needs ``logits_all`` (its server's default); ``max_tokens = 0`` means *no limit*, so one token
-  is generated (``max_tokens = 1``). For a model whose tokenizer adds no BOS token (SmolLM2), ``top_logprobs[i]`` is
+- llama-cpp-python: needs ``logits_all`` (its server's default); ``max_tokens = 0`` means *no limit*; a llama.cpp
+  ``grammar`` field that allows only the empty string (``root ::= ""``) makes it generate nothing. For a model whose tokenizer adds no BOS token (SmolLM2), ``top_logprobs[i]`` is
   the distribution that predicts token i + 1: the list is shifted by one. Each ``top_logprobs[i]`` also holds token i
   itself. It serves one request at a time.
 
 ``EchoModel`` (the default handler) plays a deterministic simulator over such prompts: after a tab inside a
 ``<start> ... <end>`` block, it predicts a high value when the token of the line (stripped, lower-cased) is quoted in
 the last line mentioning an explanation before the block, else 0. ``split_digits`` tokenizes numbers one digit at a
-time (as SmolLM2, Llama 2 and Qwen do), ``shift = 1`` shifts the logprobs as llama-cpp-python does without BOS.
+time (as SmolLM2, Llama 2 and Qwen do), ``shift = 1`` shifts the logprobs as llama-cpp-python does without BOS;
+``grammars`` honours the empty grammar and ``zero_is_unlimited`` reads ``max_tokens = 0`` as llama-cpp-python does.
 """
 
 from __future__ import annotations
@@ -78,10 +79,13 @@ class EchoModel:
     high = {"10": math.log(0.9), "9": math.log(0.05), "0": math.log(0.05)}
     low = {"0": math.log(0.95), "1": math.log(0.05)}
 
-    def __init__(self, *, split_digits: bool = False, shift: int = 0):
+    def __init__(self, *, split_digits: bool = False, shift: int = 0, grammars: bool = False,
+                 zero_is_unlimited: bool = False):
         assert shift in (0, 1)
         self.split_digits = split_digits
         self.shift = shift
+        self.grammars = grammars  # honours llama.cpp's ``grammar`` field: 'root ::= ""' generates nothing
+        self.zero_is_unlimited = zero_is_unlimited  # max_tokens 0 generates (llama-cpp-python), not nothing (vLLM)
 
     def tokenize(self, text: str) -> list[str]:
         return (_DIGIT_TOKEN_RE if self.split_digits else _TOKEN_RE).findall(text)
@@ -93,7 +97,10 @@ class EchoModel:
         tokens = self.tokenize(prompt)
         n_top = int(request.get("logprobs") or 0)
         dists = self._predictions(prompt, tokens)  # dists[i]: what the model predicts at position i
-        generate = int(request.get("max_tokens") if request.get("max_tokens") is not None else 16) > 0
+        generate = int(request.get("max_tokens") if request.get("max_tokens") is not None else 16) > 0 \
+            or self.zero_is_unlimited
+        if self.grammars and request.get("grammar") == 'root ::= ""':
+            generate = False
         generated = ["\n"] if generate else []
         dists.append({"\n": 0.0})  # the prediction after the prompt
         echo = bool(request.get("echo"))

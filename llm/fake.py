@@ -70,7 +70,8 @@ class FakeLLM(ChatModelBase):
         return await self._answer(outcome, params)
 
     async def _send_completion(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._answer(self.completion_handler(params), params)
+        request = {k: v for k, v in params.items() if k != "extra_body"} | params.get("extra_body", {})  # as sent
+        return await self._answer(self.completion_handler(request), params)
 
     async def _answer(self, outcome: Outcome | str, params: dict[str, Any]) -> dict[str, Any]:
         timeout_s = params.get("timeout", self.profile.timeout_s)

@@ -28,8 +28,12 @@ recorded from the reference code); the prose and the example around it are ours 
 
 Choices where the reference is silent or does not fit every server (each recorded in ``details``):
 
-- ``max_tokens = 1``: llama-cpp-python reads 0 as "no limit"; vLLM and OpenAI return the prompt alone with 0. The
-  one generated token is ignored (``tokens_out`` counts it).
+- Nothing generated. vLLM and OpenAI return the prompt alone with ``max_tokens = 0``; llama-cpp-python reads 0 as
+  "no limit", but takes a llama.cpp grammar that allows only the empty string (``grammar: root ::= ""``), after
+  which the end of text is the one token it may sample, and it ends with 0 completion tokens. The probe below finds
+  out which the endpoint does: the grammar (asked with ``max_tokens = 1``, so a server that ignores it generates one
+  token at most), else ``max_tokens = 0`` (asked once with a stop at the first newline, in case the server reads 0
+  as "no limit"), else one generated token, ignored (``details["generation"]``: grammar, max_tokens_0, one_token).
 - Alignment: with echo, entry i of ``top_logprobs`` should be the distribution that predicted token i. llama-cpp-python
   shifts it by one for models without a BOS token (entry i predicts token i + 1). The simulator finds out once, with
   the probe below: the echoed tokens of a counting sequence are likelier under the right alignment
@@ -60,6 +64,12 @@ from autointerp.scoring.simulator import SimulationResult
 TEMPLATE = "simulator_echo.j2"
 PLACEHOLDER = "unknown"  # the reference's UNKNOWN_ACTIVATION_STRING
 _PROBE = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16\nx\t10\n"
+_NOTHING = {"grammar": 'root ::= ""'}  # llama.cpp's grammar syntax: only the end of text may follow the prompt
+GENERATION = {  # how a request asks for no generated token, by what the probe found the endpoint honours
+    "grammar": {"max_tokens": 1, "extra_body": _NOTHING},
+    "max_tokens_0": {"max_tokens": 0},
+    "one_token": {"max_tokens": 1},
+}
 
 
 def format_windows(windows: list[list[str]], show=show_token) -> tuple[str, list[list[int]]]:
@@ -142,44 +152,58 @@ class EchoSimulator:
         self.name = client.name
         self.windows_per_request = windows_per_request
         self.top_logprobs = top_logprobs
-        self._probed: tuple[int, int] | None = None  # (scale top: 10, or 9 when "10" is two tokens; echo shift)
+        self._probed: tuple[int, int, str] | None = None  # (scale top: 10, or 9 when "10" is two tokens; echo
+        # shift; how to ask for nothing generated: a key of GENERATION)
         self._probe_lock: asyncio.Lock | None = None
 
     def config(self) -> dict[str, Any]:
         return llm_simulator_config(self, self.top_logprobs, TEMPLATE)
 
     def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
-        """Calls and tokens that simulating ``windows`` for one explanation takes (one generated token a request)."""
+        """Calls and tokens that simulating ``windows`` for one explanation takes (at most one generated token a
+        request: none once the probe has found how to ask for none)."""
         step = self.windows_per_request
         groups = [windows[i : i + step] for i in range(0, len(windows), step)]
         tokens_in = sum(counter.count(echo_prompt(explanation, g)[0]) for g in groups)
         return Estimate(len(groups), tokens_in, len(groups), counter.method)
 
-    async def probe(self) -> tuple[int, int]:
-        """(10, or 9 when the endpoint writes "10" as two tokens; the echo shift), asked once with a short echo."""
+    async def probe(self) -> tuple[int, int, str]:
+        """(10, or 9 when the endpoint writes "10" as two tokens; the echo shift; the ``GENERATION`` key), asked once:
+        one short echo request, and one more of a single token when the endpoint ignores the grammar."""
         if self._probe_lock is None:
             self._probe_lock = asyncio.Lock()
         async with self._probe_lock:
             if self._probed is None:
-                reply = await self.client.complete(_PROBE, purpose="simulate-probe", echo=True, logprobs=5)
+                reply = await self.client.complete(_PROBE, purpose="simulate-probe", echo=True, logprobs=5,
+                                                   **GENERATION["grammar"])
                 tokens = reply.tokens or []
                 tab = max((i for i, t in enumerate(tokens) if t.endswith("\t")), default=len(tokens))
                 whole = tab + 1 < len(tokens) and tokens[tab + 1].strip() == "10"
                 shift = echo_shift(tokens, reply.top_logprobs or []) if tokens else 0
-                self._probed = (MAX_ACTIVATION if whole else MAX_ACTIVATION - 1, shift)
+                generation = "grammar" if reply.tokens_out == 0 else await self._zero_honoured()
+                self._probed = (MAX_ACTIVATION if whole else MAX_ACTIVATION - 1, shift, generation)
         return self._probed
+
+    async def _zero_honoured(self) -> str:
+        """"max_tokens_0" when a request with ``max_tokens = 0`` comes back with nothing generated, else "one_token"
+        (stopped at the first newline: a server that reads 0 as "no limit" writes a line at most)."""
+        try:
+            reply = await self.client.complete("1, 2, 3,", purpose="simulate-probe", max_tokens=0, stop=["\n"])
+        except LLMError:
+            return "one_token"
+        return "max_tokens_0" if reply.tokens_out == 0 else "one_token"
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
         try:
-            top, shift = await self.probe()
+            top, shift, generation = await self.probe()
         except LLMError as exc:
             reason = f"request failed: {exc}"
             return SimulationResult([None] * len(windows), [reason] * len(windows),
                                     {"method": self.method, "requests": 1, "failed_requests": 1})
         step = self.windows_per_request
         groups = [windows[i : i + step] for i in range(0, len(windows), step)]
-        outcomes = await asyncio.gather(*(self._simulate_group(explanation, g, top, shift) for g in groups),
-                                        return_exceptions=True)
+        outcomes = await asyncio.gather(*(self._simulate_group(explanation, g, top, shift, generation)
+                                          for g in groups), return_exceptions=True)
         for outcome in outcomes:  # BudgetExceeded, UsageError, bugs: after every request has finished
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -192,14 +216,16 @@ class EchoSimulator:
             errors += group_errors
             for key, value in group_details.items():
                 details[key] += value
-        details.update(method=self.method, requests=len(groups), scale_top=top, echo_shift=shift)
+        details.update(method=self.method, requests=len(groups), scale_top=top, echo_shift=shift,
+                       generation=generation)
         return SimulationResult(predictions=predictions, errors=errors, details=details)
 
-    async def _simulate_group(self, explanation: str, windows: list[list[str]], top: int, shift: int):
+    async def _simulate_group(self, explanation: str, windows: list[list[str]], top: int, shift: int,
+                              generation: str):
         prompt, offsets = echo_prompt(explanation, windows, top)
         try:
             result = await self.client.complete(prompt, purpose="simulate", echo=True, logprobs=self.top_logprobs,
-                                                max_tokens=1)
+                                                **GENERATION[generation])
         except LLMError as exc:
             return [None] * len(windows), [f"request failed: {exc}"] * len(windows), {"failed_requests": 1}
         predictions, errors, details = read_positions(result, offsets, top, shift)

@@ -79,9 +79,10 @@ def test_simulates_a_planted_detector_over_the_test_server(split_digits, shift):
         sent = srv.requests
     assert right.errors == [None] * 4 and right.details["requests"] == 2
     assert right.details["scale_top"] == (9 if split_digits else 10) and right.details["echo_shift"] == shift
-    assert right.details["tokens_out"] == 2 and right.details["positions_without_numeric_token"] == 0
-    assert len(sent) == 1 + 2 + 2 and totals.calls == 5  # the "10" probe once, then 2 requests per simulation
-    assert all(r["echo"] is True and r["max_tokens"] == 1 and r["logprobs"] == 15 for r in sent[1:])
+    assert right.details["tokens_out"] == 0 and right.details["positions_without_numeric_token"] == 0
+    assert right.details["generation"] == "max_tokens_0"  # as vLLM: the empty grammar ignored, max_tokens 0 honoured
+    assert len(sent) == 2 + 2 + 2 and totals.calls == 6  # the probes once, then 2 requests per simulation
+    assert all(r["echo"] is True and r["max_tokens"] == 0 and r["logprobs"] == 15 for r in sent[2:])
     assert right.predictions[0][0] > 9 and max(right.predictions[2]) < 0.5
     assert pooled_correlation(truth, right.predictions) > 0.99
     assert pooled_correlation(truth, wrong.predictions) < 0.0
@@ -128,3 +129,21 @@ def test_unaligned_and_numberless_positions_are_zero_and_counted():
     predictions, errors, details = read_positions(result, [[2, 12]])
     assert predictions == [[5.0, 0.0]] and errors == [None]
     assert details["positions_unaligned"] == 1
+
+
+@pytest.mark.parametrize("grammars,zero_is_unlimited,generation,tokens_out",
+                         [(True, True, "grammar", 0), (False, False, "max_tokens_0", 0), (False, True, "one_token", 1)])
+def test_nothing_is_generated_where_the_endpoint_allows_it(grammars, zero_is_unlimited, generation, tokens_out):
+    """llama-cpp-python (the empty grammar honoured, max_tokens 0 read as no limit): requests carry the grammar and
+    generate nothing; vLLM (max_tokens 0 honoured): 0; a server that honours neither: one token a request."""
+    model = EchoModel(grammars=grammars, zero_is_unlimited=zero_is_unlimited)
+    with FakeOpenAIServer(completion_handler=model) as srv:
+        async def go():
+            async with LLMClient(ModelProfile(model="m", base_url=srv.base_url, **FAST), "echo") as client:
+                return await EchoSimulator(client, client.profile).simulate('the token "def"', [["def", " f"]])
+        result = asyncio.run(go())
+        simulate = srv.requests[-1]
+    assert result.errors == [None] and result.details["generation"] == generation
+    assert result.details["tokens_out"] == tokens_out and result.predictions[0][0] > 9
+    assert (simulate.get("grammar") == 'root ::= ""') == (generation == "grammar")
+    assert simulate["max_tokens"] == (0 if generation == "max_tokens_0" else 1)
