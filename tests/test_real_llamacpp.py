@@ -5,8 +5,8 @@
 Skipped, with the reason, when llama-cpp-python's server is not installed or SMOL_GGUF names no file (installing
 both: docs/llm-servers.md). It starts the server itself, checks what ``models --check`` reports for it, then runs
 ``autointerp run`` with the real model as explainer and as each simulator: every unit must end ``done`` or
-``gave_up`` (never ``failed``), and an all-at-once simulation must take one request per ten windows with at most
-one generated token each. Tens of minutes on two busy CPU cores.
+``gave_up`` (never ``failed``), and an all-at-once simulation must take one request per ten windows with nothing
+generated. Tens of minutes on two busy CPU cores.
 """
 
 from __future__ import annotations
