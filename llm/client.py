@@ -50,35 +50,30 @@ import httpx
 import openai
 
 from autointerp.errors import UsageError
+from autointerp.llm.failures import retry_after_s, status_failure
 from autointerp.llm.parallelism import detect_parallelism
-from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
-
-DEFAULT_CONCURRENCY = 8  # requests in flight for a profile without ``concurrency`` (remote endpoints)
-from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
+from autointerp.llm.profiles import DEFAULT_CONCURRENCY, LOCAL_PLACEHOLDER_KEY, ModelProfile
 from autointerp.llm.scope import current_scope
-from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
 from autointerp.llm.secrets import scrub_exact, scrub_text, shorten
-from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
 from autointerp.llm.text_completions import CompletionsMixin
-from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow  # noqa: F401
-from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
-    Message,
-    ToolCall,
-    MalformedLogprobs,
-    TokenLogprob,
-    TokenLogprobs,
-    ChatResult,
-    CompletionResult,
+from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.types import (  # noqa: F401 (BudgetExceeded, MalformedLogprobs, TokenLogprob: imported from here)
+    Budget,
+    BudgetExceeded,
     CallRecord,
     CallSink,
+    ChatResult,
+    CompletionResult,
     LLMError,
-    RetryableError,
+    MalformedLogprobs,
+    Message,
     RequestTimedOut,
-    BudgetExceeded,
-    Budget,
+    RetryableError,
+    TokenLogprob,
     Totals,
 )
-
+from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow
 
 
 @runtime_checkable

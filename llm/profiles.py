@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from autointerp.errors import UsageError
 from autointerp.llm.secrets import register_secret, url_credentials
 
+DEFAULT_CONCURRENCY = 8  # requests in flight for a remote endpoint whose profile sets no ``concurrency``
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LOCAL_PLACEHOLDER_KEY = "not-needed"  # sent to local servers that need no key (the SDK insists on some key)
 SHORTHAND_PREFIX = "openai:"
