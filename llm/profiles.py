@@ -20,12 +20,12 @@ machine, what ``autointerp.llm.parallelism.detect_parallelism`` finds (llama.cpp
 llama-cpp-python's server answers one request at a time).
 
 **What a run's identity holds** (``identity()``, part of the run key that resume matches on): the fields that decide
-what the model answers: ``kind``, ``model``, ``base_url`` (the same model name behind another URL may be another model
-or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
-``supports_logprobs``, ``supports_tools``, ``simulator_method``. The ``OPERATIONAL`` fields only say how and when
-requests are sent (timeouts and throughputs, ``concurrency``, retries, prices, ``api_key_env``): changing one resumes
-the same run. The whole profile is still saved with the run's config snapshot. A field added later is part of the
-identity unless it is listed in ``OPERATIONAL``.
+what the model answers: ``kind``, ``model``, ``base_url`` (the same model name behind another URL may be another
+model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
+``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``response_format``. The ``OPERATIONAL`` fields
+only say how and when requests are sent (timeouts and throughputs, ``concurrency``, retries, prices,
+``api_key_env``): changing one resumes the same run. The whole profile is still saved with the run's config
+snapshot. A field added later is part of the identity unless it is listed in ``OPERATIONAL``.
 """
 
 from __future__ import annotations
