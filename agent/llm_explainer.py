@@ -113,11 +113,12 @@ class LLMExplainer:
         return self._compiled[1]
 
     def config(self) -> dict[str, Any]:
-        """Everything that determines the explanations: profile (no key variable), limits, tools, prompt files."""
+        """Everything that determines the explanations (part of the run key): the profile's identity (not its
+        operational settings: ``autointerp.llm.profiles.OPERATIONAL``), limits, tools, prompt files."""
         return {
             "kind": "llm",
             "name": self.name,
-            "profile": self.profile.model_dump(exclude={"api_key_env"}),
+            "profile": self.profile.identity(),
             "limits": asdict(self.limits),
             "tools": self.uses_tools,
             "prompt_sha256": templates_sha256(*PROMPT_FILES),

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from sqlite_utils import Database
 
 from autointerp.agent.base import Status
-from autointerp.db.health import check_db_target
+from autointerp.db.health import check_db_target, quick_check, remember_writes
 from autointerp.db.migrations import migrate
 from autointerp.db.values import finite as _finite, to_json as _json, utc_iso
 from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
@@ -44,26 +44,23 @@ FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running'
 _STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
 
 
-def open_db(path: str | Path, busy_timeout_s: float = 5.0, quick_check: bool = True) -> Store:
+def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
     """Open (or create) the store at ``path``: WAL (synchronous=NORMAL), foreign keys on, a busy timeout, pending migrations applied.
 
     An existing file gets SQLite's ``quick_check`` first, so a damaged one is refused before anything is written to it
-    (``check_db``: the full check). Raises ``UsageError`` for a file that is not a SQLite database or is damaged, one
-    locked by another process for longer than ``busy_timeout_s``, one that cannot be opened, or one written by a newer
-    autointerp."""
+    (once per process per file while it is unchanged: ``health.quick_check``; ``check_db``: the full check). Raises
+    ``UsageError`` for a file that is not a SQLite database or is damaged, one locked by another process for longer
+    than ``busy_timeout_s``, one that cannot be opened, or one written by a newer autointerp."""
     path = Path(path)
     conn: sqlite3.Connection | None = None
-    check = quick_check and path.is_file() and path.stat().st_size > 0
+    check = path.is_file() and path.stat().st_size > 0
     if not path.exists():
         check_db_target(path)
     try:
         with _usage_errors(path, busy_timeout_s, opening=True):
             conn = sqlite3.connect(path, timeout=busy_timeout_s)
             if check:
-                problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
-                if problems != ["ok"]:
-                    raise UsageError(f"{path} is damaged ({'; '.join(problems)[:200]}); nothing was written to it. "
-                                     f"Details: autointerp db check --db {path}; restore a backup or pass another --db")
+                quick_check(conn, path)
             db = Database(conn, execute_plugins=False)
             db.execute("PRAGMA foreign_keys = ON")
             db.enable_wal()
@@ -96,6 +93,7 @@ class Store(Reads, CallWrites):
 
     def close(self) -> None:
         self.db.close()
+        remember_writes(self.path)  # this store's writes are no reason to read the whole file again
 
     # -- runs and units ------------------------------------------------------------------------------------------
 

@@ -50,35 +50,30 @@ import httpx
 import openai
 
 from autointerp.errors import UsageError
+from autointerp.llm.failures import retry_after_s, status_failure
 from autointerp.llm.parallelism import detect_parallelism
-from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY, ModelProfile
-
-DEFAULT_CONCURRENCY = 8  # requests in flight for a profile without ``concurrency`` (remote endpoints)
-from autointerp.llm.failures import is_validation_error, retry_after_s, status_failure  # noqa: F401 (re-exported)
+from autointerp.llm.profiles import DEFAULT_CONCURRENCY, LOCAL_PLACEHOLDER_KEY, ModelProfile
 from autointerp.llm.scope import current_scope
+from autointerp.llm.secrets import escapes_may_hide, scrub_strings, scrub_text, shorten
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
-from autointerp.llm.secrets import scrub_exact, scrub_text, shorten
-from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.text_completions import CompletionsMixin
-from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow  # noqa: F401
-from autointerp.llm.types import (  # noqa: F401  (the seam's records, importable from here as before)
-    Message,
-    ToolCall,
-    MalformedLogprobs,
-    TokenLogprob,
-    TokenLogprobs,
-    ChatResult,
-    CompletionResult,
+from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.types import (  # noqa: F401 (BudgetExceeded, MalformedLogprobs, TokenLogprob: imported from here)
+    Budget,
+    BudgetExceeded,
     CallRecord,
     CallSink,
+    ChatResult,
+    CompletionResult,
     LLMError,
-    RetryableError,
+    MalformedLogprobs,
+    Message,
     RequestTimedOut,
-    BudgetExceeded,
-    Budget,
+    RetryableError,
+    TokenLogprob,
     Totals,
 )
-
+from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow
 
 
 @runtime_checkable
@@ -136,8 +131,7 @@ class ChatModelBase(CompletionsMixin, ABC):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.token_counter = token_counter or TokenCounter()
-        self._secret = secret if secret and secret != LOCAL_PLACEHOLDER_KEY else None
-        self._secrets = () if self._secret is None else (self._secret,)  # what scrub_text removes
+        self._secrets = (secret,) if secret and secret != LOCAL_PLACEHOLDER_KEY else ()  # what is scrubbed
         self.log_logprobs = log_logprobs  # keep per-token logprobs in the sink's records (see _logged_response)
         self._rng = random.Random()
 
@@ -151,8 +145,11 @@ class ChatModelBase(CompletionsMixin, ABC):
         ``_send`` does (key ``autointerp_stopped``: that reason). This default, for transports that cannot stream,
         sends the whole request and cuts the reply where a stream would have been stopped."""
         body = await self._send(params)
-        if isinstance(body, str):
-            body = self._decode(body)
+        if isinstance(body, str):  # cut, then handed back as text for ``_call`` to scrub whole, as a stream is
+            try:
+                return json.dumps(truncate_body(parse_body(body), stop_when, self.token_counter))
+            except ValueError:
+                return body  # not JSON: ``_decode`` says so
         return truncate_body(body, stop_when, self.token_counter)
 
     async def chat(
@@ -194,9 +191,7 @@ class ChatModelBase(CompletionsMixin, ABC):
                     async with slot:
                         started = time.monotonic()
                         body = await send()
-                    if isinstance(body, str):
-                        body = self._decode(body)
-                    result = parse(body, tokens_in_estimate, started)
+                    result = parse(self._decode(body), tokens_in_estimate, started)
                     cost = result.cost_usd
                     self._log(log_messages, purpose, unit, attempts, result.latency_s, result=result)
                     return result
@@ -273,15 +268,21 @@ class ChatModelBase(CompletionsMixin, ABC):
             return retry_after_s
         return min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1.0)
 
-    def _decode(self, text: str) -> dict[str, Any]:
-        text = scrub_text(text, self._secrets, patterns=False)  # the whole body once, before anything is cut
+    def _decode(self, received: dict[str, Any] | str) -> dict[str, Any]:
+        """The body as it enters, scrubbed of the key and of every piece of it, once: what the parsers, the result
+        and the sink get. A body that arrives as text is scrubbed whole, before anything is parsed or cut; its parsed
+        strings are scrubbed instead only when a JSON escape in it may spell a character of the key. A body handed
+        over parsed (the in-process fakes) has its strings scrubbed."""
+        if not isinstance(received, str):
+            return scrub_strings(received, self._secrets)
+        text = scrub_text(received, self._secrets, patterns=False)
         try:
             body = parse_body(text)
         except ValueError:
             body = None
         if not isinstance(body, dict):
             raise RetryableError(f"response body is not a JSON object: {shorten(repr(text), 200, self._secrets)}")
-        return body
+        return scrub_strings(body, self._secrets) if escapes_may_hide(text, self._secrets) else body
 
     def _log(
         self,
@@ -300,7 +301,7 @@ class ChatModelBase(CompletionsMixin, ABC):
             model=self.profile.model,
             purpose=purpose,
             unit=unit if unit is not None or scope is None else scope.unit,
-            messages=self._scrub(list(messages)),
+            messages=scrub_strings(list(messages), self._secrets),
             response=None if result is None else logged_response(result.raw, self.log_logprobs),
             tokens_in=0 if result is None else result.tokens_in,
             tokens_out=0 if result is None else result.tokens_out,
@@ -318,12 +319,6 @@ class ChatModelBase(CompletionsMixin, ABC):
 
     def _clean(self, message: str) -> str:
         return scrub_text(message, self._secrets)  # an error message: the key, its pieces, credential shapes
-
-    def _scrub(self, value: Any) -> Any:
-        """A reply without the key or a piece of it; a dict or list (scrubbed as text before) loses exact copies."""
-        if isinstance(value, str):
-            return scrub_text(value, self._secrets, patterns=False)
-        return scrub_exact(value, self._secret)
 
 
 @functools.cache

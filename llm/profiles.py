@@ -18,12 +18,20 @@ cores) stays above them; a faster endpoint only ever answers sooner.
 ``concurrency``: requests in flight at once. ``None`` (default) means 8 for a remote endpoint and, for one on this
 machine, what ``autointerp.llm.parallelism.detect_parallelism`` finds (llama.cpp's ``/props`` slots, vLLM: 8, else 1:
 llama-cpp-python's server answers one request at a time).
+
+**What a run's identity holds** (``identity()``, part of the run key that resume matches on): the fields that decide
+what the model answers: ``kind``, ``model``, ``base_url`` (the same model name behind another URL may be another
+model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
+``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``response_format``. The ``OPERATIONAL`` fields
+only say how and when requests are sent (timeouts and throughputs, ``concurrency``, retries, prices,
+``api_key_env``): changing one resumes the same run. The whole profile is still saved with the run's config
+snapshot. A field added later is part of the identity unless it is listed in ``OPERATIONAL``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,9 +39,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from autointerp.errors import UsageError
 from autointerp.llm.secrets import register_secret, url_credentials
 
+DEFAULT_CONCURRENCY = 8  # requests in flight for a remote endpoint whose profile sets no ``concurrency``
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 LOCAL_PLACEHOLDER_KEY = "not-needed"  # sent to local servers that need no key (the SDK insists on some key)
 SHORTHAND_PREFIX = "openai:"
+# Fields that change how and when a request is sent, or what it costs, but not what the model answers: left out of the
+# profile's identity (the run key), so that changing one resumes the interrupted run.
+OPERATIONAL = frozenset({"api_key_env", "concurrency", "timeout_s", "prompt_tokens_per_s", "tokens_per_s",
+                         "echoed_tokens_per_s", "max_retries", "retry_timeouts", "price_in_per_mtok",
+                         "price_out_per_mtok"})
 CREDENTIALS_IN_URL = ("{where} holds a user name or password (scheme://user:KEY@host); remove them from the URL and "
                       "put the key in the environment variable named by the profile's api_key_env (default "
                       "OPENAI_API_KEY)")
@@ -95,6 +109,10 @@ class ModelProfile(BaseModel):
         if url_credentials(url):  # the message never repeats the URL: it holds the secret
             raise ValueError(CREDENTIALS_IN_URL.format(where="base_url"))
         return url
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that decide what the model answers (all but ``OPERATIONAL``): what a run's key holds."""
+        return self.model_dump(exclude=OPERATIONAL)
 
     def resolved_base_url(self) -> str | None:
         """The base URL in force: the profile's, else OPENAI_BASE_URL, else None (the SDK's default)."""

@@ -7,11 +7,14 @@
 
 Every sink that keeps or shows text from an endpoint (error bodies, replies, tool-call arguments, response bodies)
 passes it through ``scrub_text`` *before* cutting it short (``shorten``), so a key that straddles the cut cannot leave
-a prefix behind; configs go through ``scrub_secrets``.
+a prefix behind; configs go through ``scrub_secrets``. A response body is scrubbed once, as text, before it is parsed;
+when a JSON escape in it may spell a character of the key (``escapes_may_hide``), its parsed strings are scrubbed
+instead (``scrub_strings``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -75,18 +78,35 @@ def scrub_text(text: str, secrets: Iterable[str] = (), patterns: bool = True) ->
     return text
 
 
-def scrub_exact(value: Any, secret: str | None) -> Any:
-    """``value`` with every exact copy of ``secret`` replaced by ``***`` in every string (keys included), at any depth:
-    for large JSON-like values whose text was already scrubbed in full."""
-    if not secret:
+def scrub_strings(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every string in it (dict keys included, at any depth) passed through ``scrub_text`` without
+    ``patterns``: for a body handed over parsed, or one whose JSON text may spell a secret with escapes."""
+    if not secrets:
         return value
     if isinstance(value, str):
-        return value.replace(secret, REDACTED)
+        return scrub_text(value, secrets, patterns=False)
     if isinstance(value, dict):
-        return {scrub_exact(k, secret): scrub_exact(v, secret) for k, v in value.items()}
+        return {scrub_strings(k, secrets): scrub_strings(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(scrub_exact(v, secret) for v in value)
+        return type(value)(scrub_strings(v, secrets) for v in value)
     return value
+
+
+def escapes_may_hide(json_text: str, secrets: Iterable[str]) -> bool:
+    """True when a JSON escape in ``json_text`` may spell a character of a secret (``\\u0041`` for ``A``, ``\\/``
+    for ``/``): then the parsed strings can hold the secret although the text, scrubbed, does not."""
+    return "\\" in json_text and any(_escapes_of(s).search(json_text) for s in secrets if s)
+
+
+@functools.lru_cache(maxsize=16)
+def _escapes_of(secret: str) -> re.Pattern[str]:
+    """The JSON escapes that decode to a character of ``secret`` (a character past U+FFFF: its high surrogate)."""
+    units = {f"{c if c <= 0xFFFF else 0xD800 + ((c - 0x10000) >> 10):04x}" for c in map(ord, secret)}
+    short = "".join(re.escape(e) for c, e in _SHORT_ESCAPES.items() if c in secret)
+    return re.compile(r"\\(?:u(?i:" + "|".join(sorted(units)) + ")" + (f"|[{short}]" if short else "") + ")")
+
+
+_SHORT_ESCAPES = {'"': '"', "\\": "\\", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
 
 
 def shorten(text: str, limit: int = 200, secrets: Iterable[str] = ()) -> str:

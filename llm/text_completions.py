@@ -1,6 +1,7 @@
 """Response bodies for the LLM seam, and ``/v1/completions``: parsing a chat completion (``_result``) and a text
 completion (``_text_result``), and ``complete``; mixed into ``ChatModelBase`` (``autointerp.llm.client``), which gives
-them the budget, the concurrency slot, retries, logging and key scrubbing (``_call``, ``_scrub``)."""
+them the budget, the concurrency slot, retries, logging and key scrubbing (``_call``; a body reaches the parsers
+already scrubbed, ``_decode``)."""
 
 from __future__ import annotations
 
@@ -61,10 +62,10 @@ class CompletionsMixin:
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
         tokens_out = int(usage.get("completion_tokens") or 0)
         return CompletionResult(
-            text=self._scrub(text), tokens=tokens, text_offset=offsets, top_logprobs=top, tokens_in=tokens_in,
+            text=text, tokens=tokens, text_offset=offsets, top_logprobs=top, tokens_in=tokens_in,
             tokens_out=tokens_out, latency_s=time.monotonic() - started,
             cost_usd=self.profile.cost_usd(tokens_in, tokens_out), finish_reason=choice.get("finish_reason"),
-            raw=self._scrub(body),
+            raw=body,
         )
 
     def _result(self, body: dict[str, Any], tokens_in_estimate: int, started: float) -> ChatResult:
@@ -86,14 +87,14 @@ class CompletionsMixin:
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
         tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
         return ChatResult(
-            text=self._scrub(text),
-            tool_calls=[{k: self._scrub(v) for k, v in c.items()} for c in tool_calls],  # type: ignore[misc]
+            text=text,
+            tool_calls=tool_calls,
             logprobs=logprobs,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             latency_s=time.monotonic() - started,
             cost_usd=self.profile.cost_usd(tokens_in, tokens_out),
             finish_reason=choice.get("finish_reason"),
-            raw=self._scrub(body),
+            raw=body,
             stopped=body.get("autointerp_stopped"),
         )

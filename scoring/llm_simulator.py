@@ -326,12 +326,13 @@ def _cut_off_note(result: ChatResult) -> str:
 
 
 def llm_simulator_config(sim: Any, top_logprobs: int | None, *templates: str) -> dict[str, Any]:
-    """What determines an LLM simulator's predictions (both methods): its profile, method, batching, the logprobs it
-    reads and its prompt files; part of the run key."""
+    """What determines an LLM simulator's predictions (both methods): its profile's identity (not its operational
+    settings: ``autointerp.llm.profiles.OPERATIONAL``), method, batching, the logprobs it reads and its prompt files;
+    part of the run key."""
     return {
         "simulator": "llm",
         "name": sim.name,
-        "profile": sim.profile.model_dump(),
+        "profile": sim.profile.identity(),
         "method": sim.method,
         "windows_per_request": sim.windows_per_request,
         "top_logprobs": top_logprobs,

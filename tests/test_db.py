@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -234,6 +235,44 @@ def test_a_corrupt_file_is_a_usage_error(tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(4096))
     with pytest.raises(UsageError, match="not a SQLite database.*another --db"):
         open_db(path)
+
+
+def test_a_file_is_quick_checked_once_per_process_until_something_else_changes_it(tmp_path, monkeypatch):
+    path = tmp_path / "a.db"
+    with open_db(path) as s:  # created: nothing to check
+        for i in range(200):
+            start(s, run_key=f"k{i}", config={"pad": "y" * 300})
+    checks = []
+    connect = sqlite3.connect
+
+    def counting_connect(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(lambda sql: checks.append(sql) if "quick_check" in sql else None)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", counting_connect)
+    for _ in range(3):  # the store's own writes between opens are no reason to read the file again
+        with open_db(path) as s:
+            start(s)
+    assert len(checks) == 1
+    other = connect(path)  # another program writes: checked again
+    other.execute("CREATE TABLE other_program (x)")
+    other.execute("INSERT INTO other_program VALUES (zeroblob(100000))")  # new pages: the size changes for sure
+    other.commit()
+    other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    other.close()
+    open_db(path).close()
+    assert len(checks) == 2
+    data = bytearray(path.read_bytes())  # replaced by a damaged copy of the same size: checked again, refused
+    pages = {m.start() // 4096 for m in re.finditer(b"autointerp run", data)}  # those that hold the runs
+    for p in pages:
+        data[p * 4096 + 8: p * 4096 + 400] = b"\xff" * 392
+    copy = tmp_path / "copy.db"
+    copy.write_bytes(bytes(data))
+    copy.replace(path)
+    with pytest.raises(UsageError, match="damaged"):
+        open_db(path)
+    assert len(checks) == 3
 
 
 def test_a_missing_folder_is_a_usage_error(tmp_path):

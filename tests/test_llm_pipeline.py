@@ -105,6 +105,28 @@ def test_budget_stops_cleanly_and_the_next_run_goes_on(cli, tiny, text_corpus, i
     assert db["explanations"].count_where("role = 'control'") == 2 * 6  # a shuffled and an empty one per unit
 
 
+def test_a_stopped_run_resumes_under_other_operational_settings(cli, tiny, text_corpus, isolated, monkeypatch):
+    """Timeouts, concurrency and retries are not part of the run's identity; the temperature is."""
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    with FakeOpenAIServer() as server:
+        args = ["run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:4",
+                "--simulator", "local", "--format", "json"]
+        write_config(isolated / "autointerp.toml", server)
+        code, out, err = cli(*args, "--max-calls", "2")
+        assert code == 0 and json.loads(out)["stopped"], err
+        write_config(isolated / "autointerp.toml", server, timeout_s=300, concurrency=1, max_retries=0,
+                     tokens_per_s=50)
+        code, out, err = cli(*args)
+        assert code == 0, err
+        resumed = json.loads(out)
+        write_config(isolated / "autointerp.toml", server, temperature=0.5)
+        code, out, err = cli(*args)
+        assert code == 0, err
+    db = sqlite_utils.Database(isolated / "autointerp.db")
+    assert resumed["units_skipped"] >= 1 and resumed["units_done"] == 4
+    assert json.loads(out)["units_skipped"] == 0 and db["runs"].count == 2  # another temperature: another run
+
+
 def test_missing_key_and_unknown_profile_are_usage_errors(cli, tiny, isolated, monkeypatch):
     monkeypatch.delenv("FAKE_KEY", raising=False)
     (isolated / "autointerp.toml").write_text('[models.remote]\nmodel = "m"\nbase_url = "https://example.invalid/v1"\n'

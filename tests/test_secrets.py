@@ -4,6 +4,7 @@ shows text (the results DB and its WAL, the agent checkpoints, logs, stdout, std
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -11,7 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlite_utils
-from autointerp.llm.secrets import MIN_FRAGMENT, scrub_secrets, scrub_text, shorten
+
+from autointerp.llm.client import ChatModelBase
+from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.secrets import MIN_FRAGMENT, escapes_may_hide, scrub_secrets, scrub_text, shorten
 from autointerp.llm.server import completion_json, default_handler
 
 # Not shaped like any provider's key, so only the client's knowledge of its own key can scrub it (letters that no hex
@@ -44,6 +48,63 @@ def test_scrub_happens_before_the_cut():
     body = "x" * 180 + f"Bearer {KEY}"  # the key straddles character 200
     assert leaks(shorten(body, 200, [KEY])) == []
     assert leaks(body[:200]) != []  # the old order (cut, then scrub the whole key) would leave a prefix
+
+
+class Wire(ChatModelBase):
+    """A transport whose endpoint answers ``body`` (JSON text, handed over as ``LLMClient`` hands every body)."""
+
+    def __init__(self, body: str):
+        super().__init__(ModelProfile(model="m"), "wire", ListSink(), secret=KEY)
+        self.body = body
+
+    async def _send(self, params):
+        return self.body
+
+
+class ListSink:
+    def __init__(self):
+        self.records = []
+
+    def record_call(self, record):
+        self.records.append(record)
+
+
+def reply_json(content: str, arguments: str, fingerprint: str = "fp") -> str:
+    return json.dumps({"id": "c1", "system_fingerprint": fingerprint, "choices": [{"index": 0, "finish_reason": "stop",
+                       "message": {"role": "assistant", "content": content, "tool_calls": [
+                           {"id": "t1", "type": "function", "function": {"name": "run_text", "arguments": arguments}}]}}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 5}})
+
+
+def test_a_key_spelled_with_json_escapes_reaches_no_result_or_record():
+    def escaped(text: str) -> str:
+        return "".join(f"\\u{ord(c):04x}" for c in text)
+
+    body = reply_json("I saw @KEY@ and @PIECE@", json.dumps({"text": "@KEY@"}), fingerprint="fp-@PIECE@")
+    wire = Wire(body.replace("@KEY@", escaped(KEY)).replace("@PIECE@", KEY[:4] + escaped(KEY[4:13])))
+    result = asyncio.run(wire.chat([{"role": "user", "content": "hi"}], purpose="t"))
+    assert result.text == "I saw *** and ***" and result.tool_calls[0]["arguments"] == '{"text": "***"}'
+    assert leaks(repr(result) + json.dumps(result.raw) + repr(wire.sink.records)) == []
+
+
+def test_only_escapes_that_spell_a_key_character_need_the_parsed_strings_scrubbed():
+    assert escapes_may_hide(r'{"a": "x\u0050y"}', [KEY]) and escapes_may_hide(r'{"a": "x\u004A"}', [KEY])  # P, J
+    assert not escapes_may_hide(r'{"a": "line\n\ttab \u00e9 \u0061"}', [KEY])  # a simulator reply's escapes
+    assert escapes_may_hide(r'{"a": "ab\/cd"}', ["abc/defghij"]) and not escapes_may_hide(r'{"a": "ab\/cd"}', [KEY])
+    assert not escapes_may_hide(r'{"a": "\u0050"}', [])
+
+
+def test_a_reply_passes_through_the_scrubber_once(monkeypatch):
+    from autointerp.llm import secrets
+
+    seen = []
+    scrub_known = secrets._scrub_known
+    monkeypatch.setattr(secrets, "_scrub_known", lambda text, secret: seen.append(text) or scrub_known(text, secret))
+    wire = Wire(reply_json(f"MARKER says {KEY}", json.dumps({"text": f"MARKER {KEY[2:20]}"})))
+    result = asyncio.run(wire.chat([{"role": "user", "content": "hi"}], purpose="t"))
+    assert result.text == "MARKER says ***" and result.tool_calls[0]["arguments"] == '{"text": "MARKER ***"}'
+    assert len([text for text in seen if "MARKER" in text]) == 1  # the body's text, whole, before it is parsed
+    assert leaks(repr(result) + json.dumps(result.raw) + repr(wire.sink.records)) == []
 
 
 def test_config_snapshot_has_no_secret_of_any_form():
