@@ -6,7 +6,7 @@ llama.cpp (llama-cpp-python), with each simulator method, on the same units of t
 Part 1 runs ``autointerp run`` (a subprocess, as a user would) once per mode on the same layer, units and windows:
 ``baseline`` (baseline explainer and simulator), ``smol/all_at_once`` and ``smol/generate`` (SmolLM2 explains and
 simulates, tools off: its chat format has none), each into its own database, modes one after the other; it prints
-mean score with a 95% interval (t over units with a defined score), units done / gave up / failed, and per unit the
+mean score with a 95% interval (percentile bootstrap over units with a defined score), units done / gave up / failed, and per unit the
 wall time, LLM calls and tokens. Part 2 takes the baseline's explanations and simulates the same test windows with
 both methods, alternating which goes first unit by unit: the agreement of their predictions (pooled Pearson r
 between the two, per unit then averaged), and per unit the calls, tokens and wall time of each.
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sqlite3
 import statistics
@@ -30,30 +29,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).parent))
 from commands import autointerp  # noqa: E402
 
+from autointerp.db.views import bootstrap_ci  # noqa: E402
 from autointerp.llm import LLMClient, ModelProfile  # noqa: E402
 from autointerp.llm.llamacpp import LlamaCppServer  # noqa: E402
 from autointerp.scoring.echo_simulator import EchoSimulator  # noqa: E402
 from autointerp.scoring.llm_simulator import LLMSimulator  # noqa: E402
 from autointerp.scoring.score import pooled_correlation  # noqa: E402
 
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13,
-       20: 2.09, 30: 2.04}
-
-
 def interval(values: list[float]) -> str:
+    """Mean with its 95% percentile-bootstrap interval, as the leaderboard computes it (``db.views.bootstrap_ci``)."""
     if len(values) < 2:
         return f"{values[0]:.3f}" if values else "n/a"
-    mean, sd = statistics.fmean(values), statistics.stdev(values)
-    t = T95[min((k for k in T95 if k >= len(values) - 1), default=30)]
-    half = t * sd / math.sqrt(len(values))
-    return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
+    low, high = bootstrap_ci(np.asarray(values, dtype=float))
+    return f"{statistics.fmean(values):.3f} [{low:.3f}, {high:.3f}]"
 
 
-def profile_toml(base_url: str, controls: bool) -> str:
-    common = f'model = "smol"\nbase_url = "{base_url}"\nsupports_tools = false\nconcurrency = 1\n'
+def profile_toml(base_url: str, controls: bool, response_format: str) -> str:
+    common = (f'model = "smol"\nbase_url = "{base_url}"\nsupports_tools = false\nconcurrency = 1\n'
+              f'response_format = "{response_format}"\n')
     return (f"controls = {str(controls).lower()}\n\n[models.smol]\n{common}simulator_method = \"all_at_once\"\n\n"
             f'[models.smol_generate]\n{common}simulator_method = "generate"\n')
 
@@ -169,6 +167,8 @@ def main() -> None:
     parser.add_argument("--revise-rounds", type=int, default=1)
     parser.add_argument("--no-controls", action="store_true", help="skip the shuffled and empty controls (each "
                         "triples a unit's simulations)")
+    parser.add_argument("--response-format", default="json_object", choices=["none", "json_object"],
+                        help="the explainer's answer held to JSON by the server (the README's profile), or free text")
     parser.add_argument("--modes", default="baseline,smol/all_at_once,smol/generate,compare")
     args = parser.parse_args()
     if not args.gguf or not Path(args.gguf).is_file():
@@ -176,7 +176,7 @@ def main() -> None:
     modes = args.modes.split(",")
     work = Path(tempfile.mkdtemp(prefix="bench-real-llm-"))
     with LlamaCppServer(args.gguf, n_ctx=4096) as server:
-        (work / "autointerp.toml").write_text(profile_toml(server.base_url, not args.no_controls))
+        (work / "autointerp.toml").write_text(profile_toml(server.base_url, not args.no_controls, args.response_format))
         print(f"server: {' '.join(server.command)}\nwork: {work}")
         results = []
         plan = {"baseline": ("baseline", "baseline"), "smol/all_at_once": ("smol", "smol"),
