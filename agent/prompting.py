@@ -264,6 +264,8 @@ def read_explanation(text: str) -> tuple[str | None, str | None]:
     """(the one-sentence explanation in a reply, None) or (None, why there is none): see the module docstring."""
     sentence = _extract(text)
     if sentence is None:
+        if _json_answer(text)[0]:
+            return None, "the JSON answer's \"explanation\" holds no sentence"
         return None, "there was no line \"EXPLANATION: <one sentence>\""
     problem = explanation_problem(sentence)
     return (None, problem) if problem is not None else (sentence, None)

@@ -213,4 +213,5 @@ def test_a_constrained_answer_is_asked_for_in_the_profile_s_dialect_and_read(dia
     assert (out.text, out.status) == (sentence, "done")
     assert (plain.text, plain.status, plain.details["stop"]) == ("", "gave_up", "unparseable")
     assert read_explanation(json.dumps({"reasoning": "x", "explanation": f"`{sentence}`"})) == (sentence, None)
-    assert read_explanation('{"reasoning": "x"}')[0] is None
+    assert read_explanation('{"reasoning": "x", "explanation": " "}') == (None, 'the JSON answer\'s "explanation" '
+                                                                            'holds no sentence')
