@@ -22,6 +22,7 @@ import pytest
 from autointerp.llm import LLMClient, ModelProfile
 from autointerp.llm.check import check_profile, probing
 from autointerp.llm.llamacpp import LlamaCppServer, available
+from autointerp.scoring.echo_simulator import EchoSimulator
 
 GGUF = os.environ.get("SMOL_GGUF", "")
 pytestmark = [
@@ -47,17 +48,37 @@ def test_models_check_reports_what_the_real_server_serves(server):
     assert result["reachable"] and result["chat"] and result["logprobs"] and result["echo"], result
     assert result["echo_shift"] == 1  # SmolLM2 has no BOS token: llama-cpp-python's echo logprobs are shifted
     assert result["escapes_html"] is False and result["parallel"] == 1 and result["latency_s"] > 0
-    assert "all_at_once" in result["simulator_methods"]
+    assert "all_at_once" in result["simulator_methods"] and result["response_formats"] == ["json_object"]
+
+
+def test_the_all_at_once_simulator_reads_every_position_in_one_request_and_generates_nothing(server):
+    windows = [["def", " area", "(", "self", "):"], ["    ", "return", " self", ".", "w"]]
+
+    async def go():
+        profile = ModelProfile(model="smol", base_url=server.base_url, simulator_method="all_at_once")
+        async with LLMClient(profile, "smol") as client:
+            simulator = EchoSimulator(client, profile)
+            await simulator.probe()
+            calls = client.totals.calls
+            result = await simulator.simulate('the token " self"', windows)
+            return result, client.totals.calls - calls
+
+    result, requests = asyncio.run(go())
+    assert requests == 1 and result.details["requests"] == 1 and result.details["tokens_out"] == 0
+    assert result.details["generation"] == "grammar" and result.details["echo_shift"] == 1
+    assert result.details["scale_top"] == 9  # SmolLM2 writes "10" as "1" "0"
+    assert result.errors == [None, None] and [len(p) for p in result.predictions] == [5, 5]
+    assert all(0.0 <= v <= 10.0 for p in result.predictions for v in p)
 
 
 @pytest.mark.parametrize("method", ["all_at_once", "generate"])
 def test_the_whole_loop_runs_on_the_real_server(server, cli, isolated, method):
     (isolated / "autointerp.toml").write_text(
         f'[models.smol]\nmodel = "smol"\nbase_url = "{server.base_url}"\nsimulator_method = "{method}"\n'
-        f"supports_tools = false\ntemperature = 0.0\n"
+        f'supports_tools = false\ntemperature = 0.0\nresponse_format = "json_object"\n'
     )
-    # one unit, small windows: llama-cpp-python spends about a second per echoed or generated token with logprobs
-    # on two busy cores (docs/llm-servers.md)
+    # one unit, small windows: llama-cpp-python spends tens of milliseconds per echoed or generated token with
+    # logprobs on two cores, far more on busy ones (docs/llm-servers.md)
     args = ["run", "--layer", "13", "--units", "0:1", "--explainer", "smol", "--simulator", "smol",
             "--tokens", "5000", "--window", "8", "--top-k", "6", "--n-random", "4", "--revise-rounds", "0",
             "--format", "json"]
@@ -66,7 +87,12 @@ def test_the_whole_loop_runs_on_the_real_server(server, cli, isolated, method):
     with sqlite3.connect(isolated / "autointerp.db") as db:
         statuses = db.execute("select status, reason from unit_runs").fetchall()
         calls = db.execute("select purpose, tokens_out, error from llm_calls").fetchall()
-    assert len(statuses) == 1 and all(s in ("done", "gave_up") for s, _ in statuses), statuses
+    # done or gave_up; "failed" only when SmolLM2 as the generate simulator could not keep the format (a scoring
+    # outcome), never for a timeout or a refused request (those would be call errors too)
+    assert len(statuses) == 1, statuses
+    for status, reason in statuses:
+        assert status in ("done", "gave_up") or (method == "generate" and reason.startswith("scoring failed: no test "
+                                                                                              "window")), statuses
     assert not [c for c in calls if c[2]], [c for c in calls if c[2]]
     simulate = [c for c in calls if c[0] == "simulate"]
     if method == "all_at_once":
