@@ -3,6 +3,7 @@ shows the install and test commands CI runs."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,6 @@ def test_readme_and_docs_links_resolve():
 
 
 def _links(text: str) -> list[str]:
-    import re
-
     return [t for t in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text) if not t.startswith(("http", "mailto"))]
 
 
@@ -53,3 +52,65 @@ def test_every_model_profile_setting_is_documented():
     page = (ROOT / "docs" / "llm.md").read_text()
     for name, field in ModelProfile.model_fields.items():
         assert field.description and f"| `{name}` |" in page, f"docs/llm.md lacks the profile setting {name}"
+
+
+DOC_PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+
+
+def _cli_flags() -> dict[str, set[str]]:
+    """{'run': {'--layer', ...}, 'sweep run': {...}} from docs/cli.md, which the first test keeps current."""
+    text = (ROOT / "docs" / "cli.md").read_text()
+    return {m.group(1): set(re.findall(r"^\| `(--[a-z0-9-]+)`", m.group(2), re.MULTILINE))
+            for m in re.finditer(r"^## autointerp ([a-z ]+)\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)}
+
+
+def _command_errors(text: str, commands: dict[str, set[str]], benchmarks: Path) -> tuple[int, list[str]]:
+    """(flags checked, problems) for every `autointerp CMD ... --flag` and `benchmarks/X.py ... --flag` in ``text``:
+    the script must exist and name the flag, the command must take the flag (--no-X for a --X switch)."""
+    checked, problems = 0, []
+    text = re.sub(r"\\\n\s*", " ", text)  # shell line continuations
+    for line in text.splitlines():
+        for part in re.split(r"`|\|(?= )|;|&&|\$\(|\)", line):  # code spans, pipes, command separators
+            part = part.split(" #")[0]
+            for m in re.finditer(r"(?:^|\s)autointerp ([a-z]+)(?: ([a-z]+))?", part):
+                two = f"{m.group(1)} {m.group(2)}"
+                name, rest = (two, part[m.end():]) if two in commands else (m.group(1), part[m.end(1):])
+                for flag in _FLAG.findall(rest) if name in commands else []:
+                    checked += 1
+                    known = commands[name] | {"--debug", "--help"}
+                    if flag not in known and not (flag.startswith("--no-") and "--" + flag[5:] in known):
+                        problems.append(f"autointerp {name} has no {flag}: {part.strip()}")
+            for m in re.finditer(r"benchmarks/(\w+\.py)(.*)", part):
+                script = benchmarks / m.group(1)
+                if not script.exists():
+                    problems.append(f"no script benchmarks/{m.group(1)}")
+                    continue
+                for flag in _FLAG.findall(m.group(2)):
+                    checked += 1
+                    if f'"{flag}"' not in script.read_text():
+                        problems.append(f"benchmarks/{m.group(1)} takes no {flag}")
+    return checked, problems
+
+
+def test_commands_in_the_docs_name_real_scripts_and_flags():
+    commands, checked, problems = _cli_flags(), 0, []
+    assert {"run", "probe", "sweep run", "db merge"} <= set(commands)
+    for page in DOC_PAGES:
+        if page.name != "cli.md":
+            n, found = _command_errors(page.read_text(), commands, ROOT / "benchmarks")
+            checked += n
+            problems += [f"{page.name}: {p}" for p in found]
+    assert not problems, "\n".join(problems)
+    assert checked > 100  # the docs' commands were read, not skipped
+
+
+def test_the_docs_command_check_finds_a_stale_flag_and_a_missing_script():
+    text = ("Run `autointerp run --layer 3 --no-controls --layers 4`, then\n```\n"
+            "$ python benchmarks/bench_llm.py --latency 0.5 \\\n    --bogus | tee out\n"
+            "python benchmarks/no_such_bench.py\nautointerp sweep run plan.toml --shard 0/2 --fresh\n```\n")
+    checked, problems = _command_errors(text, _cli_flags(), ROOT / "benchmarks")
+    assert checked == 7
+    assert problems == ["autointerp run has no --layers: autointerp run --layer 3 --no-controls --layers 4",
+                        "benchmarks/bench_llm.py takes no --bogus", "no script benchmarks/no_such_bench.py",
+                        "autointerp sweep run has no --fresh: autointerp sweep run plan.toml --shard 0/2 --fresh"]
