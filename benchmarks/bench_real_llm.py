@@ -101,7 +101,7 @@ def compare_methods(baseline_db: str, base_url: str, windows_per_request: int) -
         rows = con.execute(
             "select u.unit, e.text, w.tokens, w.activations from explanations e "
             "join units u on u.id = e.unit_id join windows w on w.unit_id = e.unit_id and w.run_id = e.run_id "
-            "where w.split = 'test' order by u.unit, w.source, w.rank").fetchall()
+            "where w.split = 'test' and e.role = 'explanation' order by u.unit, w.source, w.rank").fetchall()
     units: dict[int, tuple[str, list, list]] = {}
     for unit, text, tokens, acts in rows:
         entry = units.setdefault(unit, (text, [], []))
