@@ -7,8 +7,8 @@ Runs the real command, ``autointerp run`` with an LLM explainer and an LLM simul
 OpenAI-compatible server started here on 127.0.0.1, through the real ``openai`` client). "Concurrency N" sets both
 knobs to N: units in flight (``--concurrency N``) and requests in flight (the profile's ``concurrency = N``). It runs
 N = 1 (one request at a time), N = 16, and, to show what each knob does, 1 unit in flight with 16 requests allowed
-(a unit's simulation requests then overlap). Revision and tools are off (``--revise-rounds 0 --max-tool-calls 0``):
-explain + score, the path whose call count is bounded at 4 per unit.
+(a unit's simulation requests then overlap). Revision, tools and the controls are off (``--revise-rounds 0
+--max-tool-calls 0 --no-controls``): explain + score, the path whose call count is bounded at 4 per unit.
 The time compared is the explain + score phase (``explain_s`` in the run's JSON summary: every unit's LLM work, after
 the subject is loaded and the corpus captured).
 """
@@ -33,7 +33,8 @@ def run(workdir: Path, server: FakeOpenAIServer, args, concurrency: int, request
     db = workdir / f"c{concurrency}-r{requests}.db"
     cmd = [sys.executable, "-m", "autointerp.cli", "run", "--layer", str(args.layer), "--units", args.units,
            "--tokens", str(args.tokens), "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
-           "--max-tool-calls", "0", "--concurrency", str(concurrency), "--db", str(db), "--format", "json"]
+           "--max-tool-calls", "0", "--no-controls", "--concurrency", str(concurrency), "--db", str(db),
+           "--format", "json"]
     before = len(server.requests)
     done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode:
