@@ -274,11 +274,14 @@ def test_all_at_once_simulator_run_reads_echoed_prompts_and_generates_nothing(cl
     db = sqlite_utils.Database(isolated / "autointerp.db")
     calls = list(db["llm_calls"].rows)
     simulate = [c for c in calls if c["purpose"] == "simulate"]
-    assert [c["purpose"] for c in calls].count("simulate-probe") == 1 and len(calls) == len(requests)
+    # the probes, once per run: the echo one (with llama.cpp's empty grammar, which this vLLM-like server ignores),
+    # then one asking for max_tokens 0, which it honours
+    assert [c["purpose"] for c in calls].count("simulate-probe") == 2 and len(calls) == len(requests)
     scored = db["explanations"].count  # each unit's explanation and its controls, each simulated once on test
     assert scored >= 4 and scored <= len(simulate) <= 2 * scored  # 10 test windows: one or two requests each
-    assert all(c["tokens_out"] <= 1 and c["error"] is None for c in simulate)
-    assert all(r.get("echo") is True and "prompt" in r for r in requests)
+    assert all(c["tokens_out"] == 0 and c["error"] is None for c in simulate)
+    echoed = [r for r in requests if r.get("echo")]
+    assert len(echoed) == len(requests) - 1 and all(r["max_tokens"] == 0 for r in echoed[1:])
     assert json.loads(simulate[0]["messages"])[0]["role"] == "prompt"
     dump = "\n".join(str(list(db[t].rows)) for t in db.table_names()) + out + err
     assert KEY not in dump
