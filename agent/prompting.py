@@ -199,6 +199,7 @@ def reask_message(problem: str | None = None) -> Message:
 
 
 _QUOTED_RE = re.compile(r"\"[^\"]*\"|\u201c[^\u201d]*\u201d|`[^`]*`|(?<![\w'])'[^']*'(?!\w)")
+_JSON_START_RE = re.compile(r'\s*\{\s*"')  # how a JSON object answer begins (ANSWER_SCHEMA)
 _SENTENCE_END_RE = re.compile(r"[.!?][)\]]*\s+[A-Z]")
 _LIST_START_RE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s")
 _INPUT_WORDS = (r"code|snippet|function|script|program|text|passage|document|example|excerpt|file|class|method|"
@@ -266,6 +267,8 @@ def read_explanation(text: str) -> tuple[str | None, str | None]:
     if sentence is None:
         if _json_answer(text)[0]:
             return None, "the JSON answer's \"explanation\" holds no sentence"
+        if _JSON_START_RE.match(text):
+            return None, "the JSON answer does not parse: cut off before its end? (max_tokens in the model profile)"
         return None, "there was no line \"EXPLANATION: <one sentence>\""
     problem = explanation_problem(sentence)
     return (None, problem) if problem is not None else (sentence, None)
@@ -281,6 +284,8 @@ def _extract(text: str) -> str | None:
     is_json, answer = _json_answer(text)
     if is_json:
         return (_unwrap(answer.strip()) or None) if answer is not None else None
+    if _JSON_START_RE.match(text):  # a JSON answer that does not parse (cut off): no sentence to take from it
+        return None
     matches = list(_MARKER_RE.finditer(text))
     if matches:
         sentence = matches[-1].group(1).strip()

@@ -215,3 +215,5 @@ def test_a_constrained_answer_is_asked_for_in_the_profile_s_dialect_and_read(dia
     assert read_explanation(json.dumps({"reasoning": "x", "explanation": f"`{sentence}`"})) == (sentence, None)
     assert read_explanation('{"reasoning": "x", "explanation": " "}') == (None, 'the JSON answer\'s "explanation" '
                                                                             'holds no sentence')
+    for cut in ('{"reasoning": "the neuron is a highly dynamic', '{ "reasoning": "it fires on def" ,"explanation" : "x'):
+        assert read_explanation(cut)[0] is None and "cut off" in read_explanation(cut)[1]
