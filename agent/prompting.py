@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from autointerp.llm.client import Message
+from autointerp.llm.wire import response_format
 from autointerp.prompts.render import PROMPTS_DIR, render
 from autointerp.subject.records import UnitRecord, Window
 
@@ -252,24 +253,24 @@ ANSWER_SCHEMA = {  # the answer as JSON, for servers that constrain generation t
 
 
 def answer_format(kind: str) -> dict[str, Any] | None:
-    """The ``response_format`` request field that constrains an answer to ``ANSWER_SCHEMA`` in a server's dialect
+    """The ``response_format`` request field that holds an answer to ``ANSWER_SCHEMA`` in the dialect ``kind``
     (``ModelProfile.response_format``), or None for free text."""
-    if kind == "json_schema":
-        return {"type": "json_schema", "json_schema": {"name": "explanation", "schema": ANSWER_SCHEMA}}
-    if kind == "json_object":
-        return {"type": "json_object", "schema": ANSWER_SCHEMA}
-    return None
+    return response_format(kind, "explanation", ANSWER_SCHEMA)
 
 
 def read_explanation(text: str) -> tuple[str | None, str | None]:
     """(the one-sentence explanation in a reply, None) or (None, why there is none): see the module docstring."""
-    sentence = _extract(text)
-    if sentence is None:
-        if _json_answer(text)[0]:
+    is_json, answer = _json_answer(text)
+    if is_json:
+        sentence = _unwrap(answer.strip()) if answer is not None else ""
+        if not sentence:
             return None, "the JSON answer's \"explanation\" holds no sentence"
-        if _JSON_START_RE.match(text):
-            return None, "the JSON answer does not parse: cut off before its end? (max_tokens in the model profile)"
-        return None, "there was no line \"EXPLANATION: <one sentence>\""
+    elif _JSON_START_RE.match(text):  # a JSON answer that does not parse: no sentence to take from it
+        return None, "the JSON answer does not parse: cut off before its end? (max_tokens in the model profile)"
+    else:
+        sentence = _extract(text)
+        if sentence is None:
+            return None, "there was no line \"EXPLANATION: <one sentence>\""
     problem = explanation_problem(sentence)
     return (None, problem) if problem is not None else (sentence, None)
 
@@ -280,12 +281,7 @@ def parse_explanation(text: str) -> str | None:
 
 
 def _extract(text: str) -> str | None:
-    """The sentence a reply gives as its explanation, unjudged; None when there is no readable one."""
-    is_json, answer = _json_answer(text)
-    if is_json:
-        return (_unwrap(answer.strip()) or None) if answer is not None else None
-    if _JSON_START_RE.match(text):  # a JSON answer that does not parse (cut off): no sentence to take from it
-        return None
+    """The sentence a free-text reply gives as its explanation, unjudged; None when there is no readable one."""
     matches = list(_MARKER_RE.finditer(text))
     if matches:
         sentence = matches[-1].group(1).strip()

@@ -36,6 +36,7 @@ from typing import Any
 from autointerp.llm.client import ChatModel, LLMError
 from autointerp.llm.parallelism import detect_parallelism
 from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.wire import response_format
 
 _TOOL = {
     "type": "function",
@@ -52,8 +53,6 @@ _ANGLED = "<start> <end> <start> <end>"
 _ESCAPE_MARGIN = 4
 _ONLY_ANSWER = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["autointerp"]}},
                 "required": ["answer"]}
-_FORMATS = {"json_schema": {"type": "json_schema", "json_schema": {"name": "check", "schema": _ONLY_ANSWER}},
-            "json_object": {"type": "json_object", "schema": _ONLY_ANSWER}}
 _MISSING = -30.0  # logprob of a token absent from top_logprobs, when scoring alignments
 
 
@@ -109,10 +108,10 @@ async def check_profile(client: ChatModel) -> dict[str, Any]:
 
     async def response_formats():
         honoured = []
-        for kind, field in _FORMATS.items():
+        for kind in ("json_schema", "json_object"):
             try:
                 reply = await client.chat([{"role": "user", "content": "Reply with a JSON object."}], purpose="check",
-                                          max_tokens=20, response_format=field)
+                                          max_tokens=20, response_format=response_format(kind, "check", _ONLY_ANSWER))
             except LLMError as exc:
                 result["errors"][f"response_format {kind}"] = str(exc)
                 continue

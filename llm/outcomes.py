@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autointerp.llm.completions import TextReply
+from autointerp.llm.wire import requested_schema
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,9 @@ def constrained(outcome: Any, request: dict[str, Any], honoured: Sequence[str]) 
     "json_object") sends it: a text reply made into a JSON object of the request's schema (a field with an ``enum``
     gets its first value, ``explanation`` the reply's last EXPLANATION line or its whole text, any other ""). Other
     dialects, failures and tool calls pass unchanged, as from a server that ignores the field."""
-    field = request.get("response_format") or {}
-    kind = field.get("type")
+    kind, schema = requested_schema(request.get("response_format"))
     if kind not in honoured:
         return outcome
-    schema = field.get("schema") if kind == "json_object" else (field.get("json_schema") or {}).get("schema")
     if isinstance(outcome, str):
         text = outcome
     elif isinstance(outcome, Reply) and not outcome.tool_calls:

@@ -39,6 +39,27 @@ def rejected_hint(status: int, endpoint: str, params: dict[str, Any]) -> str:
 _BYTES_FIELD = re.compile(r',\s*"bytes"\s*:\s*(?:\[[\d,\s]*\]|null)')
 
 
+def response_format(kind: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``response_format`` request field that holds a chat answer to the JSON ``schema``, in the dialect a server
+    takes (``ModelProfile.response_format``): "json_schema" (OpenAI, vLLM, llama.cpp's llama-server) or
+    "json_object" (llama-cpp-python's server: the schema beside the type); None for "none"."""
+    if kind == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+    if kind == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return None
+
+
+def requested_schema(field: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
+    """(dialect, schema) of a request's ``response_format`` field, as ``response_format`` writes it."""
+    kind = (field or {}).get("type")
+    if kind == "json_object":
+        return kind, field.get("schema")
+    if kind == "json_schema":
+        return kind, (field.get("json_schema") or {}).get("schema")
+    return kind, None
+
+
 def parse_body(text: str) -> Any:
     """A response body parsed from JSON, less the per-token ``bytes`` arrays (ValueError when it is not JSON)."""
     if '"bytes"' in text:
