@@ -401,8 +401,6 @@ def _clean(reason: str | None) -> str | None:
     return None if reason is None else scrub_text(reason)
 
 
-
-
 @contextmanager
 def _usage_errors(path: Path, busy_timeout_s: float, opening: bool) -> Iterator[None]:
     """SQLite errors a person can act on, as ``UsageError``; on open also a corrupt or unopenable file."""
