@@ -58,7 +58,7 @@ from autointerp.llm.client import ChatModel, CompletionResult, LLMError
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, show_token
-from autointerp.scoring.llm_simulator import MAX_ACTIVATION, expected_value, llm_simulator_config
+from autointerp.scoring.llm_simulator import MAX_ACTIVATION, expected_value, in_groups, llm_simulator_config
 from autointerp.scoring.simulator import SimulationResult
 
 TEMPLATE = "simulator_echo.j2"
@@ -200,25 +200,12 @@ class EchoSimulator:
             reason = f"request failed: {exc}"
             return SimulationResult([None] * len(windows), [reason] * len(windows),
                                     {"method": self.method, "requests": 1, "failed_requests": 1})
-        step = self.windows_per_request
-        groups = [windows[i : i + step] for i in range(0, len(windows), step)]
-        outcomes = await asyncio.gather(*(self._simulate_group(explanation, g, top, shift, generation)
-                                          for g in groups), return_exceptions=True)
-        for outcome in outcomes:  # BudgetExceeded, UsageError, bugs: after every request has finished
-            if isinstance(outcome, BaseException):
-                raise outcome
-        predictions: list[list[float] | None] = []
-        errors: list[str | None] = []
-        details: dict[str, Any] = dict.fromkeys(("failed_requests", "positions_without_numeric_token",
-                                                 "positions_unaligned", "tokens_in", "tokens_out", "cost_usd"), 0)
-        for group_predictions, group_errors, group_details in outcomes:  # type: ignore[misc]
-            predictions += group_predictions
-            errors += group_errors
-            for key, value in group_details.items():
-                details[key] += value
-        details.update(method=self.method, requests=len(groups), scale_top=top, echo_shift=shift,
-                       generation=generation)
-        return SimulationResult(predictions=predictions, errors=errors, details=details)
+        result = await in_groups(windows, self.windows_per_request,
+                                 lambda g: self._simulate_group(explanation, g, top, shift, generation),
+                                 ("failed_requests", "positions_without_numeric_token", "positions_unaligned",
+                                  "tokens_in", "tokens_out", "cost_usd"))
+        result.details.update(method=self.method, scale_top=top, echo_shift=shift, generation=generation)
+        return result
 
     async def _simulate_group(self, explanation: str, windows: list[list[str]], top: int, shift: int,
                               generation: str):

@@ -196,6 +196,29 @@ def _parse_block(block: str, offset: int, size: int) -> list[tuple[int, int]] | 
     return values
 
 
+async def in_groups(windows: list[list[str]], step: int, simulate_group: Any,
+                    counters: Sequence[str]) -> SimulationResult:
+    """``windows`` simulated ``step`` at a time, every group's request at once (``simulate_group(group)`` returns its
+    predictions, errors and details); the groups joined in order, the ``counters`` of their details summed, and
+    ``requests`` the number of groups. An exception (BudgetExceeded, UsageError, a bug) is raised after every request
+    has finished."""
+    groups = [windows[i : i + step] for i in range(0, len(windows), step)]
+    outcomes = await asyncio.gather(*(simulate_group(g) for g in groups), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    predictions: list[list[float] | None] = []
+    errors: list[str | None] = []
+    details: dict[str, Any] = dict.fromkeys(counters, 0)
+    for group_predictions, group_errors, group_details in outcomes:  # type: ignore[misc]
+        predictions += group_predictions
+        errors += group_errors
+        for key, value in group_details.items():
+            details[key] += value
+    details["requests"] = len(groups)
+    return SimulationResult(predictions=predictions, errors=errors, details=details)
+
+
 class LLMSimulator:
     """Simulator (autointerp.scoring.simulator) backed by any ``ChatModel``."""
 
@@ -225,25 +248,11 @@ class LLMSimulator:
         return Estimate(len(groups), tokens_in, reply_tokens(windows, counter), counter.method)
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
-        step = self.windows_per_request
-        groups = [windows[i : i + step] for i in range(0, len(windows), step)]
-        outcomes = await asyncio.gather(*(self._simulate_group(explanation, g) for g in groups), return_exceptions=True)
-        for outcome in outcomes:  # BudgetExceeded, UsageError, bugs: after every request has finished
-            if isinstance(outcome, BaseException):
-                raise outcome
-        predictions: list[list[float] | None] = []
-        errors: list[str | None] = []
-        details: dict[str, Any] = dict.fromkeys(
-            ("failed_requests", "stopped_replies", "positions_without_numeric_token", "tokens_in", "tokens_out",
-             "cost_usd"), 0
-        )
-        for group_predictions, group_errors, group_details in outcomes:  # type: ignore[misc]
-            predictions += group_predictions
-            errors += group_errors
-            for key, value in group_details.items():
-                details[key] += value
-        details.update(method=self.method, requests=len(groups))
-        return SimulationResult(predictions=predictions, errors=errors, details=details)
+        result = await in_groups(windows, self.windows_per_request, lambda g: self._simulate_group(explanation, g),
+                                 ("failed_requests", "stopped_replies", "positions_without_numeric_token",
+                                  "tokens_in", "tokens_out", "cost_usd"))
+        result.details["method"] = self.method
+        return result
 
     async def _simulate_group(
         self, explanation: str, windows: list[list[str]]
