@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autointerp.llm.server import FakeOpenAIServer
+from autointerp.testing.server import FakeOpenAIServer
 
 
 def run(workdir: Path, server: FakeOpenAIServer, args, concurrency: int, requests: int) -> dict:

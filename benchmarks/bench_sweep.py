@@ -3,7 +3,7 @@
     python benchmarks/bench_sweep.py [--tokens 20000] [--units 0:32] [--layer 8] [--rounds 2]
 
 The explainers are the offline baseline and an LLM explainer (revise_rounds 0, no tools) talking to the project's
-local OpenAI-compatible test server (``autointerp.llm.server``), started here on 127.0.0.1. "separate" is two
+local OpenAI-compatible test server (``autointerp.testing.server``), started here on 127.0.0.1. "separate" is two
 ``autointerp run`` commands (one per explainer), "sweep" one ``autointerp sweep run`` of a two-job plan; each mode
 in fresh databases, in fresh processes, timed end to end (start-up and model load included, as a user waits for
 them); the modes alternate, ``--rounds`` times. The sweep captures the layer once, the separate runs twice.
@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from commands import autointerp  # noqa: E402
 
-from autointerp.llm.server import FakeOpenAIServer  # noqa: E402
+from autointerp.testing.server import FakeOpenAIServer  # noqa: E402
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from autointerp.llm.server import FakeOpenAIServer, Reply, default_handler
+from autointerp.testing.server import FakeOpenAIServer, Reply, default_handler
 
 sys.path.insert(0, str(Path(__file__).parent))
 from commands import autointerp  # noqa: E402

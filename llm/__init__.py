@@ -1,14 +1,12 @@
-"""The LLM room (imports only autointerp.errors): model profiles, the one chat seam, its fakes, and token counting.
-
-LLM access for autointerp: model profiles, the one chat seam, its fakes, and token counting.
+"""The LLM room (imports only autointerp.errors): model profiles, the one chat seam and token counting.
 
     from autointerp.llm import LLMClient, ModelProfile, resolve_profile
         client = LLMClient(resolve_profile("openai:gpt-4o-mini", {}), "openai:gpt-4o-mini")   # needs OPENAI_API_KEY
-    fake = FakeLLM()                                                                      # same seam, no network
+    fake = FakeLLM()       # autointerp.testing.fake: the same seam, no network
 
 Modules: ``profiles`` (ModelProfile, resolve_profile), ``client`` (ChatModel, LLMClient, ChatResult, CallRecord,
-CallSink, Budget, errors), ``tokens`` (TokenCounter); and for tests and benchmarks, imported from their modules:
-``fake`` (FakeLLM, in process) and ``server`` (FakeOpenAIServer, a local OpenAI-compatible HTTP server).
+CallSink, Budget, errors), ``completions`` (the legacy ``/v1/completions`` endpoint), ``tokens`` (TokenCounter).
+The test doubles (``FakeLLM``, ``FakeOpenAIServer``) live in their own room, ``autointerp.testing``.
 """
 
 from __future__ import annotations

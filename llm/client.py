@@ -10,7 +10,7 @@
             print(result.text, result.tokens_in, result.tokens_out, result.cost_usd, client.totals)
     asyncio.run(main())
 
-Every ``chat`` call, through any ``ChatModelBase`` subclass (``LLMClient``, ``autointerp.llm.fake.FakeLLM``):
+Every ``chat`` call, through any ``ChatModelBase`` subclass (``LLMClient``, ``autointerp.testing.fake.FakeLLM``):
 
 - checks the optional shared ``Budget`` first (``BudgetExceeded`` when the call's worst case, prompt tokens plus
   ``max_tokens``, would pass ``max_usd``, or it would be call ``max_calls + 1``);
@@ -56,7 +56,7 @@ from autointerp.llm.profiles import DEFAULT_CONCURRENCY, LOCAL_PLACEHOLDER_KEY, 
 from autointerp.llm.scope import current_scope
 from autointerp.llm.secrets import escapes_may_hide, scrub_strings, scrub_text, shorten
 from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
-from autointerp.llm.text_completions import CompletionsMixin
+from autointerp.llm.completions import CompletionsMixin
 from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.types import (  # noqa: F401 (BudgetExceeded, MalformedLogprobs, TokenLogprob: imported from here)
     Budget,

@@ -1,7 +1,7 @@
 """The all-at-once LLM simulator: every position of a window read from one completions request, nothing generated.
 
     import asyncio
-    from autointerp.llm.fake import FakeLLM
+    from autointerp.testing.fake import FakeLLM
     from autointerp.scoring.echo_simulator import EchoSimulator
 
     fake = FakeLLM()                                          # or LLMClient(profile, "smol", sink)

@@ -1,7 +1,7 @@
 """The LLM simulator: predict a unit's activation (0..10) on every token from an explanation (METHODS.md §2).
 
     import asyncio
-    from autointerp.llm.fake import FakeLLM
+    from autointerp.testing.fake import FakeLLM
     from autointerp.scoring.llm_simulator import LLMSimulator
 
     fake = FakeLLM()                                             # or LLMClient(profile, "mini", sink)

@@ -16,9 +16,9 @@ from autointerp.agent.base import Explainer
 from autointerp.agent.graph import AgentLimits, run_tool
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.llm.client import Budget, BudgetExceeded
-from autointerp.llm.fake import FakeLLM
+from autointerp.testing.fake import FakeLLM
 from autointerp.llm.profiles import ModelProfile
-from autointerp.llm.server import HTTPFailure, Reply
+from autointerp.testing.server import HTTPFailure, Reply
 from autointerp.llm.tokens import TokenCounter
 from autointerp.subject.records import (
     UnitRecord,

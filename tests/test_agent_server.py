@@ -11,7 +11,7 @@ from autointerp.agent.graph import AgentLimits
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.llm.client import LLMClient
 from autointerp.llm.profiles import ModelProfile
-from autointerp.llm.server import FakeOpenAIServer, Reply
+from autointerp.testing.server import FakeOpenAIServer, Reply
 
 from fakes import SELF, SELF_TEXT, FakeTools, FakeValidator, planted_record
 

@@ -16,9 +16,9 @@ import pytest
 
 from autointerp.config import Config
 from autointerp.llm import LLMClient, LLMError, ModelProfile
-from autointerp.llm.completions import EchoModel, TextReply
-from autointerp.llm.fake import FakeLLM
-from autointerp.llm.server import FakeOpenAIServer, HTTPFailure
+from autointerp.testing.echo_model import EchoModel, TextReply
+from autointerp.testing.fake import FakeLLM
+from autointerp.testing.server import FakeOpenAIServer, HTTPFailure
 from autointerp.pipeline.components import LLMContext, make_simulator
 from autointerp.scoring.echo_simulator import EchoSimulator, format_windows, read_positions
 from autointerp.scoring.score import pooled_correlation

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from autointerp.llm.server import FakeOpenAIServer
+from autointerp.testing.server import FakeOpenAIServer
 from autointerp.pipeline.measured import compare
 
 

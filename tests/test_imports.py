@@ -33,6 +33,9 @@ UPSTREAM["report"] = set(ROOMS_ORDER) | {"config"}
 UPSTREAM["sweep"] = set(ROOMS_ORDER) | {"config", "pipeline"}
 UPSTREAM["cli"] = set(UPSTREAM) - {"cli"}
 UPSTREAM["autointerp"] = set(ROOMS_ORDER)  # the package itself and its deprecation shims
+# the test doubles (fake server, in-process fake LLM, scripted outcomes) plug into the LLM seam from outside it: no
+# room of the product imports them, so a real run can never be handed a fake by accident
+UPSTREAM["testing"] = {"errors", "llm"}
 FRONT_DOOR = {"errors", "config", "pipeline", "cli"}  # modules (or subpackages) of the autointerp/ folder itself
 DEPRECATED_SHIMS = {"records"}  # old import paths kept for one release, each warning where it moved
 

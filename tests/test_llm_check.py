@@ -7,8 +7,8 @@ import json
 
 from autointerp.llm import LLMClient, ModelProfile
 from autointerp.llm.check import check_profile, echo_shift, probing, summary
-from autointerp.llm.completions import EchoModel
-from autointerp.llm.server import FakeOpenAIServer, HTTPFailure, Reply, default_handler
+from autointerp.testing.echo_model import EchoModel
+from autointerp.testing.server import FakeOpenAIServer, HTTPFailure, Reply, default_handler
 
 
 def calls_tools(request):

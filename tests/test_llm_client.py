@@ -23,9 +23,9 @@ from autointerp.llm import (
     resolve_profile,
 )
 from autointerp.llm.client import ChatModel, parse_body, retry_after_s
-from autointerp.llm.fake import FakeLLM
+from autointerp.testing.fake import FakeLLM
 from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY
-from autointerp.llm.server import (
+from autointerp.testing.server import (
     FakeOpenAIServer,
     Garbage,
     Hang,

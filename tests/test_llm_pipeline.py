@@ -7,7 +7,7 @@ import json
 import pytest
 import sqlite_utils
 
-from autointerp.llm.server import (
+from autointerp.testing.server import (
     FakeOpenAIServer,
     FaultInjector,
     Reply,

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 from autointerp.llm import LLMClient, ModelProfile
-from autointerp.llm.server import (
+from autointerp.testing.server import (
     FakeOpenAIServer,
     FaultInjector,
     HTTPFailure,

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from autointerp.llm import Budget, BudgetExceeded, ChatResult, LLMClient, ModelProfile
-from autointerp.llm.fake import FakeLLM
-from autointerp.llm.server import FakeOpenAIServer, Garbage, Reply
+from autointerp.testing.fake import FakeLLM
+from autointerp.testing.server import FakeOpenAIServer, Garbage, Reply
 from autointerp.scoring.llm_simulator import (
     LLMSimulator,
     expected_value,

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from autointerp.llm.client import LLMClient, LLMError
-from autointerp.llm.fake import FakeLLM
+from autointerp.testing.fake import FakeLLM
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.scope import call_scope
-from autointerp.llm.server import FakeOpenAIServer, Reply, scripted
+from autointerp.testing.server import FakeOpenAIServer, Reply, scripted
 
 HELLO = [{"role": "user", "content": "hello"}]
 RAMBLE = "Sure! Here is some text that is not what was asked for.\n" * 400  # ~5,000 tokens

@@ -16,7 +16,7 @@ import sqlite_utils
 from autointerp.llm.client import ChatModelBase
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.secrets import MIN_FRAGMENT, escapes_may_hide, scrub_secrets, scrub_text, shorten
-from autointerp.llm.server import completion_json, default_handler
+from autointerp.testing.server import completion_json, default_handler
 
 # Not shaped like any provider's key, so only the client's knowledge of its own key can scrub it (letters that no hex
 # hash or uuid in the DB holds, so a hit is a leak and not chance).
@@ -156,7 +156,7 @@ class Hostile:
                 reply = type(reply)(tokens=[(f"{key}{t}" if i == 0 else t, top) for i, (t, top) in
                                             enumerate(reply.tokens)])
         if way == "tool_call_args":
-            from autointerp.llm.server import Reply
+            from autointerp.testing.server import Reply
 
             reply = Reply(text="", tool_calls=[("run_text", {"texts": [f"def f(): return '{key}'"]}),
                                                ("no_such_tool", f'{{"x": "{key}", "y": "{key[:9]}"}}')])

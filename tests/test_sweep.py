@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlite_utils
 
-from autointerp.llm.server import FakeOpenAIServer
+from autointerp.testing.server import FakeOpenAIServer
 from autointerp.sweep import run_sweep, sweep_report, sweep_status
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from autointerp.llm.client import LLMClient
 from autointerp.llm.profiles import ModelProfile
-from autointerp.llm.server import FakeOpenAIServer, Reply, scripted
+from autointerp.testing.server import FakeOpenAIServer, Reply, scripted
 from autointerp.scoring.llm_simulator import LLMSimulator, ReplyWatch, reply_budget
 from autointerp.llm.tokens import TokenCounter
 

@@ -1,8 +1,8 @@
 """An in-process fake chat model that plugs into the same seam as ``LLMClient`` (no HTTP, no key).
 
     import asyncio
-    from autointerp.llm.fake import FakeLLM
-    from autointerp.llm.server import Reply
+    from autointerp.testing.fake import FakeLLM
+    from autointerp.testing.server import Reply
 
     def responder(messages, tools, logprobs):
         if tools:
@@ -14,7 +14,7 @@
     result.text, fake.totals.calls                 # ('Fires on the token "def".', 1)
 
 A responder gets ``(messages, tools, logprobs)`` and returns what the model does, in the vocabulary of
-``autointerp.llm.server``: a ``Reply`` (text, tool calls, per-token top logprobs) or a string, or a failure
+``autointerp.testing.server``: a ``Reply`` (text, tool calls, per-token top logprobs) or a string, or a failure
 (``HTTPFailure``, ``Garbage``, ``Hang``), which goes through the same retries as a real endpoint's. Replies become
 response bodies with ``server.completion_dict``, the fake server's own encoder, and are parsed, counted, budgeted and
 logged to the sink by the same ``ChatModelBase`` code as ``LLMClient``. The default responder is the fake server's
@@ -37,8 +37,8 @@ from autointerp.llm.client import (
     status_failure,
 )
 from autointerp.llm.profiles import ModelProfile
-from autointerp.llm.completions import EchoModel, TextReply, text_completion_dict
-from autointerp.llm.server import Garbage, Hang, HTTPFailure, Outcome, completion_dict, default_handler
+from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
+from autointerp.testing.server import Garbage, Hang, HTTPFailure, Outcome, completion_dict, default_handler
 
 Responder = Callable[[list[Message], list[dict[str, Any]] | None, bool], Outcome | str]
 

@@ -1,23 +1,23 @@
 """A local OpenAI-compatible HTTP server for tests and benchmarks, on the standard library's http.server.
 
     from autointerp.llm import ModelProfile
-    from autointerp.llm.server import FakeOpenAIServer, FaultInjector, HTTPFailure, scripted
+    from autointerp.testing.server import FakeOpenAIServer, FaultInjector, HTTPFailure, scripted
     with FakeOpenAIServer(latency_s=0.0) as srv:         # default_handler: a deterministic simulator/explainer
         profile = ModelProfile(model="fake-model", base_url=srv.base_url)   # http://127.0.0.1:<free port>/v1
     flaky = FaultInjector(rate_429=0.2, rate_500=0.1, rate_garbage=0.05, seed=0)       # a handler
     busy_twice = scripted(HTTPFailure(429, retry_after_s=0.2), HTTPFailure(500))       # then default_handler
 
-    python -m autointerp.llm.server --port 8765 --latency 0.05     # serve in the foreground until Ctrl-C
+    python -m autointerp.testing.server --port 8765 --latency 0.05     # serve in the foreground until Ctrl-C
 
 It listens on 127.0.0.1 only, and serves ``POST /v1/chat/completions``, ``POST /v1/completions`` (``echo`` and
-``logprobs`` as llama.cpp and vLLM serve them; ``autointerp.llm.completions``) and ``GET /v1/models``; ``GET /props``
+``logprobs`` as llama.cpp and vLLM serve them; ``autointerp.testing.echo_model``) and ``GET /v1/models``; ``GET /props``
 answers ``total_slots`` as llama.cpp's server does when ``parallel`` is given. ``escape_html`` makes the chat
 endpoint see message text HTML-escaped, as llama-cpp-python's function-calling chat formats do;
 ``response_formats`` names the ``response_format`` dialects it honours (``outcomes.constrained``). A *handler* receives the parsed request JSON and
 returns what to do: a ``Reply`` (text, tool calls, per-token top logprobs) or a plain string, an ``HTTPFailure``
 (status, optional Retry-After), a ``Hang`` (no answer for longer than the client waits) or ``Garbage`` (a body that
 is not JSON). ``completion_dict`` turns a ``Reply`` into the response JSON of the current chat-completions API,
-``choices[0].logprobs.content[i].top_logprobs`` included; ``autointerp.llm.fake.FakeLLM`` uses it too, so the fake
+``choices[0].logprobs.content[i].top_logprobs`` included; ``autointerp.testing.fake.FakeLLM`` uses it too, so the fake
 server and the in-process fake speak exactly the same wire format.
 
 A request with ``"stream": true`` is answered as server-sent events, one ``chat.completion.chunk`` per token (with
@@ -42,9 +42,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from autointerp.llm.completions import EchoModel, TextReply, text_completion_dict
-from autointerp.llm.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
-from autointerp.llm.outcomes import constrained
+from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
+from autointerp.testing.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
+from autointerp.testing.outcomes import constrained
 from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
 
 HOST = "127.0.0.1"

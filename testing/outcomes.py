@@ -1,5 +1,5 @@
-"""What a fake model does with a request, for the test server and the in-process fake (``autointerp.llm.server``,
-``autointerp.llm.fake``): reply, fail with an HTTP status, hang, or answer garbage."""
+"""What a fake model does with a request, for the test server and the in-process fake (``autointerp.testing.server``,
+``autointerp.testing.fake``): reply, fail with an HTTP status, hang, or answer garbage."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autointerp.llm.completions import TextReply
+from autointerp.testing.echo_model import TextReply
 from autointerp.llm.wire import requested_schema
 
 
