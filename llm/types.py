@@ -175,8 +175,18 @@ class RequestTimedOut(RetryableError):
     retried only when the profile allows it (``retry_timeouts``) and a retry could differ (temperature > 0)."""
 
 
-class BudgetExceeded(Exception):
+class RunStop(Exception):
+    """An LLM error after which the run's next calls cannot succeed either: the run owner stops the run cleanly
+    (its stop reason from ``reason``), leaves the unit in hand to the next session, and never records it as the
+    unit's outcome. Subclasses: ``BudgetExceeded``; an endpoint that fails the same way on every call."""
+
+    reason = "endpoint"  # the run's stop reason (autointerp.outcomes.StopReason)
+
+
+class BudgetExceeded(RunStop):
     """The next call would pass the budget; nothing was sent."""
+
+    reason = "budget"
 
 
 @dataclass

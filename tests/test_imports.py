@@ -18,15 +18,17 @@ import pytest
 # room -> the rooms it may import (besides itself). "autointerp" is the front door's own modules, listed per module.
 UPSTREAM = {
     "errors": set(),
-    "corpus": {"errors"},
-    "llm": {"errors"},
-    "prompts": {"errors"},
-    "subject": {"errors", "corpus"},
-    "agent": {"errors", "corpus", "llm", "prompts", "subject"},
-    "scoring": {"errors", "corpus", "llm", "prompts", "subject", "agent"},
-    "db": {"errors", "corpus", "llm", "prompts", "subject", "agent", "scoring"},
+    "outcomes": set(),  # the outcome words (autointerp/outcomes.py): shared by every room, like errors
+    "corpus": {"errors", "outcomes"},
+    "llm": {"errors", "outcomes"},
+    "prompts": {"errors", "outcomes"},
+    "subject": {"errors", "outcomes", "corpus"},
+    "agent": {"errors", "outcomes", "corpus", "llm", "prompts", "subject"},
+    # scoring judges texts: it never sees an explainer (the run owner hands it texts)
+    "scoring": {"errors", "outcomes", "corpus", "llm", "prompts", "subject"},
+    "db": {"errors", "outcomes", "corpus", "llm", "prompts", "subject", "agent", "scoring"},
 }
-ROOMS_ORDER = ["errors", "corpus", "llm", "prompts", "subject", "agent", "scoring", "db"]
+ROOMS_ORDER = ["errors", "outcomes", "corpus", "llm", "prompts", "subject", "agent", "scoring", "db"]
 UPSTREAM["config"] = set(ROOMS_ORDER)
 UPSTREAM["pipeline"] = set(ROOMS_ORDER) | {"config"}
 UPSTREAM["report"] = set(ROOMS_ORDER) | {"config"}
@@ -35,8 +37,8 @@ UPSTREAM["cli"] = set(UPSTREAM) - {"cli"}
 UPSTREAM["autointerp"] = set(ROOMS_ORDER)  # the package itself and its deprecation shims
 # the test doubles (fake server, in-process fake LLM, scripted outcomes) plug into the LLM seam from outside it: no
 # room of the product imports them, so a real run can never be handed a fake by accident
-UPSTREAM["testing"] = {"errors", "llm"}
-FRONT_DOOR = {"errors", "config", "pipeline", "cli"}  # modules (or subpackages) of the autointerp/ folder itself
+UPSTREAM["testing"] = {"errors", "outcomes", "llm"}
+FRONT_DOOR = {"errors", "outcomes", "config", "pipeline", "cli"}  # modules (or subpackages) of the autointerp/ folder itself
 DEPRECATED_SHIMS = {"records"}  # old import paths kept for one release, each warning where it moved
 
 ROOT = Path(__file__).resolve().parents[1]
