@@ -22,7 +22,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from autointerp.agent.base import Explanation, Validator
+from autointerp.agent.base import Explanation, Judge
+from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.subject.records import UnitRecord
 
 STRONG = 0.5  # a token is "strong" when its activation is at least this fraction of the max over train windows
@@ -45,13 +46,22 @@ class BaselineExplainer:
 
     name = "baseline"
     is_baseline = True
+    uses_tools = False
+    profile = None  # no LLM
+    validations = 0
 
     def config(self) -> dict[str, Any]:
         return {"kind": "baseline", "strong": STRONG, "mass_coverage": MASS_COVERAGE, "max_tokens": MAX_TOKENS}
 
-    async def explain(self, record: UnitRecord, validate: Validator | None = None, *, tools: Any = None
-                      ) -> Explanation:
+    def estimate(self, record: UnitRecord, counter: TokenCounter) -> Estimate | None:
+        return None  # no LLM call
+
+    async def explain(self, record: UnitRecord, judge: Judge | None = None, *, tools: Any = None,
+                      thread: str = "") -> Explanation:
         return self.explain_sync(record)
+
+    async def aclose(self) -> None:
+        return None
 
     def explain_sync(self, record: UnitRecord) -> Explanation:
         train = record.split("train")

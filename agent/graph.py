@@ -4,7 +4,7 @@
     limits = AgentLimits(revise_rounds=1, max_tool_calls=4)
     graph = build_explainer_graph(llm, limits=limits)                 # llm: any autointerp.llm ChatModel
     final = await graph.ainvoke(initial_state(), {"recursion_limit": recursion_limit(limits)},
-                                context=UnitContext(record.for_explainer(), tools, validate))
+                                context=UnitContext(record.for_explainer(), tools, judge))
     best_candidate(final["candidates"]), final["stop"], final["reason"]
 
 The loop (METHODS.md §2, Bills et al. 2023)::
@@ -22,7 +22,7 @@ The loop (METHODS.md §2, Bills et al. 2023)::
   execution). Bad arguments go back to the model as an error message.
 - ``propose`` reads the ``EXPLANATION:`` line (``prompting.parse_explanation``); an unreadable answer is re-asked
   once per conversation, a second one ends the unit.
-- ``validate`` calls the pipeline's Validator (simulation + score on ``valid``); when it simulated no window (it
+- ``validate`` asks the run owner's ``Judge`` (the scoring stage on ``valid``); when it simulated no window (it
   returns no worst windows), the unit ends ``stop="no_evidence"`` with the simulator's first error as the reason:
   a revision prompt always shows real windows. It runs only when there is a choice to make (``best_of > 1`` or ``revise_rounds > 0``): with neither, the unit costs exactly one LLM call.
   The best candidate is the one with the highest valid score (undefined scores lowest, ties to the earliest).
@@ -34,7 +34,7 @@ may pass it by one call) are hard caps: the turn that would pass one ends the un
 candidate so far or, when there is none, no text (nothing to score).
 
 State is plain JSON-able data, so a checkpointer can store it after every node; the unit's record, tools and
-Validator are run-scoped ``UnitContext`` (langgraph's runtime context), never checkpointed.
+Judge are run-scoped ``UnitContext`` (langgraph's runtime context), never checkpointed.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
-from autointerp.agent.base import Validator
+from autointerp.agent.base import Judge
 from autointerp.agent.prompting import (
     answer_format,
     draft_messages,
@@ -108,14 +108,14 @@ class UnitContext:
 
     record: UnitRecord  # the record handed to the explainer: train windows only
     tools: UnitTools | None  # None: no tool loop, evidence from the record's own statistics
-    validate: Validator | None  # None: no validation, so one draft and no revision
+    judge: Judge | None  # None: no validation, so one draft and no revision
 
 
 class Candidate(TypedDict):
     text: str  # the one-sentence explanation
     origin: str  # the conversation that wrote it: "draft 1", "revision 2", ...
     score: float | None  # pooled Pearson on valid; None when not validated, or undefined
-    worst: list[dict[str, Any]]  # the Validator's worst valid windows for it, shown if it is revised
+    worst: list[dict[str, Any]]  # the judge's worst valid windows for it, shown if it is revised
 
 
 class AgentState(TypedDict):
@@ -159,7 +159,7 @@ def build_explainer_graph(
         return ctx.tools is not None and llm.profile.supports_tools and limits.max_tool_calls > 0
 
     def validating(ctx: UnitContext) -> bool:
-        return ctx.validate is not None and (limits.best_of > 1 or limits.revise_rounds > 0)
+        return ctx.judge is not None and (limits.best_of > 1 or limits.revise_rounds > 0)
 
     def calls_left(state: AgentState, ctx: UnitContext) -> int:
         return limits.max_tool_calls - state["tool_calls"] if tools_on(ctx) else 0
@@ -240,14 +240,15 @@ def build_explainer_graph(
                           f"({problem})"}
 
     async def validate(state: AgentState, runtime: Runtime[UnitContext]) -> dict[str, Any]:
-        validator = runtime.context.validate
-        assert validator is not None  # validating
+        judge = runtime.context.judge
+        assert judge is not None  # validating
         *older, latest = state["candidates"]
-        score, worst, *note = await validator(latest["text"])
+        verdict = await judge.validate(latest["text"])
+        score, worst = verdict.score, list(verdict.worst)
         score = score if score is not None and math.isfinite(score) else None
         update: dict[str, Any] = {"candidates": [*older, Candidate(**{**latest, "score": score, "worst": worst})]}
         if not worst:  # nothing to revise on, nor to choose between drafts by: no revision without windows
-            why = f" ({note[0]})" if note and note[0] else ""
+            why = f" ({verdict.error})" if verdict.error else ""
             update.update(stop="no_evidence",
                           reason=f"validation could not simulate any valid window{why}; no revision without windows")
         return update

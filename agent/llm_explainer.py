@@ -7,8 +7,8 @@
     profile = resolve_profile("mini", cfg.models)
     explainer = LLMExplainer(LLMClient(profile, "mini", sink, budget), profile, tools_factory=make_unit_tools,
                              limits=AgentLimits(revise_rounds=1, max_tool_calls=4),
-                             checkpoint_path="autointerp.db.agent.sqlite", run_id=run_id)
-    explanation = await explainer.explain(record.for_explainer(), validate)
+                             checkpoint_path="autointerp.db.agent.sqlite")
+    explanation = await explainer.explain(record.for_explainer(), judge, thread=f"{run_id}:{record.id}")
     explanation.status, explanation.reason, explanation.details["llm_calls"]
     explainer.estimate(record, TokenCounter())       # expected calls and tokens per unit, before spending
 
@@ -26,14 +26,15 @@ message is the reason), retried when the run is resumed. A unit whose statistics
 is answered without any LLM call: ``Never fires (dead on N tokens).``
 
 ``details``: ``llm_calls``, ``tokens_in``, ``tokens_out``, ``cost_usd``, ``tool_calls`` (the explainer's own
-calls; the Validator's simulations are the pipeline's), ``drafts``, ``rounds`` (revisions), ``candidates``
+calls; the judge's simulations are the scoring stage's), ``drafts``, ``rounds`` (revisions), ``candidates``
 (text, origin and valid score of each), ``chosen`` (origin of the text returned) and ``stop``.
 
-``BudgetExceeded`` is not turned into an outcome: it propagates out of ``explain`` (from the agent's calls or the
-Validator's) so the pipeline can stop the run cleanly; the unit's checkpoint is kept, so the next session resumes.
+``RunStop`` (``BudgetExceeded``, an endpoint that fails the same way on every call) is not turned into an outcome:
+it propagates out of ``explain`` (from the agent's calls or the judge's) so the run owner can stop the run cleanly; the unit's checkpoint is kept, so the next session resumes.
 
 Checkpoints. With ``checkpoint_path``, the agent's state is saved after every graph step in that SQLite file (its
-own file, never the results DB) by langgraph's ``AsyncSqliteSaver``, under thread ``f"{run_id}:{unit}"``. Calling
+own file, never the results DB) by langgraph's ``AsyncSqliteSaver``, under the ``thread`` the caller names (the run
+owner passes ``f"{run_id}:{unit}"``). Calling
 ``explain`` again for a unit whose run was interrupted (an ``LLMError``, ``BudgetExceeded``, a cancelled task, a
 killed process) resumes it from its last completed step: finished LLM calls and validations are not repeated. A
 unit whose graph runs to its end (done or gave_up) has its thread deleted (its
@@ -52,7 +53,7 @@ from typing import Any
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from autointerp.agent.base import Explanation, Validator
+from autointerp.agent.base import Explanation, Judge
 from autointerp.agent.graph import (
     AgentLimits,
     UnitContext,
@@ -64,6 +65,7 @@ from autointerp.agent.graph import (
 from autointerp.agent.prompting import PROMPT_FILES, draft_messages, record_statistics, revise_message, scale
 from autointerp.agent.tools import UnitTools
 from autointerp.llm.client import ChatModel, LLMError
+from autointerp.llm.types import RunStop
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import templates_sha256
@@ -71,7 +73,7 @@ from autointerp.subject.records import UnitRecord
 
 USAGE_KEYS = ("llm_calls", "tokens_in", "tokens_out", "cost_usd", "tool_calls", "drafts", "rounds")
 TYPICAL_ANSWER = 'Thinking it over.\nEXPLANATION: The token " self" when a method body reads one of its attributes.'
-WORST_WINDOWS = 4  # valid windows a revision prompt typically shows (the pipeline's Validator returns 4)
+WORST_WINDOWS = 4  # valid windows a revision prompt typically shows (the run owner's judge returns 4)
 
 
 class LLMExplainer:
@@ -86,7 +88,6 @@ class LLMExplainer:
         tools_factory: Callable[[UnitRecord], UnitTools] | None = None,
         limits: AgentLimits = AgentLimits(),
         checkpoint_path: str | None = None,
-        run_id: str = "",
         with_tools: bool = False,
     ):
         if profile != llm.profile:
@@ -98,7 +99,6 @@ class LLMExplainer:
         self.with_tools = with_tools  # the caller hands each unit's tools to ``explain`` (``tools=``)
         self.limits = limits
         self.checkpoint_path = checkpoint_path
-        self.run_id = run_id
         self._saver: AsyncSqliteSaver | None = None  # one checkpointer for every unit of the run (see _checkpointer)
         self._saver_cm: Any = None
         self._saver_loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +130,12 @@ class LLMExplainer:
         offered = self.tools_factory is not None or self.with_tools
         return offered and self.profile.supports_tools and self.limits.max_tool_calls > 0
 
+    @property
+    def validations(self) -> int:
+        """Candidates judged on valid per unit: every draft and revision, when it chooses or revises at all."""
+        validating = self.limits.best_of > 1 or self.limits.revise_rounds > 0
+        return self.limits.best_of + self.limits.revise_rounds if validating else 0
+
     def estimate(self, record: UnitRecord, counter: TokenCounter) -> Estimate:
         """Expected LLM usage for one unit like ``record``, before spending: every draft and revision, and every
         allowed tool call (each re-sends about the draft prompt), each answered with a typical reply; re-asks are
@@ -147,16 +153,16 @@ class LLMExplainer:
                      + self.limits.revise_rounds * counter.count_messages(revision))
         return Estimate(calls, tokens_in, calls * counter.count(TYPICAL_ANSWER), counter.method)
 
-    async def explain(self, record: UnitRecord, validate: Validator | None = None, *,
-                      tools: UnitTools | None = None) -> Explanation:
+    async def explain(self, record: UnitRecord, judge: Judge | None = None, *,
+                      tools: UnitTools | None = None, thread: str = "") -> Explanation:
         record = record.for_explainer()  # whatever the caller hands over, only train windows go further
         if record.stats.dead:
             text = f"Never fires (dead on {record.stats.n_tokens} tokens)."
             return Explanation(text, explainer=self.name, details={"dead": True, **dict.fromkeys(USAGE_KEYS, 0)})
         if tools is None and self.tools_factory is not None:
             tools = self.tools_factory(record)
-        context = UnitContext(record=record, tools=tools, validate=validate)
-        thread_id = f"{self.run_id}:{record.id}"
+        context = UnitContext(record=record, tools=tools, judge=judge)
+        thread_id = thread or str(record.id)
         config = {"configurable": {"thread_id": thread_id}, "recursion_limit": recursion_limit(self.limits)}
         async with self._checkpointer() as saver:
             graph = self._graph(saver)
@@ -169,6 +175,8 @@ class LLMExplainer:
             try:
                 durability = None if saver is None else "sync"  # "sync": each step is on disk before the next
                 final = await graph.ainvoke(start, config, context=context, durability=durability)
+            except RunStop:
+                raise
             except LLMError as exc:
                 values = (await graph.aget_state(config)).values if saver is not None else {}
                 details = {**_usage(values), "resumable": saver is not None}

@@ -98,9 +98,11 @@ class Config(BaseModel):
         return self.model_dump(mode="json")
 
     def run_key(self, model_hash: str, explainer_config: dict, simulator_config: dict,
-                units: dict | None = None) -> str:
+                units: dict | None = None, scorers: dict | None = None) -> str:
         """Identity of a run's outputs: the same key means the same results, so a run with it can be resumed.
-        ``units``: the identity of a dictionary whose features are the units (None: the MLP neurons)."""
+        ``units``: the identity of a dictionary whose features are the units (None: the MLP neurons); ``scorers``:
+        the configuration of the scorers besides the simulation scorer (None or empty: none, and the key of a run
+        scored by simulation alone stays what it was)."""
         fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
         if self.firing != "auto":  # keys of runs under the default rule stay as they were
             fields += ("firing",)
@@ -108,6 +110,8 @@ class Config(BaseModel):
         key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
         if units is not None:
             key["unit_space"] = units
+        if scorers:
+            key["scorers"] = scorers
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -12,9 +12,9 @@ views answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autoint
 """
 
 from autointerp.db.health import check_db, check_db_target
+from autointerp.db.results import ScoredExplanation
 from autointerp.db.store import (
     CallSink,
-    ScoredExplanation,
     Store,
     open_db,
     scrub_secrets,

@@ -10,7 +10,7 @@ How the pipeline writes (see ``ScoredExplanation`` for what one explanation carr
     run_id = store.find_resumable_run(key) or store.start_run(run_key=key, model="gpt2", model_hash=h, ...)
     done = store.done_units(run_id)                   # {(kind, layer, unit)} finished (done or gave up)
     store.save_unit_result(run_id, record, h, {"dead": False}, [scored])   # one transaction per unit
-    store.finish_run(run_id, "complete", wall_s=12.5)
+    store.finish_run(run_id, "done", wall_s=12.5)    # or "stopped" with a stop_reason, or "failed"
 
 Every write is one ``BEGIN IMMEDIATE`` transaction, so an interrupted run never leaves half a unit. Floats that are
 not finite (NaN, inf) are never written: they become NULL, and a NaN score gets the reason "not a number". Configs are
@@ -25,11 +25,10 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlite_utils import Database
 
-from autointerp.agent.base import Status
 from autointerp.db.health import check_db_target, quick_check, remember_writes
 from autointerp.db.migrations import migrate
 from autointerp.db.values import finite as _finite, to_json as _json, utc_iso
@@ -37,11 +36,9 @@ from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
 from autointerp.llm.secrets import scrub_secrets, scrub_text
+from autointerp.outcomes import FINISHED, RunState, StopReason, UnitOutcome, worst_outcome
 from autointerp.subject.records import UnitRecord
-from autointerp.scoring.scored import ScoredExplanation
-
-FinalStatus = Literal["complete", "interrupted", "failed"]  # a run is 'running' from start_run to finish_run
-_STATUS_ORDER: tuple[Status, ...] = ("done", "gave_up", "failed")  # a unit is as finished as its least-finished
+from autointerp.db.results import ScoredExplanation
 
 
 def open_db(path: str | Path, busy_timeout_s: float = 5.0) -> Store:
@@ -138,7 +135,7 @@ class Store(Reads, CallWrites):
     def resume_run(self, run_id: str) -> None:
         """Mark an earlier run as running again (its finished units stay; finish_run closes it)."""
         with self._write():
-            self.db["runs"].update(run_id, {"status": "running", "finished_at": None})
+            self.db["runs"].update(run_id, {"status": "running", "stop_reason": None, "finished_at": None})
 
     def run_outcomes(self, run_id: str) -> list[dict[str, Any]]:
         """One row per unit finished in this run: layer, unit, kind, status, explanation, test score."""
@@ -158,12 +155,16 @@ class Store(Reads, CallWrites):
             if self.db.execute("UPDATE runs SET n_tokens = ? WHERE id = ?", [n_tokens, run_id]).rowcount != 1:
                 raise KeyError(f"no run {run_id}")
 
-    def finish_run(self, run_id: str, status: FinalStatus, wall_s: float) -> None:
-        """Close a run; ``wall_s`` is added to the run's total, so a resumed run sums its sessions."""
+    def finish_run(self, run_id: str, state: RunState, wall_s: float, stop_reason: StopReason | None = None) -> None:
+        """Close a run in ``state`` (done, stopped with its ``stop_reason``, failed); ``wall_s`` is added to the run's
+        total, so a resumed run sums its sessions."""
+        if (state == "stopped") != (stop_reason is not None) or state == "running":
+            raise ValueError(f"a run finishes done, failed, or stopped with a stop reason; not {state}/{stop_reason}")
         with self._write():
             cur = self.db.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, wall_s = COALESCE(wall_s, 0) + ? WHERE id = ?",
-                [status, utc_iso(), _finite(wall_s) or 0.0, run_id],
+                "UPDATE runs SET status = ?, stop_reason = ?, finished_at = ?, wall_s = COALESCE(wall_s, 0) + ? "
+                "WHERE id = ?",
+                [state, stop_reason, utc_iso(), _finite(wall_s) or 0.0, run_id],
             )
             if cur.rowcount != 1:
                 raise KeyError(f"no run {run_id}")
@@ -183,8 +184,8 @@ class Store(Reads, CallWrites):
         """``(kind, layer, unit)`` of the units this run finished as done or gave_up; failed ones are to be retried."""
         rows = self.db.execute(
             "SELECT u.kind, u.layer, u.unit FROM unit_runs r JOIN units u ON u.id = r.unit_id "
-            "WHERE r.run_id = ? AND r.status IN ('done', 'gave_up')",
-            [run_id],
+            f"WHERE r.run_id = ? AND r.status IN ({', '.join('?' * len(FINISHED))})",
+            [run_id, *FINISHED],
         )
         return {(kind, layer, unit) for kind, layer, unit in rows}
 
@@ -197,7 +198,7 @@ class Store(Reads, CallWrites):
         model_hash: str,
         stats_extra: dict[str, Any],
         explanations: Sequence[ScoredExplanation],
-    ) -> Status:
+    ) -> UnitOutcome:
         """Write one unit's statistics, windows, explanations, simulations, scores and ledger row in one transaction.
 
         Anything this run saved earlier for the unit is replaced, so a failed unit can be retried by the same run.
@@ -206,7 +207,7 @@ class Store(Reads, CallWrites):
         """
         uid = record.id
         ranked = [e for e in explanations if e.role == "explanation"]  # controls never decide the unit's outcome
-        worst = max((e.status for e in ranked), key=_STATUS_ORDER.index, default="failed")
+        worst = worst_outcome(e.status for e in ranked)
         reason = next((e.reason for e in ranked if e.status == worst), "no explanation")
         with self._write():
             unit_id = self._unit_id(model_hash, uid.layer, uid.unit, uid.kind)

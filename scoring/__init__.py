@@ -1,7 +1,9 @@
-"""The scoring room: simulators (explanation -> predicted activations) and the pure math that scores them; imports
-errors, corpus, llm, prompts, subject and agent.
+"""The scoring room, the judging stage: scorers judge an explanation's text on held-out windows (``Scorer``,
+``scoring/scorer.py``): the simulation scorer over a simulator (explanation -> predicted activations) and the pure
+math that scores it. Imports errors, outcomes, corpus, llm, prompts and subject; never agent (it sees texts, not
+explainers).
 
-Public API: ``correlation_score``, ``pooled_correlation``, ``score_windows``, ``ScoreResult``, ``Simulator``,
+Public API: ``Scorer``, ``SimulationScorer``, ``correlation_score``, ``pooled_correlation``, ``score_windows``, ``ScoreResult``, ``Simulator``,
 ``SimulationResult``, ``LLMSimulator`` and ``expected_value`` (the generate LLM simulator), ``EchoSimulator`` (the
 all-at-once one). Names are loaded on first use,
 so that ``autointerp.scoring.score`` (pure math) imports no LLM client or template engine.
@@ -12,6 +14,10 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
+    "Scorer": "scorer",
+    "Judgement": "scorer",
+    "SimulationScorer": "simulation",
+    "SimulationJudgement": "simulation",
     "EchoSimulator": "echo_simulator",
     "LLMSimulator": "llm_simulator",
     "expected_value": "llm_simulator",

@@ -25,6 +25,8 @@ import json
 import re
 from typing import Any
 
+from autointerp.llm.tokens import Estimate, TokenCounter
+
 from autointerp.scoring.simulator import SimulationResult
 
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
@@ -55,9 +57,13 @@ class BaselineSimulator:
 
     name = "baseline"
     is_baseline = True
+    profile = None  # no LLM
 
     def config(self) -> dict[str, Any]:
         return {"kind": "baseline"}
+
+    def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate | None:
+        return None  # no LLM call
 
     def predict(self, explanation: str, tokens: list[str]) -> list[float]:
         triggers, after, positions = _parse(explanation)

@@ -1,10 +1,9 @@
-"""Controls beside every score: what an uninformative explanation gets under the same simulator, on the same test
+"""Controls beside every score: what an uninformative explanation gets under the same scorers, on the same test
 windows, so that a reader sees the floor next to an explainer's mean score.
 
     partners = shuffled_partners([3, 5, 8, 13], seed=0)     # {3: 8, 8: 13, ...}: unit -> unit whose text it gets
-    controls = await score_controls(record, simulator, texts[partners[unit]], partners[unit], explainer="local")
-    [(c.explanation.explainer, c.test.score) for c in controls]
-    # [('control:shuffled:local', 0.03), ('control:empty', None)]
+    control_texts(texts, partners, unit, explainer="local", seed=0)
+    # [('control:shuffled:local', '<unit 8's text>', {'from_unit': 8, 'seed': 0}), ('control:empty', '', {})]
 
 Two controls per unit, each stored as an explanation of its own explainer kind (``role`` "control": never a unit's
 best explanation on the leaderboard, never deciding a unit's outcome):
@@ -16,8 +15,8 @@ best explanation on the leaderboard, never deciding a unit's outcome):
 - ``control:empty``: the unit scored with the empty explanation: the simulator's prior alone. With the baseline
   simulator it predicts a constant, so its score is undefined (None, with the reason) by design.
 
-Units that never fire get no controls (every score of theirs is undefined). Each control's LLM calls are counted on
-it and logged with the unit, like any explanation's.
+Units that never fire get no controls (every score of theirs is undefined). The run owner
+(``autointerp.pipeline.stages``) judges each control text with the run's scorers and counts its LLM calls on it.
 """
 
 from __future__ import annotations
@@ -25,11 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from autointerp.agent.base import Explanation
-from autointerp.llm.scope import call_scope
-from autointerp.scoring.scored import ScoredExplanation, score_text
-from autointerp.scoring.simulator import Simulator
-from autointerp.subject.records import UnitRecord
+from typing import Any
 
 SHUFFLED = "control:shuffled"
 EMPTY = "control:empty"
@@ -48,29 +43,13 @@ def shuffled_partners(units: Sequence[int], seed: int) -> dict[int, int]:
     return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
 
 
-async def score_controls(record: UnitRecord, simulator: Simulator, shuffled_text: str | None,
-                         shuffled_from: int | None, *, explainer: str, seed: int = 0) -> list[ScoredExplanation]:
-    """The unit's controls, simulated and scored on its test windows: the shuffled one (when ``shuffled_text`` is
-    given: the explanation of unit ``shuffled_from``) and the empty one. ``BudgetExceeded`` propagates."""
-    controls = [(shuffled_name(explainer), shuffled_text, {"from_unit": shuffled_from, "seed": seed})] \
-        if shuffled_text is not None else []
-    controls.append((EMPTY, "", {}))
-    out = []
-    for name, text, details in controls:
-        with call_scope(str(record.id)) as usage:
-            result, sims, diagnostics, failure = await score_text(record, text, simulator)
-        out.append(ScoredExplanation(
-            explanation=Explanation(text, status="done", explainer=name, details={"control": name, **details}),
-            explainer_config={"kind": "control", "name": name, "of": explainer if name != EMPTY else None},
-            is_baseline=True,
-            simulator=simulator.name,
-            simulator_config=simulator.config(),
-            test=result,
-            simulations={w.index: s for w, s in zip(record.split("test"), sims)},
-            llm_calls=usage.calls, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,
-            scoring="failed" if failure else "scored",
-            scoring_reason=failure,
-            diagnostics=diagnostics,
-            role="control",
-        ))
+def control_texts(texts: dict[int, str], partners: dict[int, int], unit: int, *, explainer: str,
+                  seed: int = 0) -> list[tuple[str, str, dict[str, Any]]]:
+    """The unit's controls as (explainer name, text, details): the shuffled one (when the unit has a partner with
+    a text: ``texts`` maps explained units to their texts) and the empty one."""
+    partner = partners.get(unit)
+    out: list[tuple[str, str, dict[str, Any]]] = []
+    if partner is not None and texts.get(partner):
+        out.append((shuffled_name(explainer), texts[partner], {"from_unit": partner, "seed": seed}))
+    out.append((EMPTY, "", {}))
     return out

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.tokens import Estimate, TokenCounter
+
 
 @dataclass(frozen=True)
 class SimulationResult:
@@ -26,8 +29,13 @@ class SimulationResult:
 @runtime_checkable
 class Simulator(Protocol):
     name: str
-    is_baseline: bool
+    is_baseline: bool  # True for the non-LLM floor
+    profile: ModelProfile | None  # the LLM profile it calls (None: it calls none)
 
     def config(self) -> dict[str, Any]: ...
+
+    def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate | None:
+        """Expected LLM usage of simulating ``windows`` from ``explanation`` (None: no LLM call)."""
+        ...
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult: ...

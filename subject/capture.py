@@ -289,14 +289,25 @@ def capture(
     ``on_batch(n_tokens)`` is called after each batch with the content tokens it held (for progress bars).
     ``space``: what the units are (``autointerp.subject.units``; default: the MLP neurons).
     """
+    check_corpus(corpus, subject, config.window)
     max_windows = None if config.max_tokens is None else max(1, config.max_tokens // config.window)
     windows = iter_token_windows(corpus, subject.tokenizer, config.window, max_windows)
-    caps = capture_windows(subject, windows, config, on_batch, space)
-    if next(iter(caps.values())).n_windows == 0:
-        raise UsageError(
-            f"corpus {corpus.spec!r} yielded no window of {config.window} tokens; use a larger corpus or --window"
-        )
-    return caps
+    return capture_windows(subject, windows, config, on_batch, space)
+
+
+def check_window(subject: Subject, window: int) -> None:
+    """UsageError when a window (and the BOS token the model's tokenizer adds) does not fit the model's positions."""
+    needed = window + (bos_id(subject.tokenizer) is not None)
+    if subject.max_positions is not None and needed > subject.max_positions:
+        raise UsageError(f"--window {window} needs {needed} positions but {subject.name} has "
+                         f"{subject.max_positions}; use --window {window - needed + subject.max_positions} or less")
+
+
+def check_corpus(corpus: Corpus, subject: Subject, window: int) -> None:
+    """UsageError unless the corpus yields at least one window of ``window`` tokens (read until the first one)."""
+    if next(iter_token_windows(corpus, subject.tokenizer, window, 1), None) is None:
+        raise UsageError(f"corpus {corpus.spec!r} yields no window of {window} tokens (its documents are empty or "
+                         "shorter); use a larger corpus or a smaller --window")
 
 
 def capture_windows(
@@ -308,14 +319,8 @@ def capture_windows(
 ) -> dict[int, LayerCapture]:
     """The capture loop over already tokenized windows (lists of ``config.window`` content token ids)."""
     space = NEURONS if space is None else space
-    max_pos = subject.max_positions
+    check_window(subject, config.window)
     bos = bos_id(subject.tokenizer)
-    needed = config.window + (bos is not None)
-    if max_pos is not None and needed > max_pos:
-        raise UsageError(
-            f"--window {config.window} needs {needed} positions but {subject.name} has {max_pos}; "
-            f"use --window {max_pos - (bos is not None)} or less"
-        )
     vocab = max(len(subject.tokenizer), subject.model.get_input_embeddings().num_embeddings)
     try:
         rule = resolve_rule(config.firing, space.activation(subject))

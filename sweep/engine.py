@@ -33,10 +33,11 @@ from autointerp.db import open_db
 from autointerp.db.leases import DEFAULT_TTL_S, LeaseHeld, acquire_lease
 from autointerp.db.values import utc_iso
 from autointerp.errors import UsageError
-from autointerp.pipeline.components import unit_space
-from autointerp.pipeline.run import OpenRun, capture_layer, explain_layer, open_run, use_capture
+from autointerp.outcomes import StopReason, SweepState
+from autointerp.pipeline.inputs import run_units
+from autointerp.pipeline.session import OpenOptions, RunSession
 from autointerp.subject.model import Subject, load_subject
-from autointerp.subject.units import parse_layers, parse_units
+from autointerp.subject.units import parse_layers
 from autointerp.sweep.ledger import Ledger, deadline, night_start
 from autointerp.sweep.plan import Job, Plan, load_plan, resolve_jobs
 
@@ -47,8 +48,8 @@ Event = Callable[[str], None]
 class SweepResult:
     sweep: str
     db: str
-    status: str  # done | stopped | interrupted | held | failed
-    reason: str
+    status: SweepState  # done | stopped (with stop_reason) | held | failed (autointerp.outcomes)
+    reason: str  # in words
     session_id: str | None = None
     units_done: int = 0  # units finished by this session
     captures: int = 0  # capture passes this session made
@@ -56,6 +57,7 @@ class SweepResult:
     failures: list[dict[str, Any]] = field(default_factory=list)
     holder: str | None = None  # who holds the lease, when status is 'held'
     wall_s: float = 0.0
+    stop_reason: StopReason | None = None  # why a stopped sweep stopped: budget, interrupted, deadline, lease
 
 
 @dataclass
@@ -66,21 +68,22 @@ class _Item:
 
 
 class _Stop:
-    """Why to stop starting units: a signal, the stop time, the budget, or the sweep's lease lost."""
+    """Why to stop starting units: a signal, the stop time, the budget, or the sweep's lease lost; as the run
+    session's stop check, (stop reason, words) or None."""
 
     def __init__(self, until: datetime | None, lease):
         self.until, self.lease = until, lease
-        self.reason_set: str | None = None
+        self.reason_set: tuple[StopReason, str] | None = None
         self.in_capture = False
 
-    def set(self, reason: str) -> None:
-        self.reason_set = self.reason_set or reason
+    def set(self, reason: StopReason, words: str) -> None:
+        self.reason_set = self.reason_set or (reason, words)
 
-    def __call__(self) -> str | None:
+    def __call__(self) -> tuple[StopReason, str] | None:
         if self.reason_set is None and self.until is not None and datetime.now(timezone.utc) >= self.until:
-            self.set(f"stop time reached ({self.until.astimezone():%H:%M:%S} local)")
+            self.set("deadline", f"stop time reached ({self.until.astimezone():%H:%M:%S} local)")
         if self.reason_set is None and self.lease.lost:
-            self.set("lost the sweep's lease to another process")
+            self.set("lease", "lost the sweep's lease to another process")
         return self.reason_set
 
     @contextmanager
@@ -91,8 +94,8 @@ class _Stop:
             return
 
         def handler(signum, frame):
-            first = self.reason_set is None or not self.reason_set.startswith("signal")
-            self.set(f"signal {signal.Signals(signum).name}")
+            first = self.reason_set is None or self.reason_set[0] != "interrupted"
+            self.set("interrupted", f"signal {signal.Signals(signum).name}")
             if self.in_capture or not first:
                 raise KeyboardInterrupt
 
@@ -151,14 +154,14 @@ def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[
             try:
                 with stop.signals():
                     sweep.run(jobs, shard, captor)
-                status, reason = sweep.outcome()
+                status, why, reason = sweep.outcome()
             except KeyboardInterrupt:
-                status, reason = "interrupted", stop.reason_set or "interrupted"
+                status, (why, reason) = "stopped", stop.reason_set or ("interrupted", "interrupted")
             except BaseException as e:
                 ledger.finish_session(sid, "failed", _one_line(e), result.units_done)
                 raise
-            result.status, result.reason = status, reason
-            ledger.finish_session(sid, status, reason, result.units_done)
+            result.status, result.stop_reason, result.reason = status, why, reason
+            ledger.finish_session(sid, status, reason, result.units_done, why)
     finally:
         store.close()
     result.wall_s = time.time() - t0
@@ -191,9 +194,7 @@ class _Sweep:
             try:
                 subject = self.subject(job)
                 for layer in parse_layers(job.layers, subject.n_layers):
-                    cfg = job.run_config(layer)
-                    items.append(_Item(job, layer, len(parse_units(cfg.units, unit_space(cfg, subject).n_units(
-                        subject)))))
+                    items.append(_Item(job, layer, len(run_units(job.run_config(layer), subject)[1])))
             except Exception as e:
                 self.fail(job.name, None, None, e, utc_iso())
         self.ledger.set_items([(i.job.name, i.layer, i.units_total, i.job.priority) for i in items])
@@ -228,17 +229,17 @@ class _Sweep:
             self.explain_group(opened, handle, captor)
         for opened, _ in pending:  # stopped with captures in flight: their runs keep every finished unit
             for _, r, _ in opened:
-                self.close(r, "interrupted", 0.0)
+                self.end(r, stop=self.stop())
 
-    def open_group(self, group: list[_Item]) -> list[tuple[_Item, OpenRun, str]]:
+    def open_group(self, group: list[_Item]) -> list[tuple[_Item, RunSession, str]]:
         opened = []
         for item in group:
             if self.stop() or self.gave_up(item.job.name, item.layer):
                 continue
             started = utc_iso()
             try:
-                r = open_run(item.job.run_config(item.layer), self.command, subject=self.subject(item.job),
-                             lease_ttl_s=self.lease_ttl_s)
+                r = RunSession.open(item.job.run_config(item.layer), OpenOptions(
+                    self.command, subject=self.subject(item.job), lease_ttl_s=self.lease_ttl_s))
             except LeaseHeld as e:
                 same = [r for _, r, _ in opened if r.lease is not None and r.lease.name == e.info.name]
                 if same:  # two jobs that differ in nothing a run's results depend on: one run serves both
@@ -252,72 +253,69 @@ class _Sweep:
                 continue
             self.ledger.link_run(item.job.name, item.layer, r.run_id, r.summary.units_total)
             if not r.todo:
-                self.close(r, "complete", 0.0)
+                self.end(r)
                 continue
             opened.append((item, r, started))
         return opened
 
-    def explain_group(self, opened: list[tuple[_Item, OpenRun, str]], handle, captor) -> None:
+    def explain_group(self, opened: list[tuple[_Item, RunSession, str]], handle, captor) -> None:
         first = opened[0][1]
-        t0 = time.time()
         try:
             self.stop.in_capture = True
             self.say(f"capture: {first.cfg.model} layer {first.cfg.layer} for "
                      f"{', '.join(i.job.name for i, _, _ in opened)}")
-            cap = captor.get(handle, first) if captor else capture_layer(first)
+            cap = captor.get(handle, first) if captor else first.capture()
             self.result.captures += 1
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             for _, r, _ in opened:
-                self.close(r, "interrupted", time.time() - t0)
+                self.end(r, e)
             raise
         except Exception as e:
             for item, r, started in opened:
-                self.close(r, "failed", time.time() - t0)
+                self.end(r, e)
                 self.fail(item.job.name, item.layer, r.run_id, e, started)
             return
         finally:
             self.stop.in_capture = False
-        for k, (item, r, started) in enumerate(opened):
-            self.explain_item(item, r, cap, started, time.time() - t0 if k == 0 else 0.0)
+        for item, r, started in opened:
+            self.explain_item(item, r, cap, started)
 
-    def explain_item(self, item: _Item, r: OpenRun, cap, started: str, capture_s: float) -> None:
+    def explain_item(self, item: _Item, r: RunSession, cap, started: str) -> None:
         name = f"{item.job.name} layer {item.layer}"
         if self.stop() or not self.within_budget(r):
-            self.close(r, "interrupted", capture_s)
+            self.end(r, stop=self.stop())
             return
-        t0 = time.time()
-        use_capture(r, cap)
+        r.use_capture(cap)
         try:
-            explain_layer(r, cap, stop=self.stop)
-        except KeyboardInterrupt:
-            self.close(r, "interrupted", capture_s + time.time() - t0)
+            r.explain_and_score(cap, stop=self.stop)
+        except KeyboardInterrupt as e:
+            self.end(r, e)
             raise
         except Exception as e:
-            self.close(r, "failed", capture_s + time.time() - t0)
+            self.end(r, e)
             self.fail(item.job.name, item.layer, r.run_id, e, started)
             return
         n = r.summary.units_this_session
         self.result.units_done += n
+        state = self.end(r)
         stopped = r.summary.stopped
-        if stopped and "budget" in stopped:
-            self.stop.set(f"budget: {stopped}")
-        counts = self.ledger.item_counts(item.job.name, item.layer) if not stopped else None
-        self.close(r, "interrupted" if stopped else "complete", capture_s + time.time() - t0)
-        if stopped:
+        if r.summary.stop_reason == "budget":
+            self.stop.set("budget", f"budget: {stopped}")
+        counts = self.ledger.item_counts(item.job.name, item.layer)
+        if state == "stopped":
             self.ledger.attempt(self.sid, item.job.name, item.layer, r.run_id, "stopped", stopped, n, started)
         elif counts["failed"]:
-            reason = self.ledger.store.db.execute(
-                "SELECT reason FROM unit_runs WHERE run_id = ? AND status = 'failed' LIMIT 1", [r.run_id]).fetchone()
-            self.fail(item.job.name, item.layer, r.run_id, f"{counts['failed']} units failed, e.g.: {reason[0]}",
+            reason = self.ledger.first_unit_failure(r.run_id)
+            self.fail(item.job.name, item.layer, r.run_id, f"{counts['failed']} units failed, e.g.: {reason}",
                       started, units_done=n)
         else:
             self.result.items_done += 1
-            self.ledger.attempt(self.sid, item.job.name, item.layer, r.run_id, "complete", None, n, started)
+            self.ledger.attempt(self.sid, item.job.name, item.layer, r.run_id, "done", None, n, started)
         self.say(f"{name}: {n} units" + (f"; stopped: {stopped}" if stopped else ""))
 
     # -- bookkeeping -------------------------------------------------------------------------------------------
 
-    def within_budget(self, r: OpenRun) -> bool:
+    def within_budget(self, r: RunSession) -> bool:
         """Give the run's LLM budget what the sweep has left (total and tonight); False when nothing is left."""
         b = self.plan.budget
         total = self.ledger.spend()
@@ -327,11 +325,10 @@ class _Sweep:
         calls = [x for x in (r.cfg.max_calls, _left(b.max_calls, total["calls"]), _left(b.per_night_calls,
                  night["calls"])) if x is not None]
         if (usd and min(usd) <= 0) or (calls and min(calls) <= 0):
-            self.stop.set(f"budget: spent ${total['cost_usd']:.4f} in {total['calls']} calls "
-                          f"(tonight ${night['cost_usd']:.4f} in {night['calls']})")
+            self.stop.set("budget", f"budget: spent ${total['cost_usd']:.4f} in {total['calls']} calls "
+                                    f"(tonight ${night['cost_usd']:.4f} in {night['calls']})")
             return False
-        r.llm.budget.max_usd = min(usd) if usd else None
-        r.llm.budget.max_calls = int(min(calls)) if calls else None
+        r.limit_budget(min(usd) if usd else None, int(min(calls)) if calls else None)
         return True
 
     def gave_up(self, job: str, layer: int | None) -> bool:
@@ -345,19 +342,22 @@ class _Sweep:
         self.ledger.attempt(self.sid, job, layer, run_id, "failed", reason, units_done, started)
         self.say(f"{job}" + (f" layer {layer}" if layer is not None else "") + f": failed: {reason}")
 
-    def close(self, r: OpenRun, status: str, wall_s: float) -> None:
+    def end(self, r: RunSession, error: BaseException | None = None, stop: tuple[StopReason, str] | None = None
+            ) -> str:
+        """End a run's session: the session decides and writes the run's state (``RunSession.finish``)."""
         try:
-            r.store.finish_run(r.run_id, status, wall_s)
+            return r.finish(error, stop)
         finally:
             r.close()
 
-    def outcome(self) -> tuple[str, str]:
+    def outcome(self) -> tuple[SweepState, StopReason | None, str]:
+        """The session's state, stop reason and reason in words."""
         reason = self.stop()
         if reason:
-            return ("interrupted" if reason.startswith("signal") else "stopped"), reason
+            return "stopped", reason[0], reason[1]
         if self.left:
-            return "stopped", f"{self.left} items not finished (failed or held elsewhere); the next start retries"
-        return "done", "every item of the plan is done"
+            return "stopped", None, f"{self.left} items not finished (failed or held elsewhere); the next start retries"
+        return "done", None, "every item of the plan is done"
 
 
 def _left(cap: float | None, spent: float) -> float | None:

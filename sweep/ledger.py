@@ -16,6 +16,7 @@ from typing import Any
 
 from autointerp.db import Store
 from autointerp.db.values import utc_iso
+from autointerp.outcomes import StopReason, SweepState
 
 
 def night_start(night_starts: str, now: datetime | None = None) -> datetime:
@@ -63,14 +64,16 @@ class Ledger:
                [sid, self.sweep, shard, plan_hash, os.getpid(), socket.gethostname(), utc_iso()])
         return sid
 
-    def finish_session(self, sid: str, status: str, reason: str, units_done: int) -> None:
-        _write(self.store, "UPDATE sweep_sessions SET status = ?, reason = ?, units_done = ?, finished_at = ? "
-                           "WHERE id = ?", [status, reason, units_done, utc_iso(), sid])
+    def finish_session(self, sid: str, status: SweepState, reason: str, units_done: int,
+                       stop_reason: StopReason | None = None) -> None:
+        _write(self.store, "UPDATE sweep_sessions SET status = ?, stop_reason = ?, reason = ?, units_done = ?, "
+                           "finished_at = ? WHERE id = ?", [status, stop_reason, reason, units_done, utc_iso(), sid])
 
     def close_dead_sessions(self, shard: str | None) -> None:
         """Sessions of this shard left 'running' by a killed process (the caller holds the shard's lease)."""
-        _write(self.store, "UPDATE sweep_sessions SET status = 'interrupted', reason = 'killed (no clean stop)' "
-                           "WHERE sweep = ? AND shard IS ? AND status = 'running'", [self.sweep, shard])
+        _write(self.store, "UPDATE sweep_sessions SET status = 'stopped', stop_reason = 'interrupted', "
+                           "reason = 'killed (no clean stop)' WHERE sweep = ? AND shard IS ? AND status = 'running'",
+               [self.sweep, shard])
 
     def set_items(self, items: list[tuple[str, int, int, int]]) -> None:
         """The plan's expansion: (job, layer, units_total, priority) for every item; items no longer planned go."""
@@ -89,7 +92,7 @@ class Ledger:
         _write(self.store, "INSERT OR IGNORE INTO sweep_runs (sweep, job, layer, run_id, units_total, created_at) "
                            "VALUES (?, ?, ?, ?, ?, ?)", [self.sweep, job, layer, run_id, units_total, utc_iso()])
 
-    def attempt(self, sid: str, job: str, layer: int | None, run_id: str | None, status: str, reason: str | None,
+    def attempt(self, sid: str, job: str, layer: int | None, run_id: str | None, status: SweepState, reason: str | None,
                 units_done: int, started_at: str) -> None:
         _write(self.store, "INSERT INTO sweep_attempts (sweep, session_id, job, layer, run_id, status, reason, "
                            "units_done, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -98,11 +101,11 @@ class Ledger:
     # -- reads -------------------------------------------------------------------------------------------------
 
     def failed_attempts(self, job: str, layer: int | None, plan_hash: str) -> int:
-        """Failed attempts at (job, layer) since its last complete one, by sessions of this version of the plan
+        """Failed attempts at (job, layer) since its last done one, by sessions of this version of the plan
         (editing the plan, e.g. to fix a model path, starts the count again). Layer None: the whole job failed."""
         same_plan = "session_id IN (SELECT id FROM sweep_sessions WHERE plan_hash = ?)"
         last_ok = self.store.db.execute(
-            "SELECT MAX(id) FROM sweep_attempts WHERE sweep = ? AND job = ? AND layer IS ? AND status = 'complete'",
+            "SELECT MAX(id) FROM sweep_attempts WHERE sweep = ? AND job = ? AND layer IS ? AND status = 'done'",
             [self.sweep, job, layer]).fetchone()[0] or 0
         return self.store.db.execute(
             "SELECT COUNT(*) FROM sweep_attempts WHERE sweep = ? AND job = ? AND layer IS ? AND status = 'failed' "
@@ -134,6 +137,12 @@ class Ledger:
             "SELECT COALESCE(SUM(status IN ('done', 'gave_up')), 0), COALESCE(SUM(status = 'failed'), 0) "
             "FROM unit_runs WHERE run_id = ?", [row[0]]).fetchone()
         return {"run_id": row[0], "done": done, "failed": failed, "wall_s": row[1] or 0.0}
+
+    def first_unit_failure(self, run_id: str) -> str | None:
+        """The reason of one failed unit of the run, for the item's attempt (None when no unit failed)."""
+        row = self.store.db.execute("SELECT reason FROM unit_runs WHERE run_id = ? AND status = 'failed' LIMIT 1",
+                                    [run_id]).fetchone()
+        return row[0] if row else None
 
     def last_failure(self, job: str) -> str | None:
         row = self.store.db.execute("SELECT reason FROM sweep_attempts WHERE sweep = ? AND job = ? AND "

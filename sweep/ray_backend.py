@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from autointerp.errors import UsageError
-from autointerp.pipeline.run import OpenRun, use_capture
+from autointerp.pipeline.session import RunSession
 from autointerp.subject.capture import LayerCapture
 
 MAX_WINDOW = 8
@@ -24,17 +24,14 @@ def _capture_task(cfg_json: dict[str, Any], threads: int) -> LayerCapture:
     import torch
 
     from autointerp.config import Config
-    from autointerp.corpus import open_corpus
-    from autointerp.pipeline.components import unit_space
-    from autointerp.pipeline.run import capture_config
+    from autointerp.pipeline.inputs import capture_config, load_inputs, unit_space
     from autointerp.subject.capture import capture
-    from autointerp.subject.model import load_subject
 
     torch.set_num_threads(threads)
     cfg = Config(**cfg_json)
-    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
-    space = unit_space(cfg, subject)
-    return capture(subject, open_corpus(cfg.corpus, cfg.seed), capture_config(cfg), None, space)[cfg.layer]
+    inputs = load_inputs(cfg, layers=[cfg.layer])
+    space = unit_space(cfg, inputs.subject)
+    return capture(inputs.subject, inputs.corpus, capture_config(cfg, [cfg.layer]), None, space)[cfg.layer]
 
 
 class RayCaptor:
@@ -64,7 +61,7 @@ class RayCaptor:
         window = max(1, min(MAX_WINDOW, int(gpus or resources.get("CPU", 1))))
         return cls(ray, window, gpus)
 
-    def submit(self, r: OpenRun):
+    def submit(self, r: RunSession):
         import torch
 
         on_gpu = self.gpus > 0 and r.cfg.device != "cpu"
@@ -72,7 +69,7 @@ class RayCaptor:
         cfg = r.cfg.model_copy(update={"device": "cuda" if on_gpu else "cpu"}) if r.cfg.device == "auto" else r.cfg
         return self.remote.options(**options).remote(cfg.model_dump(mode="json"), torch.get_num_threads())
 
-    def get(self, handle, r: OpenRun) -> LayerCapture:
+    def get(self, handle, r: RunSession) -> LayerCapture:
         cap = self.ray.get(handle)
-        use_capture(r, cap)
+        r.use_capture(cap)
         return cap

@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from autointerp.agent.base import Validation
 from autointerp.llm.client import CallRecord
 from autointerp.subject.records import (
     UnitId,
@@ -89,20 +90,20 @@ class Script:
         return [json.dumps(r["messages"], ensure_ascii=False) for r in self.requests]
 
 
-class FakeValidator:
-    """Scores a candidate by a lookup (default 0.1) and returns the first two valid windows as the worst, as the
-    pipeline's Validator would (from the FULL record)."""
+class FakeJudge:
+    """An agent ``Judge``: scores a candidate by a lookup (default 0.1) and returns the first two valid windows as the
+    worst, as the run owner's judge would (from the FULL record)."""
 
     def __init__(self, record: UnitRecord, scores: dict[str, float | None] | None = None):
         self.valid = record.split("valid")
         self.scores = scores or {}
         self.calls: list[str] = []
 
-    async def __call__(self, text: str):
+    async def validate(self, text: str) -> Validation:
         self.calls.append(text)
         worst = [{"tokens": list(w.tokens), "activations": list(w.activations), "predictions": [0.0] * len(w.tokens),
                   "source": w.source, "error": 5.0} for w in self.valid[:2]]
-        return self.scores.get(text, 0.1), worst
+        return Validation(self.scores.get(text, 0.1), worst)
 
 
 class Sink:

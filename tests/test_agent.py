@@ -31,7 +31,7 @@ from fakes import (
     SELF,
     SELF_TEXT,
     FakeTools,
-    FakeValidator,
+    FakeJudge,
     Script,
     Sink,
     planted_record,
@@ -42,9 +42,9 @@ NO_TOOLS = AgentLimits(revise_rounds=0, max_tool_calls=0)
 
 def explainer(script: Script, limits: AgentLimits, *, tools: bool = True, profile: ModelProfile | None = None,
               **kw: Any) -> tuple[LLMExplainer, FakeLLM, Sink]:
-    """An LLMExplainer over a FakeLLM replaying ``script``; ``kw``: checkpoint_path and run_id for the explainer,
-    anything else for the FakeLLM (e.g. budget)."""
-    checkpoint = {key: kw.pop(key) for key in ("checkpoint_path", "run_id") if key in kw}
+    """An LLMExplainer over a FakeLLM replaying ``script``; ``kw``: checkpoint_path for the explainer, anything else
+    for the FakeLLM (e.g. budget)."""
+    checkpoint = {key: kw.pop(key) for key in ("checkpoint_path",) if key in kw}
     sink = Sink()
     fake = FakeLLM(script, profile=profile, name="fake-profile", sink=sink, **kw)
     return LLMExplainer(fake, fake.profile, FakeTools if tools else None, limits, **checkpoint), fake, sink
@@ -78,7 +78,7 @@ def test_exactly_one_llm_call_without_revision_or_tools():
     script = Script(SELF)
     ex, fake, sink = explainer(script, NO_TOOLS)
     record = planted_record()
-    validator = FakeValidator(record)
+    validator = FakeJudge(record)
     out = run(ex.explain(record.for_explainer(), validator))
     assert (out.text, out.status, out.reason) == (SELF_TEXT, "done", None)
     assert fake.totals.calls == 1 and out.details["llm_calls"] == 1 and validator.calls == []
@@ -94,7 +94,7 @@ def test_drafts_calls_tools_then_revises_and_keeps_the_better():
     )
     ex, fake, sink = explainer(script, AgentLimits(revise_rounds=1, max_tool_calls=4))
     record = planted_record()
-    validator = FakeValidator(record, {SELF_TEXT: 0.4, BETTER_TEXT: 0.8})
+    validator = FakeJudge(record, {SELF_TEXT: 0.4, BETTER_TEXT: 0.8})
     out = run(ex.explain(record.for_explainer(), validator))
     assert (out.text, out.status) == (BETTER_TEXT, "done")
     assert [r.purpose for r in sink.records] == ["explain", "explain", "revise"]
@@ -119,7 +119,7 @@ def test_drafts_calls_tools_then_revises_and_keeps_the_better():
 def test_revision_that_scores_worse_on_valid_is_not_kept():
     record = planted_record()
     ex, _, _ = explainer(Script(SELF, BETTER, "EXPLANATION: Anything at all."), AgentLimits(revise_rounds=2))
-    validator = FakeValidator(record, {SELF_TEXT: 0.7, BETTER_TEXT: 0.3, "Anything at all.": None})
+    validator = FakeJudge(record, {SELF_TEXT: 0.7, BETTER_TEXT: 0.3, "Anything at all.": None})
     out = run(ex.explain(record.for_explainer(), validator))
     assert (out.text, out.status, out.details["chosen"]) == (SELF_TEXT, "done", "draft 1")
     assert [c["valid_score"] for c in out.details["candidates"]] == [0.7, 0.3, None]
@@ -129,7 +129,7 @@ def test_second_revision_revises_the_best_so_far():
     record = planted_record()
     script = Script(SELF, "EXPLANATION: Something worse.", BETTER)
     ex, _, _ = explainer(script, AgentLimits(revise_rounds=2))
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5, BETTER_TEXT: 0.6})))
+    out = run(ex.explain(record.for_explainer(), FakeJudge(record, {SELF_TEXT: 0.5, BETTER_TEXT: 0.6})))
     assert out.text == BETTER_TEXT
     assert SELF_TEXT in script.requests[2]["messages"][-1]["content"]  # not "Worse."
 
@@ -139,7 +139,7 @@ def test_best_of_keeps_the_best_draft():
     ex, fake, _ = explainer(Script("EXPLANATION: Letter A.", "EXPLANATION: Letter B.", "EXPLANATION: Letter C."),
                             AgentLimits(best_of=3, revise_rounds=0, max_tool_calls=0))
     scores = {"Letter A.": 0.2, "Letter B.": 0.9, "Letter C.": 0.5}
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record, scores)))
+    out = run(ex.explain(record.for_explainer(), FakeJudge(record, scores)))
     assert (out.text, out.details["chosen"], fake.totals.calls) == ("Letter B.", "draft 2", 3)
 
 
@@ -147,7 +147,7 @@ def test_tool_call_cap_ends_gave_up_with_the_best_so_far():
     record = planted_record()
     script = Script(SELF, Reply(tool_calls=[("statistics", {})]), Reply(tool_calls=[("statistics", {})]))
     ex, fake, _ = explainer(script, AgentLimits(revise_rounds=1, max_tool_calls=1))
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {SELF_TEXT: 0.5})))
+    out = run(ex.explain(record.for_explainer(), FakeJudge(record, {SELF_TEXT: 0.5})))
     assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "max_tool_calls")
     assert "max_tool_calls cap (1)" in out.reason and out.details["tool_calls"] == 1 and fake.totals.calls == 3
 
@@ -162,7 +162,7 @@ def test_tool_call_cap_before_any_candidate_fails_with_the_reason():
 def test_token_cap_ends_gave_up_before_the_next_call():
     record = planted_record()
     ex, fake, _ = explainer(Script(SELF), AgentLimits(revise_rounds=3, max_unit_tokens=10))
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record)))
+    out = run(ex.explain(record.for_explainer(), FakeJudge(record)))
     assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "max_tokens")
     assert "max_unit_tokens cap (10)" in out.reason and fake.totals.calls == 1
 
@@ -179,7 +179,7 @@ def test_garbage_answer_is_reasked_once_then_fails():
 def test_garbage_revision_gives_up_with_the_draft():
     record = planted_record()
     ex, _, _ = explainer(Script(SELF, "no\nidea", ""), AgentLimits(revise_rounds=1))
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record)))
+    out = run(ex.explain(record.for_explainer(), FakeJudge(record)))
     assert (out.text, out.status, out.details["stop"]) == (SELF_TEXT, "gave_up", "unparseable")
 
 
@@ -223,7 +223,7 @@ def test_explainer_never_sees_valid_or_test_activations():
                     Reply(tool_calls=[("train_windows", {"offset": 2, "n": 8})]), BETTER)
     fake = FakeLLM(script)
     ex = LLMExplainer(fake, fake.profile, factory, AgentLimits(revise_rounds=1, max_tool_calls=4))
-    out = run(ex.explain(record, FakeValidator(record)))  # even handed the FULL record
+    out = run(ex.explain(record, FakeJudge(record)))  # even handed the FULL record
     assert out.status == "done" and fake.totals.calls == 4
     assert all(w.split == "train" for w in seen_by_factory[0].windows)
     prompts = script.prompts()
@@ -239,7 +239,7 @@ def test_tool_less_profile_skips_the_tool_loop_but_still_revises():
     script = Script(SELF, BETTER)
     profile = ModelProfile(model="fake-model", supports_tools=False)
     ex, fake, _ = explainer(script, AgentLimits(revise_rounds=1, max_tool_calls=4), profile=profile)
-    out = run(ex.explain(record.for_explainer(), FakeValidator(record, {BETTER_TEXT: 0.9})))
+    out = run(ex.explain(record.for_explainer(), FakeJudge(record, {BETTER_TEXT: 0.9})))
     assert (out.text, fake.totals.calls) == (BETTER_TEXT, 2)
     assert all(r["tools"] is None for r in script.requests) and ex.config()["tools"] is False
     assert "tool calls for this neuron" not in script.requests[0]["messages"][0]["content"]
@@ -274,15 +274,15 @@ def test_checkpoint_resume_does_not_repeat_finished_calls(tmp_path):
     record = planted_record()
     limits = AgentLimits(revise_rounds=1, max_tool_calls=0)
     first = Script(SELF, HTTPFailure(400, message="interrupted"))
-    ex, _, _ = explainer(first, limits, checkpoint_path=path, run_id="run1")
-    validator = FakeValidator(record, {SELF_TEXT: 0.3, BETTER_TEXT: 0.6})
-    out = run(ex.explain(record.for_explainer(), validator))
+    ex, _, _ = explainer(first, limits, checkpoint_path=path)
+    validator = FakeJudge(record, {SELF_TEXT: 0.3, BETTER_TEXT: 0.6})
+    out = run(ex.explain(record.for_explainer(), validator, thread="run1:0/5"))
     assert out.status == "failed" and out.details["resumable"] and out.details["llm_calls"] == 1
     assert len(first.requests) == 2 and validator.calls == [SELF_TEXT]
 
     second = Script(BETTER)
-    ex, fake, _ = explainer(second, limits, checkpoint_path=path, run_id="run1")
-    out = run(ex.explain(record.for_explainer(), validator))
+    ex, fake, _ = explainer(second, limits, checkpoint_path=path)
+    out = run(ex.explain(record.for_explainer(), validator, thread="run1:0/5"))
     assert (out.text, out.status) == (BETTER_TEXT, "done")
     assert fake.totals.calls == 1 and "Revise your explanation" in second.requests[0]["messages"][-1]["content"]
     assert validator.calls == [SELF_TEXT, BETTER_TEXT]  # the draft was neither re-asked nor re-validated
@@ -291,28 +291,31 @@ def test_checkpoint_resume_does_not_repeat_finished_calls(tmp_path):
     with sqlite3.connect(path) as db:  # finished units leave nothing behind
         assert db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 0
     third = Script(SELF, BETTER)  # so a new run of the unit starts from the draft
-    ex, fake, _ = explainer(third, limits, checkpoint_path=path, run_id="run1")
-    assert run(ex.explain(record.for_explainer(), validator)).status == "done" and fake.totals.calls == 2
+    ex, fake, _ = explainer(third, limits, checkpoint_path=path)
+    assert (run(ex.explain(record.for_explainer(), validator, thread="run1:0/5")).status == "done"
+            and fake.totals.calls == 2)
 
 
 def test_checkpoint_threads_are_per_run_and_unit(tmp_path):
     path = str(tmp_path / "agent.sqlite")
     record = planted_record()
-    ex, _, _ = explainer(Script(HTTPFailure(400)), NO_TOOLS, checkpoint_path=path, run_id="runA")
-    assert run(ex.explain(record.for_explainer(), None)).status == "failed"
-    script = Script(SELF)  # another run_id does not resume runA's thread
-    ex, fake, _ = explainer(script, NO_TOOLS, checkpoint_path=path, run_id="runB")
-    assert run(ex.explain(record.for_explainer(), None)).status == "done" and len(script.requests) == 1
+    ex, _, _ = explainer(Script(HTTPFailure(400)), NO_TOOLS, checkpoint_path=path)
+    assert run(ex.explain(record.for_explainer(), None, thread=f"runA:{record.id}")).status == "failed"
+    script = Script(SELF)  # another run's thread does not resume runA's
+    ex, fake, _ = explainer(script, NO_TOOLS, checkpoint_path=path)
+    assert run(ex.explain(record.for_explainer(), None, thread=f"runB:{record.id}")).status == "done"
+    assert len(script.requests) == 1
 
 
 def test_concurrent_units_share_one_checkpoint_file(tmp_path):
     path = str(tmp_path / "agent.sqlite")
     fake = FakeLLM(lambda messages, tools, logprobs: SELF)
-    ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(revise_rounds=1), checkpoint_path=path, run_id="r")
+    ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(revise_rounds=1), checkpoint_path=path)
     records = [planted_record(unit) for unit in range(6)]
 
     async def all_units():
-        return await asyncio.gather(*(ex.explain(r.for_explainer(), FakeValidator(r)) for r in records))
+        return await asyncio.gather(*(ex.explain(r.for_explainer(), FakeJudge(r), thread=f"r:{r.id}")
+                                      for r in records))
 
     outs = run(all_units())
     assert [o.status for o in outs] == ["done"] * 6 and fake.totals.calls == 12

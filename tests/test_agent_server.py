@@ -13,7 +13,7 @@ from autointerp.llm.client import LLMClient
 from autointerp.llm.profiles import ModelProfile
 from autointerp.testing.server import FakeOpenAIServer, Reply
 
-from fakes import SELF, SELF_TEXT, FakeTools, FakeValidator, planted_record
+from fakes import SELF, SELF_TEXT, FakeTools, FakeJudge, planted_record
 
 HYPOTHESIS = "class A:\n    def f(self):\n        return self.x\n"
 
@@ -52,7 +52,7 @@ def test_tool_call_and_answer_over_http():
 
 def test_spent_tool_budget_asks_for_an_answer_with_tool_choice_none():
     record = planted_record()
-    out, requests = asyncio.run(explain_over_http(AgentLimits(revise_rounds=1, max_tool_calls=1), FakeValidator(record)))
+    out, requests = asyncio.run(explain_over_http(AgentLimits(revise_rounds=1, max_tool_calls=1), FakeJudge(record)))
     assert out.status == "done" and out.details["tool_calls"] == 1
     assert requests[1]["tool_choice"] == "none"  # the one call is spent, mid-conversation
     assert "tools" not in requests[2]  # the revision starts a fresh conversation with no calls left

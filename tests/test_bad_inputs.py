@@ -238,7 +238,7 @@ def existing_db(isolated):
         run_id = store.start_run(run_key="k", command="autointerp run", config={}, versions={}, model="m",
                                  model_hash="h", layer=1, unit_kind="neuron", corpus="c", seed=0, explainer="baseline",
                                  simulator="baseline")
-        store.finish_run(run_id, "complete", 1.0)
+        store.finish_run(run_id, "done", 1.0)
     return path
 
 
@@ -270,7 +270,7 @@ def test_a_damaged_database_is_refused_before_anything_is_written(cli, text_corp
             run_id = store.start_run(run_key=f"k{i}", command="x" * 200, config={"pad": "y" * 300}, versions={},
                                      model="m", model_hash="h", layer=1, unit_kind="neuron", corpus="c", seed=0,
                                      explainer="baseline", simulator="baseline")
-            store.finish_run(run_id, "complete", 1.0)
+            store.finish_run(run_id, "done", 1.0)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.execute("PRAGMA journal_mode=DELETE")

@@ -36,7 +36,7 @@ def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
     assert db["explanations"].count_where("role = 'explanation'") == 6
     assert db["explanations"].count_where("role = 'control'") == 12  # a shuffled and an empty explanation per unit
     run = next(db["runs"].rows)
-    assert run["status"] == "complete" and run["model_hash"] and json.loads(run["config"])["layer"] == 1
+    assert run["status"] == "done" and run["model_hash"] and json.loads(run["config"])["layer"] == 1
     assert db.execute("SELECT COUNT(*) FROM scores s JOIN explanations e ON e.id = s.explanation_id "
                       "WHERE s.split = 'test' AND e.role = 'explanation'").fetchone()[0] == 6
     splits = {r[0] for r in db.execute("SELECT DISTINCT split FROM windows WHERE source = 'random'").fetchall()}
@@ -85,12 +85,12 @@ class Interrupting(BaselineExplainer):
     calls: list[int] = []
     stop_after: int | None = None
 
-    async def explain(self, record, validate=None):
+    async def explain(self, record, judge=None, *, tools=None, thread=""):
         if self.stop_after is not None and len(self.calls) >= self.stop_after:
             os.kill(os.getpid(), signal.SIGINT)
             await asyncio.sleep(5)  # cancelled by asyncio's SIGINT handler long before this ends
         self.calls.append(record.id.unit)
-        return await super().explain(record, validate)
+        return await super().explain(record, judge)
 
 
 def test_interrupted_run_resumes_without_losing_or_redoing_units(cli, tiny, text_corpus, isolated, monkeypatch,
@@ -104,7 +104,7 @@ def test_interrupted_run_resumes_without_losing_or_redoing_units(cli, tiny, text
     code, _, err = cli(*args)
     assert code == 130 and "run the same command again to resume" in err
     db = sqlite_utils.Database(isolated / "autointerp.db")
-    assert next(db["runs"].rows)["status"] == "interrupted"
+    assert [(r["status"], r["stop_reason"]) for r in db["runs"].rows] == [("stopped", "interrupted")]
     done_first = {r["unit_id"] for r in db["unit_runs"].rows}
     assert len(done_first) == 3
     Interrupting.stop_after = None
@@ -113,7 +113,7 @@ def test_interrupted_run_resumes_without_losing_or_redoing_units(cli, tiny, text
     assert json.loads(out)["units_skipped"] == 3
     assert sorted(Interrupting.calls) == list(range(8))  # every unit explained exactly once over both sessions
     assert db["unit_runs"].count == 8 and db["explanations"].count_where("role = 'explanation'") == 8 and db["runs"].count == 1
-    assert next(db["runs"].rows)["status"] == "complete"
+    assert next(db["runs"].rows)["status"] == "done"
 
 
 def one_line_error(code, err, *needles):

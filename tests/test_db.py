@@ -33,6 +33,7 @@ EXPECTED_TABLES = {
         "id": str, "run_key": str, "created_at": str, "finished_at": str, "status": str, "command": str,
         "config": str, "versions": str, "model": str, "model_hash": str, "layer": int, "unit_kind": str,
         "corpus": str, "n_tokens": int, "seed": int, "explainer": str, "simulator": str, "wall_s": float,
+        "stop_reason": str,
     },
     "units": {"id": int, "model_hash": str, "layer": int, "unit": int, "kind": str},
     "unit_stats": {
@@ -91,7 +92,7 @@ EXPECTED_TABLES = {
     },
     "sweep_sessions": {
         "id": str, "sweep": str, "shard": str, "plan_hash": str, "pid": int, "host": str, "started_at": str,
-        "finished_at": str, "status": str, "reason": str, "units_done": int,
+        "finished_at": str, "status": str, "reason": str, "units_done": int, "stop_reason": str,
     },
     "sweep_items": {
         "sweep": str, "job": str, "layer": int, "units_total": int, "priority": int, "updated_at": str,
@@ -201,7 +202,7 @@ def test_reopen_applies_nothing_new(tmp_path):
         assert list(s.db.table("_sqlite_migrations").rows) == first
     assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
                                           "m005_dictionaries", "m006_probe_kind", "m007_probe_context",
-                                          "m008_leases_sweeps", "m009_outcomes"]
+                                          "m008_leases_sweeps", "m009_outcomes", "m010_outcome_words"]
 
 
 def test_a_file_from_before_m007_keeps_its_probe_rows(tmp_path):
@@ -408,7 +409,7 @@ def test_nan_is_written_as_null(store):
         valid=nan_valid, cost_usd=math.nan,
     )
     store.save_unit_result(run, rec, "h1", {"mi": math.inf}, [explanation])
-    store.finish_run(run, "complete", wall_s=math.nan)
+    store.finish_run(run, "done", wall_s=math.nan)
     dump = "\n".join(store.db.conn.iterdump())
     assert "NaN" not in dump and "Infinity" not in dump
     test, valid = store.db.query("SELECT * FROM scores ORDER BY split")
@@ -426,14 +427,14 @@ def test_resume_finds_the_latest_run_with_the_key_and_its_done_units(store):
     store.set_run_tokens(other, 42)  # known once capture has run
     assert store.db.table("runs").get(other)["n_tokens"] == 42 and store.run_tokens(other) == 42
     assert store.find_resumable_run("key") == new
-    store.finish_run(new, "complete", wall_s=1.0)
+    store.finish_run(new, "done", wall_s=1.0)
     assert store.find_resumable_run("key") == new  # complete: found, with nothing left to do
     store.db.table("runs").delete(new)
     assert store.find_resumable_run("key") == old
-    store.finish_run(old, "interrupted", wall_s=2.0)
+    store.finish_run(old, "stopped", wall_s=2.0, stop_reason="interrupted")
     store.resume_run(old)
     assert store.db.table("runs").get(old)["status"] == "running"
-    store.finish_run(old, "interrupted", wall_s=3.0)
+    store.finish_run(old, "stopped", wall_s=3.0, stop_reason="interrupted")
     assert store.find_resumable_run("key") == old
     assert store.db.table("runs").get(old)["wall_s"] == 5.0
     store.save_unit_result(old, record(1), "h1", {}, [scored(1)])
@@ -448,7 +449,7 @@ def test_resume_finds_the_latest_run_with_the_key_and_its_done_units(store):
     assert store.db.table("explanations").count_where("unit_id = ?", [store.unit_id("h1", 0, 3)]) == 1
     assert store.unit_id("h1", 0, 3) == store.unit_id("h1", 0, 3, "neuron") != store.unit_id("h2", 0, 3)
     with pytest.raises(KeyError):
-        store.finish_run("nope", "complete", 1.0)
+        store.finish_run("nope", "done", 1.0)
 
 
 def test_by_explainer_median_and_ci_match_numpy(store):

@@ -163,8 +163,9 @@ def test_a_planted_detectors_true_explanation_scores_far_above_its_shuffled_cont
 
     from autointerp.agent.baseline import BaselineExplainer
     from autointerp.scoring.baseline import BaselineSimulator
-    from autointerp.scoring.controls import EMPTY, score_controls, shuffled_name, shuffled_partners
-    from autointerp.scoring.scored import score_text
+    from autointerp.pipeline.components import make_scoring
+    from autointerp.pipeline.stages import Stages
+    from autointerp.scoring.controls import EMPTY, control_texts, shuffled_name, shuffled_partners
 
     subject, truth = planted
     cap = planted_cap
@@ -173,12 +174,12 @@ def test_a_planted_detectors_true_explanation_scores_far_above_its_shuffled_cont
     texts = {u: asyncio.run(BaselineExplainer().explain(records[u].for_explainer())).text for u in live}
     partners = shuffled_partners(live, seed=0)
     assert all(partners[u] != u for u in live) and sorted(partners.values()) == sorted(live)
-    simulator = BaselineSimulator()
+    stages = Stages(BaselineExplainer(), make_scoring(None, BaselineSimulator()))
     true_scores, shuffled_scores, clean = [], [], 0
     for unit in truth.token_detectors:
-        true_score = asyncio.run(score_text(records[unit], texts[unit], simulator))[0].score
-        controls = asyncio.run(score_controls(records[unit], simulator, texts[partners[unit]], partners[unit],
-                                              explainer="baseline"))
+        true_score = asyncio.run(stages.scoring.simulation.judge(records[unit], texts[unit])).value
+        controls = asyncio.run(stages.controls(records[unit], control_texts(texts, partners, unit,
+                                                                            explainer="baseline")))
         by_name = {c.explanation.explainer: c for c in controls}
         shuffled = by_name[shuffled_name("baseline")]
         assert shuffled.role == "control" and shuffled.explanation.text == texts[partners[unit]]

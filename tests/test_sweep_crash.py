@@ -79,8 +79,9 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     termed = json.loads(out)
-    assert termed["status"] in ("interrupted", "done") and (termed["status"] == "done" or
-                                                            termed["reason"] == "signal SIGTERM")
+    assert termed["status"] in ("stopped", "done") and (termed["status"] == "done" or
+                                                        (termed["stop_reason"], termed["reason"]) ==
+                                                        ("interrupted", "signal SIGTERM"))
     before = count(db, done_sql)
     assert before < TOTAL
     a, b = start(tmp_path, "sweep", "run", "night.toml", "--format", "json"), \
@@ -98,10 +99,11 @@ def test_sweep_killed_restarted_and_started_twice_does_every_unit_once(tmp_path,
         n_scores, n_distinct = conn.execute("SELECT COUNT(*), COUNT(DISTINCT explanation_id || split) "
                                             "FROM scores").fetchone()
         assert n_scores == n_distinct >= TOTAL  # every explanation (controls included) scored at most once a split
-        assert conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY 1").fetchall() == [("complete", 2)]
-        sessions = dict(conn.execute("SELECT status, COUNT(*) FROM sweep_sessions GROUP BY 1").fetchall())
+        assert conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY 1").fetchall() == [("done", 2)]
+        sessions = dict(conn.execute("SELECT status || '/' || COALESCE(stop_reason, ''), COUNT(*) FROM sweep_sessions "
+                                     "GROUP BY 1").fetchall())
         # killed sessions are marked so by the next start, the SIGTERMed one by itself
-        assert sessions.get("interrupted", 0) == kills + (termed["status"] == "interrupted")
+        assert sessions.get("stopped/interrupted", 0) == kills + (termed["status"] == "stopped")
     code, out, err = cli("sweep", "status", str(tmp_path / "night.toml"), "--format", "json")
     status = json.loads(out)
     assert code == 0 and status["done"] is True
@@ -113,12 +115,12 @@ def test_two_runs_of_the_same_command_do_each_unit_once(tmp_path):
     """Issue 15: a second `run` on a run in progress exits 0 saying who holds it, or with --wait waits; every unit
     is done by one process, and the run is complete only when every unit is."""
     from autointerp.config import load_config
-    from autointerp.pipeline.run import open_run
+    from autointerp.pipeline.session import OpenOptions, RunSession
 
     db = tmp_path / "r.db"
     args = ["run", "--layer", "3", "--tokens", "2000", "--units", "0:24", "--db", str(db), "--format", "json"]
     cfg = load_config(None, {"layer": 3, "tokens": 2000, "units": "0:24", "db": str(db)})
-    held = open_run(cfg, "test holds the run")  # this process is "the first run", for as long as the test likes
+    held = RunSession.open(cfg, OpenOptions("test holds the run"))  # this process is "the first run", for as long as the test likes
     try:
         second = start(tmp_path, *args)
         out, err = second.communicate(timeout=300)
@@ -131,7 +133,7 @@ def test_two_runs_of_the_same_command_do_each_unit_once(tmp_path):
         with sqlite3.connect(db) as conn:
             assert conn.execute("SELECT COUNT(*) FROM unit_runs").fetchone()[0] == 0  # nobody worked meanwhile
     finally:
-        held.store.finish_run(held.run_id, "interrupted", 0.0)
+        held.finish(stop=("interrupted", "the test let go"))
         held.close()
     summaries = []
     for w in waiters:
@@ -143,6 +145,6 @@ def test_two_runs_of_the_same_command_do_each_unit_once(tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT unit_id) FROM explanations "
                             "WHERE role = 'explanation'").fetchone() == (24, 24)
-        assert conn.execute("SELECT COUNT(*), MIN(status) FROM runs").fetchone() == (1, "complete")
+        assert conn.execute("SELECT COUNT(*), MIN(status) FROM runs").fetchone() == (1, "done")
         assert conn.execute("SELECT wall_s FROM runs").fetchone()[0] > 0
         assert conn.execute("SELECT COUNT(*) FROM leases").fetchone()[0] == 0

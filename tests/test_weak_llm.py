@@ -84,7 +84,8 @@ def test_no_revision_without_windows_and_the_outcomes_stay_apart():
     outcome, kept apart from the explainer's. Every call is on the unit and counted on its explanation."""
     from autointerp.agent.graph import AgentLimits
     from autointerp.agent.llm_explainer import LLMExplainer
-    from autointerp.scoring.scored import process_unit
+    from autointerp.pipeline.components import make_scoring
+    from autointerp.pipeline.stages import Stages
     from fakes import SELF, SELF_TEXT, Sink, planted_record
 
     def handler(request):
@@ -98,7 +99,8 @@ def test_no_revision_without_windows_and_the_outcomes_stay_apart():
         async def go():
             async with LLMClient(profile, "local", sink) as client:
                 explainer = LLMExplainer(client, profile, limits=AgentLimits(revise_rounds=2, max_tool_calls=0))
-                return await process_unit(planted_record(), explainer, LLMSimulator(client, profile, 10))
+                stages = Stages(explainer, make_scoring(None, LLMSimulator(client, profile, 10)))
+                return await stages.unit(planted_record())
 
         scored = asyncio.run(go())
         prompts = [r["messages"][-1]["content"] for r in srv.requests]

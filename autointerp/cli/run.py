@@ -96,7 +96,7 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
+        "median_score": s.median_score, "state": s.state, "stop_reason": s.stop_reason, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
         "controls": s.controls, "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
         "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}

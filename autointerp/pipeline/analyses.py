@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from autointerp.config import Config
-from autointerp.corpus import open_corpus
+
 from autointerp.db import open_db
 from autointerp.errors import UsageError
-from autointerp.pipeline.components import check_corpus, check_window, existing_db, package_versions, unit_space
+from autointerp.pipeline.inputs import capture_config, existing_db, load_inputs, package_versions, unit_space
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
-from autointerp.subject.capture import CaptureConfig, capture
+from autointerp.subject.capture import capture
 from autointerp.subject.model import load_subject
 from autointerp.subject.probing import BUILTIN_CONCEPTS, DEFAULT_TOKENS, ProbeResult, load_span_concept, probe_layers
 from autointerp.subject.units import RESIDUAL, parse_layers
@@ -41,16 +41,11 @@ def analyze(cfg: Config, layers: str, command: str = "",
     """Every statistical analysis (dead units, n-gram coverage, token/trigram detectors, suppression, positional
     units) for ``layers`` in ONE capture pass, stored in the DB (analysis_runs, layer_analyses, unit_analyses)."""
     t0 = time.time()
-    corpus = open_corpus(cfg.corpus, cfg.seed)
     store = existing_db(cfg.db)  # checked now; a new file is created only when there is something to store
-    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    inputs = load_inputs(cfg)
+    subject, corpus = inputs.subject, inputs.corpus
     wanted = parse_layers(layers, subject.n_layers)
-    check_window(subject, cfg.window)
-    check_corpus(corpus, subject, cfg.window)
-    cap_cfg = CaptureConfig(layers=wanted, window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
-                            batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
-                            firing=cfg.firing, seed=cfg.seed,
-                            ngrams=True, top_units=REGULARIZATION_TOP)
+    cap_cfg = capture_config(cfg, wanted, ngrams=True, top_units=REGULARIZATION_TOP)
     progress = on_capture_start(cfg.tokens) if on_capture_start else None
     t_capture = time.time()
     caps = capture(subject, corpus, cap_cfg, progress)
@@ -82,15 +77,19 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
     if concept.endswith(".jsonl"):
         if not Path(concept).is_file():
             raise UsageError(f"concept file {concept} not found; give a .jsonl of {{\"text\", \"spans\"}} lines")
-        target, corpus = load_span_concept(concept), None
+        target = load_span_concept(concept)
     elif concept in BUILTIN_CONCEPTS:
-        target, corpus = concept, open_corpus(cfg.corpus, cfg.seed)
+        target = concept
     else:
         raise UsageError(f"unknown concept {concept!r}; built-in: {', '.join(BUILTIN_CONCEPTS)}, or a .jsonl file")
     if method not in ("mean_diff", "adaptive"):
         raise UsageError(f"--method {method!r} is not supported; use mean_diff or adaptive")
     store = existing_db(cfg.db)
-    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
+    if isinstance(target, str):  # labelled from cfg.corpus: the preamble's subject and corpus
+        inputs = load_inputs(cfg)
+        subject, corpus = inputs.subject, inputs.corpus
+    else:  # the spans are the texts
+        subject, corpus = load_subject(cfg.model, cfg.device, cfg.dtype), None
     wanted = parse_layers(layers, subject.n_layers)
     if cfg.dictionary is not None and len(wanted) > 1:
         raise UsageError("a dictionary reads one layer; give --layer N with --units sae:PATH")

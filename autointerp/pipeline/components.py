@@ -1,7 +1,10 @@
-"""The run's components, chosen by name through registries: explainers, simulators, LLM clients, the unit space.
+"""The run's components, chosen by name through registries: explainers, simulators (and the scorers over them), LLM
+clients.
 
-    >>> llm = LLMContext(cfg)                          # one client per LLM profile, one budget, calls logged to the DB
+    >>> calls = CallLog()                              # the run owner opens it on the run's row once it has one
+    >>> llm = LLMContext(cfg, calls)                   # one client per LLM profile, one budget, calls logged to the DB
     >>> explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)
+    >>> scoring = make_scoring(cfg, simulator)         # the scoring stage: the run's scorers
 
 ``EXPLAINERS`` and ``SIMULATORS`` map a built-in name to a factory ``(config, llm context) -> component``; any other
 name is an LLM profile (``[models.NAME]`` in autointerp.toml, or ``openai:MODEL``).
@@ -10,8 +13,6 @@ name is an LLM profile (``[models.NAME]`` in autointerp.toml, or ``openai:MODEL`
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from autointerp.agent.base import Explainer
@@ -19,39 +20,54 @@ from autointerp.agent.baseline import BaselineExplainer
 from autointerp.agent.graph import AgentLimits
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.config import Config
-from autointerp.corpus import Corpus, bos_id, iter_token_windows
-from autointerp.db import Store, check_db_target, open_db
+from autointerp.db import Store
 from autointerp.errors import UsageError
 from autointerp.llm.client import Budget, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
 from autointerp.scoring.baseline import BaselineSimulator
 from autointerp.scoring.echo_simulator import EchoSimulator
 from autointerp.scoring.llm_simulator import LLMSimulator
+from autointerp.pipeline.stages import ScoringStage
+from autointerp.scoring.simulation import SimulationScorer
 from autointerp.scoring.simulator import Simulator
-from autointerp.subject.model import Subject
-from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
+
+
+class CallLog:
+    """Where a run's LLM calls are logged: the results DB under the run's id, from the moment the run owner opens it
+    (``open``; no call is made before: components are built, then the run is opened, then units are done)."""
+
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        self.run_id: str | None = None
+
+    def open(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+
+    def record_call(self, record) -> None:  # the CallSink the clients write to
+        if self.store is None:
+            raise RuntimeError("an LLM call before the run was opened: it would not be logged")
+        self.store.record_call(record, self.run_id)
 
 
 class LLMContext:
     """The LLM side of one run: profiles, one client per profile (shared by explainer and simulator), a budget
-    shared by all of them, and a sink that logs every call to the results DB under the run's id."""
+    shared by all of them, and the run's call log (``CallLog``)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, calls: CallLog | None = None):
         self.profiles = cfg.models
         self.log_logprobs = cfg.log_logprobs
         self.budget = Budget(max_usd=cfg.max_usd, max_calls=cfg.max_calls)
-        self.store: Store | None = None
-        self.run_id: str | None = None
+        self.calls = calls or CallLog()
         self.clients: dict[str, LLMClient] = {}
 
-    def record_call(self, record) -> None:  # the CallSink the clients write to
-        if self.store is not None:
-            self.store.record_call(record, self.run_id)
+    def limit(self, max_usd: float | None, max_calls: int | None) -> None:
+        """Set the budget every client of the run shares (a sweep gives each run what the plan has left)."""
+        self.budget.max_usd, self.budget.max_calls = max_usd, max_calls
 
     def client(self, name: str) -> tuple[LLMClient, ModelProfile]:
         profile = resolve_profile(name, self.profiles)
         if name not in self.clients:
-            self.clients[name] = LLMClient(profile, name, sink=self, budget=self.budget,
+            self.clients[name] = LLMClient(profile, name, sink=self.calls, budget=self.budget,
                                            log_logprobs=self.log_logprobs)
         return self.clients[name], profile
 
@@ -109,43 +125,6 @@ def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
     return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
 
 
-def unit_space(cfg: Config, subject) -> UnitSpace:
-    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer``."""
-    if cfg.dictionary is None:
-        return NEURONS
-    return load_unit_space(cfg.dictionary, cfg.layer, subject)
-
-
-def check_window(subject: Subject, window: int) -> None:
-    """UsageError when a window (and the BOS token the model's tokenizer adds) does not fit the model's positions."""
-    needed = window + (bos_id(subject.tokenizer) is not None)
-    if subject.max_positions is not None and needed > subject.max_positions:
-        raise UsageError(f"--window {window} needs {needed} positions but {subject.name} has "
-                         f"{subject.max_positions}; use --window {window - needed + subject.max_positions} or less")
-
-
-def check_corpus(corpus: Corpus, subject: Subject, window: int) -> None:
-    """UsageError unless the corpus yields at least one window of ``window`` tokens (read until the first one)."""
-    if next(iter_token_windows(corpus, subject.tokenizer, window, 1), None) is None:
-        raise UsageError(f"corpus {corpus.spec!r} yields no window of {window} tokens (its documents are empty or "
-                         "shorter); use a larger corpus or a smaller --window")
-
-
-def existing_db(path: str | Path) -> Store | None:
-    """The store at ``path`` when the file exists (checked as by ``open_db``), else None after checking that it can be
-    created: a command opens its database early this way and creates it only once every input has been checked."""
-    if Path(path).exists():
-        return open_db(path)
-    check_db_target(path)
-    return None
-
-
-def package_versions() -> dict[str, str]:
-    names = ["autointerp", "torch", "transformers", "openai", "langgraph", "pydantic", "sqlite-utils", "numpy"]
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+def make_scoring(cfg: Config | None, simulator: Simulator) -> ScoringStage:
+    """The run's scoring stage: the simulation scorer over ``simulator`` (the score of record)."""
+    return ScoringStage([SimulationScorer(simulator)])

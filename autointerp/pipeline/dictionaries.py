@@ -13,11 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from autointerp.config import Config
-from autointerp.corpus import iter_token_windows, open_corpus
+from autointerp.corpus import iter_token_windows
 from autointerp.db import Store, open_db
 from autointerp.errors import UsageError
-from autointerp.pipeline.components import check_corpus, check_window, existing_db
-from autointerp.subject.model import load_subject
+from autointerp.pipeline.inputs import existing_db, load_inputs
 from autointerp.subject.sae import (
     SAETrainConfig,
     SparseAutoencoder,
@@ -72,13 +71,10 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
         raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
     _check_numbers(cfg, ratio=ratio, alpha=alpha, epochs=epochs, fit_tokens=fit_tokens, eval_tokens=eval_tokens)
     target = _check_out(out)
-    fit, held_out = open_corpus(fit_corpus, cfg.seed), open_corpus(cfg.corpus, cfg.seed)
     store = existing_db(cfg.db)
-    subject = load_subject(cfg.model, cfg.device, cfg.dtype)
-    subject.check_layer(layer)
-    check_window(subject, cfg.window)
-    check_corpus(fit, subject, cfg.window)
-    check_corpus(held_out, subject, cfg.window)
+    fitting = load_inputs(cfg, corpus=fit_corpus, layers=[layer])
+    subject, fit = fitting.subject, fitting.corpus
+    load_inputs(cfg, subject=subject)  # the held-out corpus, checked before the fit
     model_hash = subject.weights_hash()
     windows = iter_token_windows(fit, subject.tokenizer, cfg.window, max(1, fit_tokens // cfg.window))
     acts = collect_activations(subject, windows, layer, site, max_tokens=fit_tokens, batch_size=cfg.batch_size)
@@ -109,13 +105,10 @@ def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 5
     held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
     stored in ``dictionary_evals``."""
     _check_numbers(cfg, eval_tokens=eval_tokens)
-    corpus = open_corpus(cfg.corpus, cfg.seed)
     store = store or existing_db(cfg.db)
-    subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
-    subject.check_layer(layer)
+    inputs = load_inputs(cfg, subject=subject, layers=[layer])
+    subject, corpus = inputs.subject, inputs.corpus
     space = load_unit_space(path, layer, subject)
-    check_window(subject, cfg.window)
-    check_corpus(corpus, subject, cfg.window)
     max_windows = max(1, eval_tokens // cfg.window)
     windows = list(iter_token_windows(corpus, subject.tokenizer, cfg.window, max_windows))
     acts = collect_activations(subject, windows, layer, space.site, max_tokens=eval_tokens,

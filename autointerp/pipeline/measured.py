@@ -4,7 +4,7 @@
     >>> estimate["basis"]          # per component: how its tokens per call were found
     {'explainer': 'measured over 212 earlier calls', 'simulator': 'guess: counted from the prompts'}
 
-``scoring.estimate.estimate_llm_usage`` predicts the calls and, by counting the prompts, the tokens of one unit. The
+``counted_usage`` predicts the calls and, by counting the prompts, the tokens of one unit. The
 calls are a matter of the config (drafts, revisions, tool calls, windows per request), the tokens per call are not:
 the replies' lengths depend on the model. So when the results DB holds successful calls of the same profile and model
 for the same purposes (``MIN_CALLS`` or more), their mean tokens per call replace the counted ones; otherwise the
@@ -15,49 +15,66 @@ from __future__ import annotations
 
 from typing import Any
 
+from autointerp.agent.base import Explainer
 from autointerp.db import Store
-from autointerp.scoring.estimate import estimate_llm_usage
+from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.tokens import Estimate, TokenCounter
+from autointerp.scoring.simulator import Simulator
+from autointerp.subject.records import UnitRecord
 
 MIN_CALLS = 5  # fewer earlier calls than this: the counted tokens are used
 PURPOSES = {"explainer": ("explain", "revise"), "simulator": ("simulate",)}  # what each component's calls are for
+TYPICAL_TEXT = "x" * 160  # a typical one-sentence explanation, for the simulations of candidates and controls
 
 
-class _NoLLM:
-    """Stands in for the other component while one is estimated (keeps the explainer's limits, which decide how
-    many candidate explanations the simulator scores)."""
+def counted_usage(record: UnitRecord, explainer: Explainer, simulator: Simulator, counter: TokenCounter,
+                  controls: bool = False) -> dict[str, tuple[Estimate, ModelProfile]]:
+    """Per LLM component, its expected usage for ONE unit like ``record`` and its profile (prompts counted).
 
-    def __init__(self, like: Any = None):
-        self.limits = getattr(like, "limits", None)
+    The explainer estimates its own calls (``Explainer.estimate``); the simulator simulates the test windows once
+    per unit, the valid windows once per candidate the explainer validates, and the test windows twice more with
+    ``controls`` (a shuffled explanation and the empty one)."""
+    parts: dict[str, tuple[Estimate, ModelProfile]] = {}
+    explained = explainer.estimate(record, counter)
+    if explained is not None and explainer.profile is not None:
+        parts["explainer"] = (explained, explainer.profile)
+    test = [list(w.tokens) for w in record.split("test")]
+    sim = simulator.estimate(test, counter, TYPICAL_TEXT)
+    if sim is not None and simulator.profile is not None:
+        if controls:
+            sim = sim * 2 + simulator.estimate(test, counter, "")
+        if explainer.validations:
+            valid = [list(w.tokens) for w in record.split("valid")]
+            sim = sim + simulator.estimate(valid, counter, TYPICAL_TEXT) * explainer.validations
+        parts["simulator"] = (sim, simulator.profile)
+    return parts
 
 
-def estimate_run(store: Store | None, record, explainer, simulator, n_units: int,
+def estimate_run(store: Store | None, record: UnitRecord, explainer: Explainer, simulator: Simulator, n_units: int,
                  tiktoken_file: str | None = None, controls: bool = False) -> dict[str, Any] | None:
     """Expected calls, tokens and cost of ``n_units`` units like ``record`` (None when no LLM is used); tokens per
     call measured from ``store`` where it can (see the module docstring). ``basis`` says how, per component;
     ``measured`` is True when every component's tokens were measured."""
+    counter = TokenCounter(bpe_file=tiktoken_file)
+    parts = counted_usage(record, explainer, simulator, counter, controls)
+    if not parts:
+        return None
     total: dict[str, Any] = {"units": n_units, "calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
-                             "token_counting": None, "basis": {}}
-    for role, pair in (("explainer", (explainer, _NoLLM())), ("simulator", (_NoLLM(explainer), simulator))):
-        part = estimate_llm_usage(record, *pair, n_units, tiktoken_file, controls=controls)
-        if part is None:
-            continue
-        component = explainer if role == "explainer" else simulator
-        total["token_counting"] = part["token_counting"]
-        tokens_in, tokens_out, cost = part["tokens_in"], part["tokens_out"], part["cost_usd"]
-        seen = None if store is None else store.tokens_per_call(component.name, component.profile.model,
-                                                                PURPOSES[role])
+                             "token_counting": counter.method, "basis": {}}
+    components = {"explainer": explainer, "simulator": simulator}
+    for role, (one, profile) in parts.items():
+        est = one * n_units
+        tokens_in, tokens_out = est.tokens_in, est.tokens_out
+        seen = None if store is None else store.tokens_per_call(components[role].name, profile.model, PURPOSES[role])
         if seen is not None and seen["calls"] >= MIN_CALLS:
-            tokens_in, tokens_out = round(part["calls"] * seen["tokens_in"]), round(part["calls"] * seen["tokens_out"])
-            cost = component.profile.cost_usd(tokens_in, tokens_out)
+            tokens_in, tokens_out = round(est.calls * seen["tokens_in"]), round(est.calls * seen["tokens_out"])
             total["basis"][role] = f"measured over {seen['calls']} earlier calls"
         else:
             total["basis"][role] = "guess: counted from the prompts"
-        total["calls"] += part["calls"]
+        total["calls"] += est.calls
         total["tokens_in"] += tokens_in
         total["tokens_out"] += tokens_out
-        total["cost_usd"] += cost
-    if not total["basis"]:
-        return None
+        total["cost_usd"] += profile.cost_usd(tokens_in, tokens_out)
     total["measured"] = all(b.startswith("measured") for b in total["basis"].values())
     return total
 
