@@ -2,7 +2,7 @@
 it, and what both cost. The run owner (``autointerp.pipeline``) builds it from the explain stage's ``Explanation``
 and the scoring stage's judgements; ``Store.save_unit_result`` and ``save_controls`` write it.
 
-    scored = ScoredExplanation.build(explanation, explainer_config, simulation, usage, role="explanation")
+    scored = ScoredExplanation.build(explanation, explainer_config, False, scorer, simulation, usage)
     scored.status, scored.test.score, scored.simulations
 
 Two outcomes, kept apart: the explainer's (``explanation.status``/``reason``: done, gave_up, failed) and the
@@ -21,7 +21,7 @@ from autointerp.agent.base import Explanation
 from autointerp.llm.types import Totals
 from autointerp.outcomes import ScoringOutcome, UnitOutcome, unit_outcome
 from autointerp.scoring.score import ScoreResult
-from autointerp.scoring.simulation import SimulationJudgement
+from autointerp.scoring.simulation import SimulationJudgement, SimulationScorer
 
 Role = Literal["explanation", "control"]  # control: a floor (shuffled or empty text), never a unit's best
 
@@ -60,17 +60,18 @@ class ScoredExplanation:
         return self.scoring_reason if self.scoring == "failed" else self.explanation.reason
 
     @classmethod
-    def build(cls, explanation: Explanation, explainer_config: dict[str, Any], is_baseline: bool, simulator: str,
-              simulator_config: dict[str, Any], simulation: SimulationJudgement | None, usage: Totals,
+    def build(cls, explanation: Explanation, explainer_config: dict[str, Any], is_baseline: bool,
+              scorer: SimulationScorer, simulation: SimulationJudgement | None, usage: Totals,
               role: Role = "explanation", judgements: Sequence[Any] = ()) -> ScoredExplanation:
-        """The record of ``explanation`` judged by ``simulation`` on test (None: nothing to judge, no text)."""
+        """The record of ``explanation`` judged by ``scorer``'s ``simulation`` on test (None: nothing to judge, no
+        text); ``judgements``: the other scorers'."""
         if simulation is None:
             scoring, why = "not_scored", "the explainer wrote no explanation"
         else:
             scoring, why = ("failed", simulation.failure) if simulation.failure else ("scored", None)
         return cls(
             explanation=explanation, explainer_config=explainer_config, is_baseline=is_baseline,
-            simulator=simulator, simulator_config=simulator_config,
+            simulator=scorer.simulator.name, simulator_config=scorer.simulator.config(),
             test=simulation.score if simulation else None,
             simulations=dict(simulation.simulations) if simulation else {},
             llm_calls=usage.calls, tokens_in=usage.tokens_in, tokens_out=usage.tokens_out, cost_usd=usage.cost_usd,

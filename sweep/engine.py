@@ -129,10 +129,11 @@ def resolve_plan(plan_path: str | Path, config: str | None = None, db: str | Non
 
 def run_sweep(plan_path: str | Path, *, config: str | None = None, shard: tuple[int, int] | None = None,
               wait: bool = False, ray: str | None = None, on_event: Event | None = None, command: str = "",
-              lease_ttl_s: float = DEFAULT_TTL_S, db: str | None = None) -> SweepResult:
+              db: str | None = None) -> SweepResult:
     """Run the plan's remaining work; see the module docstring. ``ray``: 'auto', 'local' or a cluster address.
     ``db``: the results file instead of the configuration's (a plan that names one itself refuses it)."""
     t0 = time.time()
+    lease_ttl_s = DEFAULT_TTL_S  # the sweep's lease and every run's: expired after this long without a heartbeat
     plan, jobs, db = resolve_plan(plan_path, config, db)
     captor = _ray_captor(ray) if ray else None  # fails early when ray is missing or unreachable
     shard_s = None if shard is None else f"{shard[0]}/{shard[1]}"

@@ -93,9 +93,8 @@ class Stages:
                                         thread)
             simulation, others = (await self.scoring.judge(record, explanation.text) if explanation.text
                                   else (None, []))
-        return ScoredExplanation.build(
-            explanation, self.explainer.config(), self.explainer.is_baseline, self.scoring.simulation.simulator.name,
-            self.scoring.simulation.simulator.config(), simulation, usage, judgements=others)
+        return ScoredExplanation.build(explanation, self.explainer.config(), self.explainer.is_baseline,
+                                       self.scoring.simulation, simulation, usage, judgements=others)
 
     async def controls(self, record: UnitRecord, texts: Sequence[tuple[str, str, dict[str, Any]]]
                        ) -> list[ScoredExplanation]:
@@ -106,7 +105,6 @@ class Stages:
                 simulation, others = await self.scoring.judge(record, text)
             explanation = Explanation(text, status="done", explainer=name, details={"control": name, **details})
             config = {"kind": "control", "name": name, "of": self.explainer.name if text else None}
-            out.append(ScoredExplanation.build(
-                explanation, config, False, self.scoring.simulation.simulator.name,
-                self.scoring.simulation.simulator.config(), simulation, usage, role="control", judgements=others))
+            out.append(ScoredExplanation.build(explanation, config, False, self.scoring.simulation, simulation, usage,
+                                               role="control", judgements=others))
         return out
