@@ -4,6 +4,7 @@ shows the install and test commands CI runs."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,55 @@ def test_the_docs_command_check_finds_a_stale_flag_and_a_missing_script():
     assert problems == ["autointerp run has no --layers: autointerp run --layer 3 --no-controls --layers 4",
                         "benchmarks/bench_llm.py takes no --bogus", "no script benchmarks/no_such_bench.py",
                         "autointerp sweep run has no --fresh: autointerp sweep run plan.toml --shard 0/2 --fresh"]
+
+
+# -- the methods page the code cites ----------------------------------------------------------------------------------
+METHODS_PAGE = ROOT / "docs" / "methods.md"
+# "docs/methods.md §2", and until the citations are rewritten the older "METHODS.md §2" / "METHODS §2"; a range
+# "§3-5" cites every section in it
+_CITATION = re.compile(r"(docs/methods\.md|METHODS(?:\.md)?) §(\d+)([a-z]?)(?:-(\d+)\b)?")
+_HEADING = re.compile(r"^## (\d+[a-z]?)\. ", re.MULTILINE)
+
+
+def _cited_sections(text: str) -> list[tuple[str, str]]:
+    """(citation as written, section) for every section ``text`` cites."""
+    out = []
+    for m in _CITATION.finditer(text):
+        first, letter, last = int(m.group(2)), m.group(3), m.group(4)
+        sections = [f"{first}{letter}"] if last is None else [str(n) for n in range(first, int(last) + 1)]
+        out += [(m.group(0), section) for section in sections]
+    return out
+
+
+def _missing_sections(files: dict[str, str], page: str) -> list[str]:
+    """'FILE cites CITATION: no section N in docs/methods.md' for every citation whose section has no heading."""
+    headings = set(_HEADING.findall(page))
+    return [f"{name} cites {cited!r}: no section {section} in docs/methods.md"
+            for name, text in files.items() for cited, section in _cited_sections(text) if section not in headings]
+
+
+def _citing_files() -> dict[str, str]:
+    """Every .py file of the rooms (pyproject's package-dir), the tests and the benchmarks, and every doc page."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {ROOT / d for d in setuptools["package-dir"].values()} | {ROOT / "tests", ROOT / "benchmarks"}
+    paths = [p for folder in sorted(folders) for p in sorted(folder.rglob("*.py")) if p.resolve() != Path(__file__).resolve()]
+    return {str(p.relative_to(ROOT)): p.read_text() for p in [*paths, *DOC_PAGES]}
+
+
+def test_every_cited_methods_section_exists():
+    files = _citing_files()
+    assert not _missing_sections(files, METHODS_PAGE.read_text())
+    # the citations were read, not skipped: the code cites the page (under either name) all over
+    assert sum(len(_cited_sections(text)) for text in files.values()) > 20
+
+
+def test_the_methods_citation_check_finds_a_missing_section():
+    page = "# Methods\n\n## 1. Capture\n\n## 2. Scoring\n\n## 2b. Classification\n\n### 3. not a section heading\n"
+    files = {"a.py": '"""Capture (docs/methods.md §1); scores (METHODS.md §2b, METHODS §2)."""',
+             "b.py": "# the analyses (METHODS.md §1-3); detectors (docs/methods.md §3); cost (docs/methods.md §2c)"}
+    assert _missing_sections(files, page) == [
+        "b.py cites 'METHODS.md §1-3': no section 3 in docs/methods.md",
+        "b.py cites 'docs/methods.md §3': no section 3 in docs/methods.md",
+        "b.py cites 'docs/methods.md §2c': no section 2c in docs/methods.md"]
+    # the real page has every section the code may cite, numbered as the citations number them
+    assert set(_HEADING.findall(METHODS_PAGE.read_text())) == {"1", "2", "2b", "2c", "3", "4", "5", "6", "7", "8"}
