@@ -124,9 +124,13 @@ def _print_by_explainer(rows: list[dict]) -> None:
     for r in rows:
         name = f"{r['explainer']} / {r['simulator']}" + (" (control)" if r["role"] == "control" else "")
         table.add_row(cell(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
-                      fmt(r["mean"]), f"{fmt(r['ci_low'])}-{fmt(r['ci_high'])}" if r["mean"] is not None else "",
+                      fmt(r["mean"]), f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r["mean"] is not None else "",
                       fmt(r["median"]), str(r["llm_calls"] or 0))
     out.print(table)
+    if any(r["role"] == "control" and r["mean"] is None and r["simulator"] == "baseline" for r in rows):
+        out.print("n/a for a control under the baseline simulator: it predicts a constant for a text that names no "
+                  "token (the empty explanation), so Pearson r is undefined there by design; an LLM simulator gives "
+                  "the empty control a defined floor")
 
 
 def _print_by_dictionary(rows: list[dict]) -> None:
@@ -139,7 +143,7 @@ def _print_by_dictionary(rows: list[dict]) -> None:
         table.add_column(name, no_wrap=True)
     for r in rows:
         table.add_row(str(r["layer"]), cell(r["kind"]), cell(f"{r['explainer']} / {r['simulator']}"), str(r["units"]),
-                      str(r["undefined"]), fmt(r["mean"]), f"{fmt(r['ci_low'])}-{fmt(r['ci_high'])}",
+                      str(r["undefined"]), fmt(r["mean"]), f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
                       fmt(r["median"]))
     out.print(table)
 
