@@ -37,7 +37,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "device", "dtype"),
     "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "firing", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
-    "simulator": ("simulator", "windows_per_request", "controls"),
+    "simulator": ("simulator", "windows_per_request", "controls", "controls_units"),
     "budget": ("max_usd", "max_calls"),
     "storage": ("db", "log_logprobs", "tiktoken_file"),
 }
@@ -76,8 +76,10 @@ class Config(BaseModel):
     max_unit_tokens: int = Field(40_000, ge=1, description="LLM explainer: token cap per unit; past it, gave_up.")
     best_of: int = Field(1, ge=1, description="LLM explainer: independent drafts, the best on valid kept.")
     windows_per_request: int = Field(10, ge=1, description="Windows per LLM simulator request.")
-    controls: bool = Field(True, description="Also score every unit with a shuffled (another unit's) and an empty "
-                                             "explanation under the same simulator: the floor beside each score.")
+    controls: bool = Field(True, description="Also judge units with a shuffled (another unit's) and an empty "
+                                             "explanation under the same scorers: the floor beside each score.")
+    controls_units: int = Field(16, ge=0, description="Controls on a seeded sample of this many explained live units "
+                                                      "per run (enough for the floor's 95% interval); 0: every unit.")
     max_usd: float | None = Field(None, ge=0, description="Stop spending on LLM calls past this many US dollars.")
     max_calls: int | None = Field(None, ge=0, description="Stop after this many LLM calls.")
     log_logprobs: bool = Field(False, description="Keep per-token logprobs in the llm_calls log (a simulator "

@@ -15,7 +15,9 @@ best explanation on the leaderboard, never deciding a unit's outcome):
 - ``control:empty``: the unit scored with the empty explanation: the simulator's prior alone. With the baseline
   simulator it predicts a constant, so its score is undefined (None, with the reason) by design.
 
-Units that never fire get no controls (every score of theirs is undefined). The run owner
+Controls are judged on a seeded sample of the explained live units (``control_sample``; ``controls_units``, 16
+by default: a floor with a 95% interval, at a fraction of the cost of controls on every unit). Units that never fire
+get no controls (every score of theirs is undefined). The run owner
 (``autointerp.pipeline.stages``) judges each control text with the run's scorers and counts its LLM calls on it.
 """
 
@@ -41,6 +43,17 @@ def shuffled_partners(units: Sequence[int], seed: int) -> dict[int, int]:
         return {}
     random.Random(seed).shuffle(order)
     return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+
+
+def control_sample(live: Sequence[int], already: set[int], n: int, seed: int) -> list[int]:
+    """The units to judge with controls now: ``n`` units of ``live`` in a seeded order (``n`` 0: every one), those
+    ``already`` controlled counted first, so a resumed run tops the sample up to ``n`` and never redoes one."""
+    order = sorted(set(live))
+    random.Random(f"controls:{seed}").shuffle(order)
+    if n == 0:
+        return [u for u in order if u not in already]
+    need = n - len(already & set(order))
+    return [u for u in order if u not in already][:max(need, 0)]
 
 
 def control_texts(texts: dict[int, str], partners: dict[int, int], unit: int, *, explainer: str,

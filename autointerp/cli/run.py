@@ -40,15 +40,22 @@ def run(
     output: Annotated[str, Opt("--format", help="Summary format: table or json.")] = "table",
     wait: Annotated[bool, Opt("--wait", help="If another process is doing this run, wait for it and then finish "
                                              "what is left (default: say who holds it and exit 0).")] = False,
+    dry: Annotated[bool, Opt("--estimate", help="Print the LLM calls, tokens and dollars the run would spend, per "
+                                                "purpose and per unit, and exit: no LLM call, nothing written.")
+                   ] = False,
 ) -> None:
     """Capture -> explain -> simulate -> score -> store, for every unit of one layer; then print a summary."""
     from autointerp.config import load_config
     from autointerp.db.leases import LeaseHeld
     from autointerp.pipeline import run as run_pipeline
+    from autointerp.pipeline.run import estimate
 
     check_format(output, ("table", "json"))
     overrides["units"], overrides["dictionary"] = dictionary_units(overrides["units"], overrides["dictionary"])
     cfg = load_config(config, overrides)
+    if dry:
+        _print_estimate(estimate(cfg), output)
+        return
     progress, on_capture_start = capture_progress()
     state: dict = {}
 
@@ -79,6 +86,25 @@ def run(
         print_json(_summary_json(summary))
     else:
         _print_summary(summary)
+
+
+def _print_estimate(e: dict | None, output: str) -> None:
+    """``run --estimate``: the expected spend, in total, per purpose and per unit."""
+    if output == "json":
+        print_json(e)
+        return
+    if e is None:
+        out.print("no LLM calls: the explainer and simulator are the baseline, or every unit is done")
+        return
+    table = Table("purpose", "calls", "tokens in", "tokens out", "US$", "US$ per unit",
+                  title=f"LLM estimate for {e['units']} units ({e['controlled_units']} with controls)")
+    for purpose, p in e["by_purpose"].items():
+        table.add_row(purpose, f"{p['calls']:,}", f"{p['tokens_in']:,}", f"{p['tokens_out']:,}",
+                      f"{p['cost_usd']:.4f}", f"{p['cost_usd'] / e['units']:.5f}")
+    table.add_row("total", f"{e['calls']:,}", f"{e['tokens_in']:,}", f"{e['tokens_out']:,}", f"{e['cost_usd']:.4f}",
+                  f"{e['per_unit']['cost_usd']:.5f}")
+    out.print(table)
+    out.print(_basis(e), markup=False)
 
 
 def _basis(e: dict) -> str:

@@ -23,58 +23,67 @@ from autointerp.scoring.simulator import Simulator
 from autointerp.subject.records import UnitRecord
 
 MIN_CALLS = 5  # fewer earlier calls than this: the counted tokens are used
-PURPOSES = {"explainer": ("explain", "revise"), "simulator": ("simulate",)}  # what each component's calls are for
+# what each purpose's calls are, in llm_calls: the explainer's (explain, revise) and the simulator's (simulate)
+PURPOSES = {"explain": ("explain", "revise"), "validate": ("simulate",), "score": ("simulate",),
+            "controls": ("simulate",)}
 TYPICAL_TEXT = "x" * 160  # a typical one-sentence explanation, for the simulations of candidates and controls
 
 
-def counted_usage(record: UnitRecord, explainer: Explainer, simulator: Simulator, counter: TokenCounter,
-                  controls: bool = False) -> dict[str, tuple[Estimate, ModelProfile]]:
-    """Per LLM component, its expected usage for ONE unit like ``record`` and its profile (prompts counted).
-
-    The explainer estimates its own calls (``Explainer.estimate``); the simulator simulates the test windows once
-    per unit, the valid windows once per candidate the explainer validates, and the test windows twice more with
-    ``controls`` (a shuffled explanation and the empty one)."""
-    parts: dict[str, tuple[Estimate, ModelProfile]] = {}
+def counted_usage(record: UnitRecord, explainer: Explainer, simulator: Simulator, counter: TokenCounter
+                  ) -> dict[str, tuple[Estimate, ModelProfile, str]]:
+    """Per purpose, the expected usage of ONE unit like ``record`` (prompts counted), the profile that pays for it
+    and the component's name: ``explain`` (the explainer's own calls, ``Explainer.estimate``), ``validate`` (the
+    valid windows simulated once per candidate the explainer validates), ``score`` (the test windows, once) and
+    ``controls`` (the test windows twice more: a shuffled explanation and the empty one; for a unit that has them)."""
+    parts: dict[str, tuple[Estimate, ModelProfile, str]] = {}
     explained = explainer.estimate(record, counter)
     if explained is not None and explainer.profile is not None:
-        parts["explainer"] = (explained, explainer.profile)
+        parts["explain"] = (explained, explainer.profile, explainer.name)
     test = [list(w.tokens) for w in record.split("test")]
     sim = simulator.estimate(test, counter, TYPICAL_TEXT)
     if sim is not None and simulator.profile is not None:
-        if controls:
-            sim = sim * 2 + simulator.estimate(test, counter, "")
         if explainer.validations:
             valid = [list(w.tokens) for w in record.split("valid")]
-            sim = sim + simulator.estimate(valid, counter, TYPICAL_TEXT) * explainer.validations
-        parts["simulator"] = (sim, simulator.profile)
+            parts["validate"] = (simulator.estimate(valid, counter, TYPICAL_TEXT) * explainer.validations,
+                                 simulator.profile, simulator.name)
+        parts["score"] = (sim, simulator.profile, simulator.name)
+        parts["controls"] = (sim + simulator.estimate(test, counter, ""), simulator.profile, simulator.name)
     return parts
 
 
 def estimate_run(store: Store | None, record: UnitRecord, explainer: Explainer, simulator: Simulator, n_units: int,
-                 tiktoken_file: str | None = None, controls: bool = False) -> dict[str, Any] | None:
-    """Expected calls, tokens and cost of ``n_units`` units like ``record`` (None when no LLM is used); tokens per
-    call measured from ``store`` where it can (see the module docstring). ``basis`` says how, per component;
-    ``measured`` is True when every component's tokens were measured."""
+                 tiktoken_file: str | None = None, controlled: int = 0) -> dict[str, Any] | None:
+    """Expected calls, tokens and cost of ``n_units`` units like ``record``, ``controlled`` of which get controls
+    (None when no LLM is used); tokens per call measured from ``store`` where it can (see the module docstring).
+    ``by_purpose`` splits the totals (explain, validate, score, controls); ``basis`` says how each purpose's tokens
+    were found; ``measured`` is True when every purpose's were measured."""
     counter = TokenCounter(bpe_file=tiktoken_file)
-    parts = counted_usage(record, explainer, simulator, counter, controls)
+    parts = counted_usage(record, explainer, simulator, counter)
     if not parts:
         return None
-    total: dict[str, Any] = {"units": n_units, "calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
-                             "token_counting": counter.method, "basis": {}}
-    components = {"explainer": explainer, "simulator": simulator}
-    for role, (one, profile) in parts.items():
-        est = one * n_units
+    total: dict[str, Any] = {"units": n_units, "controlled_units": controlled, "calls": 0, "tokens_in": 0,
+                             "tokens_out": 0, "cost_usd": 0.0, "token_counting": counter.method, "basis": {},
+                             "by_purpose": {}}
+    for purpose, (one, profile, name) in parts.items():
+        est = one * (controlled if purpose == "controls" else n_units)
+        if est.calls == 0:
+            continue
         tokens_in, tokens_out = est.tokens_in, est.tokens_out
-        seen = None if store is None else store.tokens_per_call(components[role].name, profile.model, PURPOSES[role])
+        seen = None if store is None else store.tokens_per_call(name, profile.model, PURPOSES[purpose])
         if seen is not None and seen["calls"] >= MIN_CALLS:
             tokens_in, tokens_out = round(est.calls * seen["tokens_in"]), round(est.calls * seen["tokens_out"])
-            total["basis"][role] = f"measured over {seen['calls']} earlier calls"
+            total["basis"][purpose] = f"measured over {seen['calls']} earlier calls"
         else:
-            total["basis"][role] = "guess: counted from the prompts"
+            total["basis"][purpose] = "guess: counted from the prompts"
+        cost = profile.cost_usd(tokens_in, tokens_out)
+        total["by_purpose"][purpose] = {"calls": est.calls, "tokens_in": tokens_in, "tokens_out": tokens_out,
+                                        "cost_usd": cost}
         total["calls"] += est.calls
         total["tokens_in"] += tokens_in
         total["tokens_out"] += tokens_out
-        total["cost_usd"] += profile.cost_usd(tokens_in, tokens_out)
+        total["cost_usd"] += cost
+    total["per_unit"] = {k: round(total[k] / max(n_units, 1), 6) for k in ("calls", "tokens_in", "tokens_out",
+                                                                           "cost_usd")}
     total["measured"] = all(b.startswith("measured") for b in total["basis"].values())
     return total
 

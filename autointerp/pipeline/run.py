@@ -19,7 +19,10 @@ from typing import Any
 
 from autointerp.config import Config
 from autointerp.db.leases import LeaseInfo
-from autointerp.pipeline.session import OpenOptions, ProgressStart, RunSession
+from autointerp.pipeline.inputs import capture_config, existing_db, load_inputs, run_units
+from autointerp.pipeline.measured import estimate_run
+from autointerp.pipeline.session import OpenOptions, ProgressStart, RunSession, build_components, controlled_units, run_key
+from autointerp.subject.capture import capture
 from autointerp.pipeline.summary import RunSummary, UnitOutcome
 
 
@@ -51,4 +54,36 @@ def run(
     return session.summary
 
 
-__all__ = ["RunSummary", "UnitOutcome", "run"]
+def estimate(cfg: Config) -> dict[str, Any] | None:
+    """What ``run(cfg)`` would spend on LLM calls, per purpose and per unit, without calling an LLM or writing
+    anything (``autointerp run --estimate``); None when the run uses no LLM.
+
+    The prompts are counted on windows of a short capture (enough windows for one unit's top and random windows:
+    every window has ``cfg.window`` tokens, so their count does not depend on which ones they are); tokens per call
+    are measured from earlier calls of the same profiles in ``cfg.db`` when it holds enough of them
+    (``measured.estimate_run``). Units a resumable run already finished are not counted."""
+    _, explainer, stages = build_components(cfg)
+    store = existing_db(cfg.db)
+    try:
+        inputs = load_inputs(cfg, layers=[cfg.layer])
+        space, units = run_units(cfg, inputs.subject)
+        left, controlled = units, controlled_units(cfg, len(units))
+        if store is not None:
+            run_id = store.find_resumable_run(run_key(cfg, inputs.subject.weights_hash(), explainer, stages, space))
+            if run_id is not None:
+                done = store.done_units(run_id)
+                left = [u for u in units if (space.kind, cfg.layer, u) not in done]
+                controlled = controlled_units(cfg, len(units), len(store.controlled_units(run_id)))
+        if not left:
+            return None
+        sample = max(cfg.top_k + cfg.n_random, 8) * cfg.window * 4  # windows enough for one unit's record
+        short = cfg.model_copy(update={"tokens": min(cfg.tokens or sample, sample)})
+        cap = capture(inputs.subject, inputs.corpus, capture_config(short, [cfg.layer]), None, space)[cfg.layer]
+        return estimate_run(store, cap.unit_record(left[0], space.kind), explainer,
+                            stages.scoring.simulation.simulator, len(left), cfg.tiktoken_file, controlled)
+    finally:
+        if store is not None:
+            store.close()
+
+
+__all__ = ["RunSummary", "UnitOutcome", "estimate", "run"]

@@ -40,7 +40,7 @@ from autointerp.pipeline.inputs import Inputs, capture_config, existing_db, load
 from autointerp.pipeline.measured import estimate_run
 from autointerp.pipeline.stages import Stages
 from autointerp.pipeline.summary import RunSummary, UnitOutcome
-from autointerp.scoring.controls import control_texts, shuffled_partners
+from autointerp.scoring.controls import control_sample, control_texts, shuffled_partners
 from autointerp.subject.capture import LayerCapture, capture
 from autointerp.subject.model import Subject
 from autointerp.subject.unit_tools import ExplorationPool, SubjectUnitTools
@@ -62,6 +62,31 @@ class OpenOptions:
     on_wait: Callable[[LeaseInfo], None] | None = None
     subject: Subject | None = None
     lease_ttl_s: float = DEFAULT_TTL_S
+
+
+def build_components(cfg: Config) -> tuple[LLMContext, Explainer, Stages]:
+    """The run's components by name (an unknown name or a missing key fails here, before anything is loaded)."""
+    if cfg.layer is None:
+        raise UsageError("no layer given; pass --layer N (0-based)")
+    llm = LLMContext(cfg, CallLog())
+    explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)
+    return llm, explainer, Stages(explainer, make_scoring(cfg, simulator))
+
+
+def run_key(cfg: Config, model_hash: str, explainer: Explainer, stages: Stages, space: UnitSpace) -> str:
+    """The identity of a run's results (``Config.run_key``): the same key, the same run to resume."""
+    scoring = stages.scoring
+    others = {s.name: s.config() for s in scoring.scorers if s is not scoring.simulation}
+    return cfg.run_key(model_hash, explainer.config(), scoring.simulation.simulator.config(), space.identity(),
+                       others)
+
+
+def controlled_units(cfg: Config, n_units: int, already: int = 0) -> int:
+    """How many more units get controls in a run of ``n_units`` units, ``already`` of which have them."""
+    if not cfg.controls:
+        return 0
+    target = n_units if cfg.controls_units == 0 else min(cfg.controls_units, n_units)
+    return max(0, target - already)
 
 
 class RunSession:
@@ -86,11 +111,7 @@ class RunSession:
         """Check every input, take the run's lease, then resume the run with this key (or start one). Raises
         ``LeaseHeld`` when another live process has the run (unless ``options.wait``)."""
         t0 = time.time()
-        if cfg.layer is None:
-            raise UsageError("no layer given; pass --layer N (0-based)")
-        llm = LLMContext(cfg, CallLog())
-        explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)  # unknown names, missing keys
-        stages = Stages(explainer, make_scoring(cfg, simulator))
+        llm, explainer, stages = build_components(cfg)
         store = existing_db(cfg.db)  # a corrupt, locked or newer file fails now; a new one once inputs are ok
         try:
             inputs = load_inputs(cfg, subject=options.subject, layers=[cfg.layer])
@@ -106,10 +127,7 @@ class RunSession:
             raise
 
     def run_key(self) -> str:
-        scoring = self.stages.scoring
-        others = {s.name: s.config() for s in scoring.scorers if s is not scoring.simulation}
-        return self.cfg.run_key(self.model_hash, self.explainer.config(), scoring.simulation.simulator.config(),
-                                self.space.identity(), others)
+        return run_key(self.cfg, self.model_hash, self.explainer, self.stages, self.space)
 
     def _take(self, units: list[int], options: OpenOptions) -> None:
         """The lease, then the run row (resumed or new), the units left and the summary of earlier sessions."""
@@ -167,8 +185,10 @@ class RunSession:
         if not self.todo:
             return None
         record = cap.unit_record(self.todo[0], self.space.kind)
-        self.summary.estimate = estimate_run(self.store, record, self.explainer, self.stages.scoring.simulation.simulator,
-                                             len(self.todo), self.cfg.tiktoken_file, controls=self.cfg.controls)
+        controlled = controlled_units(self.cfg, self.summary.units_total, len(self.store.controlled_units(self.run_id)))
+        self.summary.estimate = estimate_run(self.store, record, self.explainer,
+                                             self.stages.scoring.simulation.simulator, len(self.todo),
+                                             self.cfg.tiktoken_file, controlled)
         return self.summary.estimate
 
     def limit_budget(self, max_usd: float | None, max_calls: int | None) -> None:
@@ -231,14 +251,16 @@ class RunSession:
             await self.llm.aclose()
 
     async def _controls(self, cap: LayerCapture, sem: asyncio.Semaphore) -> None:
-        """Every explained unit of the run without controls yet, judged with a shuffled and an empty explanation
-        (``scoring.controls``); shuffled texts come from every explained unit of the run, earlier sessions too."""
+        """A seeded sample of the run's explained live units (``cfg.controls_units``), judged with a shuffled and an
+        empty explanation (``scoring.controls``); shuffled texts come from every explained unit of the run, earlier
+        sessions too."""
         kind = self.space.kind
         texts = {o["unit"]: o["explanation"] for o in self.store.run_outcomes(self.run_id)
                  if o["kind"] == kind and o["status"] in FINISHED and o["explanation"]}
         live = [u for u in texts if not cap.stats(u).dead]
         partners = shuffled_partners(live, self.cfg.seed)
-        done = self.store.controlled_units(self.run_id)
+        done = {u for k, layer, u in self.store.controlled_units(self.run_id) if k == kind and layer == self.cfg.layer}
+        sample = control_sample(live, done, self.cfg.controls_units, self.cfg.seed)
 
         async def one(unit: int) -> None:
             async with sem:
@@ -253,7 +275,7 @@ class RunSession:
                     return
                 self.store.save_controls(self.run_id, record, self.model_hash, controls)
 
-        await asyncio.gather(*(one(u) for u in sorted(live) if (kind, self.cfg.layer, u) not in done))
+        await asyncio.gather(*(one(u) for u in sample))
 
     # -- the end -----------------------------------------------------------------------------------------------
 
