@@ -34,7 +34,8 @@ WINDOWS = [["def", " f", "(", ")"], ["x", " =", " def"], ["\n", "def", "\t"], ["
 def test_parse_matches_lines_to_windows_by_number_and_checks_counts():
     text = "Here you are:\n2:X0\n1:000\n3:0x0\n"
     first, second, third = parse_compact(text, [3, 2, 3])
-    assert [v for v, _ in first] == [0, 0, 0] and [v for v, _ in second] == [10, 0] and [v for v, _ in third] == [0, 10, 0]
+    assert [v for v, _ in first] == [0, 0, 0] and [v for v, _ in second] == [10, 0]
+    assert [v for v, _ in third] == [0, 10, 0]
     assert [text[offset] for _, offset in second] == ["X", "0"]
     # window 1's line is one character short: an error on window 1 alone, window 2 keeps its own line
     short, kept = parse_compact("1:00\n2:9X\n", [3, 2])
@@ -113,7 +114,11 @@ def test_the_profile_setting_chooses_the_format_and_enters_the_run_key():
     def simulator(fmt):
         profile = ModelProfile(model="m", base_url="http://127.0.0.1:9/v1", simulator_format=fmt)
         cfg = Config(layer=1, simulator="m", models={"m": profile})
-        return make_simulator(cfg, LLMContext(cfg))
+        llm = LLMContext(cfg)
+        try:
+            return make_simulator(cfg, llm)
+        finally:
+            asyncio.run(llm.aclose())
 
     full, compact = simulator("full"), simulator("compact")
     assert full.format == "full" and compact.format == "compact"
