@@ -3,11 +3,13 @@
     python benchmarks/bench_sim_format.py                       # 32 units of the bundled model, the test server
     python benchmarks/bench_sim_format.py --units 0:64 --gguf /models/SmolLM2-135M-Instruct.Q4_1.gguf
     python benchmarks/bench_sim_format.py --base-url http://127.0.0.1:8080/v1 --model smol   # a real endpoint
+    python benchmarks/bench_sim_format.py --hf-gguf $SMOL_GGUF --window 16 --windows-per-request 4 --units 0:16
 
 Captures one layer of a subject model, writes each unit's explanation with the baseline explainer (a rule: the same
 text for both formats), then simulates every unit's ``test`` windows twice through the real client, once per reply
 format (``LLMSimulator(fmt="full" | "compact")``), against the project's test server started here (its default
-handler simulates from the explanation's quoted tokens) or the endpoint given with ``--base-url``. It prints, per
+handler simulates from the explanation's quoted tokens), the endpoint given with ``--base-url``, or a real model
+run here with its replies forced into each format (``--hf-gguf``: ``benchmarks/forced_chat.py``). It prints, per
 format: the mean score over units, windows that failed, output tokens per predicted position and input tokens per
 window (counted over the requests and replies the client logged: with the project's ``TokenCounter``, the server's
 ``usage``, the subject model's own tokenizer (the bundled one is a byte-level BPE that merges runs of digits), and
@@ -134,6 +136,9 @@ def main() -> None:
     ap.add_argument("--windows-per-request", type=int, default=10)
     ap.add_argument("--base-url", help="an OpenAI-compatible endpoint (default: the test server, started here)")
     ap.add_argument("--model", default="fake-model", help="the model name sent to --base-url")
+    ap.add_argument("--hf-gguf", help="answer with this real model (transformers, CPU), its replies forced into each "
+                                      "format as a grammar would (benchmarks/forced_chat.py), instead of the test "
+                                      "server's rule")
     ap.add_argument("--parse", action="store_true", help="read the written numbers (no logprobs)")
     ap.add_argument("--gguf", default=os.environ.get("SMOL_GGUF"), help="SmolLM2 GGUF, for its tokenizer's counts")
     ap.add_argument("--rounds", type=int, default=10_000, help="bootstrap resamples")
@@ -151,10 +156,16 @@ def main() -> None:
     if smol is not None:
         bpes["SmolLM2 BPE"] = smol
     rows = []
-    server = None if args.base_url else FakeOpenAIServer()
+    if args.hf_gguf:
+        from forced_chat import ForcedSimulator
+
+        server = FakeOpenAIServer(ForcedSimulator(args.hf_gguf))
+    else:
+        server = None if args.base_url else FakeOpenAIServer()
     with server or contextlib.nullcontext():
         base_url = args.base_url or server.base_url
-        profile = ModelProfile(model=args.model, base_url=base_url, supports_logprobs=not args.parse, concurrency=8)
+        profile = ModelProfile(model=args.model, base_url=base_url, supports_logprobs=not args.parse,
+                               concurrency=1 if args.hf_gguf else 8, timeout_s=3600.0 if args.hf_gguf else 60.0)
         for fmt in ("full", "compact"):
             results, records = asyncio.run(simulate(profile, fmt, cases, args.windows_per_request))
             rows.append(measure(fmt, results, records, cases, counter, bpes))
@@ -162,7 +173,8 @@ def main() -> None:
 
     positions = sum(len(w) for *_, windows in cases for w in windows)
     print(f"{len(cases)} units, {sum(len(c[3]) for c in cases)} test windows, {positions} predicted positions; "
-          f"endpoint: {args.base_url or 'the test server'}; {'parse' if args.parse else 'logprobs'}")
+          f"endpoint: {args.base_url or args.hf_gguf or 'the test server'}; "
+          f"{'parse' if args.parse else 'logprobs'}")
     for row in rows:
         defined = [s for s in row["scores"] if s is not None]
         mean = statistics.fmean(defined) if defined else float("nan")
