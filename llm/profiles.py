@@ -98,7 +98,7 @@ class ModelProfile(BaseModel):
     simulator_format: Literal["full", "compact"] = Field(
         "full",
         description="Reply of the 'generate' simulator: 'full' (every token line copied back with its number) or "
-        "'compact' (one line per window, one character per token: 0-9, X for 10; about a sixth of the output "
+        "'compact' (one line per window, one character per token: 0-9, X for 10; a quarter of the output "
         "tokens, same expected values: docs/scoring.md).",
     )
 

@@ -34,7 +34,7 @@ the tokens of every token line as the prompt shows it plus a tab, a number and a
 
 ``fmt="compact"`` (or ``simulator_format = "compact"`` in the profile): the reply is one line of characters per
 window instead of a copy of every token line (``autointerp.scoring.compact``: its prompt, parser, watch and expected
-values; the same expected values at a sixth of the output tokens).
+values; the same expected values for a quarter of the output tokens or less).
 
 "10" split into "1", "0" (tokenizers that write digits one at a time): when the number's first token is "1", the
 probability of "0" at the next position is the chance that the "1" goes on to be "10"; so p("1") is divided into
@@ -61,6 +61,7 @@ from autointerp.scoring.simulator import SimulationResult
 
 SYSTEM_TEMPLATE = "simulator_system.j2"
 USER_TEMPLATE = "simulator_user.j2"
+TEMPLATES = {"full": (SYSTEM_TEMPLATE, USER_TEMPLATE), "compact": (cf.SYSTEM_TEMPLATE, cf.USER_TEMPLATE)}
 MAX_ACTIVATION = 10
 _NUMERIC = {str(v): v for v in range(MAX_ACTIVATION + 1)}
 _BLOCK_RE = re.compile(r"<start>[ \t\r]*\n(.*?)<end>", re.S)
@@ -243,8 +244,7 @@ class LLMSimulator:
         self.method = "logprobs" if profile.supports_logprobs else "parse"
 
     def config(self) -> dict[str, Any]:
-        templates = (cf.SYSTEM_TEMPLATE, cf.USER_TEMPLATE) if self.format == "compact" else (SYSTEM_TEMPLATE,
-                                                                                          USER_TEMPLATE)
+        templates = TEMPLATES[self.format]
         config = llm_simulator_config(self, self.top_logprobs if self.method == "logprobs" else None, *templates)
         return {**config, "format": self.format}
 
