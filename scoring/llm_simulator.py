@@ -34,7 +34,8 @@ the tokens of every token line as the prompt shows it plus a tab, a number and a
 
 ``fmt="compact"`` (or ``simulator_format = "compact"`` in the profile): the reply is one line of characters per
 window instead of a copy of every token line (``autointerp.scoring.compact``: its prompt, parser, watch and expected
-values; the same expected values for a quarter of the output tokens or less).
+values; the same expected values for a quarter of the output tokens or less). ``simulator_grammar = true`` in the
+profile sends either format as a llama.cpp grammar (``autointerp.scoring.grammar``).
 
 "10" split into "1", "0" (tokenizers that write digits one at a time): when the number's first token is "1", the
 probability of "0" at the next position is the chance that the "1" goes on to be "10"; so p("1") is divided into
@@ -57,6 +58,7 @@ from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, show_token, templates_sha256
 from autointerp.scoring import compact as cf
+from autointerp.scoring.grammar import compact_grammar, full_grammar
 from autointerp.scoring.simulator import SimulationResult
 
 SYSTEM_TEMPLATE = "simulator_system.j2"
@@ -279,6 +281,9 @@ class LLMSimulator:
         logprobs = self.method == "logprobs"
         compact = self.format == "compact"
         watch = cf.CompactWatch(sizes) if compact else ReplyWatch(sizes)
+        extra: dict[str, Any] = {}
+        if self.profile.simulator_grammar:  # llama.cpp: the reply held to the format (autointerp.scoring.grammar)
+            extra["extra_body"] = {"grammar": compact_grammar(sizes) if compact else full_grammar(windows)}
         try:
             result = await self.client.chat(
                 self.messages(explanation, windows),
@@ -287,6 +292,7 @@ class LLMSimulator:
                 top_logprobs=self.top_logprobs if logprobs else None,
                 max_tokens=cf.compact_reply_budget(windows) if compact else reply_budget(windows, self.counter),
                 stop_when=watch,
+                **extra,
             )
         except LLMError as exc:
             return [None] * len(windows), [f"request failed: {exc}"] * len(windows), {"failed_requests": 1}

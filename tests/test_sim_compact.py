@@ -126,3 +126,30 @@ def test_the_profile_setting_chooses_the_format_and_enters_the_run_key():
     assert full.config()["prompt_sha256"] != compact.config()["prompt_sha256"]
     assert Config(layer=1).run_key("h", {}, full.config()) != Config(layer=1).run_key("h", {}, compact.config())
     assert ModelProfile().simulator_format == "full"  # the default until SmolLM2 on llama.cpp agrees too
+
+
+def test_grammars_hold_each_format():
+    from autointerp.scoring.grammar import compact_grammar, full_grammar
+
+    assert compact_grammar([3, 2]) == ('root ::= w1 w2\nw1 ::= "1:" c c c "\\n"\nw2 ::= "2:" c c "\\n"\n'
+                                       'c ::= [0-9X]\n')
+    # the token lines as the prompt shows them (show_token), then as GBNF literals: quotes and backslashes escaped
+    assert full_grammar([['"a\\', "\n", "\x1b"]]) == (
+        'root ::= w1\nw1 ::= "<start>\\n" "\\"a\\\\\\\\\\t" n "\\n" "\\\\n\\t" n "\\n" "\\x1B\\t" n "\\n" "<end>\\n"\n'
+        'n ::= [0-9] | "10"\n')
+
+
+@pytest.mark.parametrize("fmt", ["full", "compact"])
+def test_the_grammar_is_sent_only_when_the_profile_asks(fmt):
+    from autointerp.scoring.grammar import compact_grammar, full_grammar
+
+    with FakeOpenAIServer() as srv:
+        for grammar in (False, True):
+            profile = ModelProfile(model="m", base_url=srv.base_url, simulator_grammar=grammar)
+            result = asyncio.run(simulate_over_http(profile, fmt))
+            assert result.errors == [None] * 5
+        plain, held = srv.requests[:3], srv.requests[3:]
+    assert not any("grammar" in r for r in plain)
+    expected = [compact_grammar([len(w) for w in g]) if fmt == "compact" else full_grammar(g)
+                for g in (WINDOWS[0:2], WINDOWS[2:4], WINDOWS[4:])]
+    assert sorted(r["grammar"] for r in held) == sorted(expected)
