@@ -153,3 +153,14 @@ def test_the_grammar_is_sent_only_when_the_profile_asks(fmt):
     expected = [compact_grammar([len(w) for w in g]) if fmt == "compact" else full_grammar(g)
                 for g in (WINDOWS[0:2], WINDOWS[2:4], WINDOWS[4:])]
     assert sorted(r["grammar"] for r in held) == sorted(expected)
+
+
+def test_prose_instead_of_lines_is_an_error_on_every_window():
+    def chatter(request):
+        return Reply(text="I think this neuron fires a lot on code.\nIt likes def.\nAnd class.\n1:0000\n")
+
+    with FakeOpenAIServer(chatter) as srv:
+        result = asyncio.run(simulate_over_http(ModelProfile(model="m", base_url=srv.base_url), "compact"))
+    assert result.predictions == [None] * 5
+    assert all("no line for window" in e and "stopped early: off format" in e for e in result.errors)
+    assert result.details["stopped_replies"] == 3
