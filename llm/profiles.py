@@ -22,10 +22,11 @@ llama-cpp-python's server answers one request at a time).
 **What a run's identity holds** (``identity()``, part of the run key that resume matches on): the fields that decide
 what the model answers: ``kind``, ``model``, ``base_url`` (the same model name behind another URL may be another
 model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
-``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``response_format``. The ``OPERATIONAL`` fields
-only say how and when requests are sent (timeouts and throughputs, ``concurrency``, retries, prices,
-``api_key_env``): changing one resumes the same run. The whole profile is still saved with the run's config
-snapshot. A field added later is part of the identity unless it is listed in ``OPERATIONAL``.
+``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``simulator_format``, ``simulator_grammar``,
+``response_format``. The ``OPERATIONAL`` fields only say how and when requests are sent (timeouts and throughputs,
+``concurrency``, retries, prices, ``api_key_env``): changing one resumes the same run. The whole profile is still
+saved with the run's config snapshot. A field added later is part of the identity unless it is listed in
+``OPERATIONAL``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,19 @@ class ModelProfile(BaseModel):
         description="LLM simulator: 'generate' (the model writes a number after every token line; chat) or "
         "'all_at_once' (one /v1/completions request with echo and logprobs reads every position of the prompt, "
         "nothing generated; needs an endpoint that serves echo, e.g. llama.cpp or vLLM).",
+    )
+    simulator_format: Literal["full", "compact"] = Field(
+        "full",
+        description="Reply of the 'generate' simulator: 'full' (every token line copied back with its number) or "
+        "'compact' (one line per window, one character per token: 0-9, X for 10; a quarter of the output "
+        "tokens, same expected values: docs/scoring.md).",
+    )
+
+    simulator_grammar: bool = Field(
+        False,
+        description="Send the 'generate' simulator's reply format as a llama.cpp grammar (GBNF: one line per window, "
+        "one number per token), so that a small model cannot break it. llama.cpp's servers only (llama-server, "
+        "llama-cpp-python); other endpoints reject or ignore it.",
     )
 
     response_format: Literal["none", "json_schema", "json_object"] = Field(

@@ -32,6 +32,11 @@ the others get the parser's error and the reason the reply was stopped. ``max_to
 the tokens of every token line as the prompt shows it plus a tab, a number and a newline (``reply_budget``), with a
 20% margin, instead of a fixed allowance per line.
 
+``fmt="compact"`` (or ``simulator_format = "compact"`` in the profile): the reply is one line of characters per
+window instead of a copy of every token line (``autointerp.scoring.compact``: its prompt, parser, watch and expected
+values; the same expected values for a quarter of the output tokens or less). ``simulator_grammar = true`` in the
+profile sends either format as a llama.cpp grammar (``autointerp.scoring.grammar``).
+
 "10" split into "1", "0" (tokenizers that write digits one at a time): when the number's first token is "1", the
 probability of "0" at the next position is the chance that the "1" goes on to be "10"; so p("1") is divided into
 p(1) = p("1") (1 - p_next("0")) and p(10) += p("1") p_next("0"). With a tokenizer where "10" is one token, the next
@@ -52,10 +57,13 @@ from autointerp.llm.client import ChatModel, ChatResult, LLMError, MalformedLogp
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, show_token, templates_sha256
+from autointerp.scoring import compact as cf
+from autointerp.scoring.grammar import compact_grammar, full_grammar
 from autointerp.scoring.simulator import SimulationResult
 
 SYSTEM_TEMPLATE = "simulator_system.j2"
 USER_TEMPLATE = "simulator_user.j2"
+TEMPLATES = {"full": (SYSTEM_TEMPLATE, USER_TEMPLATE), "compact": (cf.SYSTEM_TEMPLATE, cf.USER_TEMPLATE)}
 MAX_ACTIVATION = 10
 _NUMERIC = {str(v): v for v in range(MAX_ACTIVATION + 1)}
 _BLOCK_RE = re.compile(r"<start>[ \t\r]*\n(.*?)<end>", re.S)
@@ -225,8 +233,10 @@ class LLMSimulator:
     is_baseline = False
 
     def __init__(self, client: ChatModel, profile: ModelProfile, windows_per_request: int = 4, top_logprobs: int = 15,
-                 counter: TokenCounter | None = None):
+                 counter: TokenCounter | None = None, fmt: str | None = None):
         assert windows_per_request >= 1 and 1 <= top_logprobs <= 20
+        self.format = fmt or profile.simulator_format  # "full" or "compact" (the reply format)
+        assert self.format in ("full", "compact"), self.format
         self.client = client
         self.counter = counter or TokenCounter()  # sizes max_tokens (reply_budget)
         self.profile = profile
@@ -236,21 +246,31 @@ class LLMSimulator:
         self.method = "logprobs" if profile.supports_logprobs else "parse"
 
     def config(self) -> dict[str, Any]:
-        return llm_simulator_config(self, self.top_logprobs if self.method == "logprobs" else None,
-                                    SYSTEM_TEMPLATE, USER_TEMPLATE)
+        templates = TEMPLATES[self.format]
+        config = llm_simulator_config(self, self.top_logprobs if self.method == "logprobs" else None, *templates)
+        return {**config, "format": self.format}
+
+    def messages(self, explanation: str, windows: list[list[str]]) -> list[dict[str, str]]:
+        """The chat messages of one request, in this simulator's format."""
+        compact = self.format == "compact"
+        return (cf.compact_messages if compact else simulation_messages)(explanation, windows)
 
     def estimate(self, windows: list[list[str]], counter: TokenCounter, explanation: str) -> Estimate:
         """Calls and tokens that simulating ``windows`` for one explanation takes: the prompts as rendered, and
-        replies that echo each token line with a number (``reply_tokens``)."""
+        replies that echo each token line with a number (``reply_tokens``), or compact ones (a line per window)."""
         step = self.windows_per_request
         groups = [windows[i : i + step] for i in range(0, len(windows), step)]
-        tokens_in = sum(counter.count_messages(simulation_messages(explanation, g)) for g in groups)
-        return Estimate(len(groups), tokens_in, reply_tokens(windows, counter), counter.method)
+        tokens_in = sum(counter.count_messages(self.messages(explanation, g)) for g in groups)
+        if self.format == "compact":
+            tokens_out = sum(cf.compact_reply_tokens(g, counter) for g in groups)
+        else:
+            tokens_out = reply_tokens(windows, counter)
+        return Estimate(len(groups), tokens_in, tokens_out, counter.method)
 
     async def simulate(self, explanation: str, windows: list[list[str]]) -> SimulationResult:
         result = await in_groups(windows, self.windows_per_request, lambda g: self._simulate_group(explanation, g),
                                  ("failed_requests", "stopped_replies", "positions_without_numeric_token",
-                                  "tokens_in", "tokens_out", "cost_usd"))
+                                  "positions_inside_merged_tokens", "tokens_in", "tokens_out", "cost_usd"))
         result.details["method"] = self.method
         return result
 
@@ -259,15 +279,20 @@ class LLMSimulator:
     ) -> tuple[list[list[float] | None], list[str | None], dict[str, Any]]:
         sizes = [len(window) for window in windows]
         logprobs = self.method == "logprobs"
-        watch = ReplyWatch(sizes)
+        compact = self.format == "compact"
+        watch = cf.CompactWatch(sizes) if compact else ReplyWatch(sizes)
+        extra: dict[str, Any] = {}
+        if self.profile.simulator_grammar:  # llama.cpp: the reply held to the format (autointerp.scoring.grammar)
+            extra["extra_body"] = {"grammar": compact_grammar(sizes) if compact else full_grammar(windows)}
         try:
             result = await self.client.chat(
-                simulation_messages(explanation, windows),
+                self.messages(explanation, windows),
                 purpose="simulate",
                 logprobs=logprobs,
                 top_logprobs=self.top_logprobs if logprobs else None,
-                max_tokens=reply_budget(windows, self.counter),
+                max_tokens=cf.compact_reply_budget(windows) if compact else reply_budget(windows, self.counter),
                 stop_when=watch,
+                **extra,
             )
         except LLMError as exc:
             return [None] * len(windows), [f"request failed: {exc}"] * len(windows), {"failed_requests": 1}
@@ -280,15 +305,20 @@ class LLMSimulator:
         text = "".join(tokens) if logprobs else result.text
         predictions: list[list[float] | None] = []
         errors: list[str | None] = []
-        without_numeric = 0
+        without_numeric = inside = 0
         starts = _token_starts(tokens)
-        for parsed in parse_reply(text, sizes):
+        for parsed in (cf.parse_compact if compact else parse_reply)(text, sizes):
             if isinstance(parsed, str):
                 predictions.append(None)
                 errors.append(parsed + _cut_off_note(result))
             elif logprobs:
+                offsets = [off for _, off in parsed]
                 try:
-                    values, missing = _expected_values(result.logprobs or [], starts, [off for _, off in parsed])
+                    if compact:
+                        values, missing, merged = cf.compact_expected_values(result.logprobs or [], starts, offsets)
+                        inside += merged
+                    else:
+                        values, missing = _expected_values(result.logprobs or [], starts, offsets)
                 except MalformedLogprobs as exc:
                     predictions.append(None)
                     errors.append(str(exc))
@@ -300,6 +330,7 @@ class LLMSimulator:
                 predictions.append([float(value) for value, _ in parsed])
                 errors.append(None)
         details["positions_without_numeric_token"] = without_numeric
+        details["positions_inside_merged_tokens"] = inside
         return predictions, errors, details
 
 

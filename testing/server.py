@@ -43,6 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
+from autointerp.testing.compact_answer import compact_answer
 from autointerp.testing.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
 from autointerp.testing.outcomes import constrained
 from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
@@ -172,11 +173,13 @@ def default_handler(request: dict[str, Any]) -> Reply:
 
     Simulation prompt (windows of ``token<TAB>`` lines between <start> and <end>): predict 10 for a token that, stripped
     and lower-cased, is quoted in the explanation before the first window, else 0; echo ``token<TAB>N`` lines, with top
-    logprobs on each number. Any other prompt: explain the ``token<TAB>value`` lines it shows by the token with the
-    highest value, as ``Fires on the token "X".``
+    logprobs on each number (a compact prompt: the same, as ``N:`` lines). Any other prompt: explain the
+    ``token<TAB>value`` lines it shows by the token with the highest value, as ``Fires on the token "X".``
     """
     users = [m for m in request.get("messages", []) if m.get("role") == "user"]
     prompt = message_text(users[-1]) if users else ""
+    if (compact := compact_answer(prompt, _QUOTED_RE, HIGH_TOP_LOGPROBS, LOW_TOP_LOGPROBS)) is not None:
+        return compact  # the compact format (autointerp.scoring.compact): the same predictions, "10" spelled "X"
     blocks = [block.split("\n") for block in _BLOCK_RE.findall(prompt)]
     if blocks and all(line.endswith("\t") for block in blocks for line in block):
         explanation = prompt[: prompt.index("<start>")]

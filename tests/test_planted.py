@@ -197,3 +197,45 @@ def test_a_planted_detectors_true_explanation_scores_far_above_its_shuffled_cont
             assert floor < 0.2 and true_score - floor > 0.8, (unit, texts[partners[unit]], floor)
     assert clean >= 2  # the seeded pairing leaves at least two detectors with an unrelated explanation
     assert sum(true_scores) / 3 - sum(shuffled_scores) / 3 > 0.5
+
+
+def test_compact_and_full_simulation_replies_give_equal_scores_on_the_planted_units(planted, planted_cap):
+    """METHODS.md §2c: the compact reply (one character per token) against the full one (every token copied with its
+    number), on the same explanations and test windows, through the real client and the test server: the per-window
+    expected values, and so the scores, are equal; and the compact reply costs a fraction of the output tokens."""
+    import asyncio
+
+    from autointerp.agent.baseline import BaselineExplainer
+    from autointerp.llm import LLMClient, ModelProfile
+    from autointerp.scoring.llm_simulator import LLMSimulator
+    from autointerp.scoring.score import score_windows
+    from autointerp.testing.server import FakeOpenAIServer
+
+    subject, truth = planted
+    cap = planted_cap
+    live = [u for u in range(cap.n_units) if u not in truth.dead]
+    records = {u: cap.unit_record(u) for u in live}
+    texts = {u: asyncio.run(BaselineExplainer().explain(records[u].for_explainer())).text for u in live}
+    cases = [(u, texts[u]) for u in live] + [(u, texts[live[(i + 1) % len(live)]]) for i, u in enumerate(live)]
+
+    async def simulate_all(profile, fmt):
+        async with LLMClient(profile, "local", backoff_base_s=0.001) as client:
+            simulator = LLMSimulator(client, profile, windows_per_request=4, fmt=fmt)
+            return [await simulator.simulate(text, [list(w.tokens) for w in records[u].split("test")])
+                    for u, text in cases]
+
+    with FakeOpenAIServer() as srv:
+        profile = ModelProfile(model="m", base_url=srv.base_url)
+        full, compact = (asyncio.run(simulate_all(profile, fmt)) for fmt in ("full", "compact"))
+    scores = {"full": [], "compact": []}
+    for (unit, _), f, c in zip(cases, full, compact):
+        assert f.errors == c.errors == [None] * len(f.errors)
+        for fw, cw in zip(f.predictions, c.predictions):
+            assert cw == pytest.approx(fw, abs=1e-12)
+        test = records[unit].split("test")
+        scores["full"].append(score_windows(test, f.predictions).score)
+        scores["compact"].append(score_windows(test, c.predictions).score)
+    assert scores["compact"] == pytest.approx(scores["full"], abs=1e-12)
+    assert all(scores["full"][i] > 0.95 for i, (u, _) in enumerate(cases[: len(live)]) if u in truth.token_detectors)
+    out = {fmt: sum(r.details["tokens_out"] for r in runs) for fmt, runs in (("full", full), ("compact", compact))}
+    assert out["compact"] < out["full"] / 3

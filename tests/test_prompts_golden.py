@@ -28,9 +28,21 @@ def test_simulator_prompt_matches_golden():
     assert text == GOLDEN.read_text(encoding="utf-8")
 
 
+def test_compact_simulator_prompt_matches_golden():
+    from autointerp.scoring.compact import compact_messages
+
+    golden = GOLDEN.with_name("simulator_compact_prompt.txt")
+    text = as_text(compact_messages(EXPLANATION, WINDOWS))
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+
+
 def test_templates_fail_on_missing_variables():
     with pytest.raises(jinja2.UndefinedError):
         render("simulator_user.j2", explanation="x")
+    with pytest.raises(jinja2.UndefinedError):
+        render("simulator_compact_user.j2", explanation="x")
 
 
 def test_show_token_keeps_one_line_per_token():

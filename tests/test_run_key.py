@@ -33,7 +33,7 @@ OPERATIONAL_CHANGES = [
 OUTPUT_CHANGES = [
     {"model": "gpt-y"}, {"temperature": 0.7}, {"base_url": "http://127.0.0.1:10/v1"}, {"max_tokens": 64},
     {"supports_logprobs": False}, {"supports_tools": False}, {"simulator_method": "all_at_once"},
-    {"response_format": "json_schema"},
+    {"simulator_format": "compact"}, {"simulator_grammar": True}, {"response_format": "json_schema"},
 ]
 
 
