@@ -15,7 +15,7 @@ from typing import Any
 
 from autointerp.config import Config
 
-from autointerp.db import open_db
+from autointerp.db import NewAnalysis, open_db
 from autointerp.errors import UsageError
 from autointerp.pipeline.inputs import capture_config, existing_db, load_inputs, package_versions, unit_space
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
@@ -66,9 +66,9 @@ def analyze(cfg: Config, layers: str, command: str = "",
                   for u in unit_results]
     n_tokens = caps[wanted[0]].n_tokens
     store = store or open_db(cfg.db)
-    run_id = store.save_analysis(command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
-                                 model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens,
-                                 summaries=summaries, units=units)
+    analysis = NewAnalysis(command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
+                           model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens)
+    run_id = store.save_analysis(analysis, summaries, units)
     return AnalysisResult(run_id, cfg.db, n_tokens, summaries, units, capture_s, time.time() - t0)
 
 
