@@ -44,6 +44,7 @@ def string_limits(model: str, layer: int, tokens: int, corpus: str) -> None:
     from autointerp.subject.model import load_subject
     from autointerp.subject.probing import (
         WINDOWS_PER_DOCUMENT,
+        ProbeSettings,
         collect,
         context_size,
         cut_windows,
@@ -56,7 +57,7 @@ def string_limits(model: str, layer: int, tokens: int, corpus: str) -> None:
     subject = load_subject(model, device="cpu")
     window, context = 64, context_size(subject, 64)
     docs = list(labelled_documents(open_corpus(corpus), "string"))
-    X, y, group = collect(subject, iter(docs), layer, window, tokens, space=RESIDUAL)
+    X, y, group = collect(subject, iter(docs), layer, ProbeSettings(window=window, max_tokens=tokens), space=RESIDUAL)
     opened: dict[int, np.ndarray] = {}  # per document: the index of the first token of the run holding each token
     in_view = []  # per sampled token, in collect's order: is its literal's first token within the fed text?
     for w in cut_windows(subject.tokenizer, iter(docs), window, tokens, WINDOWS_PER_DOCUMENT, context):

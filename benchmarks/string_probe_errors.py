@@ -27,6 +27,7 @@ from autointerp.corpus import open_corpus
 from autointerp.subject.model import load_subject
 from autointerp.subject.probing import (
     WINDOWS_PER_DOCUMENT,
+    ProbeSettings,
     collect_layers,
     context_size,
     cut_windows,
@@ -67,7 +68,8 @@ def main() -> None:
         if labels is not None:
             docs.append((doc.text, labels, string_kinds(doc.text)))
     pairs = [(t, labels["string"]) for t, labels, _ in docs]
-    xs, y, group = collect_layers(subject, iter(pairs), layers, 64, args.tokens, WINDOWS_PER_DOCUMENT, space=RESIDUAL)
+    xs, y, group = collect_layers(subject, iter(pairs), layers, ProbeSettings(window=64, max_tokens=args.tokens),
+                                  space=RESIDUAL)
     context = context_size(subject, 64)
     cat = {name: [] for name in ("docstring", "kind", "straddle", "comment")}
     doc_of = []  # per sampled token: its file

@@ -7,12 +7,14 @@ one SQLite file holding runs, units, windows, explanations, simulations, scores 
         print(store.leaderboard(limit=10))
 
 The schema and the views (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``) are in
-``migrations.py``; opening and writing in ``store.py``; the read helpers the CLI prints in ``views.py``. The same
-views answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
+``migrations.py``; opening and writing in ``store.py`` (a new run or analysis row is a ``NewRun`` or ``NewAnalysis``
+of ``rows.py``); the read helpers the CLI prints in ``views.py``. The same views answer in Datasette and
+``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
 """
 
 from autointerp.db.health import check_db, check_db_target
 from autointerp.db.results import ScoredExplanation
+from autointerp.db.rows import NewAnalysis, NewRun
 from autointerp.db.store import (
     CallSink,
     Store,
@@ -24,6 +26,8 @@ from autointerp.db.views import BOOTSTRAP_RESAMPLES, bootstrap_ci
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "CallSink",
+    "NewAnalysis",
+    "NewRun",
     "ScoredExplanation",
     "Store",
     "bootstrap_ci",

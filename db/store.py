@@ -7,7 +7,7 @@
 
 How the pipeline writes (see ``ScoredExplanation`` for what one explanation carries):
 
-    run_id = store.find_resumable_run(key) or store.start_run(run_key=key, model="gpt2", model_hash=h, ...)
+    run_id = store.find_resumable_run(key) or store.start_run(NewRun(run_key=key, model="gpt2", model_hash=h, ...))
     done = store.done_units(run_id)                   # {(kind, layer, unit)} finished (done or gave up)
     store.save_unit_result(run_id, record, h, {"dead": False}, [scored])   # one transaction per unit
     store.finish_run(run_id, "done", wall_s=12.5)    # or "stopped" with a stop_reason, or "failed"
@@ -31,6 +31,7 @@ from sqlite_utils import Database
 
 from autointerp.db.health import check_db_target, quick_check, remember_writes
 from autointerp.db.migrations import migrate
+from autointerp.db.rows import NewAnalysis, NewRun
 from autointerp.db.values import finite as _finite, to_json as _json, utc_iso
 from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
 from autointerp.db.views import Reads
@@ -94,32 +95,16 @@ class Store(Reads, CallWrites):
 
     # -- runs and units ------------------------------------------------------------------------------------------
 
-    def start_run(
-        self,
-        *,
-        run_key: str,
-        command: str,
-        config: dict[str, Any],
-        versions: dict[str, str],
-        model: str,
-        model_hash: str,
-        layer: int,
-        unit_kind: str,
-        corpus: str,
-        seed: int,
-        explainer: str,
-        simulator: str,
-        n_tokens: int | None = None,
-    ) -> str:
-        """Record a new run with status 'running'; returns its id (uuid4 hex). ``config`` is scrubbed of secrets.
+    def start_run(self, run: NewRun) -> str:
+        """Record a new run with status 'running'; returns its id (uuid4 hex). ``run.config`` is scrubbed of secrets.
 
-        ``n_tokens`` (content tokens captured) may be set later with ``set_run_tokens``, once capture has run."""
+        ``run.n_tokens`` (content tokens captured) may be set later with ``set_run_tokens``, once capture has run."""
         run_id = uuid.uuid4().hex
         row = dict(
-            id=run_id, run_key=run_key, created_at=utc_iso(), status="running", command=command,
-            config=_json(scrub_secrets(config)), versions=_json(versions), model=model, model_hash=model_hash,
-            layer=layer, unit_kind=unit_kind, corpus=corpus, n_tokens=n_tokens, seed=seed, explainer=explainer,
-            simulator=simulator,
+            id=run_id, run_key=run.run_key, created_at=utc_iso(), status="running", command=run.command,
+            config=_json(scrub_secrets(run.config)), versions=_json(run.versions), model=run.model,
+            model_hash=run.model_hash, layer=run.layer, unit_kind=run.unit_kind, corpus=run.corpus,
+            n_tokens=run.n_tokens, seed=run.seed, explainer=run.explainer, simulator=run.simulator,
         )
         with self._write():
             self.db.table("runs").insert(row)
@@ -298,8 +283,7 @@ class Store(Reads, CallWrites):
             )
             self._insert("scores", row)
 
-    def save_analysis(self, *, command: str, config: dict[str, Any], versions: dict[str, str], model: str,
-                      model_hash: str, corpus: str, n_tokens: int, summaries: Sequence[dict[str, Any]],
+    def save_analysis(self, analysis: NewAnalysis, summaries: Sequence[dict[str, Any]],
                       units: Sequence[dict[str, Any]]) -> str:
         """Store one ``autointerp analyze`` pass in one transaction; returns its id.
 
@@ -307,11 +291,12 @@ class Store(Reads, CallWrites):
         and "unit"), each also carrying "position_profile" when the caller has it."""
         run_id = uuid.uuid4().hex
         layers = sorted({int(u["layer"]) for u in units} | {int(x["layer"]) for x in summaries})
+        model_hash = analysis.model_hash
         with self._write():
             self.db.table("analysis_runs").insert(dict(
-                id=run_id, created_at=utc_iso(), command=command, config=_json(scrub_secrets(config)),
-                versions=_json(versions), model=model, model_hash=model_hash, corpus=corpus, n_tokens=n_tokens,
-                layers=_json(layers)))
+                id=run_id, created_at=utc_iso(), command=analysis.command,
+                config=_json(scrub_secrets(analysis.config)), versions=_json(analysis.versions), model=analysis.model,
+                model_hash=model_hash, corpus=analysis.corpus, n_tokens=analysis.n_tokens, layers=_json(layers)))
             self.db.table("layer_analyses").insert_all(
                 {"run_id": run_id, "layer": x["layer"], "summary": _json(x)} for x in summaries)
             rows = []

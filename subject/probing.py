@@ -1,9 +1,9 @@
 """k-sparse probing of a layer's units for a concept (METHODS.md §6, Gurnee et al. 2023).
 
-    >>> from autointerp.subject.probing import probe_concept, load_span_concept
+    >>> from autointerp.subject.probing import ProbeSettings, probe_concept, load_span_concept
     >>> res = probe_concept(subject, open_corpus("stdlib"), layer=3, concept="string")
     >>> [(r.k, round(r.f1, 3), r.units[:4]) for r in res.results]       # test-split F1 for k = 1, 2, 4, ...
-    >>> probe_concept(subject, None, 3, load_span_concept("my_concept.jsonl"), method="adaptive")
+    >>> probe_concept(subject, None, 3, load_span_concept("my_concept.jsonl"), ProbeSettings(method="adaptive"))
     >>> probe_concept(subject, corpus, 8, "comment", space=load_unit_space("runs/l8-sae", 8, subject))  # SAE features
     >>> [r.best.f1 for r in probe_layers(subject, corpus, range(16), "comment")]  # every layer, one set of passes
 
@@ -222,6 +222,21 @@ def context_size(subject: Subject, window: int, context: int | None = None) -> i
 
 
 @dataclass(frozen=True)
+class ProbeSettings:
+    """How the probes sample labelled tokens and fit (the module docstring's **Data** and **Probes**). ``collect``
+    and ``collect_layers`` read the first five fields; ``probe_concept`` and ``probe_layers`` read them all."""
+
+    window: int = 64  # tokens per sampled window
+    max_tokens: int = DEFAULT_TOKENS  # labelled tokens collected in all (the last window is cut short)
+    windows_per_document: int | None = WINDOWS_PER_DOCUMENT  # the first windows taken from each document; None: all
+    context: int | None = None  # preceding tokens fed before each window; None: MAX_CONTEXT (see ``context_size``)
+    batch_size: int = 32  # windows per forward pass
+    ks: Sequence[int] | None = None  # probe sizes; None: ``default_ks`` of the layer's units
+    method: Method = "mean_diff"  # how the k units are chosen: "mean_diff" or "adaptive"
+    seed: int = 0  # the train/test split and the fits
+
+
+@dataclass(frozen=True)
 class ProbeWindow:
     """One sampled window: its token ids and labels, the ids fed before it, and where it sits in its document
     (``doc``: the document's number among those given; ``start``: its first token's index in that document)."""
@@ -251,31 +266,29 @@ def cut_windows(tokenizer, documents: Iterable[tuple[str, np.ndarray]], window: 
     return windows
 
 
-def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int, window: int = 64,
-            max_tokens: int = DEFAULT_TOKENS, windows_per_document: int | None = WINDOWS_PER_DOCUMENT,
-            batch_size: int = 32, space: UnitSpace = NEURONS, context: int | None = None
+def collect(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layer: int,
+            settings: ProbeSettings = ProbeSettings(), *, space: UnitSpace = NEURONS
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(X [N, units] float32 activations of ``space``'s units, y [N] bool labels, group [N] window number) for
     labelled documents: ``collect_layers`` for one layer."""
-    xs, y, group = collect_layers(subject, documents, [layer], window, max_tokens, windows_per_document, batch_size,
-                                  space, context)
+    xs, y, group = collect_layers(subject, documents, [layer], settings, space=space)
     return xs[layer], y, group
 
 
 def collect_layers(subject: Subject, documents: Iterable[tuple[str, np.ndarray]], layers: Sequence[int],
-                   window: int = 64, max_tokens: int = DEFAULT_TOKENS,
-                   windows_per_document: int | None = WINDOWS_PER_DOCUMENT, batch_size: int = 32,
-                   space: UnitSpace = NEURONS, context: int | None = None,
+                   settings: ProbeSettings = ProbeSettings(), *, space: UnitSpace = NEURONS,
                    on_tokens: Callable[[int], None] | None = None
                    ) -> tuple[dict[int, np.ndarray], np.ndarray, np.ndarray]:
     """({layer: X [N, units] float32 activations of ``space``'s units}, y [N] bool labels, group [N] window number)
-    for labelled documents, every layer from the same forward passes. Each window is fed after up to ``context``
+    for labelled documents, every layer from the same forward passes, sampled as ``settings`` say (its window,
+    max_tokens, windows_per_document, context and batch_size). Each window is fed after up to ``settings.context``
     tokens that precede it in its document (default: ``MAX_CONTEXT``; never more than the model's positions allow,
     ``context_size``); only the window's own tokens are samples. ``on_tokens(n)`` is called after each batch with
     the samples it added."""
     layers = sorted(set(layers))
-    windows = cut_windows(subject.tokenizer, documents, window, max_tokens, windows_per_document,
-                          context_size(subject, window, context))
+    window, batch_size = settings.window, settings.batch_size
+    windows = cut_windows(subject.tokenizer, documents, window, settings.max_tokens, settings.windows_per_document,
+                          context_size(subject, window, settings.context))
     if not windows:
         raise UsageError("no labelled text to probe on; check the corpus or the concept file")
     starts = np.concatenate([[0], np.cumsum([len(w.ids) for w in windows])])  # each window's first row
@@ -394,19 +407,14 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
 
 
 def probe_concept(subject: Subject, corpus: Corpus | None, layer: int, concept: str | SpanConcept,
-                  ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
-                  window: int = 64, windows_per_document: int | None = WINDOWS_PER_DOCUMENT, seed: int = 0,
-                  space: UnitSpace = NEURONS, context: int | None = None) -> ProbeResult:
+                  settings: ProbeSettings = ProbeSettings(), *, space: UnitSpace = NEURONS) -> ProbeResult:
     """Collect the activations of ``layer``'s units (``space``: the MLP neurons by default, or a dictionary's
-    features) on labelled text and fit k-sparse probes (see the module docstring)."""
-    return probe_layers(subject, corpus, [layer], concept, ks, method, max_tokens, window, windows_per_document,
-                        seed, space, context)[0]
+    features) on labelled text and fit k-sparse probes as ``settings`` say (see the module docstring)."""
+    return probe_layers(subject, corpus, [layer], concept, settings, space=space)[0]
 
 
 def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int], concept: str | SpanConcept,
-                 ks: Sequence[int] | None = None, method: Method = "mean_diff", max_tokens: int = DEFAULT_TOKENS,
-                 window: int = 64, windows_per_document: int | None = WINDOWS_PER_DOCUMENT, seed: int = 0,
-                 space: UnitSpace = NEURONS, context: int | None = None,
+                 settings: ProbeSettings = ProbeSettings(), *, space: UnitSpace = NEURONS,
                  on_progress: Callable[[str, int], None] | None = None) -> list[ProbeResult]:
     """``probe_concept`` for several layers at once: one set of forward passes over the same labelled tokens and
     the same train/test split, then the probes of each layer; results in increasing layer order. ``on_progress``
@@ -416,15 +424,15 @@ def probe_layers(subject: Subject, corpus: Corpus | None, layers: Sequence[int],
         subject.check_layer(layer)
     report = on_progress or (lambda event, n: None)
     documents = labelled_documents(corpus, concept)
-    xs, y, group = collect_layers(subject, documents, layers, window, max_tokens, windows_per_document,
-                                  space=space, context=context, on_tokens=lambda n: report("tokens", n))
+    xs, y, group = collect_layers(subject, documents, layers, settings, space=space,
+                                  on_tokens=lambda n: report("tokens", n))
     name = concept.name if isinstance(concept, SpanConcept) else concept
-    fed = context_size(subject, window, context)
+    fed = context_size(subject, settings.window, settings.context)
     report("layers", len(xs))
     out = []
     for layer, X in xs.items():
-        results, facts = fit_probes(X, y, group, ks, method, seed)
-        out.append(ProbeResult(concept=name, layer=layer, method=method, results=tuple(results), kind=space.kind,
-                               context=fed, **facts))
+        results, facts = fit_probes(X, y, group, settings.ks, settings.method, settings.seed)
+        out.append(ProbeResult(concept=name, layer=layer, method=settings.method, results=tuple(results),
+                               kind=space.kind, context=fed, **facts))
         report("layer", layer)
     return out

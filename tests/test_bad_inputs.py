@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from autointerp.db import open_db
+from autointerp.db import NewRun, open_db
 
 LONG_TEXT = "def f(x):\n    return x\n" * 200  # far more tokens than the tiny model's 80 positions
 
@@ -235,9 +235,9 @@ def existing_db(isolated):
     """A database with one finished run in it."""
     path = isolated / "autointerp.db"
     with open_db(path) as store:
-        run_id = store.start_run(run_key="k", command="autointerp run", config={}, versions={}, model="m",
-                                 model_hash="h", layer=1, unit_kind="neuron", corpus="c", seed=0, explainer="baseline",
-                                 simulator="baseline")
+        run_id = store.start_run(NewRun(run_key="k", command="autointerp run", config={}, versions={}, model="m",
+                                        model_hash="h", layer=1, unit_kind="neuron", corpus="c", seed=0,
+                                        explainer="baseline", simulator="baseline"))
         store.finish_run(run_id, "done", 1.0)
     return path
 
@@ -267,9 +267,9 @@ def test_a_damaged_database_is_refused_before_anything_is_written(cli, text_corp
     path = isolated / "autointerp.db"
     with open_db(path) as store:  # enough rows for pages past the header and the schema
         for i in range(300):
-            run_id = store.start_run(run_key=f"k{i}", command="x" * 200, config={"pad": "y" * 300}, versions={},
-                                     model="m", model_hash="h", layer=1, unit_kind="neuron", corpus="c", seed=0,
-                                     explainer="baseline", simulator="baseline")
+            run_id = store.start_run(NewRun(run_key=f"k{i}", command="x" * 200, config={"pad": "y" * 300},
+                                            versions={}, model="m", model_hash="h", layer=1, unit_kind="neuron",
+                                            corpus="c", seed=0, explainer="baseline", simulator="baseline"))
             store.finish_run(run_id, "done", 1.0)
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

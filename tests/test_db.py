@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from sqlite_utils import Database, Migrations
 
 from autointerp.agent.base import Explanation
-from autointerp.db import BOOTSTRAP_RESAMPLES, ScoredExplanation, Store, open_db
+from autointerp.db import BOOTSTRAP_RESAMPLES, NewRun, ScoredExplanation, Store, open_db
 from autointerp.db import migrations as migrations_module
 from autointerp.errors import UsageError
 from autointerp.scoring.score import ScoreResult
@@ -145,7 +145,7 @@ def start(store: Store, run_key: str = "key", **over) -> str:
         model="tiny", model_hash="h1", layer=0, unit_kind="neuron", corpus="bundled", n_tokens=1000, seed=0,
         explainer="gpt", simulator="sim",
     )
-    return store.start_run(**(fields | over))
+    return store.start_run(NewRun(**(fields | over)))
 
 
 def record(unit: int = 1, layer: int = 0, mean: float = 0.1, n_top: int = 6, n_random: int = 2) -> UnitRecord:

@@ -14,6 +14,7 @@ from autointerp.errors import UsageError
 from autointerp.subject.model import load_subject
 from autointerp.subject.probing import (
     MAX_CONTEXT,
+    ProbeSettings,
     SpanConcept,
     context_size,
     default_ks,
@@ -136,8 +137,8 @@ def test_planted_token_unit_carries_its_token_concept(method, tokenizer, text_co
         enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True)
         spans = tuple(tuple(o) for i, o in zip(enc["input_ids"], enc["offset_mapping"]) if i == t0)
         docs.append((doc.text, spans))
-    res = probe_concept(subject, None, 0, SpanConcept("t0", tuple(docs)), ks=(1, 2, 4), method=method,
-                        max_tokens=6000, window=16, windows_per_document=None)
+    settings = ProbeSettings(ks=(1, 2, 4), method=method, max_tokens=6000, window=16, windows_per_document=None)
+    res = probe_concept(subject, None, 0, SpanConcept("t0", tuple(docs)), settings)
     assert res.results[0].k == 1 and res.results[0].units == (2,)
     assert res.results[0].f1 == 1.0 and res.best.k == 1
     assert res.n_train + res.n_test == 6000 and 0 < res.positive_rate_test < 0.5
@@ -176,8 +177,8 @@ def test_concept_carried_by_two_units_needs_k_2(method):
 
 def test_builtin_concept_end_to_end_on_a_random_model(tiny_checkpoints, text_corpus):
     subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
-    res = probe_concept(subject, open_corpus(str(text_corpus)), 1, "string", ks=(1, 4, 1000), max_tokens=3000,
-                        window=32)
+    res = probe_concept(subject, open_corpus(str(text_corpus)), 1, "string",
+                        ProbeSettings(ks=(1, 4, 1000), max_tokens=3000, window=32))
     assert [r.k for r in res.results] == [1, 4, subject.n_units]
     assert all(0.0 <= r.f1 <= 1.0 and len(r.units) == r.k for r in res.results)
     assert res.n_train + res.n_test == 3 * 8 * 32 and res.concept == "string"  # 8 windows of each of 3 files
@@ -190,12 +191,13 @@ def test_probe_layers_reports_progress_and_matches_one_layer(tiny_checkpoints, t
 
     subject = load_subject(str(tiny_checkpoints["gpt2"]), device="cpu")
     events = []
-    both = probe_layers(subject, open_corpus(str(text_corpus)), [2, 0], "string", ks=(1, 4), max_tokens=1500,
-                        window=32, on_progress=lambda event, n: events.append((event, n)))
+    settings = ProbeSettings(ks=(1, 4), max_tokens=1500, window=32)
+    both = probe_layers(subject, open_corpus(str(text_corpus)), [2, 0], "string", settings,
+                        on_progress=lambda event, n: events.append((event, n)))
     assert [r.layer for r in both] == [0, 2]
     assert sum(n for e, n in events if e == "tokens") == both[0].n_train + both[0].n_test > 0
     assert [x for x in events if x[0] != "tokens"] == [("layers", 2), ("layer", 0), ("layer", 2)]
-    alone = probe_concept(subject, open_corpus(str(text_corpus)), 2, "string", ks=(1, 4), max_tokens=1500, window=32)
+    alone = probe_concept(subject, open_corpus(str(text_corpus)), 2, "string", settings)
     assert alone == both[1]
 
 
@@ -220,14 +222,15 @@ def test_windows_are_probed_after_their_context(tiny_checkpoints, text_corpus):
     text = next(open_corpus(str(text_corpus)).documents()).text
     labels = np.zeros(len(text), dtype=bool)
     ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"][:48]
-    X, _, group = collect(subject, [(text, labels)], 1, window=16, max_tokens=48, windows_per_document=None,
-                          context=8)
+    X, _, group = collect(subject, [(text, labels)], 1,
+                          ProbeSettings(window=16, max_tokens=48, windows_per_document=None, context=8))
     with mlp_hooks(subject, [1]) as store:
         for fed, inputs in batches(subject, [ids[8:32], ids[24:48]], 2):  # windows 2 and 3, 8 tokens of context each
             run_batch(subject, inputs)
             want = content(store[1], inputs, fed.shape[1]).numpy()[:, 8:]
     assert X.shape == (48, subject.n_units) and np.bincount(group).tolist() == [16, 16, 16]
     assert np.allclose(X[16:32], want[0], atol=1e-5) and np.allclose(X[32:48], want[1], atol=1e-5)
-    X0, _, _ = collect(subject, [(text, labels)], 1, window=16, max_tokens=48, windows_per_document=None, context=0)
+    X0, _, _ = collect(subject, [(text, labels)], 1,
+                       ProbeSettings(window=16, max_tokens=48, windows_per_document=None, context=0))
     assert np.allclose(X0[:16], X[:16], atol=1e-5)  # the first window has nothing before it
     assert not np.allclose(X0[16:], X[16:], atol=1e-3)  # the others see more than their own tokens

@@ -4,6 +4,7 @@ whole command explains and scores them, kept apart from neurons (``autointerp.su
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -66,12 +67,12 @@ def test_capture_of_dictionary_features_is_encode_of_the_site(site, subject, tex
 
 def test_probing_reads_dictionary_features(subject, text_corpus, tmp_path):
     """probing.collect over a dictionary's space gives encode(site activations) on the same tokens."""
-    from autointerp.subject.probing import collect
+    from autointerp.subject.probing import ProbeSettings, collect
 
     text = open_corpus(str(text_corpus)).documents().__next__().text
     labels = np.zeros(len(text), dtype=bool)
-    X, y, group = collect(subject, [(text, labels)], 1, window=16, max_tokens=64, windows_per_document=None,
-                          space=NEURONS)
+    sixty_four = ProbeSettings(window=16, max_tokens=64, windows_per_document=None)
+    X, y, group = collect(subject, [(text, labels)], 1, sixty_four, space=NEURONS)
     assert X.shape == (64, subject.n_units)
     ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"][:64]
     acts = collect_activations(subject, [ids[i : i + 16] for i in range(0, 64, 16)], 1, "resid")
@@ -79,8 +80,7 @@ def test_probing_reads_dictionary_features(subject, text_corpus, tmp_path):
     sae = SparseAutoencoder(acts.shape[1], 40, tied=True, metadata={"layer": 1, "site": "resid"})
     sae.save(tmp_path / "sae")
     space = load_unit_space(tmp_path / "sae", 1, subject)
-    X, _, _ = collect(subject, [(text, labels)], 1, window=16, max_tokens=64, windows_per_document=None,
-                      space=space, context=0)
+    X, _, _ = collect(subject, [(text, labels)], 1, replace(sixty_four, context=0), space=space)
     assert X.shape == (64, 40)
     assert np.allclose(X, sae.encode(acts).detach().numpy(), atol=1e-5)
 

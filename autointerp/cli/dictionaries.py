@@ -52,13 +52,13 @@ def sae_train(
     """Fit an SAE (METHODS.md §7) or a baseline dictionary on one layer; evaluate it; explain its features with
     `autointerp run --layer N --units sae:OUT`."""
     from autointerp.config import load_config
-    from autointerp.pipeline import train_dictionary
+    from autointerp.pipeline import DictionarySettings, train_dictionary
 
     check_format(output, ("table", "json"))
     cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
-    report = train_dictionary(cfg, layer, kind, site, out_dir, ratio=ratio, alpha=alpha, epochs=epochs,
-                              fit_tokens=fit_tokens, fit_corpus=fit_corpus, eval_tokens=eval_tokens,
-                              command=" ".join(sys.argv))
+    settings = DictionarySettings(ratio=ratio, alpha=alpha, epochs=epochs, fit_tokens=fit_tokens,
+                                  fit_corpus=fit_corpus, eval_tokens=eval_tokens)
+    report = train_dictionary(cfg, layer, kind, site, out_dir, settings, command=" ".join(sys.argv))
     _print_dictionary(report, output, cfg.db)
 
 

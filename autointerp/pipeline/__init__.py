@@ -14,6 +14,7 @@ from autointerp.pipeline.dictionaries import (
     DICTIONARY_FAMILIES,
     FIT_CORPUS,
     DictionaryReport,
+    DictionarySettings,
     evaluate_dictionary,
     train_dictionary,
 )
@@ -23,6 +24,7 @@ from autointerp.subject.units import parse_layers, parse_units
 
 __all__ = [
     "DICTIONARY_FAMILIES", "EXPLAINERS", "FIT_CORPUS", "SIMULATORS", "AnalysisResult", "DictionaryReport",
-    "LLMContext", "OpenOptions", "RunSession", "RunSummary", "UnitOutcome", "analyze", "evaluate_dictionary", "make_explainer", "make_simulator",
-    "parse_layers", "parse_units", "probe", "run", "train_dictionary",
+    "DictionarySettings", "LLMContext", "OpenOptions", "RunSession", "RunSummary", "UnitOutcome", "analyze",
+    "evaluate_dictionary", "make_explainer", "make_simulator", "parse_layers", "parse_units", "probe", "run",
+    "train_dictionary",
 ]

@@ -15,13 +15,20 @@ from typing import Any
 
 from autointerp.config import Config
 
-from autointerp.db import open_db
+from autointerp.db import NewAnalysis, open_db
 from autointerp.errors import UsageError
 from autointerp.pipeline.inputs import capture_config, existing_db, load_inputs, package_versions, unit_space
 from autointerp.subject.analyses import REGULARIZATION_TOP, analyze_layer
 from autointerp.subject.capture import capture
 from autointerp.subject.model import load_subject
-from autointerp.subject.probing import BUILTIN_CONCEPTS, DEFAULT_TOKENS, ProbeResult, load_span_concept, probe_layers
+from autointerp.subject.probing import (
+    BUILTIN_CONCEPTS,
+    DEFAULT_TOKENS,
+    ProbeResult,
+    ProbeSettings,
+    load_span_concept,
+    probe_layers,
+)
 from autointerp.subject.units import RESIDUAL, parse_layers
 
 
@@ -59,9 +66,9 @@ def analyze(cfg: Config, layers: str, command: str = "",
                   for u in unit_results]
     n_tokens = caps[wanted[0]].n_tokens
     store = store or open_db(cfg.db)
-    run_id = store.save_analysis(command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
-                                 model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens,
-                                 summaries=summaries, units=units)
+    analysis = NewAnalysis(command=command, config=cfg.snapshot(), versions=package_versions(), model=cfg.model,
+                           model_hash=subject.weights_hash(), corpus=cfg.corpus, n_tokens=n_tokens)
+    run_id = store.save_analysis(analysis, summaries, units)
     return AnalysisResult(run_id, cfg.db, n_tokens, summaries, units, capture_s, time.time() - t0)
 
 
@@ -94,8 +101,9 @@ def probe(cfg: Config, layers: str, concept: str, method: str = "mean_diff", com
     if cfg.dictionary is not None and len(wanted) > 1:
         raise UsageError("a dictionary reads one layer; give --layer N with --units sae:PATH")
     space = RESIDUAL if residual else unit_space(cfg.model_copy(update={"layer": wanted[0]}), subject)
-    results = probe_layers(subject, corpus, wanted, target, method=method, max_tokens=cfg.tokens or DEFAULT_TOKENS,
-                           window=cfg.window, seed=cfg.seed, space=space, context=context, on_progress=on_progress)
+    settings = ProbeSettings(window=cfg.window, max_tokens=cfg.tokens or DEFAULT_TOKENS, context=context,
+                             method=method, seed=cfg.seed)
+    results = probe_layers(subject, corpus, wanted, target, settings, space=space, on_progress=on_progress)
     model_hash = subject.weights_hash()
     store = store or open_db(cfg.db)
     return [(result, store.save_probe(command=command, model=cfg.model, model_hash=model_hash,

@@ -2,6 +2,7 @@
 directions, the default basis) on a layer's activations, and measure it (FVU, L0, dead features, spliced loss).
 
     >>> report = train_dictionary(load_config(), layer=3, family="sae", site="resid", out="runs/l3-sae")
+    >>> train_dictionary(load_config(), 3, "sae", "mlp", "runs/l3-mlp", DictionarySettings(ratio=8, epochs=20))
     >>> report.fvu, report.mean_l0, report.loss_spliced
 """
 
@@ -34,6 +35,18 @@ DICTIONARY_FAMILIES = ("sae", "pca", "ica", "random", "default")
 FIT_CORPUS = "stdlib:fit"  # dictionaries are fitted on the split the bundled model was trained on, scored on the rest
 
 
+@dataclass(frozen=True)
+class DictionarySettings:
+    """How ``train_dictionary`` fits and measures a dictionary; each field is the ``sae train`` flag of its name."""
+
+    ratio: float = 4.0  # features per input dimension: ratio x d_in for an SAE, ratio x d_in / 2 random directions
+    alpha: float = 1e-3  # the SAE's L1 coefficient
+    epochs: int = 10  # SAE passes over the fitting activations
+    fit_tokens: int = 200_000  # tokens of activations to fit on
+    fit_corpus: str = FIT_CORPUS  # the corpus they are read from
+    eval_tokens: int = 50_000  # held-out tokens of cfg.corpus it is evaluated on (``evaluate_dictionary``)
+
+
 @dataclass
 class DictionaryReport:
     path: str
@@ -53,23 +66,24 @@ class DictionaryReport:
     eval_id: str = ""
 
 
-def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, *, ratio: float = 4.0,
-                     alpha: float = 1e-3, epochs: int = 10, fit_tokens: int = 200_000, fit_corpus: str = FIT_CORPUS,
-                     eval_tokens: int = 50_000, command: str = "") -> DictionaryReport:
-    """Fit a dictionary on ``layer``'s ``site`` activations over ``fit_tokens`` of ``fit_corpus``, save it to the
-    new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can check them),
-    then evaluate it like ``evaluate_dictionary``.
+def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str,
+                     settings: DictionarySettings = DictionarySettings(), command: str = "") -> DictionaryReport:
+    """Fit a dictionary on ``layer``'s ``site`` activations over ``settings.fit_tokens`` of ``settings.fit_corpus``,
+    save it to the new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can
+    check them), then evaluate it like ``evaluate_dictionary`` on ``settings.eval_tokens``.
 
     Families: ``sae`` (tied for the residual stream, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
     features, L1 coefficient ``alpha``), ``pca`` and ``ica`` (d_in directions), ``random`` (``ratio`` x d_in / 2
     directions) and ``default`` (the site's own coordinates); baseline directions are sign-split into two features
     each, so every feature is non-negative like a neuron.
     """
+    ratio, fit_tokens, fit_corpus = settings.ratio, settings.fit_tokens, settings.fit_corpus
     if family not in DICTIONARY_FAMILIES:
         raise UsageError(f"--kind {family!r} is not one of {', '.join(DICTIONARY_FAMILIES)}")
     if site not in ("mlp", "resid"):
         raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
-    _check_numbers(cfg, ratio=ratio, alpha=alpha, epochs=epochs, fit_tokens=fit_tokens, eval_tokens=eval_tokens)
+    _check_numbers(cfg, ratio=ratio, alpha=settings.alpha, epochs=settings.epochs, fit_tokens=fit_tokens,
+                   eval_tokens=settings.eval_tokens)
     target = _check_out(out)
     store = existing_db(cfg.db)
     fitting = load_inputs(cfg, corpus=fit_corpus, layers=[layer])
@@ -82,8 +96,8 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
                 "fit_corpus": fit_corpus, "fit_tokens": len(acts), "seed": cfg.seed}
     d_in = acts.shape[1]
     if family == "sae":
-        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=alpha, tied=site == "resid", epochs=epochs,
-                                                    seed=cfg.seed, metadata=metadata))
+        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=settings.alpha, tied=site == "resid",
+                                                    epochs=settings.epochs, seed=cfg.seed, metadata=metadata))
     elif family == "default":
         dictionary = replace(default_basis(d_in, split_signs=True), metadata=metadata)
     elif family == "random":
@@ -94,7 +108,7 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
     else:
         dictionary = replace(ica_dictionary(acts, min(d_in, len(acts)), seed=cfg.seed), metadata=metadata)
     dictionary.save(target)
-    report = evaluate_dictionary(cfg, out, layer, eval_tokens, command, store=store, subject=subject)
+    report = evaluate_dictionary(cfg, out, layer, settings.eval_tokens, command, store=store, subject=subject)
     report.n_fit_tokens = len(acts)
     return report
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from autointerp.agent.base import Explainer
 from autointerp.config import Config
-from autointerp.db import Store, open_db
+from autointerp.db import NewRun, Store, open_db
 from autointerp.db.leases import DEFAULT_TTL_S, Lease, LeaseInfo, acquire_lease
 from autointerp.errors import UsageError
 from autointerp.llm.types import RunStop
@@ -140,11 +140,11 @@ class RunSession:
             if run_id is not None and self.lease.previous is not None:  # a session died holding the run
                 store.add_run_wall(run_id, max(self.lease.previous.seconds_held(), 0.0))
             if run_id is None:
-                run_id = store.start_run(
+                run_id = store.start_run(NewRun(
                     run_key=key, command=options.command, config=cfg.snapshot(), versions=package_versions(),
                     model=cfg.model, model_hash=self.model_hash, layer=cfg.layer, unit_kind=self.space.kind,
                     corpus=cfg.corpus, seed=cfg.seed, explainer=self.explainer.name,
-                    simulator=self.stages.scoring.simulation.simulator.name)
+                    simulator=self.stages.scoring.simulation.simulator.name))
             else:
                 store.resume_run(run_id)
         except BaseException:
