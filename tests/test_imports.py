@@ -202,8 +202,6 @@ MAX_PARAMETERS = 8
 OVER_THE_LIMIT_FOR_NOW = {
     "autointerp.llm.client.ChatModelBase.__init__",  # 9: the LLM client's options (being grouped by a helper)
     "autointerp.testing.server.FakeOpenAIServer.__init__",  # 9: the fake server's knobs (being grouped by a helper)
-    "autointerp.sweep.engine.run_sweep",  # 9: the lead's rewrite of the sweep engine
-    "autointerp.db.results.ScoredExplanation.build",  # 9: the lead's rewrite of db/results.py
 }
 
 
