@@ -143,8 +143,10 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
 
     code, out, err = cli("leaderboard", "--by", "dictionary", "--format", "json")
     assert code == 0, err
-    rows = {r["kind"]: r for r in json.loads(out)}
-    assert set(rows) == {report["kind"], "neuron"}
+    rows = json.loads(out)
+    assert {r["kind"] for r in rows} == {report["kind"], "neuron"}
+    assert {r["explainer"] for r in rows} >= {"baseline", "control:shuffled:baseline"}  # the floor beside it
+    rows = {r["kind"]: r for r in rows if not r["explainer"].startswith("control:")}
     assert rows[report["kind"]]["family"] == "pca" and rows["neuron"]["units"] + rows["neuron"]["undefined"] == 8
     assert rows[report["kind"]]["units"] + rows[report["kind"]]["undefined"] == 64
 
