@@ -63,6 +63,19 @@ from autointerp.testing.outcomes import constrained
 from autointerp.llm.tokens import message_text
 
 HOST = "127.0.0.1"
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as JSON bytes: orjson (a streamed simulator reply is thousands of events: json.dumps made the server
+    the bottleneck of benchmarks/bench_llm.py), else json."""
+    return _orjson.dumps(value) if _orjson is not None else json.dumps(value).encode()
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
+
 QUIRKS = frozenset({"no_stream", "no_done", "usage_without_choices"})  # see the module docstring
 
 
@@ -324,12 +337,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         done = done and "no_done" not in app.quirks
         try:
             if not app.token_latency_s:
-                events = "".join(f"data: {json.dumps(chunk)}\n\n" for chunk in chunks)
-                self.wfile.write((events + ("data: [DONE]\n\n" if done else "")).encode())
+                events = b"".join(b"data: " + dumps(chunk) + b"\n\n" for chunk in chunks)
+                self.wfile.write(events + (b"data: [DONE]\n\n" if done else b""))
                 written = sum(chunk.get("tokens", 0) for chunk in chunks)
                 return
             for chunk in chunks:
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: " + dumps(chunk) + b"\n\n")
                 self.wfile.flush()
                 written += chunk.get("tokens", 0)
                 if app.stopping.wait(app.token_latency_s):
