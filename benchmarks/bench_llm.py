@@ -18,7 +18,8 @@ It prints:
   LLM calls the run made: the client, and the explainer's and simulator's own work on each reply (issue 22's
   target: at most 25 ms);
 - **the seam alone**: the CPU of ``LLMClient.chat`` per call in this process, for a simulator request (ten windows
-  of 64 tokens, logprobs, streamed and stopped by the simulator's own watch) and a short explainer-sized one;
+  of 64 tokens, 15 top logprobs, streamed and stopped by the simulator's own watch) and a short explainer-sized
+  one, with the garbage collector set as the run sets it for its explain + score phase;
 - the wall-time ratio of the explain + score phase at concurrency 1 over 16 (target: at least 8x);
 - the load average before and after: figures taken with other work on the machine are not comparable.
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -131,9 +133,12 @@ async def seam_cpu(base_url: str, calls: int) -> tuple[float, float]:
             await client.chat([{"role": "user", "content": "Explain: <start>\ndef\t10\n<end>"}], purpose="explain",
                               max_tokens=200)
 
+        await simulate()  # warm up: the connection, the imports
+        await explain()
+        gc.freeze()  # as the run does for its explain + score phase (autointerp/pipeline/run.py, _llm_phase_gc)
+        gc.set_threshold(max(gc.get_threshold()[0], 14_000), *gc.get_threshold()[1:])
         figures = []
         for one in (simulate, explain):
-            await one()  # warm up
             cpu = time.process_time()
             for _ in range(calls):
                 await one()

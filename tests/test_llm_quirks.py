@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 
 import pytest
 
@@ -191,3 +192,22 @@ def test_a_run_against_an_endpoint_that_never_streams_finishes_every_unit(cli, t
     assert streamed <= 4  # the streamed requests in flight when the first answer came; none after it
     notes = [r for r in caplog.records if "answers a streamed request with one JSON body" in r.getMessage()]
     assert len(notes) == 1 and notes[0].levelno == logging.WARNING
+
+
+@pytest.mark.slow  # a real run of a tiny model: seconds
+def test_a_run_against_an_endpoint_that_answers_garbage_stops_calling_it_within_a_few_requests(cli, tiny, text_corpus,
+                                                                                               isolated):
+    """Every request answered with a body that is not a completion: 3 calls of 2 tries each, then no request at all
+    (every later call raises EndpointMismatch at once), and the line names the endpoint. How the run ends on it (a
+    non-zero exit with that one line) is the run owner's part."""
+    with FakeOpenAIServer(lambda request: Garbage(text='{"detail": "no such route"}')) as server:
+        (isolated / "autointerp.toml").write_text(
+            f'[models.local]\nmodel = "fake-model"\nbase_url = "{server.base_url}"\n')
+        code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:4",
+                             "--explainer", "local", "--simulator", "local", "--concurrency", "1", "--format", "json")
+        requests = len(server.requests)
+    assert requests <= 6, requests
+    reasons = [row[0] or "" for row in sqlite3.connect(isolated / "autointerp.db").execute(
+        "SELECT reason FROM explanations")]
+    mismatch = [r for r in reasons if f"endpoint mismatch: {server.base_url}" in r and "3 calls in a row" in r]
+    assert len(reasons) == 4 and len(mismatch) == 2, reasons  # units 0 and 1: the first two failed calls
