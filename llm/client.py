@@ -25,6 +25,12 @@ Every ``chat`` call, through any ``ChatModelBase`` subclass (``LLMClient``, ``au
 - with ``stop_when`` (a callable taking the reply text so far and returning a reason to stop, or None), streams the
   reply and closes the request as soon as ``stop_when`` answers a reason: the result has the text so far and
   ``stopped`` set (the simulator stops a reply that has gone off format after its first bad line);
+- reads what endpoints do instead of the protocol (a JSON body in answer to a streamed request, a stream without
+  ``[DONE]`` or cut mid-reply, HTTP 200 with an ``error`` object, a proxy's HTML error page, a usage-only final
+  chunk, ``content: null``): each is used or a typed failure (docs/llm-servers.md has the table). An answer it cannot
+  use (``ProtocolMismatch``) is tried again once, not more when it comes back the same; the same unusable answer
+  (or final ``EndpointError``) on ``failures.MISMATCH_CALLS`` (3) calls in a row raises ``EndpointMismatch``, one
+  line naming the endpoint and what it did, and so does every later call, without sending anything;
 - hands one ``CallRecord`` per call (success or failure, with the number of attempts) to the ``CallSink``, and adds
   its tokens and cost to ``totals`` and to the enclosing ``call_scope`` (``autointerp.llm.scope``), whose unit it
   records when the call names none.

@@ -231,7 +231,8 @@ class EventReader:
             self._whole.append(piece)
             return []
         data = self._tail + piece
-        end = data.rfind(b"\n\n") + 2 or data.rfind(b"\n") + 1  # at an event's end when there is one
+        blank = data.rfind(b"\n\n")  # cut at an event's end when there is one, else at a line's
+        end = blank + 2 if blank >= 0 else data.rfind(b"\n") + 1
         self._tail = data[end:]
         return self._parse(data[:end]) if end else []
 

@@ -33,13 +33,12 @@ from autointerp.llm.client import (
     ChatModelBase,
     Message,
     RequestTimedOut,
-    RetryableError,
     status_failure,
 )
 from autointerp.llm.profiles import ModelProfile
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
 from autointerp.llm.failures import page_reason
-from autointerp.llm.types import StreamCut
+from autointerp.llm.types import ProtocolMismatch, StreamCut
 from autointerp.testing.server import (
     BodyError,
     CutStream,
@@ -92,8 +91,9 @@ class FakeLLM(ChatModelBase):
         if isinstance(outcome, Hang):
             await asyncio.sleep(min(outcome.seconds, timeout_s))
             raise RequestTimedOut(f"no answer within {timeout_s:g} s (timeout_s)")
-        if isinstance(outcome, Garbage):
-            raise RetryableError(f"response body is not JSON: {outcome.text[:200]!r}")
+        if isinstance(outcome, Garbage):  # as the real client reads it (``ChatModelBase._decode``)
+            raise ProtocolMismatch(f"response body is not JSON: {outcome.text[:200]!r}",
+                                   "answered HTTP 200 with a body that is not a JSON object")
         if isinstance(outcome, ProxyPage):
             raise status_failure(outcome.status, page_reason(f"<title>{outcome.title}</title>"))
         if isinstance(outcome, BodyError):

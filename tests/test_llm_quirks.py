@@ -211,3 +211,28 @@ def test_a_run_against_an_endpoint_that_answers_garbage_stops_calling_it_within_
         "SELECT reason FROM explanations")]
     mismatch = [r for r in reasons if f"endpoint mismatch: {server.base_url}" in r and "3 calls in a row" in r]
     assert len(reasons) == 4 and len(mismatch) == 2, reasons  # units 0 and 1: the first two failed calls
+
+
+def test_the_event_reader_gives_the_same_chunks_however_the_body_is_split():
+    """Pieces cut anywhere (inside an event, between its line and the blank line), CRLF line ends, comment and
+    ``event:`` lines, ``bytes`` arrays, and a ``[DONE]`` after which nothing is read."""
+    from autointerp.llm.streaming import EventReader
+
+    chunks = [{"choices": [{"index": 0, "delta": {"content": f"t{i}"},
+                            "logprobs": {"content": [{"token": f"t{i}", "logprob": -0.5, "bytes": [116, 48 + i]}]}}]}
+              for i in range(5)]
+    plain = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\ndata: {\"late\": 1}\n\n"
+    odd = (": keep-alive\r\n\r\n" + "".join(f"event: message\r\ndata:{json.dumps(c)}\r\n\r\n" for c in chunks)
+           + "data: [DONE]\r\n\r\n")
+    expected = [{"choices": [{**c["choices"][0], "logprobs": {"content": [
+        {k: v for k, v in c["choices"][0]["logprobs"]["content"][0].items() if k != "bytes"}]}}]} for c in chunks]
+    for body in (plain.encode(), odd.encode()):
+        for size in (1, 7, 64, len(body)):
+            reader, got = EventReader(), []
+            for at in range(0, len(body), size):
+                got += reader.feed(body[at:at + size])
+            got += reader.close()
+            assert got == expected and reader.done and not reader.plain, (size, body[:40])
+    reader = EventReader()
+    assert reader.feed(b'  {"choices": []') == [] and reader.feed(b"}") == [] and reader.plain
+    assert json.loads(reader.body()) == {"choices": []}
