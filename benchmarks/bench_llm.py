@@ -1,70 +1,194 @@
-"""LLM throughput benchmark: explain + score 64 units against a server that answers every request after 200 ms.
+"""LLM throughput benchmark: explain + score 32 units against a server that answers every request after 200 ms.
 
-    python benchmarks/bench_llm.py                       # concurrency 1 vs 16, 64 units of the bundled model
-    python benchmarks/bench_llm.py --units 0:32 --latency 0.5
+    python benchmarks/bench_llm.py                       # concurrency 1 vs 16, 32 units of the bundled model
+    python benchmarks/bench_llm.py --units 0:64 --latency 0.5
 
-Runs the real command, ``autointerp run`` with an LLM explainer and an LLM simulator (one profile, pointing at a local
-OpenAI-compatible server started here on 127.0.0.1, through the real ``openai`` client). "Concurrency N" sets both
-knobs to N: units in flight (``--concurrency N``) and requests in flight (the profile's ``concurrency = N``). It runs
-N = 1 (one request at a time), N = 16, and, to show what each knob does, 1 unit in flight with 16 requests allowed
-(a unit's simulation requests then overlap). Revision, tools and the controls are off (``--revise-rounds 0
---max-tool-calls 0 --no-controls``): explain + score, the path whose call count is bounded at 4 per unit.
-The time compared is the explain + score phase (``explain_s`` in the run's JSON summary: every unit's LLM work, after
-the subject is loaded and the corpus captured).
+Runs the real command, ``autointerp run`` with an LLM explainer and an LLM simulator (one profile, pointing at the
+project's test server, ``python -m autointerp.testing.server``, started here as a separate process so that its CPU
+is not counted as the client's). "Concurrency N" sets both knobs to N: units in flight (``--concurrency N``) and
+requests in flight (the profile's ``concurrency = N``). It runs N = 1, N = 16 and, to show what each knob does, 1 unit
+in flight with 16 requests allowed. Revision, tools and the controls are off (``--revise-rounds 0 --max-tool-calls 0
+--no-controls``): explain + score. The time compared is the explain + score phase (``explain_s`` in the run's JSON
+summary: every unit's LLM work, after the subject is loaded and the corpus captured).
+
+It prints:
+
+- **client CPU per LLM call**: the CPU time (user + system) of the ``autointerp run`` process in its explain + score
+  phase (from the "LLM estimate" line it prints after the capture, read from /proc, to its exit) at 16 in flight,
+  less the same for a quarter of the units, over the calls between the two runs: what each more call costs (the
+  client, and the explainer's and simulator's own work on the reply), without what the phase pays once (imports,
+  the first connection). Issue 22's target: at most 25 ms;
+- **the seam alone**: the CPU of ``LLMClient.chat`` per call in this process, for a simulator request (ten windows
+  of 64 tokens, 15 top logprobs, streamed and stopped by the simulator's own watch) and a short explainer-sized
+  one, with the garbage collector set as the run sets it for its explain + score phase;
+- the wall-time ratio of the explain + score phase at concurrency 1 over 16 (target: at least 8x);
+- the load average before and after: figures taken with other work on the machine are not comparable.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import json
 import os
+import resource
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
-from autointerp.testing.server import FakeOpenAIServer
+
+def child_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that have ended and been waited for
+    return usage.ru_utime + usage.ru_stime
 
 
-def run(workdir: Path, server: FakeOpenAIServer, args, concurrency: int, requests: int) -> dict:
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(latency: float) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "autointerp.testing.server", "--port", str(port), "--latency",
+                               str(latency)], stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    if "serving on" not in line:
+        server.kill()
+        sys.exit(f"the test server did not start: {line!r}")
+    return server, f"http://127.0.0.1:{port}/v1"
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU time (user + system) so far of a running process, from /proc; None where there is no /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(workdir: Path, base_url: str, args, concurrency: int, requests: int, units: str | None = None) -> dict:
+    """One ``autointerp run``; its CPU in all, and in the explain + score phase: from the "LLM estimate" line, which
+    the command prints after the capture and before the first LLM call, to its end."""
     (workdir / "autointerp.toml").write_text(
-        f'[models.local]\nmodel = "fake-model"\nbase_url = "{server.base_url}"\nconcurrency = {requests}\n'
+        f'[models.local]\nmodel = "fake-model"\nbase_url = "{base_url}"\nconcurrency = {requests}\n'
     )
-    db = workdir / f"c{concurrency}-r{requests}.db"
-    cmd = [sys.executable, "-m", "autointerp.cli", "run", "--layer", str(args.layer), "--units", args.units,
+    db = workdir / f"c{concurrency}-r{requests}-{time.monotonic_ns()}.db"
+    cmd = [sys.executable, "-m", "autointerp.cli", "run", "--layer", str(args.layer), "--units", units or args.units,
            "--tokens", str(args.tokens), "--explainer", "local", "--simulator", "local", "--revise-rounds", "0",
            "--max-tool-calls", "0", "--no-controls", "--concurrency", str(concurrency), "--db", str(db),
            "--format", "json"]
-    before = len(server.requests)
-    done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode:
-        sys.exit(f"run failed ({done.returncode}):\n{done.stderr}")
-    summary = json.loads(done.stdout)
+    cpu = child_cpu_s()
+    child = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    at_phase: list[float | None] = []
+    errors: list[str] = []
+
+    def read_stderr() -> None:
+        for line in child.stderr:
+            errors.append(line)
+            if "LLM estimate" in line and not at_phase:
+                at_phase.append(proc_cpu_s(child.pid))
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    out = child.stdout.read()
+    child.wait()
+    reader.join()
+    cpu = child_cpu_s() - cpu
+    if child.returncode:
+        sys.exit(f"run failed ({child.returncode}):\n{''.join(errors)}")
+    summary = json.loads(out)
     units = summary["units_done"]
-    calls = len(server.requests) - before
-    phase = summary["explain_s"]
-    return {"concurrency": concurrency, "requests": requests, "units": units, "calls": calls, "calls_per_unit": calls / units,
-            "explain_score_s": round(phase, 2), "wall_s": summary["wall_s"],
-            "statuses": sorted({u["status"] for u in summary["units"]})}
+    calls = (summary.get("llm_usage") or {}).get("calls", 0)
+    phase_cpu = cpu - at_phase[0] if at_phase and at_phase[0] is not None else None
+    return {"concurrency": concurrency, "requests": requests, "units": units, "calls": calls,
+            "calls_per_unit": calls / max(units, 1), "explain_score_s": round(summary["explain_s"], 2),
+            "cpu_s": cpu, "phase_cpu_s": phase_cpu, "statuses": sorted({u["status"] for u in summary["units"]})}
+
+
+async def seam_cpu(base_url: str, calls: int) -> tuple[float, float]:
+    """CPU ms per ``chat`` call of this process: a simulator request (streamed, logprobs, stopped by the
+    simulator's watch) and a short one."""
+    from autointerp.llm.client import LLMClient
+    from autointerp.llm.profiles import ModelProfile
+    from autointerp.scoring.llm_simulator import ReplyWatch, simulation_messages
+
+    words = "the cat sat on a mat and then def foo ( x ) : return x + 1".split()
+    windows = [[words[(i * 7 + j) % len(words)] + ("" if j % 3 else " ") for j in range(64)] for i in range(10)]
+    messages = simulation_messages('Fires on the token "cat".', windows)
+    profile = ModelProfile(model="fake-model", base_url=base_url, concurrency=1, max_retries=0)
+    async with LLMClient(profile, "seam") as client:
+
+        async def simulate():
+            await client.chat(messages, purpose="simulate", logprobs=True, top_logprobs=15, max_tokens=8000,
+                              stop_when=ReplyWatch([len(w) for w in windows]))
+
+        async def explain():
+            await client.chat([{"role": "user", "content": "Explain: <start>\ndef\t10\n<end>"}], purpose="explain",
+                              max_tokens=200)
+
+        await simulate()  # warm up: the connection, the imports
+        await explain()
+        gc.freeze()  # as the run does for its explain + score phase (autointerp/pipeline/run.py, _llm_phase_gc)
+        gc.set_threshold(max(gc.get_threshold()[0], 14_000), *gc.get_threshold()[1:])
+        figures = []
+        for one in (simulate, explain):
+            cpu = time.process_time()
+            for _ in range(calls):
+                await one()
+            figures.append((time.process_time() - cpu) / calls * 1000)
+    return figures[0], figures[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--layer", type=int, default=13)
-    ap.add_argument("--units", default="0:64")
+    ap.add_argument("--units", default="0:32")
     ap.add_argument("--tokens", type=int, default=50_000, help="capture size (kept small: not what is measured)")
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before every answer")
+    ap.add_argument("--seam-calls", type=int, default=20, help="calls per kind for the seam-alone figure")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAIServer(latency_s=args.latency) as server:
-        one, mixed, sixteen = (run(Path(tmp), server, args, c, r) for c, r in ((1, 1), (1, 16), (16, 16)))
-    for r in (one, mixed, sixteen):
+    load_before = os.getloadavg()
+    server, base_url = start_server(args.latency)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            one, mixed, sixteen = (run(Path(tmp), base_url, args, c, r) for c, r in ((1, 1), (1, 16), (16, 16)))
+            start, end = (int(x) for x in args.units.split(":"))
+            quarter = run(Path(tmp), base_url, args, 16, 16, f"{start}:{start + max(1, (end - start) // 4)}")
+        with_server = start_server(0.0)
+        try:
+            sim_ms, short_ms = asyncio.run(seam_cpu(with_server[1], args.seam_calls))
+        finally:
+            with_server[0].terminate()
+            with_server[0].wait()
+    finally:
+        server.terminate()
+        server.wait()
+    load_after = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
+    for r in (one, mixed, sixteen, quarter):
+        phase = "n/a" if r["phase_cpu_s"] is None else f"{r['phase_cpu_s']:.2f} s"
         print(f"{r['concurrency']:>2} units / {r['requests']:>2} requests in flight: {r['units']} units, {r['calls']} LLM "
-              f"calls ({r['calls_per_unit']:.2f} per unit), explain+score {r['explain_score_s']:.2f} s, "
-              f"statuses {r['statuses']}")
+              f"calls ({r['calls_per_unit']:.2f} per unit), explain+score {r['explain_score_s']:.2f} s, statuses "
+              f"{r['statuses']}; CPU: run {r['cpu_s']:.1f} s, explain+score phase {phase}")
+    if sixteen["phase_cpu_s"] is not None and quarter["phase_cpu_s"] is not None and sixteen["calls"] > quarter["calls"]:
+        per_call = (sixteen["phase_cpu_s"] - quarter["phase_cpu_s"]) / (sixteen["calls"] - quarter["calls"]) * 1000
+        print(f"client CPU per LLM call: {per_call:.1f} ms (the explain + score phase's CPU at 16 in flight, "
+              f"{sixteen['units']} units less {quarter['units']}, over the calls between them)")
+    print(f"the seam alone (LLMClient.chat, CPU per call): simulator request {sim_ms:.1f} ms, short request "
+          f"{short_ms:.1f} ms")
     latency = f"server latency {args.latency * 1000:.0f} ms per request"
     print(f"speed-up at concurrency 16 over 1: {one['explain_score_s'] / sixteen['explain_score_s']:.1f}x ({latency})")
     print(f"speed-up of 16 units over 1 unit in flight, 16 requests allowed in both: "
           f"{mixed['explain_score_s'] / sixteen['explain_score_s']:.1f}x")
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 
 
 if __name__ == "__main__":

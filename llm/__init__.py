@@ -15,8 +15,8 @@ import importlib
 
 # Names are loaded on first use, so that reading a profile (``autointerp.config``) does not import the OpenAI client.
 _WHERE = {
-    "Budget": "types", "BudgetExceeded": "types", "RunStop": "types", "CallRecord": "types", "CallSink": "types", "ChatResult": "types",
-    "LLMError": "types", "TokenLogprob": "types", "ToolCall": "types",
+    "Budget": "types", "BudgetExceeded": "types", "RunStop": "types", "CallRecord": "types", "CallSink": "types",
+    "ChatResult": "types", "LLMError": "types", "EndpointMismatch": "types", "TokenLogprob": "types", "ToolCall": "types",
     "ChatModel": "client", "LLMClient": "client",
     "ModelProfile": "profiles", "resolve_profile": "profiles",
     "TokenCounter": "tokens",

@@ -33,7 +33,7 @@ import json
 import time
 from typing import Any
 
-from autointerp.llm.client import ChatModel, LLMError
+from autointerp.llm.client import ChatModel, EndpointMismatch, LLMError
 from autointerp.llm.parallelism import detect_parallelism
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.wire import response_format
@@ -70,7 +70,7 @@ async def check_profile(client: ChatModel) -> dict[str, Any]:
     async def probe(name: str, run) -> None:
         try:
             result[name] = await run()
-        except LLMError as exc:
+        except (LLMError, EndpointMismatch) as exc:  # a probe that fails is recorded; the others go on
             result["errors"][name] = str(exc)
 
     async def chat():
@@ -112,7 +112,7 @@ async def check_profile(client: ChatModel) -> dict[str, Any]:
             try:
                 reply = await client.chat([{"role": "user", "content": "Reply with a JSON object."}], purpose="check",
                                           max_tokens=20, response_format=response_format(kind, "check", _ONLY_ANSWER))
-            except LLMError as exc:
+            except (LLMError, EndpointMismatch) as exc:
                 result["errors"][f"response_format {kind}"] = str(exc)
                 continue
             try:

@@ -25,6 +25,12 @@ Every ``chat`` call, through any ``ChatModelBase`` subclass (``LLMClient``, ``au
 - with ``stop_when`` (a callable taking the reply text so far and returning a reason to stop, or None), streams the
   reply and closes the request as soon as ``stop_when`` answers a reason: the result has the text so far and
   ``stopped`` set (the simulator stops a reply that has gone off format after its first bad line);
+- reads what endpoints do instead of the protocol (a JSON body in answer to a streamed request, a stream without
+  ``[DONE]`` or cut mid-reply, HTTP 200 with an ``error`` object, a proxy's HTML error page, a usage-only final
+  chunk, ``content: null``): each is used or a typed failure (docs/llm-servers.md has the table). An answer it cannot
+  use (``ProtocolMismatch``) is tried again once, not more when it comes back the same; the same unusable answer
+  (or final ``EndpointError``) on ``failures.MISMATCH_CALLS`` (3) calls in a row raises ``EndpointMismatch``, one
+  line naming the endpoint and what it did, and so does every later call, without sending anything;
 - hands one ``CallRecord`` per call (success or failure, with the number of attempts) to the ``CallSink``, and adds
   its tokens and cost to ``totals`` and to the enclosing ``call_scope`` (``autointerp.llm.scope``), whose unit it
   records when the call names none.
@@ -38,287 +44,48 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import random
-import time
-import weakref
-from abc import ABC, abstractmethod
-from datetime import datetime, timezone
-from typing import Any, Protocol, runtime_checkable
+import logging
+from typing import Any
 
 import httpx
 import openai
 
-from autointerp.errors import UsageError
-from autointerp.llm.failures import retry_after_s, status_failure
+from autointerp.llm.base import _SLOTS, ChatModel, ChatModelBase  # noqa: F401 (imported from here)
+from autointerp.llm.failures import body_error, is_html, page_reason, retry_after_s, status_failure  # noqa: F401
 from autointerp.llm.parallelism import detect_parallelism
-from autointerp.llm.profiles import DEFAULT_CONCURRENCY, LOCAL_PLACEHOLDER_KEY, ModelProfile
-from autointerp.llm.scope import current_scope
-from autointerp.llm.secrets import escapes_may_hide, scrub_strings, scrub_text, shorten
-from autointerp.llm.streaming import StopCheck, StreamAssembler, truncate_body
-from autointerp.llm.completions import CompletionsMixin
-from autointerp.llm.tokens import TokenCounter
-from autointerp.llm.types import (  # noqa: F401 (BudgetExceeded, MalformedLogprobs, TokenLogprob: imported from here)
+from autointerp.llm.profiles import DEFAULT_CONCURRENCY, ModelProfile  # noqa: F401
+from autointerp.llm.secrets import shorten
+from autointerp.llm.streaming import EventReader, StopCheck, StreamAssembler
+from autointerp.llm.types import (  # noqa: F401 (the seam's records and errors: imported from here)
     Budget,
     BudgetExceeded,
     CallRecord,
     CallSink,
     ChatResult,
     CompletionResult,
+    EndpointError,
+    EndpointMismatch,
     LLMError,
     MalformedLogprobs,
     Message,
+    ProtocolMismatch,
     RequestTimedOut,
     RetryableError,
+    StreamCut,
     TokenLogprob,
     Totals,
 )
-from autointerp.llm.wire import logged_response, parse_body, rejected_hint, sendable, too_slow
+from autointerp.llm.wire import dumps, parse_body, rejected_hint, too_slow  # noqa: F401
 
 
-@runtime_checkable
-class ChatModel(Protocol):
-    """What every caller of an LLM depends on; ``LLMClient`` and ``FakeLLM`` both satisfy it."""
-
-    name: str
-    profile: ModelProfile
-    totals: Totals
-
-    async def chat(
-        self,
-        messages: list[Message],
-        *,
-        purpose: str,
-        tools: list[dict[str, Any]] | None = None,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        unit: str | None = None,
-        stop_when: StopCheck | None = None,
-        **extra: Any,
-    ) -> ChatResult: ...
-
-    async def complete(self, prompt: str, *, purpose: str, logprobs: int | None = None, echo: bool = False,
-                       max_tokens: int = 1, unit: str | None = None, **extra: Any) -> CompletionResult: ...
+_log = logging.getLogger("autointerp.llm")
+# Endpoints (base URL, model) seen answering a streamed request with one JSON body, in this process: not asked to
+# stream again (``LLMClient.streams``).
+_PLAIN_ENDPOINTS: set[tuple[str, str]] = set()
 
 
-# (event loop, profile name) -> the semaphore bounding that profile's requests in flight
-_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-class ChatModelBase(CompletionsMixin, ABC):
-    """Budget, concurrency bound, retries, parsing, accounting and scrubbing; subclasses only ``_send`` requests."""
-
-    def __init__(
-        self,
-        profile: ModelProfile,
-        name: str,
-        sink: CallSink | None = None,
-        budget: Budget | None = None,
-        *,
-        backoff_base_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-        token_counter: TokenCounter | None = None,
-        secret: str | None = None,
-        log_logprobs: bool = False,
-    ):
-        self.profile = profile
-        self.name = name
-        self.sink = sink
-        self.budget = budget
-        self.totals = Totals()
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
-        self.token_counter = token_counter or TokenCounter()
-        self._secrets = (secret,) if secret and secret != LOCAL_PLACEHOLDER_KEY else ()  # what is scrubbed
-        self.log_logprobs = log_logprobs  # keep per-token logprobs in the sink's records (see _logged_response)
-        self._rng = random.Random()
-
-    @abstractmethod
-    async def _send(self, params: dict[str, Any]) -> dict[str, Any] | str:
-        """Send one request; return the response body (parsed, or its JSON text), or raise RetryableError / LLMError.
-        A body returned as text is parsed after the request's concurrency slot is released."""
-
-    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any] | str:
-        """Send one request, streaming the reply and closing it when ``stop_when`` gives a reason; return a body as
-        ``_send`` does (key ``autointerp_stopped``: that reason). This default, for transports that cannot stream,
-        sends the whole request and cuts the reply where a stream would have been stopped."""
-        body = await self._send(params)
-        if isinstance(body, str):  # cut, then handed back as text for ``_call`` to scrub whole, as a stream is
-            try:
-                return json.dumps(truncate_body(parse_body(body), stop_when, self.token_counter))
-            except ValueError:
-                return body  # not JSON: ``_decode`` says so
-        return truncate_body(body, stop_when, self.token_counter)
-
-    async def chat(
-        self,
-        messages: list[Message],
-        *,
-        purpose: str,
-        tools: list[dict[str, Any]] | None = None,
-        logprobs: bool = False,
-        top_logprobs: int | None = None,
-        unit: str | None = None,
-        stop_when: StopCheck | None = None,
-        **extra: Any,
-    ) -> ChatResult:
-        """One chat completion. ``extra`` goes to the API as is (e.g. ``tool_choice``, ``seed``, ``max_tokens``);
-        ``stop_when``: stream the reply and stop it early (see the module docstring)."""
-        params = self._params(messages, tools, logprobs, top_logprobs, extra)
-        tokens_in = self.token_counter.count_messages(messages)
-        params["timeout"] = self.profile.request_timeout_s(tokens_in, params["max_tokens"])
-        send = (lambda: self._send(params)) if stop_when is None else (lambda: self._send_stream(params, stop_when))
-        return await self._call(send, params, messages, purpose, unit, tokens_in, self._result)
-
-    async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
-                    unit: str | None, tokens_in_estimate: int, parse) -> Any:
-        """Budget, concurrency slot, retries, parsing and logging around ``send()`` (one request, returning a body);
-        ``parse(body, tokens_in_estimate, started)`` turns a body into the result (RetryableError when it is none)."""
-        worst_case = self.profile.cost_usd(tokens_in_estimate, params["max_tokens"])
-        if self.budget is not None:
-            self.budget.reserve(worst_case)
-        cost = 0.0
-        started = time.monotonic()  # latency counts from the send: waiting for a slot or a retry is not the server's
-        try:
-            slot = await self._slot()
-            attempts = 0
-            while True:
-                attempts += 1
-                failure, retry_after = None, None
-                try:
-                    async with slot:
-                        started = time.monotonic()
-                        body = await send()
-                    result = parse(self._decode(body), tokens_in_estimate, started)
-                    cost = result.cost_usd
-                    self._log(log_messages, purpose, unit, attempts, result.latency_s, result=result)
-                    return result
-                except RequestTimedOut as exc:
-                    failure = self._timeout_failure(exc, params, attempts)
-                except RetryableError as exc:
-                    if attempts > self.profile.max_retries:
-                        failure = f"{exc}; gave up after {attempts} tries"
-                    retry_after = exc.retry_after_s
-                except LLMError as exc:
-                    failure = str(exc)
-                if failure is not None:  # raised here, outside the handler, so no exception chain is attached
-                    failure = scrub_text(f"{self.name} ({self.profile.model}), {purpose}: {failure}", self._secrets)
-                    self._log(log_messages, purpose, unit, attempts, time.monotonic() - started, error=failure)
-                    raise LLMError(failure)
-                await asyncio.sleep(self._backoff(attempts, retry_after))
-        finally:
-            if self.budget is not None:
-                self.budget.settle(worst_case, cost)
-
-    async def concurrency(self) -> int:
-        """Requests this profile may have in flight: the profile's ``concurrency``, else 8 (subclasses detect)."""
-        return self.profile.concurrency or DEFAULT_CONCURRENCY
-
-    def _timeout_failure(self, exc: RequestTimedOut, params: dict[str, Any], attempts: int) -> str | None:
-        """Why a timed-out request is not retried, or None to retry it (see the module docstring)."""
-        tries = f"{attempts} tries" if attempts > 1 else "1 try"
-        if not self.profile.retry_timeouts:
-            return (f"{exc}; not retried ({tries}): the server may still be generating it; raise timeout_s, lower "
-                    "concurrency, or set retry_timeouts = true in the model profile")
-        if not params.get("temperature"):
-            return (f"{exc}; not retried ({tries}): at temperature 0 a retry would generate the same output again; "
-                    "raise timeout_s")
-        if attempts > self.profile.max_retries:
-            return f"{exc}; gave up after {tries}"
-        return None
-
-    def _params(
-        self,
-        messages: list[Message],
-        tools: list[dict[str, Any]] | None,
-        logprobs: bool,
-        top_logprobs: int | None,
-        extra: dict[str, Any],
-    ) -> dict[str, Any]:
-        if tools and not self.profile.supports_tools:
-            raise UsageError(f"model profile {self.name!r} does not support tools (supports_tools: false)")
-        if logprobs and not self.profile.supports_logprobs:
-            raise UsageError(f"model profile {self.name!r} does not support logprobs (supports_logprobs: false)")
-        params: dict[str, Any] = {
-            "model": self.profile.model,
-            "messages": [sendable(m) for m in messages],
-            "temperature": self.profile.temperature,
-            "max_tokens": self.profile.max_tokens,
-            **extra,
-        }
-        if tools:
-            params["tools"] = tools
-        if logprobs:
-            params["logprobs"] = True
-            if top_logprobs is not None:
-                params["top_logprobs"] = top_logprobs
-        return params
-
-    async def _slot(self) -> asyncio.Semaphore:
-        per_loop = _SLOTS.setdefault(asyncio.get_running_loop(), {})
-        if self.name not in per_loop:
-            n = await self.concurrency()
-            per_loop.setdefault(self.name, asyncio.Semaphore(n))
-        return per_loop[self.name]
-
-    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
-        if retry_after_s is not None:
-            return retry_after_s
-        return min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)) * self._rng.uniform(0.5, 1.0)
-
-    def _decode(self, received: dict[str, Any] | str) -> dict[str, Any]:
-        """The body as it enters, scrubbed of the key and of every piece of it, once: what the parsers, the result
-        and the sink get. A body that arrives as text is scrubbed whole, before anything is parsed or cut; its parsed
-        strings are scrubbed instead only when a JSON escape in it may spell a character of the key. A body handed
-        over parsed (the in-process fakes) has its strings scrubbed."""
-        if not isinstance(received, str):
-            return scrub_strings(received, self._secrets)
-        text = scrub_text(received, self._secrets, patterns=False)
-        try:
-            body = parse_body(text)
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            raise RetryableError(f"response body is not a JSON object: {shorten(repr(text), 200, self._secrets)}")
-        return scrub_strings(body, self._secrets) if escapes_may_hide(text, self._secrets) else body
-
-    def _log(
-        self,
-        messages: list[Message],
-        purpose: str,
-        unit: str | None,
-        attempts: int,
-        latency_s: float,
-        result: ChatResult | CompletionResult | None = None,
-        error: str | None = None,
-    ) -> None:
-        """Add the call to ``totals`` and to the enclosing call scope, and hand its record to the sink."""
-        scope = current_scope()
-        record = CallRecord(
-            profile=self.name,
-            model=self.profile.model,
-            purpose=purpose,
-            unit=unit if unit is not None or scope is None else scope.unit,
-            messages=scrub_strings(list(messages), self._secrets),
-            response=None if result is None else logged_response(result.raw, self.log_logprobs),
-            tokens_in=0 if result is None else result.tokens_in,
-            tokens_out=0 if result is None else result.tokens_out,
-            latency_s=latency_s,
-            cost_usd=0.0 if result is None else result.cost_usd,
-            error=error,
-            attempts=attempts,
-            created_at=datetime.now(timezone.utc).isoformat(),
-        )
-        self.totals.add(record)
-        if scope is not None:
-            scope.usage.add(record)
-        if self.sink is not None:
-            self.sink.record_call(record)
-
-    def _clean(self, message: str) -> str:
-        return scrub_text(message, self._secrets)  # an error message: the key, its pieces, credential shapes
+def _endpoint_key(profile: ModelProfile) -> tuple[str, str]:
+    return profile.resolved_base_url() or "", profile.model
 
 
 @functools.cache
@@ -346,6 +113,7 @@ class LLMClient(ChatModelBase):
             http_client=openai.DefaultAsyncHttpxClient(verify=_tls_context()),
         )
         self._detected: int | None = None  # the local server's parallelism, once found
+        self.notes: list[str] = []  # what this client adapted to, once each (also logged as a warning)
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -365,13 +133,13 @@ class LLMClient(ChatModelBase):
         return await self._request(self._openai.completions, "completions", params)
 
     async def _request(self, api: Any, endpoint: str, params: dict[str, Any]) -> str:
+        """One request; returns the body's text (see ``_send``)."""
         failure: Exception | None = None
         timeout_s = params.get("timeout", self.profile.timeout_s)
         try:
             response = await api.with_raw_response.create(**{**params, "timeout": timeout_s})
         except openai.APIStatusError as exc:
-            reason = self._clean(str(exc)) + rejected_hint(exc.status_code, endpoint, params)
-            failure = status_failure(exc.status_code, reason, retry_after_s(exc.response.headers))
+            failure = self._status_failure(exc, endpoint, params)
         except openai.APITimeoutError:
             failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s))
         except openai.APIConnectionError as exc:
@@ -382,13 +150,35 @@ class LLMClient(ChatModelBase):
             raise failure
         return response.http_response.text
 
-    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> str:
+    def _status_failure(self, exc: openai.APIStatusError, endpoint: str, params: dict[str, Any]) -> Exception:
+        """An HTTP error status as ``status_failure`` classes it; an HTML error page (a proxy's 502 or 504) is named
+        in one short line (its title), never copied whole."""
+        try:
+            text = exc.response.text
+        except (httpx.HTTPError, RuntimeError):  # a streamed body not read
+            text = ""
+        reason = page_reason(text) if is_html(text) else self._clean(str(exc))
+        reason += rejected_hint(exc.status_code, endpoint, params)
+        return status_failure(exc.status_code, reason, retry_after_s(exc.response.headers))
+
+    @property
+    def streams(self) -> bool:
+        """Whether a reply the caller may stop early is asked for as a stream: the profile's ``stream``, unless this
+        process has seen the endpoint answer a streamed request with one JSON body (``_PLAIN_ENDPOINTS``)."""
+        return self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS
+
+    async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any] | str:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
-        close and stops generating). The first chunk is the server's report that it has started on the request: the
-        wait for it (time queued behind other requests, and reading the prompt) and the generation after it each get
-        ``timeout_s``, so queue time is not counted against the request's own. The server-sent events are read as
-        raw lines and parsed with ``parse_body`` (the SDK's typed chunks cost ten times the CPU)."""
-        assembler = StreamAssembler(stop_when)
+        close and stops generating). The first bytes are the server's report that it has started on the request: the
+        wait for them (time queued behind other requests, and reading the prompt) and the generation after them each
+        get ``timeout_s``, so queue time is not counted against the request's own. The body is read in the pieces the
+        socket gives and parsed a piece at a time (``EventReader``); the SDK's typed chunks cost ten times the CPU.
+        What endpoints do instead of a proper stream (see ``_PLAIN_ENDPOINTS`` and docs/llm-servers.md): one JSON
+        body is read as the reply; a stream without ``[DONE]`` is used when its reply ended (a ``finish_reason``);
+        one cut mid-reply is a ``StreamCut``; an error event is the endpoint's error (``failures.body_error``)."""
+        if not self.streams:
+            return await super()._send_stream(params, stop_when)
+        assembler, reader = StreamAssembler(stop_when), EventReader()
         failure: Exception | None = None
         timeout_s = params.get("timeout", self.profile.timeout_s)
         loop = asyncio.get_running_loop()
@@ -398,40 +188,75 @@ class LLMClient(ChatModelBase):
                 async with self._openai.chat.completions.with_streaming_response.create(
                     **{**params, "timeout": timeout_s}, stream=True, stream_options={"include_usage": True}
                 ) as response:
-                    async for line in response.iter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            break
-                        chunk = parse_body(data)
+                    async for piece in response.http_response.aiter_bytes():
                         if not started:  # the server has started: the generation gets its own timeout_s
                             started = True
                             deadline.reschedule(loop.time() + timeout_s)
-                        if isinstance(chunk, dict) and chunk.get("error"):
-                            reason = shorten(str(chunk["error"]), 300, self._secrets)
-                            failure = RetryableError(f"error in the stream: {reason}")
+                        if assembler.add_many(reader.feed(piece)) or reader.done:
                             break
-                        if isinstance(chunk, dict) and assembler.add(chunk):
-                            break
-                    if assembler.stopped is None and failure is None:
-                        assembler.finish()
+                    else:
+                        assembler.add_many(reader.close())
         except (TimeoutError, openai.APITimeoutError):
             phase = "after the first token" if started else "waiting for the first token"
             failure = RequestTimedOut(too_slow(self.profile, self.name, timeout_s, f"no complete answer ({phase})"))
         except openai.APIStatusError as exc:
-            failure = status_failure(exc.status_code, self._clean(str(exc)), retry_after_s(exc.response.headers))
+            failure = self._status_failure(exc, "chat", params)
         except (openai.APIConnectionError, httpx.HTTPError) as exc:
             failure = RetryableError(self._clean(f"connection error: {exc} {exc.__cause__ or ''}".strip()))
         except ValueError as exc:
-            failure = RetryableError(self._clean(f"a streamed chunk is not JSON: {exc}"))
+            failure = ProtocolMismatch(self._clean(f"a streamed event is not JSON: {exc}"),
+                                       "sent a streamed event that is not JSON")
         except openai.OpenAIError as exc:
             failure = LLMError(self._clean(f"{type(exc).__name__}: {exc}"))
-        if failure is None and not assembler.chunks:
-            failure = RetryableError("response body is not a JSON object stream (no chat completion chunk arrived)")
+        if failure is None and reader.plain:
+            return self._plain_reply(reader.body(), stop_when)
+        if failure is None:
+            failure = self._stream_failure(assembler, reader)
         if failure is not None:
             raise failure
-        return json.dumps(assembler.body())  # as text, so that chat() scrubs it whole (a stream may cut a key)
+        if not self._secrets:
+            return assembler.body()  # nothing to scrub: handed over parsed
+        return dumps(assembler.body())  # as text, so that chat() scrubs it whole (a stream may cut a key)
+
+    def _stream_failure(self, assembler: StreamAssembler, reader: EventReader) -> Exception | None:
+        """Why a stream read to its end is no reply, or None when it is one (see ``_send_stream``)."""
+        if assembler.error is not None:
+            return body_error(assembler.error)
+        if assembler.stopped is not None:
+            return None
+        if not assembler.chunks:
+            if reader.events:
+                what = "answered a streamed request with events that hold no chat completion chunk"
+            elif is_html(reader.head):
+                what = f"answered a streamed request with {page_reason(reader.head)}"
+            else:
+                what = "answered a streamed request with a body that is neither an event stream nor JSON"
+            return ProtocolMismatch(f"response body is not a JSON object stream ({what}): "
+                                    f"{shorten(repr(reader.head[:300]), 200, self._secrets)}", what)
+        assembler.finish()
+        if assembler.stopped is None and not assembler.complete and not reader.done:
+            return StreamCut(f"the stream was cut mid-reply: {assembler.chunks} chunks, then the connection closed "
+                             "with no finish_reason and no [DONE]")
+        return None
+
+    def _plain_reply(self, data: bytes, stop_when: StopCheck) -> str:
+        """One JSON body in answer to a streamed request: read as the reply (cut where a stream would have been
+        stopped), and, when it is a chat completion, the endpoint is no longer asked to stream, said once."""
+        text = data.decode("utf-8", "replace")
+        reply = self._cut(text, stop_when)
+        try:
+            usable = isinstance(reply, str) and bool(parse_body(reply).get("choices"))
+        except (ValueError, AttributeError):
+            usable = False
+        key = _endpoint_key(self.profile)
+        if usable and key not in _PLAIN_ENDPOINTS:
+            _PLAIN_ENDPOINTS.add(key)
+            note = (f"{self.profile.resolved_base_url() or 'the OpenAI API'} (profile {self.name}) answers a "
+                    "streamed request with one JSON body: read as the reply; not asked to stream again in this "
+                    f"process (stream = false in [models.{self.name}] says so up front)")
+            self.notes.append(note)
+            _log.warning("%s", note)
+        return reply
 
     async def concurrency(self) -> int:
         """The profile's ``concurrency``; when unset, 8 for a remote endpoint and, for a local one, the parallelism

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from autointerp.llm.secrets import shorten
-from autointerp.llm.types import ChatResult, CompletionResult, LLMError, RetryableError, TokenLogprobs, ToolCall
+from autointerp.llm.types import ChatResult, CompletionResult, LLMError, ProtocolMismatch, TokenLogprobs, ToolCall
 
 
 class CompletionsMixin:
@@ -58,7 +58,8 @@ class CompletionsMixin:
             usage = body.get("usage") or {}
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             reason = f"response is not a text completion ({shorten(repr(exc), 100, self._secrets)}): "
-            raise RetryableError(reason + shorten(str(body), 200, self._secrets)) from None
+            raise ProtocolMismatch(reason + shorten(str(body), 200, self._secrets),
+                                   "answered /v1/completions with JSON that is not a text completion") from None
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
         tokens_out = int(usage.get("completion_tokens") or 0)
         return CompletionResult(
@@ -83,7 +84,8 @@ class CompletionsMixin:
             usage = body.get("usage") or {}
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
             reason = f"response is not a chat completion ({shorten(repr(exc), 100, self._secrets)}): "
-            raise RetryableError(reason + shorten(str(body), 200, self._secrets)) from None
+            raise ProtocolMismatch(reason + shorten(str(body), 200, self._secrets),
+                                   "answered with JSON that is not a chat completion (no choices[0].message)") from None
         tokens_in = int(usage.get("prompt_tokens") or tokens_in_estimate)
         tokens_out = int(usage.get("completion_tokens") or self.token_counter.count(text))
         return ChatResult(

@@ -24,8 +24,8 @@ what the model answers: ``kind``, ``model``, ``base_url`` (the same model name b
 model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
 ``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``simulator_format``, ``simulator_grammar``,
 ``response_format``. The ``OPERATIONAL`` fields only say how and when requests are sent (timeouts and throughputs,
-``concurrency``, retries, prices, ``api_key_env``): changing one resumes the same run. The whole profile is still
-saved with the run's config snapshot. A field added later is part of the identity unless it is listed in
+``concurrency``, retries, prices, ``api_key_env``, ``stream``): changing one resumes the same run. The whole profile is
+still saved with the run's config snapshot. A field added later is part of the identity unless it is listed in
 ``OPERATIONAL``.
 """
 
@@ -48,7 +48,7 @@ SHORTHAND_PREFIX = "openai:"
 # profile's identity (the run key), so that changing one resumes the interrupted run.
 OPERATIONAL = frozenset({"api_key_env", "concurrency", "timeout_s", "prompt_tokens_per_s", "tokens_per_s",
                          "echoed_tokens_per_s", "max_retries", "retry_timeouts", "price_in_per_mtok",
-                         "price_out_per_mtok"})
+                         "price_out_per_mtok", "stream"})
 CREDENTIALS_IN_URL = ("{where} holds a user name or password (scheme://user:KEY@host); remove them from the URL and "
                       "put the key in the environment variable named by the profile's api_key_env (default "
                       "OPENAI_API_KEY)")
@@ -86,6 +86,10 @@ class ModelProfile(BaseModel):
     retry_timeouts: bool = Field(
         False, description="Retry a request that timed out (only at temperature > 0: at 0 a retry repeats the same "
         "output). Off by default: the server may still be generating the abandoned request.")
+    stream: bool = Field(
+        True, description="Stream the replies a caller may stop early (the simulator's), closing one as soon as it "
+        "goes off format. false: plain requests, cut where a stream would have stopped (an endpoint seen answering "
+        "a streamed request with one JSON body is treated so for the rest of the process, and told once).")
     price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens.")
     price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million generated tokens.")
     supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")

@@ -13,17 +13,25 @@ when it answers a reason, the text is cut just after the line that broke the rul
 server: its completion tokens are the number of streamed content pieces (servers send one token per chunk), or the
 logprob entries when there are any.
 
-``truncate_body`` does the same to a whole reply, for transports that cannot stream (the in-process fake): the
-reply is cut where a stream would have been stopped, and its usage is scaled down to the part kept.
+``truncate_body`` does the same to a whole reply, for transports that cannot stream (the in-process fake, an endpoint
+that answers a streamed request with one JSON body): the reply is cut where a stream would have been stopped, and its
+usage is scaled down to the part kept.
+
+``EventReader`` reads the server-sent events in whatever pieces the socket gives (tens of kilobytes when the server
+is ahead of the client), and parses each piece's events at once: the per-token ``bytes`` arrays removed in one pass,
+the ``data:`` lines found by one regular expression and decoded as one JSON array (``wire.loads``). A reply of a few
+thousand chunks then costs a few milliseconds, where a line iterator and a parse per chunk cost tens.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 from autointerp.llm.tokens import TokenCounter
+from autointerp.llm.wire import BYTES_FIELD_B, loads
 
 StopCheck = Callable[[str], "str | None"]
 
@@ -41,33 +49,70 @@ class StreamAssembler:
         self.usage: dict[str, Any] | None = None
         self.model: str | None = None
         self.stopped: str | None = None
+        self.error: Any = None  # the ``error`` of an error event, which ends the stream
         self.chunks = 0  # chunks that held choices or usage: 0 means the stream was not a chat completion
         self._checked = 0  # text up to here has been shown to stop_when
 
     def add(self, chunk: dict[str, Any]) -> bool:
         """Take one chunk; True when the stream should be closed now (``stop_when`` gave a reason)."""
-        self.chunks += bool(chunk.get("choices") or chunk.get("usage"))
-        self.model = chunk.get("model") or self.model
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
+        return self.add_many((chunk,))
+
+    def add_many(self, chunks: Any) -> bool:
+        """Take chunks in order; True as soon as one makes ``stop_when`` give a reason (the rest are dropped).
+        ``stop_when`` is still asked at every line's end, so the cut is where a chunk at a time would have put it."""
+        pending: list[str] = []  # content not yet in self.text: joined when a line ends, or at the end
+        logprobs = self.logprobs
+        for chunk in chunks:
+            if not isinstance(chunk, dict):
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                self.text += delta["content"]
-                self.pieces += 1
-            for call in delta.get("tool_calls") or []:
-                slot = self.tool_calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
-                slot["id"] = call.get("id") or slot["id"]
-                function = call.get("function") or {}
-                slot["name"] += function.get("name") or ""
-                slot["arguments"] += function.get("arguments") or ""
-            self.logprobs += (choice.get("logprobs") or {}).get("content") or []
-            self.finish_reason = choice.get("finish_reason") or self.finish_reason
-        if self.stop_when is not None and "\n" in self.text[self._checked :]:
-            return self._check(self.text.rindex("\n") + 1)
-        return False
+            if chunk.get("error"):  # an error event: the endpoint gave up on the request
+                self.error = chunk["error"]
+                break
+            choices = chunk.get("choices")
+            usage = chunk.get("usage")
+            self.chunks += bool(choices or usage)
+            if usage:
+                self.usage = usage
+            if chunk.get("model"):
+                self.model = chunk["model"]
+            line_ended = False
+            for choice in choices or ():
+                if choice.get("index", 0) != 0:
+                    continue
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                if content:
+                    pending.append(content)
+                    self.pieces += 1
+                    line_ended = "\n" in content
+                if delta.get("tool_calls"):
+                    self._add_tool_calls(delta["tool_calls"])
+                entries = (choice.get("logprobs") or {}).get("content")
+                if entries:
+                    logprobs += entries
+                if choice.get("finish_reason"):
+                    self.finish_reason = choice["finish_reason"]
+            if line_ended and self.stop_when is not None:
+                self.text += "".join(pending)
+                pending.clear()
+                if self._check(self.text.rindex("\n") + 1):
+                    return True
+        if pending:
+            self.text += "".join(pending)
+        return self.error is not None
+
+    def _add_tool_calls(self, calls: list[dict[str, Any]]) -> None:
+        for call in calls:
+            slot = self.tool_calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            slot["id"] = call.get("id") or slot["id"]
+            function = call.get("function") or {}
+            slot["name"] += function.get("name") or ""
+            slot["arguments"] += function.get("arguments") or ""
+
+    @property
+    def complete(self) -> bool:
+        """Whether the reply ended as replies do (a ``finish_reason``), as opposed to being cut off mid-reply."""
+        return self.finish_reason is not None
 
     def finish(self) -> None:
         """The stream ended by itself: show ``stop_when`` the last, unterminated line too."""
@@ -146,3 +191,92 @@ def truncate_body(body: dict[str, Any], stop_when: StopCheck, counter: TokenCoun
     logprobs = {**choice["logprobs"], "content": kept} if entries else choice.get("logprobs")
     new_choice = {**choice, "message": message, "logprobs": logprobs, "finish_reason": "stopped"}
     return {**body, "choices": [new_choice, *body["choices"][1:]], "usage": usage, "autointerp_stopped": reason}
+
+
+_DATA_LINE = re.compile(rb"^data:[ \t]?([^\r\n]*)", re.M)
+
+
+class EventReader:
+    """Server-sent events from the pieces of a response body, parsed a piece at a time (see the module docstring).
+
+        reader = EventReader()
+        for piece in pieces:                 # bytes, as they arrive
+            chunks = reader.feed(piece)      # the JSON objects of the events completed so far
+        chunks = reader.close()              # the last event, when the body did not end with a newline
+
+    ``done``: ``data: [DONE]`` arrived (what came after it is ignored). ``plain``: the body is not an event stream
+    but one JSON document (its first byte is ``{``): it is kept whole, in ``body()``, and ``feed`` returns nothing.
+    A ``data:`` payload that is not JSON raises ``ValueError`` naming it."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.plain: bool | None = None  # None until the body's first non-blank byte is seen
+        self.events = 0  # data payloads read
+        self._tail = b""
+        self._whole: list[bytes] = []
+        self.head = b""  # the body's first bytes, to say what it was when it was no event stream
+
+    def feed(self, piece: bytes) -> list[Any]:
+        if self.done or not piece:
+            return []
+        if len(self.head) < 2048:
+            self.head += piece[: 2048 - len(self.head)]
+        if self.plain is None:
+            head = (self._tail + piece).lstrip()
+            if not head:
+                self._tail += piece
+                return []
+            self.plain = head[:1] in (b"{", b"[")
+        if self.plain:
+            self._whole.append(piece)
+            return []
+        data = self._tail + piece
+        blank = data.rfind(b"\n\n")  # cut at an event's end when there is one, else at a line's
+        end = blank + 2 if blank >= 0 else data.rfind(b"\n") + 1
+        self._tail = data[end:]
+        return self._parse(data[:end]) if end else []
+
+    def close(self) -> list[Any]:
+        if self.plain:
+            return []
+        tail, self._tail = self._tail, b""
+        return self._parse(tail) if tail.strip() and not self.done else []
+
+    def body(self) -> bytes:
+        """The whole body, when it was one JSON document (``plain``)."""
+        return self._tail + b"".join(self._whole)
+
+    def _parse(self, block: bytes) -> list[Any]:
+        if b'"bytes"' in block:
+            block = BYTES_FIELD_B.sub(b"", block)
+        events = block.count(b"\n\ndata: ") + 1
+        if (block.startswith(b"data: ") and block.endswith(b"\n\n") and block.count(b"\n") == 2 * events
+                and b"\r" not in block and b"[DONE]" not in block):
+            # only "data: {...}\n\n" events, each on one line (every newline is in a separator): one array at once
+            try:
+                chunks = loads(b"[" + block[6:-2].replace(b"\n\ndata: ", b",") + b"]")
+            except ValueError:
+                chunks = None  # which event is not JSON: below
+            if chunks is not None:
+                self.events += events
+                return chunks
+        payloads = _DATA_LINE.findall(block)
+        for i, payload in enumerate(payloads):
+            if payload.strip() == b"[DONE]":
+                self.done = True
+                payloads = payloads[:i]
+                break
+        payloads = [p for p in payloads if p.strip()]
+        self.events += len(payloads)
+        if not payloads:
+            return []
+        try:
+            return loads(b"[" + b",".join(payloads) + b"]")
+        except ValueError:
+            pass
+        for payload in payloads:  # which one: its text in the error
+            try:
+                loads(payload)
+            except ValueError:
+                raise ValueError(f"{payload[:200]!r}") from None
+        raise ValueError("the events do not join into JSON")  # pragma: no cover (each parsed alone)

@@ -170,6 +170,29 @@ class RetryableError(Exception):
         self.retry_after_s = retry_after_s
 
 
+class ProtocolMismatch(RetryableError):
+    """The endpoint answered in a shape the client cannot use (a body that is not a chat completion, a stream with no
+    completion chunk). ``what`` says what the endpoint did, in a few words; a call that gets the same ``what`` twice in
+    a row is not retried further (the endpoint does it every time), and ``EndpointMismatch`` counts it across calls."""
+
+    def __init__(self, reason: str, what: str, retry_after_s: float | None = None):
+        super().__init__(reason, retry_after_s)
+        self.what = what
+
+
+class StreamCut(RetryableError):
+    """A streamed reply ended mid-reply: the connection closed with neither a ``finish_reason`` nor ``[DONE]``."""
+
+
+class EndpointError(LLMError):
+    """The endpoint answered HTTP 200 with an ``{"error": {...}}`` object and no completion, and the error is not a
+    transient one (``what``: the endpoint's own message, in a few words; counted by ``EndpointMismatch``)."""
+
+    def __init__(self, reason: str, what: str):
+        super().__init__(reason)
+        self.what = what
+
+
 class RequestTimedOut(RetryableError):
     """No answer within the request's timeout. The server may still be generating the abandoned request, so it is
     retried only when the profile allows it (``retry_timeouts``) and a retry could differ (temperature > 0)."""
@@ -187,6 +210,16 @@ class BudgetExceeded(RunStop):
     """The next call would pass the budget; nothing was sent."""
 
     reason = "budget"
+
+
+class EndpointMismatch(RunStop):
+    """The endpoint answered the same unusable way on ``MISMATCH_CALLS`` calls in a row (a deterministic protocol
+    mismatch, not a transient error): the client stops calling it. The message is one line naming the endpoint (its
+    base URL, never a key) and what it did. Not an ``LLMError``: the code that turns a failed call into a failed unit
+    or window lets it through, so the run owner stops the run at once (stop reason ``endpoint``) instead of failing
+    unit after unit. Every later call of the same client raises it again without sending anything."""
+
+    reason = "endpoint"
 
 
 @dataclass

@@ -15,7 +15,7 @@
 
 A responder gets ``(messages, tools, logprobs)`` and returns what the model does, in the vocabulary of
 ``autointerp.testing.server``: a ``Reply`` (text, tool calls, per-token top logprobs) or a string, or a failure
-(``HTTPFailure``, ``Garbage``, ``Hang``), which goes through the same retries as a real endpoint's. Replies become
+(``HTTPFailure``, ``Garbage``, ``Hang``, ``ProxyPage``, ``BodyError``, ``CutStream``), which goes through the same retries as a real endpoint's. Replies become
 response bodies with ``server.completion_dict``, the fake server's own encoder, and are parsed, counted, budgeted and
 logged to the sink by the same ``ChatModelBase`` code as ``LLMClient``. The default responder is the fake server's
 ``default_handler``: a deterministic simulator and explainer.
@@ -33,12 +33,23 @@ from autointerp.llm.client import (
     ChatModelBase,
     Message,
     RequestTimedOut,
-    RetryableError,
     status_failure,
 )
 from autointerp.llm.profiles import ModelProfile
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
-from autointerp.testing.server import Garbage, Hang, HTTPFailure, Outcome, completion_dict, default_handler
+from autointerp.llm.failures import page_reason
+from autointerp.llm.types import ProtocolMismatch, StreamCut
+from autointerp.testing.server import (
+    BodyError,
+    CutStream,
+    Garbage,
+    Hang,
+    HTTPFailure,
+    Outcome,
+    ProxyPage,
+    completion_dict,
+    default_handler,
+)
 
 Responder = Callable[[list[Message], list[dict[str, Any]] | None, bool], Outcome | str]
 
@@ -80,8 +91,15 @@ class FakeLLM(ChatModelBase):
         if isinstance(outcome, Hang):
             await asyncio.sleep(min(outcome.seconds, timeout_s))
             raise RequestTimedOut(f"no answer within {timeout_s:g} s (timeout_s)")
-        if isinstance(outcome, Garbage):
-            raise RetryableError(f"response body is not JSON: {outcome.text[:200]!r}")
+        if isinstance(outcome, Garbage):  # as the real client reads it (``ChatModelBase._decode``)
+            raise ProtocolMismatch(f"response body is not JSON: {outcome.text[:200]!r}",
+                                   "answered HTTP 200 with a body that is not a JSON object")
+        if isinstance(outcome, ProxyPage):
+            raise status_failure(outcome.status, page_reason(f"<title>{outcome.title}</title>"))
+        if isinstance(outcome, BodyError):
+            return {"error": {"message": outcome.message, "type": outcome.type, "code": outcome.code}}
+        if isinstance(outcome, CutStream):
+            raise StreamCut("the stream was cut mid-reply (CutStream)")
         if isinstance(outcome, TextReply):
             return text_completion_dict(outcome, params)
         return completion_dict(outcome, params)

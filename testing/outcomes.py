@@ -1,5 +1,6 @@
 """What a fake model does with a request, for the test server and the in-process fake (``autointerp.testing.server``,
-``autointerp.testing.fake``): reply, fail with an HTTP status, hang, or answer garbage."""
+``autointerp.testing.fake``): reply, fail with an HTTP status, hang, or answer garbage; and the shapes real endpoints
+bend the protocol into (``CutStream``, ``BodyError``, ``ProxyPage``; the server's ``quirks`` for the rest)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,33 @@ class Garbage:
     content_type: str = "application/json"
 
 
-Outcome = Reply | TextReply | HTTPFailure | Hang | Garbage
+@dataclass(frozen=True)
+class CutStream:
+    """Stream ``reply``'s first ``after`` token chunks, then close the connection: no finish_reason, no ``[DONE]``
+    (a server that died mid-reply). A request that does not stream gets the reply whole."""
+
+    reply: Reply | str = "a reply that is cut off before its end"
+    after: int = 3
+
+
+@dataclass(frozen=True)
+class BodyError:
+    """Answer HTTP 200 with an ``{"error": {...}}`` object: the whole body, or, to a streamed request, one event."""
+
+    message: str = "the model is not available"
+    type: str = "invalid_request_error"
+    code: int | str | None = None
+
+
+@dataclass(frozen=True)
+class ProxyPage:
+    """Answer ``status`` with an HTML error page, as a reverse proxy or a load balancer does (502, 504)."""
+
+    status: int = 502
+    title: str = "502 Bad Gateway"
+
+
+Outcome = Reply | TextReply | HTTPFailure | Hang | Garbage | CutStream | BodyError | ProxyPage
 Handler = Callable[[dict[str, Any]], Outcome | str]
 
 

@@ -25,6 +25,12 @@ its logprobs when asked; then a usage chunk when ``stream_options.include_usage`
 server generating them would; when the client closes the connection the server stops, and ``streamed_tokens`` says
 how many token chunks each streamed request got written before it ended or was abandoned.
 
+``quirks`` makes the server bend the protocol as some real endpoints do (tests/test_llm_quirks.py plays each):
+"no_stream" answers a ``"stream": true`` request with one plain JSON body; "no_done" ends streams without
+``data: [DONE]``; "usage_without_choices" sends the final usage chunk with no ``choices`` key at all. Per request, a
+handler can also answer ``CutStream`` (a stream cut mid-reply), ``BodyError`` (HTTP 200 with an ``error`` object) or
+``ProxyPage`` (an HTML error page with a 502 or 504).
+
 The server records every request body in ``requests`` and the most requests it had in flight in ``max_in_flight``.
 It never records, logs or echoes request headers (so never the Authorization header).
 """
@@ -37,125 +43,41 @@ import math
 import random
 import re
 import threading
-import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
 from autointerp.testing.compact_answer import compact_answer
-from autointerp.testing.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
+from autointerp.testing.replies import completion_dict, completion_json, estimate_tokens, stream_chunks  # noqa: F401
+from autointerp.testing.outcomes import (  # noqa: F401 (re-exported)
+    BodyError,
+    CutStream,
+    Garbage,
+    Handler,
+    Hang,
+    HTTPFailure,
+    Outcome,
+    ProxyPage,
+    Reply,
+)
 from autointerp.testing.outcomes import constrained
-from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
+from autointerp.llm.tokens import message_text
 
 HOST = "127.0.0.1"
 
 
-_TOKEN_RE = re.compile(r"\d+|[^\W\d]+|\s|[^\w\s]+")
+def dumps(value: Any) -> bytes:
+    """``value`` as JSON bytes: orjson (a streamed simulator reply is thousands of events: json.dumps made the server
+    the bottleneck of benchmarks/bench_llm.py), else json."""
+    return _orjson.dumps(value) if _orjson is not None else json.dumps(value).encode()
 
 
-def estimate_tokens(text: str) -> int:
-    """About four characters per token: the server's stand-in for a tokenizer in ``usage``."""
-    return math.ceil(len(text) / 4)
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover
+    _orjson = None
 
-
-def completion_dict(reply: Reply | str, request: dict[str, Any]) -> dict[str, Any]:
-    """The chat-completion response JSON for ``reply`` to ``request`` (logprobs only when the request asks)."""
-    reply = Reply(text=reply) if isinstance(reply, str) else reply
-    tokens = list(reply.tokens) if reply.tokens is not None else [(t, {t: 0.0}) for t in _TOKEN_RE.findall(reply.text)]
-    text = reply.text or "".join(token for token, _ in tokens)
-    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
-    if reply.tool_calls:
-        message["tool_calls"] = [
-            {
-                "id": f"call_{i}",
-                "type": "function",
-                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
-            }
-            for i, (name, args) in enumerate(reply.tool_calls)
-        ]
-    logprobs = None
-    if request.get("logprobs") and text:
-        n_top = int(request.get("top_logprobs") or 0)
-        cache: dict[tuple, dict[str, Any]] = {}  # a simulation reply repeats its (token, alternatives) pairs
-        content = []
-        for token, top in tokens:
-            key = (token, *top.items())
-            entry = cache.get(key)
-            if entry is None:
-                entry = cache[key] = _token_logprob(token, top, n_top)
-            content.append(entry)
-        logprobs = {"content": content, "refusal": None}
-    prompt_tokens = sum(estimate_tokens(message_text(m)) + MESSAGE_OVERHEAD_TOKENS for m in request.get("messages", []))
-    completion_tokens = len(tokens) + sum(estimate_tokens(str(args)) for _, args in reply.tool_calls)
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.get("model", "fake-model"),
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": logprobs,
-                "finish_reason": reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop"),
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
-
-
-def completion_json(reply: Reply | str, request: dict[str, Any]) -> str:
-    """``json.dumps(completion_dict(reply, request))``, faster for long replies with logprobs: each distinct
-    per-token entry is encoded once and the content list is joined from those pieces. (A simulation reply has
-    thousands of tokens; encoding them one by one made the server a bottleneck of benchmarks/bench_llm.py.)"""
-    body = completion_dict(reply, request)
-    logprobs = body["choices"][0]["logprobs"]
-    if not logprobs or not logprobs["content"]:
-        return json.dumps(body)
-    pieces: dict[int, str] = {}  # id(entry) -> its JSON; completion_dict shares one dict per distinct entry
-    content = ",".join(pieces.get(id(e)) or pieces.setdefault(id(e), json.dumps(e)) for e in logprobs["content"])
-    placeholder = f"logprobs-content-{uuid.uuid4().hex}"
-    logprobs["content"] = placeholder
-    return json.dumps(body).replace(f'"{placeholder}"', f"[{content}]", 1)
-
-
-def stream_chunks(body: dict[str, Any], include_usage: bool = False) -> list[dict[str, Any]]:
-    """A chat completion ``body`` as the ``chat.completion.chunk`` dicts of a stream: the role, one chunk per token
-    (its logprobs entry with it), the tool calls, the finish reason, then usage when asked. Each token chunk carries
-    ``"tokens": 1`` (extra, ignored by clients) so the server can count what it wrote."""
-    choice = body["choices"][0]
-    message, logprobs = choice["message"], (choice.get("logprobs") or {}).get("content")
-    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}
-
-    def chunk(delta: dict[str, Any], **extra: Any) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None, **extra}]}
-
-    chunks = [chunk({"role": "assistant", "content": ""})]
-    if logprobs:
-        chunks += [{**chunk({"content": e["token"]}, logprobs={"content": [e]}), "tokens": 1} for e in logprobs]
-    elif message.get("content"):
-        chunks += [{**chunk({"content": t}), "tokens": 1} for t in _TOKEN_RE.findall(message["content"])]
-    for i, call in enumerate(message.get("tool_calls") or []):
-        chunks.append(chunk({"tool_calls": [{"index": i, **call}]}))
-    chunks.append(chunk({}, finish_reason=choice["finish_reason"]))
-    if include_usage:
-        chunks.append({**base, "choices": [], "usage": body["usage"]})
-    return chunks
-
-
-def _token_logprob(token: str, top: dict[str, float], n_top: int) -> dict[str, Any]:
-    ranked = sorted(top.items(), key=lambda item: -item[1])[:n_top]
-    return {
-        "token": token,
-        "logprob": top.get(token, 0.0),
-        "bytes": list(token.encode()),
-        "top_logprobs": [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in ranked],
-    }
+QUIRKS = frozenset({"no_stream", "no_done", "usage_without_choices"})  # see the module docstring
 
 
 # --- the default handler: a deterministic simulator (for simulation prompts) and explainer (for the rest) -------
@@ -266,8 +188,11 @@ class FakeOpenAIServer:
         self, handler: Handler = default_handler, *, latency_s: float = 0.0, model: str = "fake-model", port: int = 0,
         token_latency_s: float = 0.0,
         completion_handler: Handler | None = None, parallel: int | None = None, escape_html: bool = False,
-        response_formats: tuple[str, ...] = (),
+        response_formats: tuple[str, ...] = (), quirks: tuple[str, ...] | frozenset[str] = (),
     ):
+        unknown = set(quirks) - QUIRKS
+        assert not unknown, f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}"
+        self.quirks = frozenset(quirks)
         self.handler = handler
         self.completion_handler = completion_handler or EchoModel()  # POST /v1/completions
         self.parallel = parallel  # GET /props answers {"total_slots": parallel}; None: 404, as most servers
@@ -368,9 +293,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             elif isinstance(outcome, Garbage):
                 self._send(200, outcome.text.encode(), outcome.content_type)
+            elif isinstance(outcome, ProxyPage):
+                page = (f"<html>\r\n<head><title>{outcome.title}</title></head>\r\n<body>\r\n<center><h1>"
+                        f"{outcome.title}</h1></center>\r\n<hr><center>nginx</center>\r\n" + " " * 600 +
+                        "</body>\r\n</html>\r\n")
+                self._send(outcome.status, page.encode(), "text/html")
+            elif isinstance(outcome, BodyError):
+                error = {"message": outcome.message, "type": outcome.type, "param": None, "code": outcome.code}
+                if request.get("stream") and "no_stream" not in self.app.quirks:
+                    self._stream_events([{"error": error}], request)
+                else:
+                    self._send_json(200, {"error": error})
+            elif isinstance(outcome, CutStream):
+                body = completion_dict(outcome.reply, request)
+                if request.get("stream") and "no_stream" not in self.app.quirks:
+                    chunks = [c for c in stream_chunks(body) if c.get("tokens")][: outcome.after]
+                    self._stream_events(chunks, request, done=False)
+                else:
+                    self._send(200, json.dumps(body).encode(), "application/json")
             elif isinstance(outcome, TextReply):
                 self._send(200, json.dumps(text_completion_dict(outcome, request)).encode(), "application/json")
-            elif request.get("stream"):
+            elif request.get("stream") and "no_stream" not in self.app.quirks:
                 self._stream(completion_dict(outcome, request), request)
             else:
                 self._send(200, completion_json(outcome, request).encode(), "application/json")
@@ -379,21 +322,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict[str, Any], request: dict[str, Any]) -> None:
         """``body`` as server-sent events: one chunk per token (see the module docstring)."""
+        chunks = stream_chunks(body, include_usage=bool((request.get("stream_options") or {}).get("include_usage")))
+        if chunks[-1].get("usage") and "usage_without_choices" in self.app.quirks:
+            chunks[-1] = {k: v for k, v in chunks[-1].items() if k != "choices"}
+        self._stream_events(chunks, request)
+
+    def _stream_events(self, chunks: list[dict[str, Any]], request: dict[str, Any], done: bool = True) -> None:
+        """``chunks`` as server-sent events, ``token_latency_s`` apart (written at once when it is 0, as a server
+        far ahead of its client would have them read), then ``[DONE]`` unless ``done`` is False or the "no_done"
+        quirk is on."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
         app, written = self.app, 0
+        done = done and "no_done" not in app.quirks
         try:
-            for chunk in stream_chunks(body, include_usage=bool((request.get("stream_options") or {}).get(
-                    "include_usage"))):
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if not app.token_latency_s:
+                events = b"".join(b"data: " + dumps(chunk) + b"\n\n" for chunk in chunks)
+                self.wfile.write(events + (b"data: [DONE]\n\n" if done else b""))
+                written = sum(chunk.get("tokens", 0) for chunk in chunks)
+                return
+            for chunk in chunks:
+                self.wfile.write(b"data: " + dumps(chunk) + b"\n\n")
                 self.wfile.flush()
                 written += chunk.get("tokens", 0)
-                if app.token_latency_s and app.stopping.wait(app.token_latency_s):
+                if app.stopping.wait(app.token_latency_s):
                     break
-            self.wfile.write(b"data: [DONE]\n\n")
+            if done:
+                self.wfile.write(b"data: [DONE]\n\n")
         finally:
             with app.lock:
                 app.streamed_tokens.append(written)
@@ -429,8 +387,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="A fake OpenAI-compatible server on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added before every answer")
+    parser.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS),
+                        help="bend the protocol as some endpoints do (repeatable)")
     args = parser.parse_args()
-    with FakeOpenAIServer(latency_s=args.latency, port=args.port) as srv:
+    with FakeOpenAIServer(latency_s=args.latency, port=args.port, quirks=tuple(args.quirk)) as srv:
         print(f"serving on {srv.base_url} (Ctrl-C to stop)", flush=True)
         try:
             srv.stopping.wait()

@@ -9,7 +9,8 @@ import pytest
 
 from autointerp.llm import Budget, BudgetExceeded, ChatResult, LLMClient, ModelProfile
 from autointerp.testing.fake import FakeLLM
-from autointerp.testing.server import FakeOpenAIServer, Garbage, Reply
+from autointerp.llm.types import EndpointMismatch
+from autointerp.testing.server import FakeOpenAIServer, Garbage, Reply, default_handler
 from autointerp.scoring.llm_simulator import (
     LLMSimulator,
     expected_value,
@@ -161,11 +162,28 @@ def test_garbage_replies_are_recorded_errors(supports_logprobs):
 
 
 def test_garbage_bodies_fail_the_request_and_are_recorded():
-    with FakeOpenAIServer(lambda request: Garbage()) as srv:
-        profile = ModelProfile(model="m", base_url=srv.base_url, max_retries=1)
+    """Garbage for the request holding the window "pass" only: that request fails (after a second try that got the
+    same), its windows are errors, the others are simulated."""
+    def garbage_for_pass(request):
+        return Garbage() if "\npass\t" in request["messages"][-1]["content"] else default_handler(request)
+
+    with FakeOpenAIServer(garbage_for_pass) as srv:
+        profile = ModelProfile(model="m", base_url=srv.base_url, max_retries=5)
         result = asyncio.run(simulate_over_http(profile))
-    assert result.predictions == [None] * 5 and result.details["failed_requests"] == 3
-    assert all(error.startswith("request failed:") and "not a JSON object" in error for error in result.errors)
+    assert result.details["failed_requests"] == 1 and len(srv.requests) == 4  # the garbage twice, not six times
+    failed = [i for i, error in enumerate(result.errors) if error is not None]
+    assert 3 in failed and all(result.predictions[i] is None for i in failed) and len(failed) <= 2
+    assert all("request failed:" in result.errors[i] and "HTML page" in result.errors[i] for i in failed)
+
+
+def test_an_endpoint_that_always_answers_garbage_stops_the_simulation():
+    """Garbage on every request: the third request in a row that fails the same way raises EndpointMismatch (not an
+    LLMError, so it is not turned into failed windows), naming the endpoint."""
+    with FakeOpenAIServer(lambda request: Garbage()) as srv:
+        profile = ModelProfile(model="m", base_url=srv.base_url, max_retries=5)
+        with pytest.raises(EndpointMismatch, match=f"{srv.base_url}.*HTML page.*3 calls in a row"):
+            asyncio.run(simulate_over_http(profile))
+    assert len(srv.requests) == 6
 
 
 def test_one_bad_window_does_not_spoil_the_others():

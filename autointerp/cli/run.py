@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
+import typer
 from rich.table import Table
 
 from autointerp.cli.app import (
@@ -87,6 +88,9 @@ def run(
         print_json(_summary_json(summary))
     else:
         _print_summary(summary)
+    if summary.stop_reason == "endpoint":  # the endpoint fails the same way on every call: not a finished run
+        err.print(f"stopped: {summary.stopped}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 def _print_estimate(e: dict | None, output: str) -> None:
@@ -123,7 +127,8 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "state": s.state, "stop_reason": s.stop_reason, "stopped": s.stopped, "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
+        "median_score": s.median_score, "state": s.state, "stop_reason": s.stop_reason, "stopped": s.stopped,
+        "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
         "controls": s.controls, "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
         "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
