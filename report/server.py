@@ -74,7 +74,8 @@ class ReviewSite:
         self._waiting_lock = threading.Lock()
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="review-refresh", daemon=True)
-        self._poller.start()
+        if poll_s > 0:  # 0: no poller (a test refreshes by hand)
+            self._poller.start()
 
     # -- the state, kept fresh -----------------------------------------------------------------------------------
 
@@ -175,7 +176,8 @@ class ReviewSite:
 
     def close(self) -> None:
         self._stop.set()
-        self._poller.join(timeout=5)
+        if self._poller.is_alive():
+            self._poller.join(timeout=5)
         self.pages.shutdown(wait=True, cancel_futures=True)
         self.trials.shutdown(wait=True, cancel_futures=True)
         self.live.close()
@@ -262,7 +264,8 @@ class ReviewServer:
                                **site_args)
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            self.sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
+            family, kind, proto = infos[0][:3]  # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only then
+            self.sock = socket.socket(family, kind, proto)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind(infos[0][4])
             self.sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them

@@ -49,6 +49,7 @@ class SiteState:
         self.data: ReportData = open_readonly(db)  # the refresher's own connection
         self.data.conn.execute("PRAGMA query_only = ON")
         self._version = self._data_version()
+        self._lock = threading.Lock()  # one refresh at a time (the poller's; a test's)
         self.refresh_s = 0.0  # how long the last refresh took
         self.snapshot = self._full(0)
 
@@ -64,6 +65,10 @@ class SiteState:
 
     def refresh(self) -> bool:
         """Read what was committed since the last refresh; False when nothing was (one PRAGMA, no query)."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
         version = self._data_version()
         if version == self._version:
             return False
