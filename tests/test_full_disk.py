@@ -66,18 +66,31 @@ def ledger(db: Path, layer: int) -> dict[int, list[tuple[str, str]]]:
     return out
 
 
-@pytest.mark.parametrize("how", ["max_page_count", "file_size_limit"])
-def test_a_full_disk_stops_the_run_and_the_same_command_finishes_it(how, tiny_checkpoints, text_corpus, isolated,
-                                                                     tmp_path):
-    db = isolated / "results.db"
-    common = ["--model", str(tiny_checkpoints["opt"]), "--corpus", str(text_corpus), "--db", str(db)]
-    first = autointerp("run", "--layer", "1", "--units", "0:3", *common)  # a first run: how much one unit takes
-    assert first.returncode == 0, first.stderr
+@pytest.fixture(scope="module")
+def started(tiny_checkpoints, tmp_path_factory):
+    """A results file with a first run of three units (layer 1), and the pages one unit takes."""
+    root = tmp_path_factory.mktemp("full-disk")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    from autointerp.corpus import stdlib_root
     from autointerp.db.store import open_db
 
-    open_db(tmp_path / "empty.db").close()  # pages of the schema alone
-    per_unit = (pages(db) - pages(tmp_path / "empty.db")) / 3
+    for name in ("textwrap.py", "shlex.py", "fnmatch.py"):
+        (corpus / name).write_bytes((stdlib_root() / name).read_bytes())
+    db = root / "results.db"
+    common = ["--model", str(tiny_checkpoints["opt"]), "--corpus", str(corpus)]
+    first = autointerp("run", "--layer", "1", "--units", "0:3", *common, "--db", str(db))
+    assert first.returncode == 0, first.stderr
+    open_db(root / "empty.db").close()  # the schema alone
+    return db, common, (pages(db) - pages(root / "empty.db")) / 3
 
+
+@pytest.mark.parametrize("how", ["max_page_count", "file_size_limit"])
+def test_a_full_disk_stops_the_run_and_the_same_command_finishes_it(how, started, isolated, tmp_path):
+    db = isolated / "results.db"
+    with sqlite3.connect(started[0]) as src, sqlite3.connect(db) as dst:
+        src.backup(dst)
+    common, per_unit = [*started[1], "--db", str(db)], started[2]
     command = ["run", "--layer", "2", "--units", "0:12", *common]
     if how == "max_page_count":
         hook = tmp_path / "hook"
