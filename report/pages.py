@@ -125,7 +125,7 @@ class SiteModel:
             (stats or {}).get("extra", {}).get("position_firing_rate"))
         top_acts = [a for w in windows if w["source"] == "top" for a in w["activations"]]
         random_acts = [a for w in windows if w["source"] == "random" for a in w["activations"]]
-        plot = plotter.draw(top_acts, random_acts, profile, (stats or {}).get("firing_rate"), prefix=f"u{i}")
+        plot = plotter.draw(top_acts, random_acts, profile, (stats or {}).get("firing_rate"), prefix="u")
         return dict(row=row, unit=page["unit"], run_id=page["run_id"], stats=stats, analysis=analysis,
                     explanations=explanations, controls=controls, windows=by_split, max_activation=m, plot=plot,
                     calls=[_call(c) for c in page["calls"]],

@@ -113,9 +113,9 @@ class ReviewSite:
             def make() -> str:
                 s = site()
                 return render("index.html.j2", root="", overview=s.layers_overview(), **base, **s.index())
-            page = self.cache.get("index.html", page_key(snap, "index"), make, self.cache.index_max_age_s)
+            page = self.cache.get("index.html", page_key(snap, "index", 0), make, self.cache.index_max_age_s)
         elif folder == "layers" and name.endswith(".html") and stem.isdigit() and int(stem) in snap.layers:
-            page = self.cache.get(path, page_key(snap, "layer"), lambda: render(
+            page = self.cache.get(path, page_key(snap, "layer", int(stem)), lambda: render(
                 "layer.html.j2", root="../", **base, **site().layer(int(stem))))
         elif folder == "units" and name.endswith(".html") and stem in snap.by_slug:
             i = snap.by_slug[stem]

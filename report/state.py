@@ -10,8 +10,8 @@ threads read ``state.snapshot``, an immutable value swapped whole, so a page nev
 waits for one.
 
 ``PageCache`` holds rendered pages under a key that says what they were built from (``SiteState.key``): a unit
-page's own stamp, its place and neighbours in the unit list; a layer page's analysis and the unit list; the index
-any refresh at all. A page whose key moved is rendered again by one thread while the others are answered from the
+page's own stamp and its neighbours in the unit list; a layer page's analysis and its units; the index any refresh
+at all. A page whose key moved is rendered again by one thread while the others are answered from the
 previous copy (or wait for the first one); the index, which every commit moves, is rendered at most once every
 ``index_max_age_s``.
 """
@@ -38,8 +38,8 @@ class Snapshot:
     layers: dict[int, dict[str, Any]]  # ``SiteModel.layers``
     by_slug: dict[str, int]
     stamps: dict[int, int]  # unit_id -> the refresh number that last saw it written
-    rows_stamp: int  # the refresh that last changed the unit list (which units, in which order, their names)
     layers_stamp: int  # the refresh that last changed the layer analyses
+    layer_units: dict[int, int]  # layer -> a hash of its units' names and slugs (what a layer page links to)
     marks: dict[str, Any] = field(repr=False)
 
 
@@ -61,7 +61,7 @@ class SiteState:
         rows = name_rows(self.data.unit_rows(self.filters))
         layers = filter_layers(self.data.analysis_layers(), self.filters)
         return Snapshot(number, rows, layers, {r["slug"]: i for i, r in enumerate(rows)},
-                        {r["unit_id"]: number for r in rows}, number, number, marks)
+                        {r["unit_id"]: number for r in rows}, number, layer_units(rows), marks)
 
     def refresh(self) -> bool:
         """Read what was committed since the last refresh; False when nothing was (one PRAGMA, no query)."""
@@ -91,13 +91,11 @@ class SiteState:
         rows = name_rows([dict(r) for r in rows])  # new dicts: a page rendering now keeps the rows it has
         stamps = {r["unit_id"]: number if r["unit_id"] in changed else old.stamps.get(r["unit_id"], number)
                   for r in rows}
-        same_rows = [(r["unit_id"], r["slug"], r["name"]) for r in rows] == [
-            (r["unit_id"], r["slug"], r["name"]) for r in old.rows]
         same_layers = {k: v["run_id"] for k, v in layers.items()} == {k: v["run_id"] for k, v in old.layers.items()}
         self.snapshot = Snapshot(number, rows, layers if not same_layers else old.layers,
                                  {r["slug"]: i for i, r in enumerate(rows)}, stamps,
-                                 old.rows_stamp if same_rows else number, old.layers_stamp if same_layers else number,
-                                 marks)
+                                 old.layers_stamp if same_layers else number,
+                                 layer_units(rows), marks)
         self.refresh_s = time.perf_counter() - t0
         return True
 
@@ -105,18 +103,25 @@ class SiteState:
         self.data.close()
 
 
-def page_key(snap: Snapshot, kind: str, i: int | None = None) -> tuple[Any, ...]:
-    """What a page of ``kind`` ("index", "layer" or "unit" ``i``) was built from: the same key, the same page."""
+def layer_units(rows: list[dict[str, Any]]) -> dict[int, int]:
+    units: dict[int, list[tuple[str, int, str]]] = {}
+    for r in rows:
+        units.setdefault(r["layer"], []).append((r["kind"], r["unit"], r["slug"]))
+    return {layer: hash(tuple(v)) for layer, v in units.items()}
+
+
+def page_key(snap: Snapshot, kind: str, i: int) -> tuple[Any, ...]:
+    """What a page of ``kind`` was built from ("index"; "layer" ``i``; "unit" ``i``, its place in the unit list):
+    the same key, the same page."""
     has_layers = bool(snap.layers)
     if kind == "index":
         return ("index", snap.number)
     if kind == "layer":
-        return ("layer", snap.layers_stamp, snap.rows_stamp, has_layers)
-    assert i is not None
+        return ("layer", snap.layers_stamp, snap.layer_units.get(i), has_layers)
     row = snap.rows[i]
     prev = snap.rows[i - 1]["slug"] if i else None
     nxt = snap.rows[i + 1]["slug"] if i + 1 < len(snap.rows) else None
-    return ("unit", snap.stamps[row["unit_id"]], i, prev, nxt, row["slug"], has_layers)
+    return ("unit", snap.stamps[row["unit_id"]], prev, nxt, row["slug"], has_layers)
 
 
 @dataclass
