@@ -57,6 +57,15 @@ def paths(db: Path) -> list[str]:
     return ["/index.html", *[f"/layers/{x}.html" for x in layers], *[f"/units/{a}-{b}.html" for a, b in units]]
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far, from /proc (0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(port: int, urls: list[str], readers: int, requests: int, seconds: float) -> dict[str, float]:
     """``readers`` threads fetch ``urls`` in turn (each starting elsewhere) until ``requests`` are done."""
     latencies: list[float] = []
@@ -179,7 +188,9 @@ def main() -> None:
             for n in (int(x) for x in args.readers.split(",")):
                 if writing:
                     writer.ensure()
+                c0 = cpu_s(server.pid)
                 r = load(port, urls, n, args.requests, args.seconds)
+                r["cpu_ms"] = 1000 * (cpu_s(server.pid) - c0) / max(r["n"], 1)
                 r.update(readers=n, writing=writing, writer_ran=writing and writer.running())
                 results.append(r)
                 print(f"  {n:>3} readers{' + writer' if writing else ''}: {r['n']} requests, {r['errors']} errors",
@@ -187,11 +198,11 @@ def main() -> None:
         print(f"\n{len(urls)} pages (index, {sum(u.startswith('/layers/') for u in urls)} layer pages, unit pages); "
               f"writer: {writer.runs} run(s) of {args.units} units")
         print(f"{'readers':>7} {'writer':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p95 ms':>7} "
-              f"{'max ms':>7}")
+              f"{'max ms':>7} {'server CPU ms/request':>21}")
         for r in results:
             writing = ("yes" if r["writer_ran"] else "ended") if r["writing"] else "no"
             print(f"{r['readers']:>7} {writing:>7} {r['n']:>8} {r['errors']:>6} {r['rps']:>7.1f} "
-                  f"{1000 * r['p50']:>7.0f} {1000 * r['p95']:>7.0f} {1000 * r['max']:>7.0f}"
+                  f"{1000 * r['p50']:>7.0f} {1000 * r['p95']:>7.0f} {1000 * r['max']:>7.0f} {r['cpu_ms']:>21.1f}"
                   + (f"  first error: {r['first_error']}" if r["errors"] else ""))
     finally:
         if writer is not None:
