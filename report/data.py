@@ -103,13 +103,17 @@ class ReportData(Reads):
 
     def changed_units(self, marks: dict[str, Any]) -> set[int]:
         """The units whose rows were written after ``marks`` (an earlier ``marks()``): a unit a run saved or saved
-        again, a new explanation or control, an LLM call, an analysis."""
-        sql = """SELECT unit_id FROM unit_runs WHERE rowid > :unit_runs OR finished_at > :unit_runs_at
-                 UNION SELECT unit_id FROM unit_stats WHERE rowid > :unit_stats
-                 UNION SELECT unit_id FROM explanations WHERE id > :explanations OR created_at > :explanations_at
-                 UNION SELECT unit_id FROM llm_calls WHERE id > :llm_calls AND unit_id IS NOT NULL
-                 UNION SELECT unit_id FROM unit_analyses WHERE rowid > :unit_analyses"""
-        return {r[0] for r in self.conn.execute(sql, {k: v if v is not None else "" for k, v in marks.items()})}
+        again, a new explanation or control, an LLM call, an analysis. Rows a run replaces get new row ids, or, when
+        they were the newest, the same ones again with a newer time: only the last ``TAIL`` row ids are looked at
+        for that, so no refresh reads a whole table."""
+        sql = f"""SELECT unit_id FROM unit_runs WHERE rowid > :unit_runs - {TAIL}
+                      AND (rowid > :unit_runs OR finished_at > :unit_runs_at)
+                  UNION SELECT unit_id FROM unit_stats WHERE rowid > :unit_stats
+                  UNION SELECT unit_id FROM explanations WHERE id > :explanations - {TAIL}
+                      AND (id > :explanations OR created_at > :explanations_at)
+                  UNION SELECT unit_id FROM llm_calls WHERE id > :llm_calls AND unit_id IS NOT NULL
+                  UNION SELECT unit_id FROM unit_analyses WHERE rowid > :unit_analyses"""
+        return {r[0] for r in self.conn.execute(sql, marks)}
 
     def runs(self) -> list[dict[str, Any]]:
         """Every explanation run, newest first, with its config and its LLM spend per profile."""
@@ -184,12 +188,15 @@ class ReportData(Reads):
                     explanations=explanations, analysis=analysis[0] if analysis else None, calls=calls)
 
 
+TAIL = 256  # more rows than one unit's save replaces in one table
 MARKS = {
     "unit_runs": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_runs)",
-    "unit_runs_at": "(SELECT COALESCE(MAX(finished_at), '') FROM unit_runs)",
+    "unit_runs_at": f"(SELECT COALESCE(MAX(finished_at), '') FROM unit_runs WHERE rowid > "
+                    f"(SELECT MAX(rowid) FROM unit_runs) - {TAIL})",
     "unit_stats": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_stats)",
     "explanations": "(SELECT COALESCE(MAX(id), 0) FROM explanations)",
-    "explanations_at": "(SELECT COALESCE(MAX(created_at), '') FROM explanations)",
+    "explanations_at": f"(SELECT COALESCE(MAX(created_at), '') FROM explanations WHERE id > "
+                       f"(SELECT MAX(id) FROM explanations) - {TAIL})",
     "llm_calls": "(SELECT COALESCE(MAX(id), 0) FROM llm_calls)",
     "unit_analyses": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_analyses)",
     "units": "(SELECT COUNT(*) FROM units)",

@@ -83,8 +83,11 @@ class ReviewSite:
         while not self._stop.wait(max(self.poll_s, 2 * self.state.refresh_s)):  # a slow refresh: poll less often
             try:
                 self.state.refresh()
-            except Exception as e:  # a busy or damaged file: say so, keep serving the last state
-                self.errors.append(f"refresh: {type(e).__name__}: {e}")
+            except Exception as e:  # a busy or damaged file: say so (once), keep serving the last state
+                line = f"refresh: {type(e).__name__}: {e}"
+                if line not in self.errors[-1:]:
+                    self.errors.append(line)
+                    del self.errors[:-100]
 
     def reader(self) -> tuple[ReportData, UnitPlotter]:
         """This thread's read-only connection and figure, opened on first use."""

@@ -135,7 +135,7 @@ class Page:
 class PageCache:
     """Rendered pages by path, at most ``size`` of them (least recently used dropped first)."""
 
-    def __init__(self, size: int = 2048, index_max_age_s: float = 1.0):
+    def __init__(self, size: int = 1024, index_max_age_s: float = 1.0):
         self.size, self.index_max_age_s = size, index_max_age_s
         self._pages: OrderedDict[str, Page] = OrderedDict()
         self._making: dict[str, Future[Page]] = {}
