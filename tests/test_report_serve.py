@@ -249,3 +249,10 @@ def test_page_cache_renders_once_and_serves_the_previous_copy_meanwhile():
     with pytest.raises(ZeroDivisionError):
         cache.get("d", (1,), lambda: str(1 / 0))
     assert cache.get("d", (1,), lambda: "d").body == b"d"  # a failure is not kept
+
+
+def test_serve_flags_out_of_range_are_usage_errors(cli):
+    code, _, err = cli("serve", "--threads", "0")
+    assert code == 2 and "--threads" in err
+    code, _, err = cli("serve", "--live-queue", "-1", "--no-live")
+    assert code == 2 and "--live-queue" in err
