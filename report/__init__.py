@@ -8,8 +8,8 @@
 
 ``data.py`` reads the file read-only; ``pages.py`` decides what each page shows; ``checks.py`` recomputes each
 score's confidence interval and negative control; ``plots.py`` draws with matplotlib to inline SVG; ``render.py``
-holds the jinja2 environment (autoescape everywhere); ``site.py`` builds the static site; ``server.py`` and
-``live.py`` are ``serve``. Imports errors, subject, scoring and db (upstream rooms) and config.
+holds the jinja2 environment (autoescape everywhere); ``site.py`` builds the static site; ``server.py`` (Starlette
+on uvicorn), ``state.py`` (the unit list kept fresh, the rendered pages kept) and ``live.py`` are ``serve``. Imports errors, subject, scoring and db (upstream rooms) and config.
 """
 
 from autointerp.report.data import Filters, ReportData, open_readonly

@@ -11,7 +11,9 @@ summaries with their bootstrap intervals) run over the same read-only connection
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,10 +55,14 @@ class ReportData(Reads):
 
     # -- the index -----------------------------------------------------------------------------------------------
 
-    def unit_rows(self, f: Filters) -> list[dict[str, Any]]:
+    def unit_rows(self, f: Filters, unit_ids: Collection[int] | None = None) -> list[dict[str, Any]]:
         """One row per unit a run saved (its latest statistics), with its best test score when it has one, in
-        (model, kind, layer, unit) order: the units the report has pages for."""
+        (model, kind, layer, unit) order (``row_order``): the units the report has pages for; only ``unit_ids``
+        when given."""
         where, params = ["1 = 1"], []
+        if unit_ids is not None:
+            where.append("u.id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(sorted(unit_ids)))
         if f.layer is not None:
             where.append("u.layer = ?")
             params.append(f.layer)
@@ -89,6 +95,25 @@ class ReportData(Reads):
             WHERE {' AND '.join(where)}
             ORDER BY u.model_hash, u.kind = 'neuron' DESC, u.kind, u.layer, u.unit"""
         return self.rows(sql, params)
+
+    def marks(self) -> dict[str, Any]:
+        """Where each table a unit page reads has got to: its newest row id (and, for the tables whose rows a run
+        replaces, the newest time written), and the counts that only fall when something was deleted."""
+        return dict(zip(MARKS, self.conn.execute(f"SELECT {', '.join(MARKS.values())}").fetchone()))
+
+    def changed_units(self, marks: dict[str, Any]) -> set[int]:
+        """The units whose rows were written after ``marks`` (an earlier ``marks()``): a unit a run saved or saved
+        again, a new explanation or control, an LLM call, an analysis. Rows a run replaces get new row ids, or, when
+        they were the newest, the same ones again with a newer time: only the last ``TAIL`` row ids are looked at
+        for that, so no refresh reads a whole table."""
+        sql = f"""SELECT unit_id FROM unit_runs WHERE rowid > :unit_runs - {TAIL}
+                      AND (rowid > :unit_runs OR finished_at > :unit_runs_at)
+                  UNION SELECT unit_id FROM unit_stats WHERE rowid > :unit_stats
+                  UNION SELECT unit_id FROM explanations WHERE id > :explanations - {TAIL}
+                      AND (id > :explanations OR created_at > :explanations_at)
+                  UNION SELECT unit_id FROM llm_calls WHERE id > :llm_calls AND unit_id IS NOT NULL
+                  UNION SELECT unit_id FROM unit_analyses WHERE rowid > :unit_analyses"""
+        return {r[0] for r in self.conn.execute(sql, marks)}
 
     def runs(self) -> list[dict[str, Any]]:
         """Every explanation run, newest first, with its config and its LLM spend per profile."""
@@ -161,6 +186,29 @@ class ReportData(Reads):
                              FROM llm_calls WHERE unit_id = ? ORDER BY created_at, id""", [unit_id])
         return dict(unit=unit, run_id=run_id, stats=stats[0] if stats else None, windows=windows,
                     explanations=explanations, analysis=analysis[0] if analysis else None, calls=calls)
+
+
+TAIL = 256  # more rows than one unit's save replaces in one table
+MARKS = {
+    "unit_runs": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_runs)",
+    "unit_runs_at": f"(SELECT COALESCE(MAX(finished_at), '') FROM unit_runs WHERE rowid > "
+                    f"(SELECT MAX(rowid) FROM unit_runs) - {TAIL})",
+    "unit_stats": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_stats)",
+    "explanations": "(SELECT COALESCE(MAX(id), 0) FROM explanations)",
+    "explanations_at": f"(SELECT COALESCE(MAX(created_at), '') FROM explanations WHERE id > "
+                       f"(SELECT MAX(id) FROM explanations) - {TAIL})",
+    "llm_calls": "(SELECT COALESCE(MAX(id), 0) FROM llm_calls)",
+    "unit_analyses": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_analyses)",
+    "units": "(SELECT COUNT(*) FROM units)",
+    "runs": "(SELECT COUNT(*) FROM runs)",
+    "unit_runs_n": "(SELECT COUNT(*) FROM unit_runs)",
+}
+DELETIONS = ("units", "runs", "unit_runs_n")  # counts that never fall unless rows were deleted
+
+
+def row_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """``unit_rows``'s ORDER BY, in Python."""
+    return row["model_hash"], row["kind"] != "neuron", row["kind"], row["layer"], row["unit"]
 
 
 def open_readonly(path: str | Path) -> ReportData:

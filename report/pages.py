@@ -26,17 +26,18 @@ CALL_TEXT_LIMIT = 4000  # characters of one LLM message shown on a unit page
 
 
 class SiteModel:
-    def __init__(self, data: ReportData, filters: Filters = Filters()):
+    """The pages of one database under ``filters``. ``rows`` and ``layers`` (``name_rows`` and ``filter_layers`` of
+    what ``data`` reads) may be handed in: ``serve`` keeps them up to date itself and renders on several
+    connections."""
+
+    def __init__(self, data: ReportData, filters: Filters = Filters(), rows: list[dict[str, Any]] | None = None,
+                 layers: dict[int, dict[str, Any]] | None = None):
         self.data, self.filters = data, filters
-        self.rows = data.unit_rows(filters)
+        self.rows = name_rows(data.unit_rows(filters)) if rows is None else rows
         self.multi_model = len({r["model_hash"] for r in self.rows}) > 1
-        for r in self.rows:
-            r["slug"] = unit_slug(r, self.multi_model)
-            r["name"] = unit_name(r)
         self.position = {r["unit_id"]: i for i, r in enumerate(self.rows)}
         self.by_slug = {r["slug"]: i for i, r in enumerate(self.rows)}
-        layers = data.analysis_layers()
-        self.layers = {k: v for k, v in layers.items() if filters.layer is None or k == filters.layer}
+        self.layers = filter_layers(data.analysis_layers(), filters) if layers is None else layers
 
     # -- the index -----------------------------------------------------------------------------------------------
 
@@ -124,11 +125,24 @@ class SiteModel:
             (stats or {}).get("extra", {}).get("position_firing_rate"))
         top_acts = [a for w in windows if w["source"] == "top" for a in w["activations"]]
         random_acts = [a for w in windows if w["source"] == "random" for a in w["activations"]]
-        plot = plotter.draw(top_acts, random_acts, profile, (stats or {}).get("firing_rate"), prefix=f"u{i}")
+        plot = plotter.draw(top_acts, random_acts, profile, (stats or {}).get("firing_rate"), prefix="u")
         return dict(row=row, unit=page["unit"], run_id=page["run_id"], stats=stats, analysis=analysis,
                     explanations=explanations, controls=controls, windows=by_split, max_activation=m, plot=plot,
                     calls=[_call(c) for c in page["calls"]],
                     prev=self.rows[i - 1] if i else None, next=self.rows[i + 1] if i + 1 < len(self.rows) else None)
+
+
+def name_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (``ReportData.unit_rows``, in its order) with each unit's ``slug`` and ``name`` set."""
+    multi_model = len({r["model_hash"] for r in rows}) > 1
+    for r in rows:
+        r["slug"] = unit_slug(r, multi_model)
+        r["name"] = unit_name(r)
+    return rows
+
+
+def filter_layers(layers: dict[int, dict[str, Any]], filters: Filters) -> dict[int, dict[str, Any]]:
+    return {k: v for k, v in layers.items() if filters.layer is None or k == filters.layer}
 
 
 def unit_name(row: dict[str, Any]) -> str:

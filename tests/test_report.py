@@ -148,7 +148,7 @@ def test_serve_pages_and_typed_text(results, tiny_checkpoints):
 
     before = Path(results).read_bytes()
     server = ReviewServer(str(results), port=0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         url = server.url

@@ -186,5 +186,6 @@ def main(argv: list[str] | None = None) -> None:
             err.print(f"error: the database is damaged ({inert(e)}); see autointerp db check, or pass another --db",
                       markup=False)
             sys.exit(2)
-        err.print(f"error: database problem: {inert(e)}; pass another --db or check the file", markup=False)
+        err.print(f"error: database problem: {inert(e)}; pass another --db or check the file", markup=False,
+                  soft_wrap=True)
         sys.exit(1)

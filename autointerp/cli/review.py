@@ -59,6 +59,11 @@ def serve(
     min_score: MinScoreOpt = None,
     simulator: Annotated[Optional[str], Opt(help="Simulator for typed texts: baseline (default) or a model "
                                                  "profile.")] = None,
+    live: Annotated[Optional[bool], Opt("--live/--no-live", help="The \"try a text\" form on unit pages (default: "
+                                                                 "on when listening on loopback only).")] = None,
+    live_queue: Annotated[int, Opt(help="Typed texts that may wait while the model runs one; more are answered "
+                                        "503.")] = 4,
+    threads: Annotated[int, Opt(help="Threads rendering pages, each with its own read-only connection.")] = 8,
     device: DeviceOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -68,21 +73,25 @@ def serve(
     from autointerp.config import load_config
     from autointerp.report import Filters
     from autointerp.report.live import Live
-    from autointerp.report.server import ReviewServer
+    from autointerp.report.server import LOOPBACK, ReviewServer
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port; use 0..65535")
+    if threads < 1 or live_queue < 0:
+        raise UsageError("--threads must be at least 1 and --live-queue at least 0")
     cfg = load_config(config, {"db": db, "simulator": simulator, "device": device})
+    live_on = host in LOOPBACK if live is None else live
     sim = None
-    if cfg.simulator != "baseline":
+    if live_on and cfg.simulator != "baseline":
         from autointerp.pipeline import LLMContext, make_simulator
 
         sim = make_simulator(cfg, LLMContext(cfg))  # calls are not logged: serve never writes to the database
-    live = Live(device="cpu" if cfg.device == "auto" else cfg.device, simulator=sim)
-    server = ReviewServer(cfg.db, host, port, Filters(layer, explainer, kind, min_score), live)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"warning: listening on {host}: anyone who can reach it can read the results and run the model",
-                  markup=False)
+    server = ReviewServer(cfg.db, host, port, Filters(layer, explainer, kind, min_score),
+                          Live(device="cpu" if cfg.device == "auto" else cfg.device, simulator=sim), live_on,
+                          threads=threads, live_queue=live_queue)
+    if host not in LOOPBACK:
+        err.print(f"warning: listening on {host}: anyone who can reach it can read the results"
+                  + (" and run the model (--no-live turns the form off)" if live_on else ""), markup=False)
     out.print(f"serving {cfg.db} (read-only) at {server.url}  (Ctrl-C stops)", markup=False, highlight=False)
     try:
         server.serve_forever()
