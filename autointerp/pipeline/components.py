@@ -19,7 +19,7 @@ from autointerp.agent.baseline import BaselineExplainer
 from autointerp.agent.graph import AgentLimits
 from autointerp.agent.llm_explainer import LLMExplainer
 from autointerp.config import Config
-from autointerp.corpus import Corpus, bos_id, iter_token_windows
+from autointerp.corpus import Corpus, bos_id, iter_token_windows, open_corpus
 from autointerp.db import Store, check_db_target, open_db
 from autointerp.errors import UsageError
 from autointerp.llm.client import Budget, LLMClient
@@ -29,7 +29,7 @@ from autointerp.scoring.echo_simulator import EchoSimulator
 from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.scoring.simulator import Simulator
 from autointerp.subject.model import Subject
-from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space
+from autointerp.subject.units import GUARD_TOKENS, NEURONS, UnitSpace, check_reconstruction, load_unit_space
 
 
 class LLMContext:
@@ -109,11 +109,19 @@ def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
     return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
 
 
-def unit_space(cfg: Config, subject) -> UnitSpace:
-    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer``."""
+def unit_space(cfg: Config, subject, guard: bool = True) -> UnitSpace:
+    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer`` and
+    ``cfg.site`` (default: the dictionary's own). With ``guard`` an SAE first reconstructs a few thousand tokens of
+    ``cfg.corpus`` at its site: the space's ``check`` holds FVU and mean L0; FVU > 1 is refused unless
+    ``cfg.force_sae`` (``units.check_reconstruction``)."""
     if cfg.dictionary is None:
         return NEURONS
-    return load_unit_space(cfg.dictionary, cfg.layer, subject)
+    space = load_unit_space(cfg.dictionary, cfg.layer, subject, cfg.site)
+    if not guard:
+        return space
+    windows = iter_token_windows(open_corpus(cfg.corpus, cfg.seed), subject.tokenizer, cfg.window,
+                                 -(-GUARD_TOKENS // cfg.window))
+    return check_reconstruction(subject, space, cfg.layer, windows, cfg.force_sae, batch_size=cfg.batch_size)
 
 
 def check_window(subject: Subject, window: int) -> None:

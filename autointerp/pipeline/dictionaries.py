@@ -29,6 +29,8 @@ from autointerp.subject.sae import (
     spliced_loss,
     train_sae,
 )
+from autointerp.subject.sae_formats import read_placement
+from autointerp.subject.sites import canonical_site
 from autointerp.subject.units import collect_activations, load_unit_space
 
 DICTIONARY_FAMILIES = ("sae", "pca", "ica", "random", "default")
@@ -61,15 +63,14 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
     new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can check them),
     then evaluate it like ``evaluate_dictionary``.
 
-    Families: ``sae`` (tied for the residual stream, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
+    Families: ``sae`` (tied for residual-width sites, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
     features, L1 coefficient ``alpha``), ``pca`` and ``ica`` (d_in directions), ``random`` (``ratio`` x d_in / 2
     directions) and ``default`` (the site's own coordinates); baseline directions are sign-split into two features
     each, so every feature is non-negative like a neuron.
     """
     if family not in DICTIONARY_FAMILIES:
         raise UsageError(f"--kind {family!r} is not one of {', '.join(DICTIONARY_FAMILIES)}")
-    if site not in ("mlp", "resid"):
-        raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
+    site = canonical_site(site)
     _check_numbers(cfg, ratio=ratio, alpha=alpha, epochs=epochs, fit_tokens=fit_tokens, eval_tokens=eval_tokens)
     target = _check_out(out)
     fit, held_out = open_corpus(fit_corpus, cfg.seed), open_corpus(cfg.corpus, cfg.seed)
@@ -86,7 +87,7 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
                 "fit_corpus": fit_corpus, "fit_tokens": len(acts), "seed": cfg.seed}
     d_in = acts.shape[1]
     if family == "sae":
-        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=alpha, tied=site == "resid", epochs=epochs,
+        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=alpha, tied=site != "mlp", epochs=epochs,
                                                     seed=cfg.seed, metadata=metadata))
     elif family == "default":
         dictionary = replace(default_basis(d_in, split_signs=True), metadata=metadata)
@@ -103,17 +104,19 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
     return report
 
 
-def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 50_000, command: str = "", *,
+def evaluate_dictionary(cfg: Config, path: str, layer: int | None, eval_tokens: int = 50_000, command: str = "", *,
                         store: Store | None = None, subject=None) -> DictionaryReport:
     """FVU, mean L0 and dead features of the dictionary folder ``path`` on ``eval_tokens`` of ``cfg.corpus`` (the
     held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
-    stored in ``dictionary_evals``."""
+    stored in ``dictionary_evals``. ``layer`` None: the one the dictionary reads; ``cfg.site`` None: its own."""
     _check_numbers(cfg, eval_tokens=eval_tokens)
     corpus = open_corpus(cfg.corpus, cfg.seed)
     store = store or existing_db(cfg.db)
     subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
-    subject.check_layer(layer)
-    space = load_unit_space(path, layer, subject)
+    if layer is not None:
+        subject.check_layer(layer)
+    space = load_unit_space(path, layer, subject, cfg.site)
+    layer = read_placement(path, layer).resolve(layer, cfg.site)[0]
     check_window(subject, cfg.window)
     check_corpus(corpus, subject, cfg.window)
     max_windows = max(1, eval_tokens // cfg.window)
@@ -131,7 +134,9 @@ def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 5
         mean_l0=metrics.mean_l0, dead_features=metrics.dead_features, loss_clean=loss_clean,
         loss_spliced=loss_spliced,
     )
-    config = json.loads((Path(path) / "cfg.json").read_text())
+    cfg_file = Path(path) / "cfg.json"
+    config = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {"format": space.dictionary.metadata.get(
+        "format"), "path": str(path)}
     store = store or open_db(cfg.db)
     report.eval_id = store.save_dictionary_eval(command=command, model=cfg.model, model_hash=subject.weights_hash(),
                                                 corpus=cfg.corpus, report=report, config=config)
