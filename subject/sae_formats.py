@@ -163,8 +163,10 @@ def read_placement(path: str | Path, layer: int | None = None) -> Placement:
 
 
 def _sparsify_checkpoint(path: Path, layer: int | None) -> Placement:
-    """A sparsify checkpoint with one sub-folder per hookpoint: the one at ``layer`` (needed when several)."""
+    """A folder of dictionaries: a sparsify checkpoint (one sub-folder per hookpoint) or a Gemma Scope release
+    (``params.npz`` files below it): the one at ``layer`` (needed when there are several)."""
     subs = [p for p in sorted(path.iterdir()) if (p / "cfg.json").exists() and (p / "sae.safetensors").exists()]
+    subs = subs or sorted(p.parent for p in path.rglob("params.npz"))
     if not subs:
         raise UsageError(f"{path} has no cfg.json; give a dictionary folder (cfg.json + safetensors, or Gemma "
                          "Scope's params.npz)")
@@ -175,7 +177,7 @@ def _sparsify_checkpoint(path: Path, layer: int | None) -> Placement:
                          "--layer N")
     chosen = placed if layer is None else [p for p in placed if p.layer == layer]
     if len(chosen) != 1:
-        names = ", ".join(p.folder.name for p in (chosen or placed))
+        names = ", ".join(str(p.folder.relative_to(path)) for p in (chosen or placed))
         raise UsageError(f"{path} holds no single dictionary for layer {layer} (it holds {names}); give its "
                          "sub-folder or another --layer")
     return chosen[0]
