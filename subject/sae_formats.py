@@ -22,11 +22,11 @@ format          files                                                     site a
 ==============  ========================================================  ======================================
 
 A layer or site given by the user must agree with the dictionary's own (``Placement.resolve``); ``resid_pre`` of
-L+1 and ``resid_post`` of L are one tensor, so either spelling of it is accepted when the site is given too. Encoding options are honoured or
-refused by name, never ignored: SAELens ``apply_b_dec_to_input`` (honoured), a ``scaling_factor`` tensor (folded into
-the decoder: feature activations are unchanged), ``normalize_activations`` other than none (refused), heads
-(``hook_head_index``, refused); gated SAELens SAEs load as the equivalent JumpReLU (gate open exactly when the
-magnitude pre-activation passes ``b_mag - b_gate * exp(r_mag)``).
+L+1 and ``resid_post`` of L are one tensor, so either spelling of it is accepted when the site is given too.
+Encoding options are honoured or refused by name, never ignored: SAELens ``apply_b_dec_to_input`` (honoured), a
+``scaling_factor`` tensor (folded into the decoder: feature activations are unchanged), ``normalize_activations``
+other than none (refused), heads (``hook_head_index``, refused); gated SAELens SAEs load as the equivalent JumpReLU
+(gate open exactly when the magnitude pre-activation passes ``b_mag - b_gate * exp(r_mag)``).
 """
 
 from __future__ import annotations
@@ -101,9 +101,9 @@ def _read_cfg(folder: Path) -> dict[str, Any]:
 
 def _saelens_place(cfg: dict[str, Any]) -> tuple[str | None, int | None, str]:
     meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
-    hook = str(cfg.get("hook_name") or meta.get("hook_name") or "")
+    hook = str(cfg.get("hook_name") or meta.get("hook_name") or cfg.get("hook_point") or "")  # hook_point: before 1.0
     m = re.fullmatch(r"blocks\.(\d+)\.(.+)", hook)
-    layer = int(m.group(1)) if m else cfg.get("hook_layer", meta.get("hook_layer"))
+    layer = int(m.group(1)) if m else cfg.get("hook_layer", meta.get("hook_layer", cfg.get("hook_point_layer")))
     site = SAELENS_HOOKS.get(m.group(2)) if m else None
     return site, None if layer is None else int(layer), hook
 
@@ -117,10 +117,10 @@ def _sparsify_place(name: str) -> tuple[str | None, int | None]:
 
 def _gemma_scope_place(path: Path) -> tuple[str | None, int | None]:
     site = layer = None
-    for part in path.resolve().parts:
+    for part in path.absolute().parts:  # not resolved: a Hugging Face cache links its files elsewhere
         if m := re.fullmatch(r"layer_(\d+)", part):
             layer = int(m.group(1))
-        if m := re.fullmatch(r"gemma-scope.*-(res|mlp|att|transcoders)(?:-canonical)?", part):
+        if m := re.search(r"gemma-scope.*-(res|mlp|att|transcoders)(?:-canonical)?$", part):  # models--google--...
             if m.group(1) not in GEMMA_SCOPE_KINDS:
                 raise UsageError(f"{path}: Gemma Scope {m.group(1)} dictionaries are not supported (attention SAEs "
                                  "read the heads before the output projection); use a -res or -mlp release")

@@ -148,7 +148,8 @@ def load_unit_space(path: str | Path, layer: int | None, subject: Subject, site:
     if dictionary.d_in != width:
         raise UsageError(f"{folder} takes {dictionary.d_in}-wide input, but the {site} activations of "
                          f"{subject.name} are {width} wide; use a dictionary fitted on this model")
-    digest = hashlib.sha256(placement.weights.read_bytes()).hexdigest()[:8]
+    with placement.weights.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:8]
     family = "sae" if isinstance(dictionary, SparseAutoencoder) else dictionary.name
     return UnitSpace(kind=f"{family}:{digest}", site=site, dictionary=dictionary)
 

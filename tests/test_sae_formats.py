@@ -100,7 +100,8 @@ def test_saelens_placement_from_every_spelling(tmp_path):
              ({"metadata": {"hook_name": "blocks.2.hook_attn_out"}}, ("attn_out", 2)),  # SAELens 6
              ({"hook_name": "blocks.1.mlp.hook_post"}, ("mlp", 1)),
              ({"hook_name": "blocks.1.attn.hook_z", "hook_layer": 1}, (None, 1)),
-             ({"hook_layer": 4}, (None, 4))]
+             ({"hook_layer": 4}, (None, 4)),
+             ({"hook_point": "blocks.8.hook_resid_pre", "hook_point_layer": 8}, ("resid_pre", 8))]  # before 1.0
     for cfg, want in cases:
         (tmp_path / "cfg.json").write_text(json.dumps(cfg))
         p = read_placement(tmp_path / "cfg.json")
@@ -147,7 +148,7 @@ def test_gemma_scope_params_npz(tmp_path):
     gen = np.random.default_rng(0)
     w = {"W_enc": gen.normal(size=(8, 20)), "W_dec": gen.normal(size=(20, 8)), "b_enc": gen.normal(size=20),
          "b_dec": gen.normal(size=8), "threshold": gen.uniform(0, 0.5, size=20)}
-    folder = tmp_path / "gemma-scope-2b-pt-mlp-canonical" / "layer_12" / "width_16k" / "canonical"
+    folder = tmp_path / "models--google--gemma-scope-2b-pt-mlp-canonical" / "layer_12" / "width_16k" / "canonical"
     folder.mkdir(parents=True)
     np.savez(folder / "params.npz", **w)
     p = read_placement(folder / "params.npz")

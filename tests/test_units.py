@@ -196,5 +196,8 @@ def test_sae_train_and_eval_store_their_metrics(cli, tiny_checkpoints, text_corp
     assert len(rows) == 2 and {r["kind"] for r in rows} == {trained["kind"]} and rows[0]["fvu"] is not None
     code, _, err = cli("sae", "eval", "sae0", "--layer", "1", *common)
     assert code == 2 and "reads mlp of layer 0 (its metadata), not mlp of layer 1" in err
+    code, out, err = cli("sae", "eval", "sae0", "--site", "mlp", "--eval-tokens", "400", *common)  # its own layer
+    assert code == 0, err
+    assert (json.loads(out)["layer"], json.loads(out)["fvu"]) == (0, pytest.approx(trained["fvu"]))
     code, _, err = cli("sae", "train", "--layer", "0", "--kind", "nmf", "--out", "x", *common)
     assert code == 2 and "--kind 'nmf'" in err

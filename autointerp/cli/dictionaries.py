@@ -81,8 +81,9 @@ def sae_eval(
     from autointerp.pipeline import evaluate_dictionary
 
     check_format(output, ("table", "json"))
-    cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db, site=site))
-    _print_dictionary(evaluate_dictionary(cfg, path, layer, eval_tokens, " ".join(sys.argv)), output, cfg.db)
+    cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
+    _print_dictionary(evaluate_dictionary(cfg, path, layer, eval_tokens, " ".join(sys.argv), site=site), output,
+                      cfg.db)
 
 
 @sae_app.command("inspect")

@@ -105,18 +105,18 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str, 
 
 
 def evaluate_dictionary(cfg: Config, path: str, layer: int | None, eval_tokens: int = 50_000, command: str = "", *,
-                        store: Store | None = None, subject=None) -> DictionaryReport:
+                        store: Store | None = None, subject=None, site: str | None = None) -> DictionaryReport:
     """FVU, mean L0 and dead features of the dictionary folder ``path`` on ``eval_tokens`` of ``cfg.corpus`` (the
     held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
-    stored in ``dictionary_evals``. ``layer`` None: the one the dictionary reads; ``cfg.site`` None: its own."""
+    stored in ``dictionary_evals``. ``layer`` / ``site`` None: the dictionary's own."""
     _check_numbers(cfg, eval_tokens=eval_tokens)
     corpus = open_corpus(cfg.corpus, cfg.seed)
     store = store or existing_db(cfg.db)
     subject = subject or load_subject(cfg.model, cfg.device, cfg.dtype)
     if layer is not None:
         subject.check_layer(layer)
-    space = load_unit_space(path, layer, subject, cfg.site)
-    layer = read_placement(path, layer).resolve(layer, cfg.site)[0]
+    space = load_unit_space(path, layer, subject, site)
+    layer = read_placement(path, layer).resolve(layer, site)[0]
     check_window(subject, cfg.window)
     check_corpus(corpus, subject, cfg.window)
     max_windows = max(1, eval_tokens // cfg.window)
