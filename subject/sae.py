@@ -6,7 +6,7 @@
     >>> sae = train_sae(acts, SAETrainConfig(ratio=4, alpha=1e-3))
     >>> evaluate(sae, acts)                                                        # FVU, mean L0, dead features
     >>> spliced_loss(subject, sae, windows, layer=3, site="resid_post")              # (clean loss, loss with x_hat)
-    >>> sae.save("runs/sae-l3"); load_sae("runs/sae-l3")                          # also SAELens, sparsify, Gemma Scope
+    >>> sae.save("runs/sae-l3"); sae_formats.load_sae("runs/sae-l3")              # also SAELens, sparsify, Gemma Scope
     >>> features = sae.encode(acts)                                                # [N, d_hidden]: usable as units
 
 **Model.** ``f = act(W_enc (x - b_dec * pre_bias) + b_enc)``, ``x_hat = f W_dec + b_dec`` with ``W_enc``, ``W_dec``
@@ -30,11 +30,11 @@ features = never > 0 on the evaluation tokens. ``spliced_loss``: mean next-token
 made at content positions (the BOS position's prediction excluded), clean and with the site's content positions
 replaced by the reconstruction (``sites.replace_site``: the same hook that capture reads).
 
-**On disk** (``save`` / ``load_sae``): a folder with ``cfg.json`` (``"format": "autointerp-sae"`` and the
+**On disk** (``save`` / ``sae_formats.load_sae``): a folder with ``cfg.json`` (``"format": "autointerp-sae"`` and the
 constructor arguments: d_in, d_hidden, tied, activation, k, pre_bias, normalize_decoder, plus free ``metadata``) and
 ``sae.safetensors`` with ``W_enc`` [d_hidden, d_in], ``b_enc`` [d_hidden], ``b_dec`` [d_in], and ``W_dec``
-[d_hidden, d_in] (untied only) / ``threshold`` [d_hidden] (jumprelu only). ``load_sae`` also reads SAELens,
-sparsify and Gemma Scope folders (``autointerp.subject.sae_formats``).
+[d_hidden, d_in] (untied only) / ``threshold`` [d_hidden] (jumprelu only). ``sae_formats.load_sae`` also reads
+SAELens, sparsify and Gemma Scope folders.
 
 **Baselines** (``LinearDictionary``): the default basis (identity), random unit directions, PCA and FastICA fitted on
 the same activations; ``encode(x) = (x - center) @ directions.T``. With ``split_signs`` each direction gives two
@@ -133,14 +133,6 @@ def _from_weights(weights: dict[str, torch.Tensor], **kw) -> SparseAutoencoder:
     sae = SparseAutoencoder(**kw)
     sae.load_state_dict(weights)
     return sae.eval()
-
-
-def load_sae(folder: str | Path) -> SparseAutoencoder:
-    """Load an SAE folder: autointerp's own, SAELens, sparsify or Gemma Scope (``autointerp.subject.sae_formats``)."""
-    dictionary = load_dictionary(folder)
-    if not isinstance(dictionary, SparseAutoencoder):
-        raise UsageError(f"{folder} holds a {dictionary.name} baseline, not an SAE")
-    return dictionary
 
 
 # -- training and metrics ------------------------------------------------------------------------------------------
@@ -292,14 +284,6 @@ class LinearDictionary:
         save_file({"directions": self.directions.contiguous(), "center": self.center.contiguous()},
                   str(folder / "dictionary.safetensors"))
         return folder
-
-
-def load_dictionary(folder: str | Path, layer: int | None = None) -> SparseAutoencoder | LinearDictionary:
-    """A dictionary folder in any format ``sae_formats`` reads: an SAE, or a baseline written by
-    ``LinearDictionary.save``. ``layer`` picks the layer of a multi-layer sparsify checkpoint."""
-    from autointerp.subject.sae_formats import load_placement, read_placement
-
-    return load_placement(read_placement(folder, layer))
 
 
 def default_basis(d: int, split_signs: bool = False) -> LinearDictionary:

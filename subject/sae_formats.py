@@ -4,7 +4,7 @@ weights as a ``SparseAutoencoder`` (or a baseline ``LinearDictionary``).
     >>> p = read_placement("gemma-scope-2b-pt-res/layer_12/width_16k/average_l0_82")
     >>> p.format, p.site, p.layer                    # ("gemma-scope", "resid_post", 12)
     >>> p.resolve(layer=None, site=None)             # (12, "resid_post"): the layer defaults to the SAE's own
-    >>> sae = load_placement(p)                      # weights read only now
+    >>> sae = load_placement(p)                      # weights read only now; load_sae(path) does both
 
 ==============  ========================================================  ======================================
 format          files                                                     site and layer read from
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from autointerp.errors import UsageError
+from autointerp.subject.sae import LinearDictionary, SparseAutoencoder, _from_weights
 from autointerp.subject.sites import SITES, canonical_site
 
 SAELENS_HOOKS = {"hook_resid_pre": "resid_pre", "hook_resid_post": "resid_post", "hook_attn_out": "attn_out",
@@ -184,27 +185,39 @@ def _sparsify_checkpoint(path: Path, layer: int | None) -> Placement:
 
 
 # -- weights -------------------------------------------------------------------------------------------------------
-def load_placement(p: Placement):
+def load_dictionary(folder: str | Path, layer: int | None = None) -> SparseAutoencoder | LinearDictionary:
+    """A dictionary folder in any format read here: an SAE, or a baseline written by ``LinearDictionary.save``.
+    ``layer`` picks the layer of a multi-layer checkpoint."""
+    return load_placement(read_placement(folder, layer))
+
+
+def load_sae(folder: str | Path, layer: int | None = None) -> SparseAutoencoder:
+    """``load_dictionary`` for an SAE; UsageError for a baseline."""
+    dictionary = load_dictionary(folder, layer)
+    if not isinstance(dictionary, SparseAutoencoder):
+        raise UsageError(f"{folder} holds a {dictionary.name} baseline, not an SAE")
+    return dictionary
+
+
+def load_placement(p: Placement) -> SparseAutoencoder | LinearDictionary:
     """The dictionary's weights as a ``SparseAutoencoder`` (or an autointerp baseline ``LinearDictionary``), its
     metadata holding the format, site and layer."""
-    from autointerp.subject import sae as saemod
-
     place = {"format": p.format, "site": p.site, "layer": p.layer}
     if p.format == "autointerp-dictionary":
         from safetensors.torch import load_file
 
         w = load_file(str(p.weights))
-        return saemod.LinearDictionary(p.cfg["name"], w["directions"], w["center"], p.cfg["split_signs"],
+        return LinearDictionary(p.cfg["name"], w["directions"], w["center"], p.cfg["split_signs"],
                                        p.cfg.get("metadata", {}))
     if p.format == "autointerp":
         from safetensors.torch import load_file
 
         kw = {k: v for k, v in p.cfg.items() if k != "format"}
-        return saemod._from_weights(load_file(str(p.weights)), **kw)
+        return _from_weights(load_file(str(p.weights)), **kw)
     loader = {"saelens": _saelens, "sparsify": _sparsify, "gemma-scope": _gemma_scope}[p.format]
     weights, kw = loader(p)
     kw["metadata"] = {**place, **kw.get("metadata", {})}
-    return saemod._from_weights({k: v.float().contiguous() for k, v in weights.items()}, tied=False,
+    return _from_weights({k: v.float().contiguous() for k, v in weights.items()}, tied=False,
                                 normalize_decoder=False, **kw)
 
 

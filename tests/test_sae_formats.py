@@ -13,9 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from autointerp.config import Config, load_config
 from autointerp.errors import UsageError
-from autointerp.subject.sae import SparseAutoencoder, load_dictionary, load_sae
+from autointerp.subject.sae import SparseAutoencoder
 from autointerp.subject.sae_export import export
-from autointerp.subject.sae_formats import read_placement
+from autointerp.subject.sae_formats import load_dictionary, load_sae, read_placement
 from autointerp.subject.sites import canonical_site
 
 

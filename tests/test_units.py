@@ -18,9 +18,9 @@ from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     LinearDictionary,
     SparseAutoencoder,
-    load_dictionary,
     pca_dictionary,
 )
+from autointerp.subject.sae_formats import load_dictionary
 from autointerp.subject.units import NEURONS, RESIDUAL, collect_activations, load_unit_space
 
 
