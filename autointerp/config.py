@@ -34,7 +34,7 @@ from autointerp.llm.profiles import ModelProfile
 
 CONFIG_FILE = "autointerp.toml"
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "subject": ("model", "layer", "units", "dictionary", "device", "dtype"),
+    "subject": ("model", "layer", "units", "dictionary", "site", "force_sae", "device", "dtype"),
     "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "firing", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
     "simulator": ("simulator", "windows_per_request", "controls", "controls_units"),
@@ -48,10 +48,15 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = Field("bundled", description="Subject model: 'bundled', a hub id or a checkpoint folder.")
-    layer: int | None = Field(None, description="0-based layer whose MLP units are explained.")
+    layer: int | None = Field(None, description="0-based layer whose units are explained (with a dictionary, "
+                                                "default: the layer it reads).")
     units: str | None = Field(None, description="Which units: all (default), a range '0:32', or a list '3,17,42'.")
     dictionary: str | None = Field(None, description="Dictionary folder (SAE or baseline) whose features are the "
                                                      "units, instead of the MLP neurons.")
+    site: str | None = Field(None, description="Hook site the dictionary reads: resid_pre, resid_post, attn_out, "
+                                               "mlp_out or mlp (default: the one the dictionary names).")
+    force_sae: bool = Field(False, description="Use a dictionary even when it reconstructs its site worse than the "
+                                               "mean (FVU > 1), which usually means the wrong layer or site.")
     corpus: str = Field("stdlib", description="Corpus spec: stdlib, stdlib:fit, stdlib:all, a file, a folder, "
                                               "a .jsonl file or hf:NAME. See autointerp.corpus.")
     tokens: int | None = Field(None, ge=1, description="Content tokens to capture (at least one window); default: "
@@ -87,6 +92,16 @@ class Config(BaseModel):
     tiktoken_file: str | None = Field(None, description="Local .tiktoken file for token counts when tiktoken "
                                                         "cannot load its encoding (offline); else an estimate.")
     models: dict[str, ModelProfile] = Field(default_factory=dict, description="LLM profiles, [models.NAME].")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _units_name_a_dictionary(cls, data: Any) -> Any:
+        """``units = "sae:PATH"`` (a flag, a TOML file or a sweep plan) means every feature of that dictionary."""
+        if isinstance(data, dict) and isinstance(data.get("units"), str) and data["units"].startswith("sae:"):
+            if data.get("dictionary") is not None:
+                raise ValueError("give the dictionary once: units = sae:PATH, or dictionary = PATH with units 0:32")
+            data = {**data, "dictionary": data["units"][len("sae:"):], "units": None}
+        return data
 
     @model_validator(mode="after")
     def _tokens_hold_a_window(self) -> Config:
@@ -161,10 +176,24 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     data.update(_from_env())
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return Config(**data)
+        return place_dictionary(Config(**data))
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         # from None: the validation error repeats the bad value, which may hold a secret (a key in a base_url)
         source = file if file.is_file() else "flags/env"
         raise UsageError(f"bad setting {where}: {err['msg']} (from {source})") from None
+
+
+def place_dictionary(cfg: Config) -> Config:
+    """``cfg`` with its layer defaulting to the dictionary's own (read from the folder, weights not loaded);
+    UsageError, before anything is written, when a given layer or site disagrees with the dictionary's, or a site
+    is given without a dictionary."""
+    if cfg.dictionary is None:
+        if cfg.site is not None:
+            raise UsageError("--site names where a dictionary reads; give the dictionary too (--units sae:PATH)")
+        return cfg
+    from autointerp.subject.sae_formats import read_placement
+
+    layer, _ = read_placement(cfg.dictionary, cfg.layer).resolve(cfg.layer, cfg.site)
+    return cfg if cfg.layer is not None or layer is None else cfg.model_copy(update={"layer": layer})

@@ -51,12 +51,12 @@ class Live:
     def _space(self, run: dict[str, Any], subject: Subject, layer: int, kind: str) -> UnitSpace:
         if kind == "neuron":
             return NEURONS
-        path = (run.get("config") or {}).get("dictionary")
+        path, site = (run.get("config") or {}).get("dictionary"), (run.get("config") or {}).get("site")
         if not path:
             raise UsageError(f"the run that captured this {kind} feature names no dictionary folder")
         key = (str(path), layer, kind)
         if key not in self._spaces:
-            space = load_unit_space(path, layer, subject)
+            space = load_unit_space(path, layer, subject, site)  # the site the run read (its own when None)
             if space.kind != kind:
                 raise UsageError(f"the dictionary at {path} is now {space.kind}, not {kind}: it changed since the run")
             self._spaces[key] = space

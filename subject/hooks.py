@@ -8,7 +8,8 @@ pass that stops after the deepest hook it needs.
     ...         acts = content(store[3], inputs, ids.shape[1]) # [B, W, units], BOS dropped
 
 Capture, the logit lens, dictionaries (SAEs), unit spaces, probes and the agent's tools all hook the model through
-this module; where each architecture keeps its blocks and projections is in ``autointerp.subject.model``.
+this module and ``autointerp.subject.sites`` (every hook site, defined once); where each architecture keeps its
+blocks and projections is in ``autointerp.subject.model``.
 """
 
 from __future__ import annotations
@@ -18,50 +19,24 @@ from contextlib import contextmanager
 from itertools import islice
 
 import torch
-from torch import nn
 
 from autointerp.corpus import bos_id
-from autointerp.subject.model import ARCHITECTURES, Subject
+from autointerp.subject.model import Subject
+from autointerp.subject.sites import StopForward, _hidden, blocks, site_hooks
 
-
-class StopForward(Exception):
-    """Raised by the last needed hook to skip the rest of the model."""
-
-
-def blocks(subject: Subject) -> nn.ModuleList:
-    return subject.model.get_submodule(ARCHITECTURES[subject.model_type].blocks)
-
+__all__ = ["StopForward", "batches", "blocks", "content", "mlp_hooks", "residual_hooks", "run_batch"]
 
 
 @contextmanager
 def mlp_hooks(subject: Subject, layers: Iterable[int], stop_after_last: bool = True) -> Iterator[dict[int, torch.Tensor]]:
-    """Hook the input of each layer's down projection; yields {layer: last activations [B, T, units]}.
+    """Hook the input of each layer's down projection (site ``mlp``, ``autointerp.subject.sites``); yields
+    {layer: last activations [B, T, units]}.
 
     The hooks are removed when the block exits, whatever happens inside it. With ``stop_after_last`` the deepest
     hook raises StopForward, which the caller catches (see ``run_batch``).
     """
-    layers = sorted(set(layers))
-    for layer in layers:
-        subject.check_layer(layer)
-    store: dict[int, torch.Tensor] = {}
-    handles = []
-
-    def make_hook(layer: int, last: bool):
-        def hook(module, args):
-            store[layer] = args[0].detach()
-            if last:
-                raise StopForward
-
-        return hook
-
-    try:
-        for layer in layers:
-            last = stop_after_last and layer == layers[-1]
-            handles.append(subject.down_proj(layer).register_forward_pre_hook(make_hook(layer, last)))
+    with site_hooks(subject, "mlp", layers, stop_after_last) as store:
         yield store
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def run_batch(subject: Subject, input_ids: torch.Tensor) -> None:
@@ -89,11 +64,6 @@ def content(acts: torch.Tensor, inputs: torch.Tensor, n_content: int) -> torch.T
     """Hooked activations [B, T, D] (or OPT's flattened [B*T, D]) of ``inputs`` [B, T] -> float32 CPU
     [B, n_content, D], the last ``n_content`` positions (the window's, without the BOS or any context before it)."""
     return acts.reshape(*inputs.shape, -1)[:, inputs.shape[1] - n_content :].float().cpu()
-
-
-def _hidden(output) -> torch.Tensor:
-    """A block's output hidden state (transformers 5 returns a tensor, 4.x a tuple whose first item it is)."""
-    return output[0] if isinstance(output, tuple) else output
 
 
 @contextmanager

@@ -31,23 +31,38 @@ class Architecture(NamedTuple):
     ffn_width_key: str  # config key of the FFN width (units per layer)
     blocks: str  # the ModuleList of decoder blocks
     final_norm: str  # the norm applied before the unembedding
+    attn_out: str  # the module whose output is the attention's contribution to the residual stream
+    mlp_out: str  # the module whose output is the MLP's contribution to the residual stream
+
+
+def _hf_layers(post_norms: bool = False) -> Architecture:
+    """Llama-style families (model.layers.N.{self_attn,mlp}); Gemma 2 and 3 normalise each sublayer's output before
+    adding it to the residual stream (post_attention_layernorm, post_feedforward_layernorm): that norm's output is
+    what the stream receives, so it is the family's attn_out / mlp_out."""
+    base = "model.layers.{layer}."
+    return Architecture(base + "mlp.down_proj", "intermediate_size", "model.layers", "model.norm",
+                        base + ("post_attention_layernorm" if post_norms else "self_attn"),
+                        base + ("post_feedforward_layernorm" if post_norms else "mlp"))
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     "opt": Architecture("model.decoder.layers.{layer}.fc2", "ffn_dim", "model.decoder.layers",
-                        "model.decoder.final_layer_norm"),
-    "gpt2": Architecture("transformer.h.{layer}.mlp.c_proj", "n_inner", "transformer.h", "transformer.ln_f"),
+                        "model.decoder.final_layer_norm", "model.decoder.layers.{layer}.self_attn",
+                        "model.decoder.layers.{layer}.fc2"),
+    "gpt2": Architecture("transformer.h.{layer}.mlp.c_proj", "n_inner", "transformer.h", "transformer.ln_f",
+                         "transformer.h.{layer}.attn", "transformer.h.{layer}.mlp"),
     "gpt_neox": Architecture("gpt_neox.layers.{layer}.mlp.dense_4h_to_h", "intermediate_size", "gpt_neox.layers",
-                             "gpt_neox.final_layer_norm"),
-    "llama": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
-    "mistral": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
-    "qwen2": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
-    "gemma": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
-    "gemma2": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
-    "gemma3_text": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers",
-                                "model.norm"),
-    "qwen3": Architecture("model.layers.{layer}.mlp.down_proj", "intermediate_size", "model.layers", "model.norm"),
-    "gptj": Architecture("transformer.h.{layer}.mlp.fc_out", "n_inner", "transformer.h", "transformer.ln_f"),
+                             "gpt_neox.final_layer_norm", "gpt_neox.layers.{layer}.attention",
+                             "gpt_neox.layers.{layer}.mlp"),
+    "llama": _hf_layers(),
+    "mistral": _hf_layers(),
+    "qwen2": _hf_layers(),
+    "qwen3": _hf_layers(),
+    "gemma": _hf_layers(),
+    "gemma2": _hf_layers(post_norms=True),
+    "gemma3_text": _hf_layers(post_norms=True),
+    "gptj": Architecture("transformer.h.{layer}.mlp.fc_out", "n_inner", "transformer.h", "transformer.ln_f",
+                         "transformer.h.{layer}.attn", "transformer.h.{layer}.mlp"),
 }
 RELU_ACTIVATIONS = {"relu"}
 

@@ -2,11 +2,11 @@
 
     >>> from autointerp.subject.sae import train_sae, SAETrainConfig, evaluate, spliced_loss
     >>> from autointerp.subject.units import collect_activations
-    >>> acts = collect_activations(subject, windows, layer=3, site="resid")        # [N, d_model], BOS excluded
+    >>> acts = collect_activations(subject, windows, layer=3, site="resid_post")        # [N, d_model], BOS excluded
     >>> sae = train_sae(acts, SAETrainConfig(ratio=4, alpha=1e-3))
     >>> evaluate(sae, acts)                                                        # FVU, mean L0, dead features
-    >>> spliced_loss(subject, sae, windows, layer=3, site="resid")                # (clean loss, loss with x_hat)
-    >>> sae.save("runs/sae-l3"); load_sae("runs/sae-l3")                          # also SAELens / sparsify folders
+    >>> spliced_loss(subject, sae, windows, layer=3, site="resid_post")              # (clean loss, loss with x_hat)
+    >>> sae.save("runs/sae-l3"); sae_formats.load_sae("runs/sae-l3")              # also SAELens, sparsify, Gemma Scope
     >>> features = sae.encode(acts)                                                # [N, d_hidden]: usable as units
 
 **Model.** ``f = act(W_enc (x - b_dec * pre_bias) + b_enc)``, ``x_hat = f W_dec + b_dec`` with ``W_enc``, ``W_dec``
@@ -20,23 +20,21 @@ pre > threshold).
 **Loss** (``train_sae``): ``mean over tokens of sum over dimensions of (x - x_hat)^2 + alpha * mean over tokens of
 ||f||_1``, Adam. alpha depends on this normalisation and on the scale of x. Dictionary ratio R = d_hidden / d_in.
 
-**Sites.** ``"resid"``: the residual stream after decoder block ``layer`` (the block's output hidden state);
-``"mlp"``: the MLP activations of ``layer`` (the input of its down projection, the units of capture). Only content
-positions are collected, replaced and scored (never the BOS).
+**Sites** (``autointerp.subject.sites``): ``resid_pre`` / ``resid_post`` (the residual stream entering / leaving
+decoder block ``layer``), ``attn_out`` / ``mlp_out`` (what the attention / MLP adds to the stream) and ``mlp`` (the MLP
+activations: the input of the down projection, the units of capture). Only content positions are collected,
+replaced and scored (never the BOS).
 
 **Metrics.** FVU = sum ||x - x_hat||^2 / sum ||x - mean x||^2; mean L0 = mean number of features > 0 per token; dead
 features = never > 0 on the evaluation tokens. ``spliced_loss``: mean next-token cross-entropy of the predictions
 made at content positions (the BOS position's prediction excluded), clean and with the site's content positions
-replaced by the reconstruction (resid: a forward hook on the block replaces its output hidden state; mlp: a forward
-pre-hook on the down projection replaces its input).
+replaced by the reconstruction (``sites.replace_site``: the same hook that capture reads).
 
-**On disk** (``save`` / ``load_sae``): a folder with ``cfg.json`` (``"format": "autointerp-sae"`` and the
+**On disk** (``save`` / ``sae_formats.load_sae``): a folder with ``cfg.json`` (``"format": "autointerp-sae"`` and the
 constructor arguments: d_in, d_hidden, tied, activation, k, pre_bias, normalize_decoder, plus free ``metadata``) and
 ``sae.safetensors`` with ``W_enc`` [d_hidden, d_in], ``b_enc`` [d_hidden], ``b_dec`` [d_in], and ``W_dec``
-[d_hidden, d_in] (untied only) / ``threshold`` [d_hidden] (jumprelu only). ``load_sae`` also reads SAELens folders
-(``cfg.json`` + ``sae_weights.safetensors``: W_enc [d_in, d_sae], W_dec [d_sae, d_in], b_enc, b_dec; architectures
-standard, topk, jumprelu) and sparsify folders (``cfg.json`` + ``sae.safetensors``: encoder.weight [d_sae, d_in],
-encoder.bias, W_dec [d_sae, d_in], b_dec; TopK with ``k``).
+[d_hidden, d_in] (untied only) / ``threshold`` [d_hidden] (jumprelu only). ``sae_formats.load_sae`` also reads
+SAELens, sparsify and Gemma Scope folders.
 
 **Baselines** (``LinearDictionary``): the default basis (identity), random unit directions, PCA and FastICA fitted on
 the same activations; ``encode(x) = (x - center) @ directions.T``. With ``split_signs`` each direction gives two
@@ -54,14 +52,14 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from autointerp.errors import UsageError
-from autointerp.subject.hooks import batches, blocks
+from autointerp.subject.hooks import batches
 from autointerp.subject.model import Subject
+from autointerp.subject.sites import Site, replace_site
 
-Site = Literal["resid", "mlp"]
 Activation = Literal["relu", "topk", "jumprelu"]
 FORMAT = "autointerp-sae"
 DICTIONARY_FORMAT = "autointerp-dictionary"
@@ -135,56 +133,6 @@ def _from_weights(weights: dict[str, torch.Tensor], **kw) -> SparseAutoencoder:
     sae = SparseAutoencoder(**kw)
     sae.load_state_dict(weights)
     return sae.eval()
-
-
-def _load_saelens(folder: Path, cfg: dict) -> SparseAutoencoder:
-    w = load_file(str(folder / "sae_weights.safetensors"))
-    arch = cfg.get("architecture", "standard")
-    act_kwargs = cfg.get("activation_fn_kwargs") or {}
-    if arch == "standard" and cfg.get("activation_fn_str", "relu") == "topk":
-        arch = "topk"  # older SAELens wrote topk SAEs as standard with a topk activation function
-    if arch not in ("standard", "topk", "jumprelu"):
-        raise UsageError(f"{folder}: SAELens architecture {arch!r} is not supported; use standard, topk or jumprelu")
-    if cfg.get("normalize_activations") not in (None, "none"):
-        raise UsageError(f"{folder}: SAEs on normalised activations ({cfg['normalize_activations']!r}) are not "
-                         "supported; use one with normalize_activations none")
-    weights = {"W_enc": w["W_enc"].T.contiguous(), "b_enc": w["b_enc"], "W_dec": w["W_dec"], "b_dec": w["b_dec"]}
-    if arch == "jumprelu":
-        weights["threshold"] = w["threshold"]
-    return _from_weights(weights, d_in=w["W_enc"].shape[0], d_hidden=w["W_enc"].shape[1], tied=False,
-                         activation="relu" if arch == "standard" else arch, k=cfg.get("k", act_kwargs.get("k")),
-                         pre_bias=cfg.get("apply_b_dec_to_input", True), normalize_decoder=False,
-                         metadata={"source": "saelens", "hook_name": cfg.get("hook_name")})
-
-
-def _load_sparsify(folder: Path, cfg: dict) -> SparseAutoencoder:
-    w = load_file(str(folder / "sae.safetensors"))
-    if cfg.get("transcode") or cfg.get("skip_connection") or "W_skip" in w:
-        raise UsageError(f"{folder}: sparsify transcoders and skip connections are not supported; use a plain SAE")
-    if cfg.get("activation", "topk") != "topk":
-        raise UsageError(f"{folder}: sparsify activation {cfg['activation']!r} is not supported; use topk")
-    d_hidden, d_in = w["encoder.weight"].shape
-    return _from_weights({"W_enc": w["encoder.weight"], "b_enc": w["encoder.bias"], "W_dec": w["W_dec"],
-                          "b_dec": w["b_dec"]},
-                         d_in=d_in, d_hidden=d_hidden, tied=False, activation="topk", k=cfg["k"], pre_bias=True,
-                         normalize_decoder=False, metadata={"source": "sparsify"})
-
-
-def load_sae(folder: str | Path) -> SparseAutoencoder:
-    """Load an SAE folder written by ``save``, SAELens or sparsify (detected from the files present)."""
-    folder = Path(folder)
-    try:
-        cfg = json.loads((folder / "cfg.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"{folder} has no readable cfg.json ({e}); give an SAE folder (cfg.json + safetensors)")
-    if cfg.get("format") == FORMAT:
-        return _from_weights(load_file(str(folder / "sae.safetensors")),
-                             **{k: v for k, v in cfg.items() if k != "format"})
-    if (folder / "sae_weights.safetensors").exists():
-        return _load_saelens(folder, cfg)
-    if (folder / "sae.safetensors").exists():
-        return _load_sparsify(folder, cfg)
-    raise UsageError(f"{folder}: no sae.safetensors or sae_weights.safetensors next to cfg.json")
 
 
 # -- training and metrics ------------------------------------------------------------------------------------------
@@ -279,21 +227,13 @@ def splice(subject: Subject, sae: SparseAutoencoder, layer: int, site: Site, seq
         y[:, seq_len - n_content :] = sae(y[:, seq_len - n_content :].float())[0].to(y.dtype)
         return y.reshape(x.shape)
 
-    if site == "resid":
-        handle = blocks(subject)[layer].register_forward_hook(
-            lambda module, args, out: (reconstruct(out[0]), *out[1:]) if isinstance(out, tuple) else reconstruct(out))
-    else:
-        handle = subject.down_proj(layer).register_forward_pre_hook(
-            lambda module, args: (reconstruct(args[0]), *args[1:]))
-    try:
+    with replace_site(subject, site, layer, reconstruct):
         yield
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()
 def spliced_loss(subject: Subject, sae: SparseAutoencoder, windows: Iterable[list[int]], layer: int,
-                 site: Site = "resid", batch_size: int = 32) -> tuple[float, float]:
+                 site: Site = "resid_post", batch_size: int = 32) -> tuple[float, float]:
     """(clean loss, loss with the site replaced by the SAE's reconstruction), nats per predicted token."""
     clean, spliced, count = 0.0, 0.0, 0
     for ids, inputs in batches(subject, windows, batch_size):
@@ -344,19 +284,6 @@ class LinearDictionary:
         save_file({"directions": self.directions.contiguous(), "center": self.center.contiguous()},
                   str(folder / "dictionary.safetensors"))
         return folder
-
-
-def load_dictionary(folder: str | Path) -> SparseAutoencoder | LinearDictionary:
-    """A dictionary folder: a baseline written by ``LinearDictionary.save``, else an SAE (``load_sae``)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder; give a dictionary folder (cfg.json + safetensors), e.g. "
-                         "one written by `autointerp sae train`")
-    if (folder / "dictionary.safetensors").exists():
-        cfg = json.loads((folder / "cfg.json").read_text())
-        w = load_file(str(folder / "dictionary.safetensors"))
-        return LinearDictionary(cfg["name"], w["directions"], w["center"], cfg["split_signs"], cfg.get("metadata", {}))
-    return load_sae(folder)
 
 
 def default_basis(d: int, split_signs: bool = False) -> LinearDictionary:

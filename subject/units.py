@@ -1,8 +1,8 @@
 """What a layer's units are: its MLP neurons (the default), or the features of a dictionary over the layer's MLP
 activations or residual stream: a sparse autoencoder, or a baseline (default basis, random directions, PCA, ICA).
 
-    >>> space = load_unit_space("runs/l3-sae", layer=3, subject=subject)   # `autointerp sae train`, SAELens, sparsify
-    >>> space.kind, space.site, space.n_units(subject)                      # ("sae:1f2e3d4c", "resid", 256)
+    >>> space = load_unit_space("runs/l3-sae", layer=3, subject=subject)   # ours, SAELens, sparsify, Gemma Scope
+    >>> space.kind, space.site, space.n_units(subject)                      # ("sae:1f2e3d4c", "resid_post", 256)
     >>> with space.hooks(subject, [3]) as store:
     ...     run_batch(subject, inputs)
     ...     acts = space.content(store, 3, inputs, n_content=64)           # [B, 64, 256] feature activations
@@ -14,31 +14,39 @@ Capture, the agent's tools (``run_text``, quantile windows) and the pipeline all
 the family is ``sae``, ``pca``, ``ica``, ``random`` or ``default`` (the leaderboard groups by it) and the hash is
 the first 8 hex digits of the SHA-256 of the dictionary's weights file, so two dictionaries never share unit ids.
 
-**Site.** ``"mlp"``: the input of the layer's down projection (the neurons' activations); ``"resid"``: the
-residual stream after decoder block ``layer``. A dictionary's site is read from its ``metadata["site"]``
-(``autointerp sae train`` writes it), from a SAELens ``hook_name`` (``...hook_resid_post`` or ``...mlp.hook_post``),
-else from its input width (the model's hidden size or its MLP width); when none decides, loading fails and says to
-add ``"site"`` to the cfg.json metadata.
+**Site** (``autointerp.subject.sites``): ``mlp`` (the input of the layer's down projection: the neurons'
+activations), ``resid_pre`` / ``resid_post`` (the residual stream entering / leaving block ``layer``), ``attn_out`` /
+``mlp_out`` (what the attention / MLP adds to it). A dictionary's site and layer are its own (``sae_formats``: our
+metadata, SAELens' ``hook_name``, sparsify's folder, Gemma Scope's path); a ``layer`` or ``site`` asked for that
+disagrees is refused. When the folder names no site, an input as wide as the MLP (and not the residual stream) reads
+``mlp``; any other is refused, saying to give the site.
+
+**Guard** (``check_reconstruction``): before a run uses an SAE, it reconstructs a few thousand tokens of its site;
+an FVU above 1 (worse than the mean) means the wrong layer, site or input normalisation, and is refused unless
+forced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from autointerp.errors import UsageError
-from autointerp.subject.hooks import batches, content, mlp_hooks, residual_hooks, run_batch
+from autointerp.subject.hooks import batches, content, run_batch
 from autointerp.subject.model import Subject
-from autointerp.subject.sae import LinearDictionary, Site, SparseAutoencoder, load_dictionary
+from autointerp.subject.sae import LinearDictionary, SparseAutoencoder, evaluate
+from autointerp.subject.sae_formats import load_placement, read_placement
+from autointerp.subject.sites import SITES, Site, canonical_site, site_hooks, site_width
 
 Dictionary = SparseAutoencoder | LinearDictionary
-SITES = ("mlp", "resid")
+GUARD_TOKENS = 2048  # tokens the guard reconstructs
+LEGACY_SITE_NAMES = {"resid_post": "resid"}  # in run keys, so runs keyed before the five sites still resume
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +58,7 @@ class UnitSpace:
     kind: str = "neuron"
     site: Site = "mlp"
     dictionary: Dictionary | None = None
+    check: dict[str, Any] | None = None  # the guard's reconstruction of the site (fvu, mean_l0, tokens), if run
 
     @property
     def family(self) -> str:
@@ -59,7 +68,7 @@ class UnitSpace:
     def n_units(self, subject: Subject) -> int:
         if self.dictionary is not None:
             return self.dictionary.n_features
-        return subject.d_model if self.site == "resid" else subject.n_units
+        return site_width(subject, self.site)
 
     def activation(self, subject: Subject) -> str:
         """The nonlinearity behind these units, for the firing rule (``autointerp.subject.firing``): the model's for
@@ -73,31 +82,20 @@ class UnitSpace:
     def identity(self) -> dict[str, Any] | None:
         """What makes these units these units, for the run key (None for neurons: keys of neuron runs stay as they
         were). The kind holds the weights' hash, so a moved folder still resumes."""
-        return None if self.dictionary is None else {"kind": self.kind, "site": self.site}
+        if self.dictionary is None:
+            return None
+        return {"kind": self.kind, "site": LEGACY_SITE_NAMES.get(self.site, self.site)}
 
-    @contextlib.contextmanager
     def hooks(self, subject: Subject, layers: Iterable[int], stop_after_last: bool = True
-              ) -> Iterator[dict[int, torch.Tensor]]:
-        """Yields the raw site activations filled by each forward pass; read them with ``content``."""
-        layers = sorted(set(layers))
-        if self.site == "mlp":
-            with mlp_hooks(subject, layers, stop_after_last) as store:
-                yield store
-            return
-        for layer in layers:
-            subject.check_layer(layer)
-        with residual_hooks(subject, [layer + 1 for layer in layers], stop_after_last) as store:
-            yield store  # keyed by residual index: the output of block ``layer`` is ``layer + 1``
-
-    def key(self, layer: int) -> int:
-        """The ``hooks`` store index of ``layer``: residual_hooks index the stream after block l as l + 1."""
-        return layer if self.site == "mlp" else layer + 1
+              ) -> contextlib.AbstractContextManager[dict[int, torch.Tensor]]:
+        """Yields {layer: the raw site activations} filled by each forward pass; read them with ``content``."""
+        return site_hooks(subject, self.site, layers, stop_after_last)
 
     def content(self, store: dict[int, torch.Tensor], layer: int, inputs: torch.Tensor, n_content: int
                 ) -> torch.Tensor:
         """[B, n_content, units] float32 CPU activations of the last ``n_content`` positions of ``inputs`` [B, T]
         (``hooks.content``), encoded by the dictionary when there is one."""
-        acts = content(store[self.key(layer)], inputs, n_content)
+        acts = content(store[layer], inputs, n_content)
         if self.dictionary is not None:
             with torch.no_grad():
                 acts = self.dictionary.encode(acts).float()
@@ -105,15 +103,15 @@ class UnitSpace:
 
 
 NEURONS = UnitSpace()
-RESIDUAL = UnitSpace(kind="resid", site="resid")
+RESIDUAL = UnitSpace(kind="resid", site="resid_post")
 
 
-def collect_activations(subject: Subject, windows: Iterable[list[int]], layer: int, site: Site = "resid",
+def collect_activations(subject: Subject, windows: Iterable[list[int]], layer: int, site: str = "resid_post",
                         max_tokens: int | None = None, batch_size: int = 32) -> torch.Tensor:
     """[N, d] float32 raw activations of ``site`` at ``layer`` on the content positions of ``windows`` (what a
     dictionary is fitted on and evaluated against)."""
     subject.check_layer(layer)
-    space = UnitSpace(kind="raw", site=site)
+    space = UnitSpace(kind="raw", site=canonical_site(site))
     out, n = [], 0
     with space.hooks(subject, [layer]) as store:
         for ids, inputs in batches(subject, windows, batch_size):
@@ -129,45 +127,49 @@ def collect_activations(subject: Subject, windows: Iterable[list[int]], layer: i
     return every if max_tokens is None else every[:max_tokens]
 
 
-def load_unit_space(path: str | Path, layer: int, subject: Subject) -> UnitSpace:
-    """The features of the dictionary folder ``path`` as the units of ``layer`` of ``subject``; UsageError when
-    the folder is not a dictionary, was fitted on another layer, or does not fit the subject's widths."""
-    folder = Path(path)
-    dictionary = load_dictionary(folder)
-    weights = next((folder / n for n in ("dictionary.safetensors", "sae.safetensors", "sae_weights.safetensors")
-                    if (folder / n).exists()))
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:8]
-    family = "sae" if isinstance(dictionary, SparseAutoencoder) else dictionary.name
-    metadata = dictionary.metadata
-    fitted_layer = metadata.get("layer")
-    if fitted_layer is not None and int(fitted_layer) != layer:
-        raise UsageError(f"{folder} was fitted on layer {fitted_layer}, not {layer}; use --layer {fitted_layer}")
-    site = _site(folder, dictionary, subject)
-    width = subject.n_units if site == "mlp" else subject.d_model
+def load_unit_space(path: str | Path, layer: int | None, subject: Subject, site: str | None = None) -> UnitSpace:
+    """The features of the dictionary folder ``path`` (any format ``sae_formats`` reads) as the units of ``layer``
+    of ``subject`` at ``site`` (None: the dictionary's own); UsageError when the folder is not a dictionary, belongs
+    to another layer or site, or does not fit the subject's widths."""
+    placement = read_placement(path, layer)
+    layer, site = placement.resolve(layer, site)
+    dictionary = load_placement(placement)
+    folder = placement.folder
+    if layer is None:
+        raise UsageError(f"{folder} does not say which layer it reads; give --layer N")
+    subject.check_layer(layer)
+    if site is None:
+        fits = [s for s in ("mlp", "resid_post") if site_width(subject, s) == dictionary.d_in]
+        if fits != ["mlp"]:
+            raise UsageError(f"{folder}: cannot tell which site it reads ({', '.join(SITES)}); give --site, or add "
+                             '"site" to the metadata in its cfg.json')
+        site = "mlp"
+    width = site_width(subject, site)
     if dictionary.d_in != width:
         raise UsageError(f"{folder} takes {dictionary.d_in}-wide input, but the {site} activations of "
                          f"{subject.name} are {width} wide; use a dictionary fitted on this model")
+    with placement.weights.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()[:8]
+    family = "sae" if isinstance(dictionary, SparseAutoencoder) else dictionary.name
     return UnitSpace(kind=f"{family}:{digest}", site=site, dictionary=dictionary)
 
 
-def _site(folder: Path, dictionary: Dictionary, subject: Subject) -> Site:
-    metadata = dictionary.metadata
-    site = metadata.get("site")
-    hook = str(metadata.get("hook_name") or "")
-    if site is None and hook:
-        site = "resid" if hook.endswith("hook_resid_post") else "mlp" if hook.endswith("mlp.hook_post") else None
-        if site is None:
-            raise UsageError(f"{folder}: SAELens hook {hook!r} is not supported; use an SAE on hook_resid_post or "
-                             "mlp.hook_post")
-    if site is None:
-        fits = [s for s, width in (("mlp", subject.n_units), ("resid", subject.d_model)) if width == dictionary.d_in]
-        if len(fits) != 1:
-            raise UsageError(f"{folder}: cannot tell whether it reads the MLP activations or the residual stream; "
-                             'add "site": "mlp" or "resid" to the metadata in its cfg.json')
-        site = fits[0]
-    if site not in SITES:
-        raise UsageError(f"{folder}: site {site!r} is not one of {', '.join(SITES)}")
-    return site
+def check_reconstruction(subject: Subject, space: UnitSpace, layer: int, windows: Iterable[list[int]],
+                         force: bool = False, tokens: int = GUARD_TOKENS, batch_size: int = 32) -> UnitSpace:
+    """The guard: the SAE of ``space`` reconstructs ``tokens`` tokens of its site at ``layer``; returns the space
+    with ``check`` = {fvu, mean_l0, tokens}. FVU above 1 (worse than the activations' mean) raises UsageError
+    unless ``force``. Baselines (no decoder) and neurons pass unchecked."""
+    if not isinstance(space.dictionary, SparseAutoencoder):
+        return space
+    acts = collect_activations(subject, windows, layer, space.site, max_tokens=tokens, batch_size=batch_size)
+    m = evaluate(space.dictionary, acts)
+    check = {"fvu": m.fvu, "mean_l0": m.mean_l0, "tokens": m.n_tokens, "forced": bool(force and not m.fvu <= 1)}
+    if not m.fvu <= 1 and not force:
+        raise UsageError(f"the dictionary reconstructs {space.site} of layer {layer} worse than its mean (FVU "
+                         f"{m.fvu:.3g}, mean L0 {m.mean_l0:.1f}, {m.n_tokens} tokens): it likely reads another layer "
+                         "or site, or inputs normalised differently; check `autointerp sae inspect PATH`, or pass "
+                         "--force-sae to use it anyway")
+    return replace(space, check=check)
 
 
 def parse_units(spec: str | None, n_units: int) -> list[int]:

@@ -195,7 +195,7 @@ class _Sweep:
             try:
                 subject = self.subject(job)
                 for layer in parse_layers(job.layers, subject.n_layers):
-                    items.append(_Item(job, layer, len(run_units(job.run_config(layer), subject)[1])))
+                    items.append(_Item(job, layer, len(run_units(job.run_config(layer), subject, guard=False)[1])))
             except Exception as e:
                 self.fail(job.name, None, None, e, utc_iso())
         self.ledger.set_items([(i.job.name, i.layer, i.units_total, i.job.priority) for i in items])

@@ -21,12 +21,12 @@ from autointerp.subject.sae import (
     default_basis,
     evaluate,
     ica_dictionary,
-    load_sae,
     pca_dictionary,
     random_dictionary,
     spliced_loss,
     train_sae,
 )
+from autointerp.subject.sae_formats import load_sae
 from autointerp.subject.units import collect_activations
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,9 +19,9 @@ from autointerp.subject.model import load_subject
 from autointerp.subject.sae import (
     LinearDictionary,
     SparseAutoencoder,
-    load_dictionary,
     pca_dictionary,
 )
+from autointerp.subject.sae_formats import load_dictionary
 from autointerp.subject.units import NEURONS, RESIDUAL, collect_activations, load_unit_space
 
 
@@ -31,7 +31,7 @@ def test_content_is_the_last_positions_of_batched_or_flattened_activations():
     want = acts.reshape(2, 5, 3)[:, 1:].float()
     assert torch.equal(content(acts, inputs, 4), want) and torch.equal(content(acts.reshape(2, 5, 3), inputs, 4), want)
     assert torch.equal(NEURONS.content({7: acts}, 7, inputs, 4), want)  # a space reads the same, at its own key
-    assert torch.equal(RESIDUAL.content({8: acts.reshape(2, 5, 3)}, 7, inputs, 4), want)  # the stream after block 7
+    assert torch.equal(RESIDUAL.content({7: acts.reshape(2, 5, 3)}, 7, inputs, 4), want)  # every space: its layer
 
 
 @pytest.fixture
@@ -43,13 +43,13 @@ def windows(subject, text_corpus, n=6, size=16):
     return list(iter_token_windows(open_corpus(str(text_corpus)), subject.tokenizer, size, n))
 
 
-@pytest.mark.parametrize("site", ["resid", "mlp"])
+@pytest.mark.parametrize("site", ["resid_post", "mlp", "resid_pre", "attn_out", "mlp_out"])
 def test_capture_of_dictionary_features_is_encode_of_the_site(site, subject, text_corpus, tmp_path):
     wins = windows(subject, text_corpus)
     acts = collect_activations(subject, wins, 1, site)  # [N, d] at content positions, in order
     d = acts.shape[1]
     torch.manual_seed(0)
-    sae = SparseAutoencoder(d, 3 * d, tied=site == "resid", metadata={"layer": 1, "site": site})
+    sae = SparseAutoencoder(d, 3 * d, tied=site != "mlp", metadata={"layer": 1, "site": site})
     sae.save(tmp_path / "sae")
     space = load_unit_space(tmp_path / "sae", 1, subject)
     assert (space.site, space.family, space.n_units(subject)) == (site, "sae", 3 * d)
@@ -106,14 +106,20 @@ def test_linear_dictionary_round_trip_and_site_from_width(subject, text_corpus, 
 
 
 def test_folders_that_do_not_fit_are_refused(subject, tmp_path):
-    SparseAutoencoder(32, 64, metadata={"layer": 2}).save(tmp_path / "l2")
-    with pytest.raises(UsageError, match="fitted on layer 2, not 1; use --layer 2"):
+    SparseAutoencoder(32, 64, metadata={"layer": 2, "site": "mlp_out"}).save(tmp_path / "l2")
+    with pytest.raises(UsageError, match="reads mlp_out of layer 2 .its metadata., not mlp_out of layer 1; drop"):
         load_unit_space(tmp_path / "l2", 1, subject)
+    with pytest.raises(UsageError, match="reads mlp_out of layer 2 .its metadata., not attn_out of layer 2"):
+        load_unit_space(tmp_path / "l2", None, subject, site="attn_out")
+    SparseAutoencoder(32, 64, metadata={"layer": 2}).save(tmp_path / "nosite")  # residual-wide: which site?
+    with pytest.raises(UsageError, match="cannot tell which site it reads"):
+        load_unit_space(tmp_path / "nosite", 2, subject)
+    assert load_unit_space(tmp_path / "nosite", None, subject, site="attn_out").site == "attn_out"
     SparseAutoencoder(40, 64).save(tmp_path / "wide")
-    with pytest.raises(UsageError, match="cannot tell whether"):
+    with pytest.raises(UsageError, match="cannot tell which site"):
         load_unit_space(tmp_path / "wide", 1, subject)
     SparseAutoencoder(40, 64, metadata={"site": "resid"}).save(tmp_path / "wrong")
-    with pytest.raises(UsageError, match="takes 40-wide input, but the resid activations"):
+    with pytest.raises(UsageError, match="takes 40-wide input, but the resid_post activations"):
         load_unit_space(tmp_path / "wrong", 1, subject)
     with pytest.raises(UsageError, match="is not a folder"):
         load_unit_space(tmp_path / "missing", 1, subject)
@@ -125,7 +131,7 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
                          "--eval-tokens", "500", "--fit-corpus", str(text_corpus), *common, "--format", "json")
     assert code == 0, err
     report = json.loads(out)
-    assert (report["family"], report["site"], report["n_features"], report["layer"]) == ("pca", "resid", 64, 1)
+    assert (report["family"], report["site"], report["n_features"], report["layer"]) == ("pca", "resid_post", 64, 1)
     assert report["fvu"] is None and report["mean_l0"] > 0
     code, _, err = cli("sae", "train", "--layer", "1", "--out", "pca1", *common)  # never overwrites
     assert code == 2 and "already exists" in err
@@ -163,7 +169,8 @@ def test_sae_units_end_to_end(cli, tiny_checkpoints, text_corpus):
     assert result["kind"] == report["kind"] and all(u < 64 for r in result["results"] for u in r["units"])
     assert [r["kind"] for r in sqlite_utils.Database("autointerp.db")["probe_results"].rows] == [report["kind"]]
     code, _, err = cli(*probe, "--layer", "2", "--dictionary", "pca1")
-    assert code == 2 and "fitted on layer 1" in err
+    assert code == 2 and "reads resid_post of layer 1 (its metadata), not resid_post of layer 2" in err
+    assert "or --layer 2 --site resid_pre" in err
     code, _, err = cli(*probe, "--layer", "1", "--units", "0:4")
     assert code == 2 and "takes only sae:PATH or resid" in err
     code, _, err = cli(*probe, "--layer", "all", "--units", "sae:pca1")
@@ -190,6 +197,9 @@ def test_sae_train_and_eval_store_their_metrics(cli, tiny_checkpoints, text_corp
     rows = list(sqlite_utils.Database(isolated / "autointerp.db")["dictionary_evals"].rows)
     assert len(rows) == 2 and {r["kind"] for r in rows} == {trained["kind"]} and rows[0]["fvu"] is not None
     code, _, err = cli("sae", "eval", "sae0", "--layer", "1", *common)
-    assert code == 2 and "fitted on layer 0" in err
+    assert code == 2 and "reads mlp of layer 0 (its metadata), not mlp of layer 1" in err
+    code, out, err = cli("sae", "eval", "sae0", "--site", "mlp", "--eval-tokens", "400", *common)  # its own layer
+    assert code == 0, err
+    assert (json.loads(out)["layer"], json.loads(out)["fvu"]) == (0, pytest.approx(trained["fvu"]))
     code, _, err = cli("sae", "train", "--layer", "0", "--kind", "nmf", "--out", "x", *common)
     assert code == 2 and "--kind 'nmf'" in err

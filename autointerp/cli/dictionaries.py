@@ -1,9 +1,9 @@
-"""``autointerp sae train`` and ``sae eval``: sparse autoencoders and baseline dictionaries."""
+"""``autointerp sae train``, ``eval``, ``inspect`` and ``export``: sparse autoencoders and baseline dictionaries."""
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -33,7 +33,8 @@ def sae_train(
     layer: Annotated[int, Opt(help="0-based layer whose activations the dictionary reads.")],
     out_dir: Annotated[str, Opt("--out", help="New folder for the dictionary (cfg.json + safetensors).")],
     kind: Annotated[str, Opt(help="sae (default), or a baseline: pca, ica, random, default.")] = "sae",
-    site: Annotated[str, Opt(help="resid (residual stream after the block, default) or mlp (the neurons).")] = "resid",
+    site: Annotated[str, Opt(help="Hook site: resid_post (default), resid_pre, attn_out, mlp_out or mlp (the "
+                                   "neurons' activations).")] = "resid_post",
     ratio: Annotated[float, Opt(help="SAE features per input dimension (random: half as many directions).")] = 4.0,
     alpha: Annotated[float, Opt(help="SAE L1 coefficient (loss: summed squared error + alpha * L1); 1.0 gives "
                                      "mean L0 about 20 on the bundled model's residual stream.")] = 1.0,
@@ -64,8 +65,9 @@ def sae_train(
 
 @sae_app.command("eval")
 def sae_eval(
-    path: Annotated[str, typer.Argument(help="Dictionary folder: autointerp, SAELens or sparsify layout.")],
-    layer: Annotated[int, Opt(help="0-based layer it reads.")],
+    path: Annotated[str, typer.Argument(help="Dictionary folder: autointerp, SAELens, sparsify or Gemma Scope.")],
+    layer: Annotated[Optional[int], Opt(help="0-based layer it reads (default: its own).")] = None,
+    site: Annotated[Optional[str], Opt(help="Hook site it reads (default: its own).")] = None,
     eval_tokens: Annotated[int, Opt(help="Tokens to evaluate on.")] = 50_000,
     model: ModelOpt = None,
     corpus: EvalCorpusOpt = None,
@@ -80,7 +82,58 @@ def sae_eval(
 
     check_format(output, ("table", "json"))
     cfg = load_config(config, dict(model=model, corpus=corpus, device=device, db=db))
-    _print_dictionary(evaluate_dictionary(cfg, path, layer, eval_tokens, " ".join(sys.argv)), output, cfg.db)
+    _print_dictionary(evaluate_dictionary(cfg, path, layer, eval_tokens, " ".join(sys.argv), site=site), output,
+                      cfg.db)
+
+
+@sae_app.command("inspect")
+def sae_inspect(
+    path: Annotated[str, typer.Argument(help="Dictionary folder (or params.npz): autointerp, SAELens, sparsify or "
+                                             "Gemma Scope.")],
+    layer: Annotated[Optional[int], Opt(help="Layer of a multi-layer sparsify checkpoint.")] = None,
+    output: FormatOpt = "table",
+) -> None:
+    """What autointerp understood of a dictionary: format, site, layer, widths, activation, encoding options."""
+    from autointerp.subject.sae_formats import describe, load_placement, read_placement
+
+    check_format(output, ("table", "json"))
+    placement = read_placement(path, layer)
+    row = describe(placement, load_placement(placement))
+    if output == "json":
+        print_json(row)
+        return
+    table = Table(title=cell(str(placement.folder)), show_header=False)
+    for key, value in row.items():
+        shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        table.add_row(key, cell("unknown (give --layer / --site)" if shown is None else str(shown)))
+    out.print(table)
+
+
+@sae_app.command("export")
+def sae_export(
+    path: Annotated[str, typer.Argument(help="SAE folder in any layout autointerp reads.")],
+    to: Annotated[str, Opt("--to", help="Layout to write: autointerp, saelens, sparsify or gemma-scope.")],
+    out_dir: Annotated[str, Opt("--out", help="New folder to write it into.")],
+    layer: Annotated[Optional[int], Opt(help="Layer to name (default: its own; resid_pre of L+1 is resid_post "
+                                             "of L).")] = None,
+    site: Annotated[Optional[str], Opt(help="Site to name (default: its own).")] = None,
+) -> None:
+    """Write the same SAE in another tool's layout; the copy gives the same feature activations."""
+    from autointerp.errors import UsageError
+    from autointerp.subject.sae import SparseAutoencoder
+    from autointerp.subject.sae_export import export
+    from autointerp.subject.sae_formats import load_placement, read_placement
+
+    placement = read_placement(path, layer)
+    at, where = placement.resolve(layer, site)
+    sae = load_placement(placement)
+    if not isinstance(sae, SparseAutoencoder):
+        raise UsageError(f"{path} is a baseline dictionary, not an SAE; only SAEs are exported")
+    if at is None or where is None:
+        raise UsageError(f"{path} does not say its layer and site; give --layer N and --site")
+    folder = export(sae, out_dir, to, where, at)
+    out.print(f"wrote {markup(str(folder))} ({to}, {where} of layer {at}); explain its features: autointerp run "
+              f"--units sae:{markup(str(folder))}")
 
 
 def _print_dictionary(report, output: str, db: str) -> None:

@@ -23,10 +23,10 @@ from autointerp.cli.app import (
 from autointerp.cli.flags import config_flags
 from autointerp.cli.text import cell, markup
 
-RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "explainer", "simulator", "window",
-                "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype", "seed", "concurrency",
-                "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "windows_per_request", "controls",
-                "controls_units",
+RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "site", "force_sae", "explainer",
+                "simulator", "window", "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype",
+                "seed", "concurrency", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of",
+                "windows_per_request", "controls", "controls_units",
                 "max_usd", "max_calls", "db")
 
 
@@ -129,7 +129,8 @@ def _summary_json(s) -> dict:
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
         "median_score": s.median_score, "state": s.state, "stop_reason": s.stop_reason, "stopped": s.stopped,
         "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
-        "controls": s.controls, "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
+        "controls": s.controls, "dictionary_check": s.dictionary_check,
+        "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
         "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
         "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
@@ -141,6 +142,10 @@ def _print_summary(s) -> None:
     out.print(f"[bold]layer {s.layer}[/bold]: {len(s.outcomes)} units explained and scored"
               + (f", {s.units_skipped} already done by an earlier run" if s.units_skipped else "")
               + f" in {s.wall_s:.1f}s")
+    if s.dictionary_check:
+        c = s.dictionary_check
+        out.print(f"dictionary check: FVU {c['fvu']:.3g}, mean L0 {c['mean_l0']:.1f} over {c['tokens']:,} tokens"
+                  + (" (worse than the mean: used because of --force-sae)" if c["forced"] else ""))
     if s.capture_s:
         out.print(f"captured {s.n_tokens:,} tokens in {s.capture_s:.1f}s ({s.n_tokens / s.capture_s:,.0f} tok/s)")
     if s.explain_s:

@@ -29,6 +29,8 @@ from autointerp.subject.sae import (
     spliced_loss,
     train_sae,
 )
+from autointerp.subject.sae_formats import read_placement
+from autointerp.subject.sites import canonical_site
 from autointerp.subject.units import collect_activations, load_unit_space
 
 DICTIONARY_FAMILIES = ("sae", "pca", "ica", "random", "default")
@@ -72,7 +74,7 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str,
     save it to the new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can
     check them), then evaluate it like ``evaluate_dictionary`` on ``settings.eval_tokens``.
 
-    Families: ``sae`` (tied for the residual stream, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
+    Families: ``sae`` (tied for residual-width sites, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
     features, L1 coefficient ``alpha``), ``pca`` and ``ica`` (d_in directions), ``random`` (``ratio`` x d_in / 2
     directions) and ``default`` (the site's own coordinates); baseline directions are sign-split into two features
     each, so every feature is non-negative like a neuron.
@@ -80,8 +82,7 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str,
     ratio, fit_tokens, fit_corpus = settings.ratio, settings.fit_tokens, settings.fit_corpus
     if family not in DICTIONARY_FAMILIES:
         raise UsageError(f"--kind {family!r} is not one of {', '.join(DICTIONARY_FAMILIES)}")
-    if site not in ("mlp", "resid"):
-        raise UsageError(f"--site {site!r} is not supported; use resid or mlp")
+    site = canonical_site(site)
     _check_numbers(cfg, ratio=ratio, alpha=settings.alpha, epochs=settings.epochs, fit_tokens=fit_tokens,
                    eval_tokens=settings.eval_tokens)
     target = _check_out(out)
@@ -96,7 +97,7 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str,
                 "fit_corpus": fit_corpus, "fit_tokens": len(acts), "seed": cfg.seed}
     d_in = acts.shape[1]
     if family == "sae":
-        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=settings.alpha, tied=site == "resid",
+        dictionary = train_sae(acts, SAETrainConfig(ratio=ratio, alpha=settings.alpha, tied=site != "mlp",
                                                     epochs=settings.epochs, seed=cfg.seed, metadata=metadata))
     elif family == "default":
         dictionary = replace(default_basis(d_in, split_signs=True), metadata=metadata)
@@ -113,16 +114,17 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str,
     return report
 
 
-def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 50_000, command: str = "", *,
-                        store: Store | None = None, subject=None) -> DictionaryReport:
+def evaluate_dictionary(cfg: Config, path: str, layer: int | None, eval_tokens: int = 50_000, command: str = "", *,
+                        store: Store | None = None, subject=None, site: str | None = None) -> DictionaryReport:
     """FVU, mean L0 and dead features of the dictionary folder ``path`` on ``eval_tokens`` of ``cfg.corpus`` (the
     held-out split by default), and for an SAE the subject's loss with the site replaced by its reconstruction;
-    stored in ``dictionary_evals``."""
+    stored in ``dictionary_evals``. ``layer`` / ``site`` None: the dictionary's own."""
     _check_numbers(cfg, eval_tokens=eval_tokens)
     store = store or existing_db(cfg.db)
-    inputs = load_inputs(cfg, subject=subject, layers=[layer])
+    inputs = load_inputs(cfg, subject=subject, layers=[] if layer is None else [layer])
     subject, corpus = inputs.subject, inputs.corpus
-    space = load_unit_space(path, layer, subject)
+    space = load_unit_space(path, layer, subject, site)
+    layer = read_placement(path, layer).resolve(layer, site)[0]
     max_windows = max(1, eval_tokens // cfg.window)
     windows = list(iter_token_windows(corpus, subject.tokenizer, cfg.window, max_windows))
     acts = collect_activations(subject, windows, layer, space.site, max_tokens=eval_tokens,
@@ -138,7 +140,9 @@ def evaluate_dictionary(cfg: Config, path: str, layer: int, eval_tokens: int = 5
         mean_l0=metrics.mean_l0, dead_features=metrics.dead_features, loss_clean=loss_clean,
         loss_spliced=loss_spliced,
     )
-    config = json.loads((Path(path) / "cfg.json").read_text())
+    cfg_file = Path(path) / "cfg.json"
+    config = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {"format": space.dictionary.metadata.get(
+        "format"), "path": str(path)}
     store = store or open_db(cfg.db)
     report.eval_id = store.save_dictionary_eval(command=command, model=cfg.model, model_hash=subject.weights_hash(),
                                                 corpus=cfg.corpus, report=report, config=config)

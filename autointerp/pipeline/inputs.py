@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from autointerp.config import Config
-from autointerp.corpus import Corpus, open_corpus
+from autointerp.corpus import Corpus, iter_token_windows, open_corpus
 from autointerp.db import Store, check_db_target, open_db
 from autointerp.subject.capture import CaptureConfig, check_corpus, check_window
 from autointerp.subject.model import Subject, load_subject
-from autointerp.subject.units import NEURONS, UnitSpace, load_unit_space, parse_units
+from autointerp.subject.units import (
+    GUARD_TOKENS,
+    NEURONS,
+    UnitSpace,
+    check_reconstruction,
+    load_unit_space,
+    parse_units,
+)
 
 
 @dataclass(frozen=True)
@@ -47,16 +54,24 @@ def load_inputs(cfg: Config, *, subject: Subject | None = None, corpus: str | No
     return Inputs(subject, opened)
 
 
-def unit_space(cfg: Config, subject: Subject) -> UnitSpace:
-    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer``."""
+def unit_space(cfg: Config, subject: Subject, guard: bool = True) -> UnitSpace:
+    """The run's units: the MLP neurons, or the features of ``cfg.dictionary`` (a folder) at ``cfg.layer`` and
+    ``cfg.site`` (default: the dictionary's own). With ``guard`` an SAE first reconstructs a few thousand tokens of
+    ``cfg.corpus`` at its site: the space's ``check`` holds FVU and mean L0; FVU > 1 is refused unless
+    ``cfg.force_sae`` (``subject.units.check_reconstruction``)."""
     if cfg.dictionary is None:
         return NEURONS
-    return load_unit_space(cfg.dictionary, cfg.layer, subject)
+    space = load_unit_space(cfg.dictionary, cfg.layer, subject, cfg.site)
+    if not guard:
+        return space
+    windows = iter_token_windows(open_corpus(cfg.corpus, cfg.seed), subject.tokenizer, cfg.window,
+                                 -(-GUARD_TOKENS // cfg.window))
+    return check_reconstruction(subject, space, cfg.layer, windows, cfg.force_sae, batch_size=cfg.batch_size)
 
 
-def run_units(cfg: Config, subject: Subject) -> tuple[UnitSpace, list[int]]:
-    """The unit space of ``cfg.layer`` and the units ``cfg.units`` asks for (all when None)."""
-    space = unit_space(cfg, subject)
+def run_units(cfg: Config, subject: Subject, guard: bool = True) -> tuple[UnitSpace, list[int]]:
+    """The unit space of ``cfg.layer`` (``unit_space``) and the units ``cfg.units`` asks for (all when None)."""
+    space = unit_space(cfg, subject, guard)
     return space, parse_units(cfg.units, space.n_units(subject))
 
 

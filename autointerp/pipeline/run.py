@@ -66,7 +66,7 @@ def estimate(cfg: Config) -> dict[str, Any] | None:
     store = existing_db(cfg.db)
     try:
         inputs = load_inputs(cfg, layers=[cfg.layer])
-        space, units = run_units(cfg, inputs.subject)
+        space, units = run_units(cfg, inputs.subject, guard=False)
         left, controlled = units, controlled_units(cfg, len(units))
         if store is not None:
             run_id = store.find_resumable_run(run_key(cfg, inputs.subject.weights_hash(), explainer, stages, space))

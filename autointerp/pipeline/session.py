@@ -129,6 +129,11 @@ class RunSession:
     def run_key(self) -> str:
         return run_key(self.cfg, self.model_hash, self.explainer, self.stages, self.space)
 
+    def _snapshot(self) -> dict:
+        """The config saved with the run; with a dictionary, what its guard measured (``unit_space``)."""
+        snapshot = self.cfg.snapshot()
+        return snapshot if self.space.check is None else {**snapshot, "dictionary_check": self.space.check}
+
     def _take(self, units: list[int], options: OpenOptions) -> None:
         """The lease, then the run row (resumed or new), the units left and the summary of earlier sessions."""
         cfg, store = self.cfg, self.store
@@ -141,7 +146,7 @@ class RunSession:
                 store.add_run_wall(run_id, max(self.lease.previous.seconds_held(), 0.0))
             if run_id is None:
                 run_id = store.start_run(NewRun(
-                    run_key=key, command=options.command, config=cfg.snapshot(), versions=package_versions(),
+                    run_key=key, command=options.command, config=self._snapshot(), versions=package_versions(),
                     model=cfg.model, model_hash=self.model_hash, layer=cfg.layer, unit_kind=self.space.kind,
                     corpus=cfg.corpus, seed=cfg.seed, explainer=self.explainer.name,
                     simulator=self.stages.scoring.simulation.simulator.name))
@@ -157,7 +162,8 @@ class RunSession:
         wanted = set(units)
         self.summary = RunSummary(run_id, cfg.db, cfg.layer, self.explainer.name,
                                   self.stages.scoring.simulation.simulator.name, self.explainer.is_baseline,
-                                  len(units), len(units) - len(self.todo), unit_kind=self.space.kind)
+                                  len(units), len(units) - len(self.todo), unit_kind=self.space.kind,
+                                  dictionary_check=self.space.check)
         self.summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"])
                                  for r in store.run_outcomes(run_id)
                                  if r["unit"] in wanted and r["kind"] == self.space.kind]

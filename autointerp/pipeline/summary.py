@@ -42,6 +42,7 @@ class RunSummary:
     llm_usage: dict[str, Any] | None = None  # what this session's LLM calls used: calls, tokens, cost, per unit
     unit_kind: str = "neuron"  # "neuron", or the dictionary's features: family:hash8 (subject.units)
     controls: list[dict[str, Any]] = field(default_factory=list)  # per control: units, scored, mean (the floor)
+    dictionary_check: dict[str, Any] | None = None  # an SAE's reconstruction of its site: fvu, mean_l0, tokens
 
     @property
     def interrupted(self) -> bool:
