@@ -45,6 +45,7 @@ from typing import Any
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
 from autointerp.testing.outcomes import Garbage, Handler, Hang, HTTPFailure, Outcome, Reply  # noqa: F401 (re-exported)
 from autointerp.testing.outcomes import constrained
+from autointerp.testing.judge_answers import classify_reply
 from autointerp.llm.tokens import MESSAGE_OVERHEAD_TOKENS, message_text
 
 HOST = "127.0.0.1"
@@ -170,6 +171,8 @@ LOW_TOP_LOGPROBS = {"0": math.log(0.95), "1": math.log(0.05)}
 def default_handler(request: dict[str, Any]) -> Reply:
     """Simulate or explain, deterministically, from the last user message.
 
+    Detection and fuzzing prompts (``Explanation of the neuron:`` then ``Example N:`` lines): see
+    ``autointerp.testing.judge_answers``.
     Simulation prompt (windows of ``token<TAB>`` lines between <start> and <end>): predict 10 for a token that, stripped
     and lower-cased, is quoted in the explanation before the first window, else 0; echo ``token<TAB>N`` lines, with top
     logprobs on each number. Any other prompt: explain the ``token<TAB>value`` lines it shows by the token with the
@@ -177,6 +180,9 @@ def default_handler(request: dict[str, Any]) -> Reply:
     """
     users = [m for m in request.get("messages", []) if m.get("role") == "user"]
     prompt = message_text(users[-1]) if users else ""
+    judged = classify_reply(prompt)
+    if judged is not None:
+        return judged
     blocks = [block.split("\n") for block in _BLOCK_RE.findall(prompt)]
     if blocks and all(line.endswith("\t") for block in blocks for line in block):
         explanation = prompt[: prompt.index("<start>")]

@@ -1,0 +1,85 @@
+"""Windows from the whole activation range (METHODS.md §2b): per unit, a uniform sample of the windows on which it
+fires, kept in the same single capture pass beside the top windows and the shared random reservoir.
+
+    res = RangeReservoir(n_units=3072, size=20, window=64, seed=0)
+    res.update(acts, ids, first_index, thresholds)        # [B, W, U], [B, W] per batch (LayerCapture.update)
+    res.entries(unit)                                     # [(index, bin, split, ids, acts)], by activation rank
+
+What is kept. Unit u's reservoir holds ``size`` windows drawn uniformly (Algorithm R, one stream per unit) from the
+windows whose max activation is above u's firing threshold (``autointerp.subject.firing``), so every part of the
+unit's activation range is represented in proportion to how often it occurs, unlike the top windows. Memory is
+``units x size x window`` activations and token ids, whatever the number of tokens (the tensors' bytes:
+``nbytes``). The update is vectorised across units: per batch, one random draw per (unit, firing window), and where
+several windows of one batch land on the same slot the last one in stream order wins, exactly as the sequential
+algorithm would; no Python loop over units.
+
+Bins and splits (read-out, ``entries``). A unit's kept windows are ranked by their max activation (ties by window
+index) and cut into ``N_BINS`` equal bins by rank: bin 0 holds the lowest tenth, bin 9 the highest. These are
+deciles of the window max over the sample, which estimates the deciles over every firing window of the pass (the
+reference choice of §2b). Rank-based bins stay equal in size when many windows share one max (a planted detector's
+windows all peak at the same value). Ranks alternate between ``valid`` (even) and ``test`` (odd), so with the
+default 20 windows per unit each held-out split gets one window from every decile; the explainer never sees them.
+``LayerCapture.unit_record`` drops a window that is already one of the unit's top or random windows (it keeps its
+own split and takes the bin), so no window is in two splits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+N_BINS = 10  # deciles of the window max
+
+
+class RangeReservoir:
+    """Per unit, ``size`` windows drawn uniformly from those on which the unit fires (see the module docstring)."""
+
+    def __init__(self, n_units: int, size: int, window: int, seed: int = 0):
+        U, R, W = n_units, size, window
+        self.size = R
+        self.seen = torch.zeros(U, dtype=torch.int64)  # firing windows seen so far per unit
+        self.index = torch.full((U, R), -1, dtype=torch.int64)  # corpus window index per slot (-1: empty)
+        self.wmax = torch.full((U, R), -torch.inf)  # the window's max activation
+        self.acts = torch.zeros(U, R, W)
+        self.ids = torch.zeros(U, R, W, dtype=torch.int32)
+        self._gen = torch.Generator().manual_seed(seed + 0x5EED)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the kept tensors: flat in the number of tokens."""
+        return sum(t.numel() * t.element_size() for t in (self.seen, self.index, self.wmax, self.acts, self.ids))
+
+    def update(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int, thresholds: torch.Tensor,
+               wmax: torch.Tensor | None = None) -> None:
+        """Offer a batch: ``acts`` [B, W, U], ``ids`` [B, W], windows numbered ``first_index``.. in stream order;
+        ``wmax`` [U, B], each window's max per unit, when the caller has it already."""
+        if self.size == 0:
+            return
+        B, W, U = acts.shape
+        wmax = acts.amax(dim=1).T if wmax is None else wmax  # [U, B]
+        fires = wmax > thresholds[:, None]
+        if not fires.any():
+            return
+        ordinal = self.seen[:, None] + fires.cumsum(1) - 1  # 0-based position of each firing window in u's stream
+        self.seen += fires.sum(1)
+        drawn = (torch.rand(U, B, generator=self._gen) * (ordinal + 1)).long()  # uniform in 0..ordinal
+        slot = torch.where(ordinal < self.size, ordinal, drawn)
+        take = fires & (slot < self.size)
+        if not take.any():
+            return
+        order = torch.arange(B).expand(U, B)
+        last = torch.full((U, self.size + 1), -1, dtype=torch.int64).scatter_reduce(  # column `size`: not taken
+            1, torch.where(take, slot, self.size), torch.where(take, order, -1), "amax")[:, : self.size]
+        u_sel, r_sel = (last >= 0).nonzero(as_tuple=True)
+        b_sel = last[u_sel, r_sel]
+        self.index[u_sel, r_sel] = first_index + b_sel
+        self.wmax[u_sel, r_sel] = wmax[u_sel, b_sel]
+        self.acts[u_sel, r_sel] = acts[b_sel, :, u_sel]
+        self.ids[u_sel, r_sel] = ids[b_sel].to(torch.int32)
+
+    def entries(self, unit: int) -> list[tuple[int, int, str, torch.Tensor, torch.Tensor]]:
+        """The unit's kept windows as ``(index, bin, split, ids [W], acts [W])``, lowest max activation first."""
+        kept = (self.index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
+        kept.sort(key=lambda k: (float(self.wmax[unit, k]), int(self.index[unit, k])))
+        n = len(kept)
+        return [(int(self.index[unit, k]), rank * N_BINS // n, "valid" if rank % 2 == 0 else "test",
+                 self.ids[unit, k], self.acts[unit, k]) for rank, k in enumerate(kept)]
