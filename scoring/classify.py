@@ -70,6 +70,7 @@ class ClassificationJudgement:
     split: HeldOut
     judge: str  # the judge's name: "quoted" (the non-LLM floor) or the LLM profile's name
     seed: int  # the scorer's seed (the shuffle also depends on the unit, split and scorer: see draw_examples)
+    config: dict[str, Any] = field(default_factory=dict)  # the scorer's config(): part of the run key
     examples: tuple[Example, ...] = ()  # in the order shown
     balanced_accuracy: float | None = None
     auroc: float | None = None
@@ -185,7 +186,8 @@ class ClassificationScorer:
     async def judge(self, record: UnitRecord, text: str, split: HeldOut = "test") -> ClassificationJudgement:
         rng = random.Random(f"{self.seed}:{record.id}:{split}:{self.name}")
         examples, counts = draw_examples(record, split, self.name, self.n_per_class, rng)  # type: ignore[arg-type]
-        base = ClassificationJudgement(self.name, split, self.judge_.name, self.seed, tuple(examples), counts=counts)
+        base = ClassificationJudgement(self.name, split, self.judge_.name, self.seed, self.config(), tuple(examples),
+                                       counts=counts)
         if not examples:
             return replace(base, undefined=f"no {split} example to judge")
         try:
