@@ -103,11 +103,11 @@ def planted_caps(tokenizer, tmp_path_factory):
             and tokenizer.decode([t]).strip()][:3]
     subject, truth = build_planted(tokenizer, tuple(rare), window=WINDOW)
     cfg = CaptureConfig(layers=[0], window=WINDOW, top_k=6, n_random=40, batch_size=16, range_windows=20)
-    return subject, truth, capture_windows(subject, windows, cfg)[0]
+    return subject, truth, capture_windows(subject, windows, cfg)[0], windows
 
 
 def test_range_windows_are_held_out_binned_and_never_repeat_a_window(planted_caps):
-    subject, truth, cap = planted_caps
+    subject, truth, cap, windows = planted_caps
     for unit in truth.token_detectors:
         rec = cap.unit_record(unit)  # UnitRecord asserts that no window is in two splits
         assert rec.range_windows and {w.split for w in rec.range_windows} == {"valid", "test"}
@@ -120,7 +120,7 @@ def test_range_windows_are_held_out_binned_and_never_repeat_a_window(planted_cap
 
 
 def test_examples_come_from_every_bin_and_silent_ones_never_fire(planted_caps):
-    subject, truth, cap = planted_caps
+    subject, truth, cap, windows = planted_caps
     for unit in truth.token_detectors:
         rec = cap.unit_record(unit)
         for split in ("valid", "test"):
@@ -146,7 +146,7 @@ def _judgements(rec, text, judge):
 
 @pytest.mark.parametrize("llm", [False, True])
 def test_planted_detectors_right_explanation_scores_high_wrong_one_low(planted_caps, llm):
-    subject, truth, cap = planted_caps
+    subject, truth, cap, windows = planted_caps
     with FakeOpenAIServer(latency_s=0.0) as srv:
         async def run(rec, text):
             profile = ModelProfile(model="m", base_url=srv.base_url)
@@ -168,7 +168,7 @@ def test_planted_detectors_right_explanation_scores_high_wrong_one_low(planted_c
 
 
 def test_empty_explanation_is_at_chance_under_the_quoted_judge(planted_caps):
-    subject, truth, cap = planted_caps
+    subject, truth, cap, windows = planted_caps
     for j in _judgements(cap.unit_record(2), "", QuotedJudge()):
         assert j.value == 0.5
 
@@ -218,7 +218,7 @@ def test_a_reply_of_the_wrong_length_or_form_is_an_error_never_a_guess(reply):
 
 
 def test_a_judge_that_answers_nothing_fails_the_judgement(planted_caps):
-    subject, truth, cap = planted_caps
+    subject, truth, cap, windows = planted_caps
     with FakeOpenAIServer(lambda request: Reply(text="no idea"), latency_s=0.0) as srv:
         profile = ModelProfile(model="m", base_url=srv.base_url)
 
@@ -235,7 +235,63 @@ def test_parsed_answers_and_their_probabilities():
 
 
 def test_a_dead_unit_is_undefined_not_failed(planted_caps):
-    subject, truth, cap = planted_caps
+    subject, truth, cap, windows = planted_caps
     dead = next(iter(truth.dead))
     j = asyncio.run(ClassificationScorer("detection", QuotedJudge()).judge(cap.unit_record(dead), '"x"', "test"))
     assert j.value is None and j.failure is None and "activating" in j.undefined_reason
+
+
+def test_scorers_from_a_config():
+    from autointerp.config import Config
+    from autointerp.errors import UsageError
+    from autointerp.pipeline.classifiers import make_classifiers
+    from autointerp.pipeline.components import LLMContext
+
+    cfg = Config(judge_examples=4, seed=3)
+    detection, fuzzing = make_classifiers(cfg, LLMContext(cfg))
+    assert (detection.name, fuzzing.name, detection.uses_llm) == ("detection", "fuzzing", False)
+    assert detection.config() == {"scorer": "detection", "judge": {"judge": "quoted"}, "n_per_class": 4, "seed": 3}
+    with FakeOpenAIServer(latency_s=0.0) as srv:
+        cfg = Config(judge="local", judge_batch=5, models={"local": ModelProfile(model="m", base_url=srv.base_url)})
+        (scorer,) = make_classifiers(cfg, LLMContext(cfg), ["fuzzing"])
+        assert scorer.uses_llm and scorer.config()["judge"]["examples_per_request"] == 5
+    with pytest.raises(UsageError, match="unknown judge"):
+        make_classifiers(Config(judge="nobody"), LLMContext(Config()))
+
+
+def test_the_range_sample_changes_no_top_or_random_window(planted_caps):
+    """Simulation scores, the stored windows and the explainer's examples are those of a capture without it."""
+    from dataclasses import replace
+
+    subject, truth, cap, windows = planted_caps
+    plain = capture_windows(subject, windows, replace(cap.config, range_windows=0))[0]
+    for unit in range(cap.n_units):
+        with_range, without = cap.unit_record(unit), plain.unit_record(unit)
+        assert [(w.index, w.split, w.source, w.activations) for w in with_range.windows] == [
+            (w.index, w.split, w.source, w.activations) for w in without.windows]
+        assert not without.range_windows and all(w.bin is None for w in without.windows)
+
+
+def test_classify_prompts_match_golden():
+    """The detection and fuzzing prompts are pinned to tests/golden/classify_prompt.txt (rewrite it with
+    UPDATE_GOLDEN=1 after a deliberate prompt change, and review the diff)."""
+    import os
+    from pathlib import Path
+
+    import jinja2
+
+    from autointerp.prompts.render import render
+    from autointerp.scoring.judges import classify_messages
+
+    golden = Path(__file__).parent / "golden" / "classify_prompt.txt"
+    examples = [Example(3, "range", 0, 1, ("def", " f", "(\n")), Example(9, "random", None, 0, (" x", "\t", "C:\\"))]
+    marked = [Example(3, "range", 0, 1, ("def", " f", "(\n"), marked=(0,)),
+              Example(3, "range", 0, 0, ("def", " f", "(\n"), marked=(1,))]
+    text = "".join(f"=== {m['role']} ===\n{m['content']}"
+                   for task, shown in (("detection", examples), ("fuzzing", marked))
+                   for m in classify_messages(task, 'fires on the token "def"', shown))
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+    with pytest.raises(jinja2.UndefinedError):
+        render("classify_user.j2", task="detection", explanation="x")
