@@ -3,7 +3,8 @@ errors, corpus, llm, prompts, subject and agent.
 
 Public API: ``correlation_score``, ``pooled_correlation``, ``score_windows``, ``ScoreResult``, ``Simulator``,
 ``SimulationResult``, ``LLMSimulator`` and ``expected_value`` (the generate LLM simulator), ``EchoSimulator`` (the
-all-at-once one). Names are loaded on first use,
+all-at-once one); the classification scorers ``DetectionScorer``, ``FuzzingScorer`` (``ClassificationScorer``,
+``ClassificationJudgement``) and their judges ``QuotedJudge``, ``LLMJudge``. Names are loaded on first use,
 so that ``autointerp.scoring.score`` (pure math) imports no LLM client or template engine.
 """
 
@@ -12,6 +13,12 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
+    "ClassificationJudgement": "classify",
+    "ClassificationScorer": "classify",
+    "DetectionScorer": "classify",
+    "FuzzingScorer": "classify",
+    "LLMJudge": "judges",
+    "QuotedJudge": "judges",
     "EchoSimulator": "echo_simulator",
     "LLMSimulator": "llm_simulator",
     "expected_value": "llm_simulator",

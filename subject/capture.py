@@ -11,8 +11,7 @@ Kept per unit (memory independent of the number of tokens): firing count, sum, s
 fixed-bin histogram, the top-k windows by max activation and (gated/non-ReLU units) the most negative windows,
 per-position and per-token firing counts, with ``CaptureConfig.ngrams`` bigram/trigram firing counts (ngrams.py);
 per layer: per-token occurrences and a reservoir of random windows shared by all units (every unit's activations);
-per unit, ``CaptureConfig.range_windows`` windows sampled uniformly from those on which it fires, binned by activation
-decile and held out for detection and fuzzing (``autointerp.subject.range_windows``).
+per unit, windows sampled from those where it fires, by activation decile (``autointerp.subject.range_windows``).
 "Fires" follows the firing rule (``autointerp.subject.firing``). The pass stops after the deepest hooked layer.
 """
 
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -56,8 +55,7 @@ class CaptureConfig:
     ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
     top_units: int | None = None  # also count, per unit, the tokens where it fires and is among this many of the
     #                               layer's most activated units (VISIT's regularization check uses 100)
-    range_windows: int = 20  # per unit, windows sampled from those where it fires (range_windows.py): one per
-    #                          activation decile in each of valid and test, as many as the random windows
+    range_windows: int = 20  # per unit, sampled from the windows where it fires (range_windows.py): a decile each
 
 
 @dataclass
@@ -264,12 +262,7 @@ class LayerCapture:
             windows.append(
                 self._window(self.res_index[i], self.res_ids[i], self.res_acts[i][:, unit], "random", order, split)
             )
-        ranged, position = [], {w.index: k for k, w in enumerate(windows)}
-        for rank, (index, bin_, split, ids, acts) in enumerate(self.range_sample.entries(unit)):
-            if index in position:  # already a top or random window: it keeps its split and takes the bin
-                windows[position[index]] = replace(windows[position[index]], bin=bin_)
-            else:
-                ranged.append(replace(self._window(index, ids, acts, "range", rank, split), bin=bin_))
+        windows, ranged = self.range_sample.windows(unit, windows, self._window)
         return UnitRecord(
             id=UnitId(self.layer, unit, kind),
             windows=tuple(windows),

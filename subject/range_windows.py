@@ -25,7 +25,12 @@ own split and takes the bin), so no window is in two splits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import torch
+
+from autointerp.subject.records import Window
 
 N_BINS = 10  # deciles of the window max
 
@@ -83,3 +88,15 @@ class RangeReservoir:
         n = len(kept)
         return [(int(self.index[unit, k]), rank * N_BINS // n, "valid" if rank % 2 == 0 else "test",
                  self.ids[unit, k], self.acts[unit, k]) for rank, k in enumerate(kept)]
+
+    def windows(self, unit: int, windows: list[Window], make: Callable[..., Window]) -> tuple[list[Window], list[Window]]:
+        """The unit's top and random ``windows`` and its range windows (``make(index, ids, acts, "range", rank,
+        split)`` builds one): a sampled window already among ``windows`` is not repeated, it takes the bin there."""
+        windows, ranged = list(windows), []
+        position = {w.index: k for k, w in enumerate(windows)}
+        for rank, (index, bin_, split, ids, acts) in enumerate(self.entries(unit)):
+            if index in position:
+                windows[position[index]] = replace(windows[position[index]], bin=bin_)
+            else:
+                ranged.append(replace(make(index, ids, acts, "range", rank, split), bin=bin_))
+        return windows, ranged
