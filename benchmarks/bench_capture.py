@@ -113,7 +113,8 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
             best[size] = min(best[size], time.perf_counter() - t0)
             cpu[size] = min(cpu[size], time.process_time() - c0)
     n = len(windows) * window
-    print(f"{model}, layer {layer}: {n:,} tokens, best of {rounds} alternating rounds, {torch.get_num_threads()} threads")
+    print(f"{model}, layer {layer}: {n:,} tokens, best of {rounds} alternating rounds, "
+          f"{torch.get_num_threads()} threads")
     for size, t in best.items():
         print(f"range_windows={size:<3d} {t:7.2f} s  {n / t:>9,.0f} tok/s  CPU {cpu[size]:7.2f} s")
     print(f"capture time with / without the range sample: wall {best[20] / best[0]:.3f}x, CPU "

@@ -17,7 +17,8 @@ def judgement_row(explanation_id: int, j: Any) -> dict[str, Any]:
     return dict(
         explanation_id=explanation_id, scorer=j.scorer, split=j.split, judge=j.judge,
         config=to_json(scrub_secrets(j.config)), balanced_accuracy=finite(j.balanced_accuracy), auroc=finite(j.auroc),
-        n_judged=j.n_judged, n_failed=j.n_failed, undefined_reason=clean(j.undefined_reason) if j.value is None else None,
+        n_judged=j.n_judged, n_failed=j.n_failed,
+        undefined_reason=clean(j.undefined_reason) if j.value is None else None,
         failure=clean(j.failure), seed=j.seed, examples=to_json([e.as_dict() for e in j.examples]),
         counts=to_json(j.counts), diagnostics=to_json(j.diagnostics), created_at=utc_iso(),
     )

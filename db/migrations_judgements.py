@@ -30,7 +30,7 @@ def m011_judgements(db: Database) -> None:
             undefined_reason TEXT,
             failure TEXT,                       -- why nothing could be judged (the unit's outcome is then failed)
             seed INTEGER NOT NULL,
-            examples TEXT NOT NULL,             -- JSON [{index, source, bin, label, tokens, marked, answer, p_yes, error}]
+            examples TEXT NOT NULL,             -- JSON [{index, source, bin, label, tokens, marked, answer, ...}]
             counts TEXT NOT NULL,               -- JSON: the pools the examples were drawn from
             diagnostics TEXT NOT NULL,          -- JSON: the judge's requests, tokens and cost
             created_at TEXT NOT NULL

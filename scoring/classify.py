@@ -176,22 +176,22 @@ class ClassificationScorer:
 
     def __init__(self, task: Task, judge: Judge, n_per_class: int = N_PER_CLASS, seed: int = 0):
         assert task in ("detection", "fuzzing") and n_per_class >= 1
-        self.name, self.judge_, self.n_per_class, self.seed = task, judge, n_per_class, seed
+        self.name, self.judger, self.n_per_class, self.seed = task, judge, n_per_class, seed
         self.uses_llm = judge.uses_llm
 
     def config(self) -> dict[str, Any]:
-        return {"scorer": self.name, "judge": self.judge_.config(), "n_per_class": self.n_per_class,
+        return {"scorer": self.name, "judge": self.judger.config(), "n_per_class": self.n_per_class,
                 "seed": self.seed}
 
     async def judge(self, record: UnitRecord, text: str, split: HeldOut = "test") -> ClassificationJudgement:
         rng = random.Random(f"{self.seed}:{record.id}:{split}:{self.name}")
         examples, counts = draw_examples(record, split, self.name, self.n_per_class, rng)  # type: ignore[arg-type]
-        base = ClassificationJudgement(self.name, split, self.judge_.name, self.seed, self.config(), tuple(examples),
+        base = ClassificationJudgement(self.name, split, self.judger.name, self.seed, self.config(), tuple(examples),
                                        counts=counts)
         if not examples:
             return replace(base, undefined=f"no {split} example to judge")
         try:
-            answers, details = await self.judge_.answer(self.name, text, examples)  # type: ignore[arg-type]
+            answers, details = await self.judger.answer(self.name, text, examples)  # type: ignore[arg-type]
         except RunStop:
             raise
         except Exception as e:  # a bug or an unexpected error: the unit fails, with the reason

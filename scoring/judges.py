@@ -5,9 +5,9 @@
 
 **QuotedJudge** (the offline floor, METHODS.md §2b). The explanation's *quoted tokens* are the strings between
 double quotes (``"..."``, read as JSON strings, as the baseline explainer writes them: ``"\\n"`` is a newline) or
-typographic quotes (``\u201c...\u201d``, ``\u2018...\u2019``); plain apostrophes are not quotes. A token *matches* a quoted
-token when they are equal after removing leading spaces from both (``" class"`` matches ``"class"``); a quoted token
-made only of whitespace matches a token exactly. Detection: an example is 1 when any of its tokens matches a quoted
+typographic quotes (``\u201c...\u201d``, ``\u2018...\u2019``); plain apostrophes are not quotes. A token *matches* a
+quoted token when they are equal after removing leading spaces from both (``" class"`` matches ``"class"``); a quoted
+token made only of whitespace matches a token exactly. Detection: an example is 1 when any of its tokens matches a quoted
 token. Fuzzing: 1 when at least half of its marked tokens match one. An explanation that quotes nothing answers 0
 everywhere (balanced accuracy 0.5: chance).
 

@@ -89,7 +89,8 @@ class RangeReservoir:
         return [(int(self.index[unit, k]), rank * N_BINS // n, "valid" if rank % 2 == 0 else "test",
                  self.ids[unit, k], self.acts[unit, k]) for rank, k in enumerate(kept)]
 
-    def windows(self, unit: int, windows: list[Window], make: Callable[..., Window]) -> tuple[list[Window], list[Window]]:
+    def windows(self, unit: int, windows: list[Window], make: Callable[..., Window]
+                ) -> tuple[list[Window], list[Window]]:
         """The unit's top and random ``windows`` and its range windows (``make(index, ids, acts, "range", rank,
         split)`` builds one): a sampled window already among ``windows`` is not repeated, it takes the bin there."""
         windows, ranged = list(windows), []

@@ -176,7 +176,8 @@ def test_empty_explanation_is_at_chance_under_the_quoted_judge(planted_caps):
 # -- the judges and metrics ------------------------------------------------------------------------------------------
 
 def test_quoted_tokens_and_leading_space_normalisation():
-    assert quoted_tokens('Fires on the tokens " class", "\\n" and \u201cdef\u201d; it\'s not "".') == {"class", "\n", "def"}
+    quoted = quoted_tokens('Fires on the tokens " class", "\\n" and \u201cdef\u201d; it\'s not "".')
+    assert quoted == {"class", "\n", "def"}
     judge = QuotedJudge()
     ex = Example(0, "range", 3, 1, ("x", " class", "\n"), marked=(1,))
     assert judge.decide("detection", 'the token "class"', ex) == 1
