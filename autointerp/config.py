@@ -35,8 +35,8 @@ from autointerp.llm.profiles import ModelProfile
 CONFIG_FILE = "autointerp.toml"
 SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "device", "dtype"),
-    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "range_windows", "batch_size", "threshold", "firing",
-                "seed"),
+    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "range_windows", "silent_windows", "batch_size",
+                "threshold", "firing", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
     "simulator": ("simulator", "windows_per_request", "controls"),
     "judge": ("judge", "judge_batch", "judge_examples"),
@@ -63,6 +63,8 @@ class Config(BaseModel):
     n_random: int = Field(20, ge=2, description="Random windows in the shared reservoir, dealt into valid/test.")
     range_windows: int = Field(20, ge=0, description="Per unit, windows sampled from those where it fires, binned by "
                                "activation decile, held out for detection and fuzzing (half valid, half test).")
+    silent_windows: int = Field(20, ge=0, description="Per unit, windows sampled from those where it does not fire: "
+                                "detection's non-activating examples (half valid, half test).")
     batch_size: int = Field(32, ge=1, description="Windows per forward pass.")
     threshold: float = Field(0.0, description="Firing rule 'fixed': a unit fires when its activation is above this.")
     firing: Literal["auto", "fixed", "max_fraction"] = Field(
@@ -113,8 +115,9 @@ class Config(BaseModel):
         fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
         if self.firing != "auto":  # keys of runs under the default rule stay as they were
             fields += ("firing",)
-        if self.range_windows != 20:  # nor those with the default range sample: it changes no simulation score
-            fields += ("range_windows",)
+        for name in ("range_windows", "silent_windows"):  # nor those with the default samples: no simulation
+            if getattr(self, name) != 20:  # score depends on them
+                fields += (name,)
         key = {f: getattr(self, f) for f in fields}
         key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
         if units is not None:

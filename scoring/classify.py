@@ -11,9 +11,10 @@ Examples (``draw_examples``), on one held-out split only (``UnitRecord.held_out`
   ``autointerp.subject.range_windows``: every one of them fires), drawn evenly across bins: bins in turn, lowest
   first, a random window of each, until ``n_per_class`` are drawn or none is left;
 - non-activating (detection): the split's windows on which the unit does not fire at all, checked from their stored
-  activations (every activation at or below the unit's threshold, ``UnitStats.threshold``); in practice the random
-  windows that stayed silent. A random window that fires is never counted as non-activating. Up to ``n_per_class``.
-  When fewer are available the judgement says so (``counts``), nothing is assumed.
+  activations (every activation at or below the unit's threshold, ``UnitStats.threshold``): the unit's silent sample
+  (``CaptureConfig.silent_windows``) and the random windows that stayed silent. A random window that fires is never
+  counted as non-activating. Up to ``n_per_class``. When fewer are available the judgement says so (``counts``),
+  nothing is assumed.
 - fuzzing: each activating example twice: once with the tokens where the unit fires marked (label 1), once with as
   many tokens where it does not fire marked (label 0; fewer when the window has fewer silent tokens).
 

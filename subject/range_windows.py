@@ -21,6 +21,11 @@ windows all peak at the same value). Ranks alternate between ``valid`` (even) an
 default 20 windows per unit each held-out split gets one window from every decile; the explainer never sees them.
 ``LayerCapture.unit_record`` drops a window that is already one of the unit's top or random windows (it keeps its
 own split and takes the bin), so no window is in two splits.
+
+Silent windows (``silent=True``; ``CaptureConfig.silent_windows``): the same sampler over the windows on which the
+unit does NOT fire (max at or below its threshold), without bins, dealt alternately into ``valid`` and ``test``: the
+non-activating examples of detection for units that fire in most random windows (a unit firing on 5% of tokens is
+silent in about 4% of 64-token windows, so the 20 shared random windows rarely hold one).
 """
 
 from __future__ import annotations
@@ -33,14 +38,15 @@ import torch
 from autointerp.subject.records import Window
 
 N_BINS = 10  # deciles of the window max
+SPLITS = ("valid", "test")
 
 
 class RangeReservoir:
     """Per unit, ``size`` windows drawn uniformly from those on which the unit fires (see the module docstring)."""
 
-    def __init__(self, n_units: int, size: int, window: int, seed: int = 0):
+    def __init__(self, n_units: int, size: int, window: int, seed: int = 0, silent: bool = False):
         U, R, W = n_units, size, window
-        self.size = R
+        self.size, self.silent = R, silent  # silent: sample the windows where the unit does NOT fire instead
         self.seen = torch.zeros(U, dtype=torch.int64)  # firing windows seen so far per unit
         self.index = torch.full((U, R), -1, dtype=torch.int64)  # corpus window index per slot (-1: empty)
         self.wmax = torch.full((U, R), -torch.inf)  # the window's max activation
@@ -61,7 +67,7 @@ class RangeReservoir:
             return
         B, W, U = acts.shape
         wmax = acts.amax(dim=1).T if wmax is None else wmax  # [U, B]
-        fires = wmax > thresholds[:, None]
+        fires = (wmax <= thresholds[:, None]) if self.silent else (wmax > thresholds[:, None])  # the windows sampled
         if not fires.any():
             return
         ordinal = self.seen[:, None] + fires.cumsum(1) - 1  # 0-based position of each firing window in u's stream
@@ -81,23 +87,26 @@ class RangeReservoir:
         self.acts[u_sel, r_sel] = acts[b_sel, :, u_sel]
         self.ids[u_sel, r_sel] = ids[b_sel].to(torch.int32)
 
-    def entries(self, unit: int) -> list[tuple[int, int, str, torch.Tensor, torch.Tensor]]:
-        """The unit's kept windows as ``(index, bin, split, ids [W], acts [W])``, lowest max activation first."""
+    def entries(self, unit: int) -> list[tuple[int, int | None, str, torch.Tensor, torch.Tensor]]:
+        """The unit's kept windows as ``(index, bin, split, ids [W], acts [W])``, lowest max activation first (a
+        silent sample: bin None)."""
         kept = (self.index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
         kept.sort(key=lambda k: (float(self.wmax[unit, k]), int(self.index[unit, k])))
         n = len(kept)
-        return [(int(self.index[unit, k]), rank * N_BINS // n, "valid" if rank % 2 == 0 else "test",
+        return [(int(self.index[unit, k]), None if self.silent else rank * N_BINS // n, SPLITS[rank % 2],
                  self.ids[unit, k], self.acts[unit, k]) for rank, k in enumerate(kept)]
 
     def windows(self, unit: int, windows: list[Window], make: Callable[..., Window]
                 ) -> tuple[list[Window], list[Window]]:
-        """The unit's top and random ``windows`` and its range windows (``make(index, ids, acts, "range", rank,
-        split)`` builds one): a sampled window already among ``windows`` is not repeated, it takes the bin there."""
+        """The unit's top and random ``windows`` and its sampled ones (``make(index, ids, acts, source, rank,
+        split)`` builds one; source "range", or "silent"): a sampled window already among ``windows`` is not
+        repeated, it takes the bin there."""
         windows, ranged = list(windows), []
         position = {w.index: k for k, w in enumerate(windows)}
+        source = "silent" if self.silent else "range"
         for rank, (index, bin_, split, ids, acts) in enumerate(self.entries(unit)):
             if index in position:
                 windows[position[index]] = replace(windows[position[index]], bin=bin_)
             else:
-                ranged.append(replace(make(index, ids, acts, "range", rank, split), bin=bin_))
+                ranged.append(replace(make(index, ids, acts, source, rank, split), bin=bin_))
         return windows, ranged

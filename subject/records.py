@@ -11,9 +11,11 @@ also one of the unit's top windows is dropped, so no window is in two splits; ``
 
 Range windows (``source == "range"``, METHODS.md §2b; ``autointerp.subject.range_windows``): a uniform sample of the
 windows on which the unit fires, each with its activation-quantile ``bin``, dealt into ``valid`` and ``test`` only.
-They live in ``UnitRecord.range_windows``, apart from ``windows``: the simulation scorer, the stored ``windows``
-table and the explainer see exactly what they saw before; the detection and fuzzing scorers read ``held_out``. A
-sampled window that is already a top or random window of the unit is not repeated: that window takes the ``bin``.
+Silent windows (``source == "silent"``): sampled the same way from the windows on which the unit does not fire, the
+non-activating examples of detection. Both live in ``UnitRecord.range_windows``, apart from ``windows``: the
+simulation scorer, the stored ``windows`` table and the explainer see exactly what they saw before; the detection and
+fuzzing scorers read ``held_out``. A sampled window that is already a top or random window of the unit is not
+repeated: that window takes the ``bin``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Literal
 
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[Split, ...] = ("train", "valid", "test")
-Source = Literal["top", "random", "range"]
+Source = Literal["top", "random", "range", "silent"]
 
 
 @dataclass(frozen=True)
@@ -85,30 +87,30 @@ class UnitRecord:
     windows: tuple[Window, ...]
     stats: UnitStats
     top_tokens: tuple[tuple[str, int, int], ...] = ()  # (token, firings, occurrences), most firings first
-    range_windows: tuple[Window, ...] = ()  # source "range": held out for the classifiers only (module docstring)
+    range_windows: tuple[Window, ...] = ()  # sources "range" and "silent": held out for the classifiers only
 
     def __post_init__(self):
         seen: dict[int, str] = {}
         for w in self.windows:
             other = seen.setdefault(w.index, w.split)
             assert other == w.split, f"window {w.index} of unit {self.id} is in both {other} and {w.split}"
-            assert w.source != "range", "range windows live in range_windows"
+            assert w.source in ("top", "random"), "sampled windows live in range_windows"
             if w.source == "random":
                 assert w.split != "train", "random windows are never shown to the explainer"
         for w in self.range_windows:
-            assert w.source == "range" and w.split != "train", "range windows are held out (valid or test) only"
+            assert w.source in ("range", "silent") and w.split != "train", "sampled windows are held out only"
             assert w.index not in seen, f"range window {w.index} of unit {self.id} is also in {seen.get(w.index)}"
             seen[w.index] = w.split
 
     def split(self, name: Split, source: Source | None = None) -> list[Window]:
-        """The top and random windows of a split (``source="range"``: its range windows)."""
-        if source == "range":
-            return [w for w in self.range_windows if w.split == name]
+        """The top and random windows of a split (``source="range"`` or ``"silent"``: its sampled windows)."""
+        if source in ("range", "silent"):
+            return [w for w in self.range_windows if w.split == name and w.source == source]
         return [w for w in self.windows if w.split == name and (source is None or w.source == source)]
 
     def held_out(self, name: Split) -> list[Window]:
         """Every window of a split, range windows included: what detection and fuzzing draw their examples from."""
-        return self.split(name) + self.split(name, "range")
+        return self.split(name) + [w for w in self.range_windows if w.split == name]
 
     def for_explainer(self) -> UnitRecord:
         """The same record holding only its ``train`` windows: all an explainer is ever handed."""

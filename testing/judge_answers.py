@@ -23,8 +23,8 @@ NO_TOP_LOGPROBS = {"0": math.log(0.9), "1": math.log(0.1)}
 def classify_reply(prompt: str) -> Reply | None:
     """A detection or fuzzing prompt answered from the explanation's double-quoted tokens (leading spaces removed,
     escaped as the prompt shows tokens): fuzzing (marks ``<<t>>`` present) says 1 when at least half of the marked
-    tokens are quoted; detection says 1 when a quoted token occurs in the example's text, not right after a letter
-    or digit. The reply is a JSON list with top logprobs on each answer. None for any other prompt."""
+    tokens are quoted; detection says 1 when a quoted token occurs in the example's text, not inside a word (no
+    letter or digit right before a quoted token that starts with one, nor right after one that ends with one). The reply is a JSON list with top logprobs on each answer. None for any other prompt."""
     explanation = _EXPLANATION_RE.search(prompt)
     examples = _EXAMPLE_RE.findall(prompt)
     if explanation is None or not examples:
@@ -40,7 +40,8 @@ def classify_reply(prompt: str) -> Reply | None:
             quoted.add(q.translate(str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"})))
 
     def detect(text: str) -> bool:
-        return any(i == 0 or not (q[0].isalnum() and text[i - 1].isalnum()) for q in quoted for i in _starts(text, q))
+        return any(not (q[0].isalnum() and text[i - 1 : i].isalnum()) and not (q[-1].isalnum() and
+                   text[i + len(q) : i + len(q) + 1].isalnum()) for q in quoted for i in _starts(text, q))
 
     answers = []
     for text in examples:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import shutil
 from collections import Counter
 
@@ -81,6 +82,17 @@ def test_range_sample_is_uniform_over_the_firing_windows():
     assert np.allclose(quarters, 0.25, atol=0.03), quarters
 
 
+def test_silent_sample_keeps_only_windows_where_the_unit_does_not_fire():
+    acts, ids = _stream()
+    res = RangeReservoir(4, size=20, window=3, seed=1, silent=True)
+    _fill(res, acts, ids)
+    for u in range(1, 4):  # unit 0 fires on every window: nothing to keep
+        entries = res.entries(u)
+        assert len(entries) == 20 and all(index % (u + 1) != 0 for index, *_ in entries)
+        assert all(b is None and float(a.max()) <= 0 for _, b, _, _, a in entries)
+    assert res.entries(0) == []
+
+
 def test_range_sample_memory_is_flat_in_the_tokens():
     res = RangeReservoir(8, size=20, window=3)
     before = res.nbytes
@@ -97,30 +109,52 @@ def planted_caps(tokenizer, tmp_path_factory):
     for name in ("textwrap.py", "shlex.py", "fnmatch.py"):
         shutil.copy(stdlib_root() / name, folder / name)
     windows = list(iter_token_windows(open_corpus(str(folder)), tokenizer, WINDOW))
-    # detectors on tokens that appear in some windows only (so that silent random windows exist)
+    # detectors on the three most frequent words whose text is in a window exactly when the token is: what a judge
+    # that reads text (the test server's) can tell, unlike ":" inside "):" or " self" beside "self"
     per_window = Counter(t for w in windows for t in set(w))
-    rare = [t for t, n in per_window.most_common() if 0.1 * len(windows) < n < 0.3 * len(windows)
-            and tokenizer.decode([t]).strip()][:3]
-    subject, truth = build_planted(tokenizer, tuple(rare), window=WINDOW)
-    cfg = CaptureConfig(layers=[0], window=WINDOW, top_k=6, n_random=40, batch_size=16, range_windows=20)
+    texts = [tokenizer.decode(w) for w in windows]
+
+    def readable(t):
+        word = tokenizer.decode([t]).strip()
+        pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(word)}(?![A-Za-z0-9])")
+        return word.isalpha() and all(bool(pattern.search(x)) == (t in w) for x, w in zip(texts, windows))
+
+    words = [t for t, _ in per_window.most_common(400) if readable(t)][:3]
+    subject, truth = build_planted(tokenizer, tuple(words), window=WINDOW)
+    # 4 random windows only: the non-activating examples come from the silent sample
+    cfg = CaptureConfig(layers=[0], window=WINDOW, top_k=6, n_random=4, batch_size=16, range_windows=20)
     return subject, truth, capture_windows(subject, windows, cfg)[0], windows
+
+
+POSITIONAL = 5  # fires at content positions 0..3 of every window: its range sample is full
 
 
 def test_range_windows_are_held_out_binned_and_never_repeat_a_window(planted_caps):
     subject, truth, cap, windows = planted_caps
-    for unit in truth.token_detectors:
+    for unit in (*truth.token_detectors, POSITIONAL):
         rec = cap.unit_record(unit)  # UnitRecord asserts that no window is in two splits
         assert rec.range_windows and {w.split for w in rec.range_windows} == {"valid", "test"}
         assert not rec.for_explainer().range_windows and not rec.for_explainer().held_out("test")
         binned = [w for w in rec.windows + rec.range_windows if w.bin is not None]
-        assert sorted(w.bin for w in binned) == [r * N_BINS // 20 for r in range(20)]  # none lost to a duplicate
+        n = len(cap.range_sample.entries(unit))
+        fired = len(windows) if unit == POSITIONAL else sum(any(t in w for t in truth.token_detectors[unit])
+                                                            for w in windows)
+        assert n == min(20, fired)
+        assert sorted(w.bin for w in binned) == [r * N_BINS // n for r in range(n)]  # none lost to a duplicate
         assert all(max(w.activations) > rec.stats.threshold for w in binned)
         others = {w.index for w in rec.windows}
         assert not others & {w.index for w in rec.range_windows}
+        quiet = rec.split("valid", "silent") + rec.split("test", "silent")
+        assert len(quiet) == sum(1 for index, *_ in cap.silent_sample.entries(unit) if index not in others)
+        assert all(max(w.activations) <= rec.stats.threshold and w.bin is None for w in quiet)
+    assert len(cap.range_sample.entries(POSITIONAL)) == 20 and not cap.silent_sample.entries(POSITIONAL)
 
 
 def test_examples_come_from_every_bin_and_silent_ones_never_fire(planted_caps):
     subject, truth, cap, windows = planted_caps
+    for split in ("valid", "test"):  # the positional unit: one window per decile in each split
+        examples, counts = draw_examples(cap.unit_record(POSITIONAL), split, "detection", 10, random.Random(0))
+        assert sorted(e.bin for e in examples) == list(range(N_BINS)) and counts["non_activating_available"] == 0
     for unit in truth.token_detectors:
         rec = cap.unit_record(unit)
         for split in ("valid", "test"):
@@ -128,9 +162,9 @@ def test_examples_come_from_every_bin_and_silent_ones_never_fire(planted_caps):
             windows = {w.index: w for w in rec.held_out(split)}
             active = [e for e in examples if e.label == 1]
             assert {e.bin for e in active} == {w.bin for w in windows.values() if w.bin is not None}
-            assert counts["bins"] == len({e.bin for e in active}) >= N_BINS - 1
+            assert counts["bins"] == len({e.bin for e in active})
             silent = [e for e in examples if e.label == 0]
-            assert silent and counts["non_activating"] == len(silent) <= 10
+            assert counts["non_activating"] == len(silent) == 10 and {e.source for e in silent} <= {"silent", "random"}
             assert all(not fires(windows[e.index], rec.stats.threshold) for e in silent)
             assert all(max(windows[e.index].activations) <= rec.stats.threshold for e in silent)
             fuzz, _ = draw_examples(rec, split, "fuzzing", 10, random.Random(0))
@@ -265,7 +299,7 @@ def test_the_range_sample_changes_no_top_or_random_window(planted_caps):
     from dataclasses import replace
 
     subject, truth, cap, windows = planted_caps
-    plain = capture_windows(subject, windows, replace(cap.config, range_windows=0))[0]
+    plain = capture_windows(subject, windows, replace(cap.config, range_windows=0, silent_windows=0))[0]
     for unit in range(cap.n_units):
         with_range, without = cap.unit_record(unit), plain.unit_record(unit)
         assert [(w.index, w.split, w.source, w.activations) for w in with_range.windows] == [
