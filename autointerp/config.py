@@ -11,7 +11,7 @@ API keys are never part of the config: a profile names the environment variable 
 
 **One tree, one name per setting.** Every setting has one name, used alike as a TOML key, an ``AUTOINTERP_*``
 variable and a flag (``batch_size`` is ``--batch-size``); its description is the flag's help. ``SECTIONS`` groups
-them: subject, capture, explainer, simulator, budget, storage, plus the ``models`` profiles. A TOML file may write
+them: subject, capture, explainer, simulator, judge, budget, storage, plus the ``models`` profiles. A TOML file may write
 them flat (``tokens = 20000``) or in their section's table (``[capture]`` ``tokens = 20000``; in ``[explainer]`` and
 ``[simulator]``, ``name`` is the explainer or simulator itself). Names from before this layout (``DEPRECATED``) are
 still read, for one release, with a warning.
@@ -35,9 +35,11 @@ from autointerp.llm.profiles import ModelProfile
 CONFIG_FILE = "autointerp.toml"
 SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "site", "force_sae", "device", "dtype"),
-    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "batch_size", "threshold", "firing", "seed"),
+    "capture": ("corpus", "tokens", "window", "top_k", "n_random", "range_windows", "silent_windows", "batch_size",
+                "threshold", "firing", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
     "simulator": ("simulator", "windows_per_request", "controls", "controls_units"),
+    "judge": ("judge", "judge_batch", "judge_examples"),
     "budget": ("max_usd", "max_calls"),
     "storage": ("db", "log_logprobs", "tiktoken_file"),
 }
@@ -64,6 +66,10 @@ class Config(BaseModel):
     window: int = Field(64, ge=2, description="Tokens per window (BOS excluded).")
     top_k: int = Field(30, ge=3, description="Top windows kept per unit, dealt into train/valid/test.")
     n_random: int = Field(20, ge=2, description="Random windows in the shared reservoir, dealt into valid/test.")
+    range_windows: int = Field(20, ge=0, description="Per unit, windows sampled from those where it fires, binned by "
+                               "activation decile, held out for detection and fuzzing (half valid, half test).")
+    silent_windows: int = Field(20, ge=0, description="Per unit, windows sampled from those where it does not fire: "
+                                "detection's non-activating examples (half valid, half test).")
     batch_size: int = Field(32, ge=1, description="Windows per forward pass.")
     threshold: float = Field(0.0, description="Firing rule 'fixed': a unit fires when its activation is above this.")
     firing: Literal["auto", "fixed", "max_fraction"] = Field(
@@ -85,6 +91,11 @@ class Config(BaseModel):
                                              "explanation under the same scorers: the floor beside each score.")
     controls_units: int = Field(16, ge=0, description="Controls on a seeded sample of this many explained live units "
                                                       "per run (enough for the floor's 95% interval); 0: every unit.")
+    judge: str = Field("baseline", description="Detection and fuzzing judge: 'baseline' (quoted tokens of the "
+                                               "explanation, no LLM) or a model profile name.")
+    judge_batch: int = Field(8, ge=1, description="Examples per LLM judge request (detection and fuzzing).")
+    judge_examples: int = Field(10, ge=1, description="Detection and fuzzing: activating and non-activating examples "
+                                                      "of each class per held-out split.")
     max_usd: float | None = Field(None, ge=0, description="Stop spending on LLM calls past this many US dollars.")
     max_calls: int | None = Field(None, ge=0, description="Stop after this many LLM calls.")
     log_logprobs: bool = Field(False, description="Keep per-token logprobs in the llm_calls log (a simulator "
@@ -123,6 +134,9 @@ class Config(BaseModel):
         fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
         if self.firing != "auto":  # keys of runs under the default rule stay as they were
             fields += ("firing",)
+        for name in ("range_windows", "silent_windows"):  # nor those with the default samples: no simulation
+            if getattr(self, name) != 20:  # score depends on them
+                fields += (name,)
         key = {f: getattr(self, f) for f in fields}
         key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
         if units is not None:

@@ -13,6 +13,15 @@ the windows are cycled to reach the token count, so the window list costs the sa
 Each measurement runs in a fresh subprocess and reports its own peak RSS (``ru_maxrss``), so the 1M-token and the
 10M-token capture can be compared for flat memory.
 
+The range and silent samples (``CaptureConfig.range_windows``, ``silent_windows``: detection and fuzzing's examples)
+in both modes: the JSON of each capture measurement carries ``tensor_bytes`` (every tensor the capture keeps)
+and ``range_bytes`` (the range and silent samples'), which must be equal at 1M and 10M tokens; and their cost in
+speed, capture with both at 0 against both at 20, in one process, alternating rounds (the budget: within 5%):
+
+    python benchmarks/bench_capture.py --range-speed --layers 13 --tokens 200000 --rounds 3
+
+Every mode prints the load average (``os.getloadavg``) before and after: figures from a loaded machine are noise.
+
 Against the tools researchers would use instead (``--peers``), in ONE process, on the same model, device and batches
 (the inputs capture builds, with the family's BOS or separator in front), alternating the modes round after round and
 keeping each mode's best round:
@@ -32,13 +41,28 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
 import time
 
 
-def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, window: int) -> dict:
+def sample_bytes(cap) -> int:
+    """Bytes of the per-unit range and silent samples (detection and fuzzing's examples)."""
+    return cap.range_sample.nbytes + cap.silent_sample.nbytes
+
+
+def tensor_bytes(cap) -> int:
+    """Bytes of every tensor a LayerCapture keeps (statistics, top/bottom windows, reservoirs, range sample)."""
+    import torch
+
+    total = sample_bytes(cap) + sum(t.numel() * t.element_size() for t in cap.res_ids + cap.res_acts)
+    return total + sum(v.numel() * v.element_size() for v in vars(cap).values() if isinstance(v, torch.Tensor))
+
+
+def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, window: int,
+            range_windows: int = 20) -> dict:
     import torch
 
     from autointerp.corpus import bos_id, iter_token_windows, open_corpus
@@ -52,6 +76,7 @@ def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, w
     windows = itertools.islice(itertools.cycle(base), n_windows)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
+    kept = {}
     if mode == "bare":
         bos = bos_id(subject.tokenizer)  # exactly the inputs capture builds: BOS only where the model uses one
         with torch.inference_mode():
@@ -60,15 +85,47 @@ def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, w
                 inputs = ids if bos is None else torch.cat([torch.full((len(chunk), 1), bos), ids], 1)
                 subject.model(input_ids=inputs, use_cache=False)
     else:
-        cfg = CaptureConfig(layers=layers, window=window, batch_size=batch)
-        capture_windows(subject, windows, cfg)
+        cfg = CaptureConfig(layers=layers, window=window, batch_size=batch, range_windows=range_windows,
+                            silent_windows=range_windows)
+        caps = capture_windows(subject, windows, cfg)
+        kept = {"tensor_bytes": sum(map(tensor_bytes, caps.values())),
+                "range_bytes": sum(map(sample_bytes, caps.values()))}
     wall = time.perf_counter() - t0
     return {
         "mode": mode, "model": model, "layers": layers, "tokens": n_windows * window, "wall_s": round(wall, 2),
         "tokens_per_s": round(n_windows * window / wall), "peak_rss_mb": round(resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss / 1024), "rss_before_mb": round(rss_before / 1024),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), **kept,
     }
+
+
+def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, rounds: int) -> None:
+    """Capture without and with the range and silent samples, in one process on the same windows, alternating; the
+    best of each."""
+    import torch
+
+    from autointerp.corpus import iter_token_windows, open_corpus
+    from autointerp.subject.capture import CaptureConfig, capture_windows
+    from autointerp.subject.model import load_subject
+
+    subject = load_subject(model, device="cpu", dtype="float32")
+    windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
+    best = {0: float("inf"), 20: float("inf")}
+    cpu = dict(best)  # process CPU time: less disturbed than wall time by other processes on the machine
+    for _ in range(rounds):
+        for size in best:
+            t0, c0 = time.perf_counter(), time.process_time()
+            capture_windows(subject, windows, CaptureConfig(layers=[layer], window=window, batch_size=batch,
+                                                            range_windows=size, silent_windows=size))
+            best[size] = min(best[size], time.perf_counter() - t0)
+            cpu[size] = min(cpu[size], time.process_time() - c0)
+    n = len(windows) * window
+    print(f"{model}, layer {layer}: {n:,} tokens, best of {rounds} alternating rounds, "
+          f"{torch.get_num_threads()} threads")
+    for size, t in best.items():
+        print(f"range/silent_windows={size:<3d} {t:7.2f} s  {n / t:>9,.0f} tok/s  CPU {cpu[size]:7.2f} s")
+    print(f"capture time with / without the samples: wall {best[20] / best[0]:.3f}x, CPU "
+          f"{cpu[20] / cpu[0]:.3f}x (budget: 1.05x)")
 
 
 def _submodule(root, path: str):
@@ -168,26 +225,43 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one measurement, print JSON
     ap.add_argument("--peers", action="store_true", help="bare vs capture vs TransformerLens vs nnsight, one process")
-    ap.add_argument("--rounds", type=int, default=3, help="--peers: alternating rounds, best kept")
+    ap.add_argument("--rounds", type=int, default=3, help="--peers, --range-speed: alternating rounds, best kept")
+    ap.add_argument("--range-windows", type=int, default=20, help="CaptureConfig.range_windows and silent_windows "
+                                                                   "of the capture mode")
+    ap.add_argument("--range-speed", action="store_true", help="capture with range/silent_windows 0 vs 20, one process")
     args = ap.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
+    if not args.one:
+        print(f"load average before: {os.getloadavg()}", flush=True)
+    try:
+        run(args, layers)
+    finally:
+        if not args.one:
+            print(f"load average after: {os.getloadavg()}")
+
+
+def run(args, layers: list[int]) -> None:
+    if args.range_speed:
+        range_speed(args.model, layers[0], int(args.tokens.split(",")[0]), args.batch, args.window, args.rounds)
+        return
     if args.peers:
         peers(args.model, layers[0], int(args.tokens.split(",")[0]), args.batch, args.window, args.rounds)
         return
     if args.one:
         mode, tokens = args.one.split(":")
-        print(json.dumps(measure(mode, args.model, layers, int(tokens), args.batch, args.window)))
+        print(json.dumps(measure(mode, args.model, layers, int(tokens), args.batch, args.window, args.range_windows)))
         return
     token_counts = [int(x) for x in args.tokens.split(",")]
     results = []
     plan = [("bare", token_counts[0])] + [("capture", t) for t in token_counts]
     for mode, tokens in plan:
         cmd = [sys.executable, __file__, "--model", args.model, "--layers", args.layers, "--batch", str(args.batch),
-               "--window", str(args.window), "--one", f"{mode}:{tokens}"]
+               "--window", str(args.window), "--range-windows", str(args.range_windows), "--one", f"{mode}:{tokens}"]
         res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
         results.append(res)
         print(f"{mode:8s} {res['tokens']:>11,} tokens  {res['wall_s']:8.2f} s  {res['tokens_per_s']:>9,} tok/s  "
-              f"peak RSS {res['peak_rss_mb']:,} MB", flush=True)
+              f"peak RSS {res['peak_rss_mb']:,} MB" + (f"  kept tensors {res['tensor_bytes']:,} B (range and silent samples "
+              f"{res['range_bytes']:,} B)" if "tensor_bytes" in res else ""), flush=True)
     bare, first, last = results[0], results[1], results[-1]
     print(f"capture / bare throughput at {first['tokens']:,} tokens: {first['tokens_per_s'] / bare['tokens_per_s']:.2f}x")
     if len(results) > 2:

@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from autointerp.db.judgements import judgement_row
 from autointerp.db.health import check_db_target, quick_check, remember_writes
 from autointerp.db.migrations import migrate
 from autointerp.db.rows import NewAnalysis, NewRun
@@ -370,6 +371,31 @@ class Store(Reads, CallWrites):
             "SELECT id FROM units WHERE model_hash = ? AND layer = ? AND unit = ? AND kind = ?", key
         ).fetchone()
         return unit_id
+
+    # -- detection and fuzzing (issue 21) ------------------------------------------------------------------------
+
+    def save_judgements(self, explanation_id: int, judgements: Sequence[Any]) -> list[int]:
+        """Write the detection and fuzzing judgements (``autointerp.scoring.classify.ClassificationJudgement``) of one
+        stored explanation in one transaction; returns their row ids. See ``insert_judgement``."""
+        with self._write():
+            return [self.insert_judgement(explanation_id, j) for j in judgements]
+
+    def insert_judgement(self, explanation_id: int, j: Any) -> int:
+        """One judgement's row, inside an open ``_write()`` transaction (so that a unit's save can write its
+        explanations and their judgements at once). A judgement already saved for the same explanation, scorer, split
+        and judge is replaced; deleting the explanation deletes its judgements."""
+        self.db.execute("DELETE FROM judgements WHERE explanation_id = ? AND scorer = ? AND split = ? AND judge = ?",
+                        [explanation_id, j.scorer, j.split, j.judge])
+        return self._insert("judgements", judgement_row(explanation_id, j))
+
+    def explanation_id(self, run_id: str, model_hash: str, layer: int, unit: int, kind: str, explainer: str,
+                       role: str = "explanation") -> int | None:
+        """The id of the latest explanation this run saved for the unit by ``explainer`` (None when there is none)."""
+        found = self.db.execute(
+            "SELECT e.id FROM explanations e JOIN units u ON u.id = e.unit_id WHERE e.run_id = ? AND u.model_hash = ? "
+            "AND u.layer = ? AND u.unit = ? AND u.kind = ? AND e.explainer = ? AND e.role = ? ORDER BY e.id DESC",
+            [run_id, model_hash, layer, unit, kind, explainer, role]).fetchone()
+        return found[0] if found else None
 
 
 def _stats_row(run_id: str, unit_id: int, record: UnitRecord, extra: dict[str, Any]) -> dict[str, Any]:

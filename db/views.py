@@ -26,6 +26,7 @@ from sqlite_utils import Database
 from autointerp.errors import UsageError
 
 BOOTSTRAP_RESAMPLES = 2000
+CLASSIFIERS = ("detection", "fuzzing")  # columns of explanation_scores and leaderboard (migration m011_judgements)
 _JSON_COLUMNS = frozenset(
     "config versions quantiles top_tokens extra tokens token_ids activations explainer_config details predictions "
     "simulator_config per_window messages response summary analysis token_detector trigram_detector ngram_k "
@@ -56,9 +57,11 @@ class Reads:
         """Rows of the ``leaderboard`` view (best test score per unit), filtered.
 
         ``explainer`` keeps the units whose best explanation is by that explainer, exactly as filtering the view in
-        Datasette would; compare explainers with ``by_explainer``. ``order``: "score" (best first) or "unit".
+        Datasette would; compare explainers with ``by_explainer``. ``order``: "score" (best first), "unit", or
+        "detection" / "fuzzing" (the best explanation's balanced accuracy on test, best first, undefined last).
         """
-        orders = {"score": "score DESC, model_hash, kind, layer, unit", "unit": "model_hash, kind, layer, unit"}
+        orders = {"score": "score DESC, model_hash, kind, layer, unit", "unit": "model_hash, kind, layer, unit",
+                  **{m: f"{m} IS NULL, {m} DESC, model_hash, kind, layer, unit" for m in CLASSIFIERS}}
         if order not in orders:
             raise UsageError(f"unknown order {order!r}; use one of: {', '.join(orders)}")
         where, params = _where(layer=layer, explainer=explainer)
@@ -80,7 +83,9 @@ class Reads:
         ``units``, ``explanations``, mean, median and a 95% bootstrap CI of the mean (``BOOTSTRAP_RESAMPLES``
         resamples, seeded; None when there is none). Best mean first, pairs without a score last.
 
-        ``min_score`` keeps only the explanations scoring at least that, and only pairs that have some.
+        ``min_score`` keeps only the explanations scoring at least that, and only pairs that have some. Beside the
+        simulation score: ``detection_mean`` and ``fuzzing_mean`` (balanced accuracy on test) with their 95% bootstrap
+        CI (``detection_ci_low`` ...), over the explanations with a defined one (None when none has).
         """
         summaries = {(r["explainer"], r["simulator"]): r
                      for r in self._score_summaries(("explainer", "simulator"), layer, min_score, seed)}
@@ -96,8 +101,27 @@ class Reads:
             if min_score is not None and key not in summaries:
                 continue
             empty = dict(units=0, explanations=0, mean=None, median=None, ci_low=None, ci_high=None)
-            rows.append({**counts, **summaries.get(key, {**dict(zip(("explainer", "simulator"), key)), **empty})})
+            row = {**counts, **summaries.get(key, {**dict(zip(("explainer", "simulator"), key)), **empty})}
+            for metric in CLASSIFIERS:
+                mean, low, high = self._metric_summary(metric, key, layer, min_score, seed)
+                row.update({f"{metric}_mean": mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+            rows.append(row)
         return sorted(rows, key=lambda r: (r["mean"] is None, -(r["mean"] or 0.0), r["explainer"], r["simulator"]))
+
+    def _metric_summary(self, metric: str, key: tuple[str, str], layer: int | None, min_score: float | None,
+                        seed: int) -> tuple[float | None, float | None, float | None]:
+        """Mean and 95% bootstrap CI of ``metric`` (detection or fuzzing) over one explainer / simulator pair."""
+        where, params = _where(layer=layer)
+        where += ["explainer IS ?", "simulator IS ?", f"{metric} IS NOT NULL"]
+        params += list(key)
+        if min_score is not None:
+            where.append("score >= ?")
+            params.append(min_score)
+        values = np.array([r[0] for r in self.db.execute(f"SELECT {metric} FROM explanation_scores {_and(where)}",
+                                                         params)])
+        if not len(values):
+            return None, None, None
+        return (float(values.mean()), *bootstrap_ci(values, seed))
 
     def run_controls(self, run_id: str) -> list[dict[str, Any]]:
         """Per control of a run (``role`` "control"): its name, the units it scored, how many had a defined score,

@@ -3,9 +3,11 @@
 math that scores it. Imports errors, outcomes, corpus, llm, prompts and subject; never agent (it sees texts, not
 explainers).
 
-Public API: ``Scorer``, ``SimulationScorer``, ``correlation_score``, ``pooled_correlation``, ``score_windows``, ``ScoreResult``, ``Simulator``,
+Public API: ``Scorer``, ``SimulationScorer``, ``correlation_score``, ``pooled_correlation``, ``score_windows``,
+``ScoreResult``, ``Simulator``,
 ``SimulationResult``, ``LLMSimulator`` and ``expected_value`` (the generate LLM simulator), ``EchoSimulator`` (the
-all-at-once one). Names are loaded on first use,
+all-at-once one); the classification scorers ``DetectionScorer``, ``FuzzingScorer`` (``ClassificationScorer``,
+``ClassificationJudgement``) and their judges ``QuotedJudge``, ``LLMJudge``. Names are loaded on first use,
 so that ``autointerp.scoring.score`` (pure math) imports no LLM client or template engine.
 """
 
@@ -18,6 +20,12 @@ _WHERE = {
     "Judgement": "scorer",
     "SimulationScorer": "simulation",
     "SimulationJudgement": "simulation",
+    "ClassificationJudgement": "classify",
+    "ClassificationScorer": "classify",
+    "DetectionScorer": "classify",
+    "FuzzingScorer": "classify",
+    "LLMJudge": "judges",
+    "QuotedJudge": "judges",
     "EchoSimulator": "echo_simulator",
     "LLMSimulator": "llm_simulator",
     "expected_value": "llm_simulator",

@@ -10,7 +10,8 @@
 Kept per unit (memory independent of the number of tokens): firing count, sum, sum of squares, max, min, a
 fixed-bin histogram, the top-k windows by max activation and (gated/non-ReLU units) the most negative windows,
 per-position and per-token firing counts, with ``CaptureConfig.ngrams`` bigram/trigram firing counts (ngrams.py);
-per layer: per-token occurrences and a reservoir of random windows shared by all units (every unit's activations).
+per layer: per-token occurrences and a reservoir of random windows shared by all units (every unit's activations);
+per unit, windows sampled from those where it fires (by activation decile) and where it does not (range_windows.py).
 "Fires" follows the firing rule (``autointerp.subject.firing``). The pass stops after the deepest hooked layer.
 """
 
@@ -30,6 +31,7 @@ from autointerp.subject.records import UnitId, UnitRecord, UnitStats, Window, de
 from autointerp.subject.model import Subject
 from autointerp.subject.hooks import batches, run_batch
 from autointerp.subject.ngrams import NGramCounts
+from autointerp.subject.range_windows import RangeReservoir
 from autointerp.subject.token_counts import TokenCounts
 from autointerp.subject.units import NEURONS, UnitSpace
 
@@ -53,6 +55,8 @@ class CaptureConfig:
     ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
     top_units: int | None = None  # also count, per unit, the tokens where it fires and is among this many of the
     #                               layer's most activated units (VISIT's regularization check uses 100)
+    range_windows: int = 20  # per unit, sampled from the windows where it fires (range_windows.py): a decile each
+    silent_windows: int = 20  # per unit, sampled from the windows where it does not fire (range_windows.py)
 
 
 @dataclass
@@ -91,6 +95,8 @@ class LayerCapture:
     bot_index: torch.Tensor = None  # [U, bottom_k]
     bot_acts: torch.Tensor = None  # [U, bottom_k, W]
     bot_ids: torch.Tensor = None  # [U, bottom_k, W]
+    range_sample: RangeReservoir = None  # per unit, windows where it fires, across its activation range
+    silent_sample: RangeReservoir = None  # per unit, windows where it does not fire
 
     def __post_init__(self):
         U, K, W = self.n_units, self.config.top_k, self.config.window
@@ -111,6 +117,8 @@ class LayerCapture:
         B = self.bottom_k
         self.bot_val, self.bot_index = torch.full((U, B), -torch.inf), torch.full((U, B), -1, dtype=torch.int64)
         self.bot_acts, self.bot_ids = torch.zeros(U, B, W), torch.zeros(U, B, W, dtype=torch.int32)
+        self.range_sample = RangeReservoir(U, self.config.range_windows, W, self.config.seed)
+        self.silent_sample = RangeReservoir(U, self.config.silent_windows, W, self.config.seed + 1, silent=True)
         self._edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
         self._decoded: dict[int, str] = {}
         if self.config.ngrams:
@@ -142,8 +150,11 @@ class LayerCapture:
             self.ngrams.add(ids, fires.view(B, W, U))
         if self.top_hits is not None:
             self.top_hits += self._top_hits(flat, fires, batch_fires)
+        wmax = acts.amax(dim=1).T  # [U, B]
+        for sample in (self.range_sample, self.silent_sample):
+            sample.update(acts, ids, first_index, self.thresholds, wmax)
         self.top_val, self.top_index, self.top_acts, self.top_ids = _merge_best(
-            (self.top_val, self.top_index, self.top_acts, self.top_ids), acts.amax(dim=1).T, acts, ids, first_index)
+            (self.top_val, self.top_index, self.top_acts, self.top_ids), wmax, acts, ids, first_index)
         if self.bottom_k:
             self.bot_val, self.bot_index, self.bot_acts, self.bot_ids = _merge_best(
                 (self.bot_val, self.bot_index, self.bot_acts, self.bot_ids), acts.amin(dim=1).neg().T, acts, ids,
@@ -255,11 +266,14 @@ class LayerCapture:
             windows.append(
                 self._window(self.res_index[i], self.res_ids[i], self.res_acts[i][:, unit], "random", order, split)
             )
+        windows, ranged = self.range_sample.windows(unit, windows, self._window)
+        windows, silent = self.silent_sample.windows(unit, windows, self._window)
         return UnitRecord(
             id=UnitId(self.layer, unit, kind),
             windows=tuple(windows),
             stats=self.stats(unit),
             top_tokens=tuple(self.top_tokens(unit)),
+            range_windows=tuple(ranged + silent),
         )
 
     def _window(self, index, ids, acts, source, rank, split) -> Window:

@@ -61,6 +61,7 @@ from autointerp.testing.outcomes import (  # noqa: F401 (re-exported)
     Reply,
 )
 from autointerp.testing.outcomes import constrained
+from autointerp.testing.judge_answers import classify_reply
 from autointerp.llm.tokens import message_text
 
 HOST = "127.0.0.1"
@@ -93,6 +94,8 @@ LOW_TOP_LOGPROBS = {"0": math.log(0.95), "1": math.log(0.05)}
 def default_handler(request: dict[str, Any]) -> Reply:
     """Simulate or explain, deterministically, from the last user message.
 
+    Detection and fuzzing prompts (``Explanation of the neuron:`` then ``Example N:`` lines): see
+    ``autointerp.testing.judge_answers``.
     Simulation prompt (windows of ``token<TAB>`` lines between <start> and <end>): predict 10 for a token that, stripped
     and lower-cased, is quoted in the explanation before the first window, else 0; echo ``token<TAB>N`` lines, with top
     logprobs on each number (a compact prompt: the same, as ``N:`` lines). Any other prompt: explain the
@@ -100,6 +103,9 @@ def default_handler(request: dict[str, Any]) -> Reply:
     """
     users = [m for m in request.get("messages", []) if m.get("role") == "user"]
     prompt = message_text(users[-1]) if users else ""
+    judged = classify_reply(prompt)
+    if judged is not None:
+        return judged
     if (compact := compact_answer(prompt, _QUOTED_RE, HIGH_TOP_LOGPROBS, LOW_TOP_LOGPROBS)) is not None:
         return compact  # the compact format (autointerp.scoring.compact): the same predictions, "10" spelled "X"
     blocks = [block.split("\n") for block in _BLOCK_RE.findall(prompt)]

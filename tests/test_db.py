@@ -98,6 +98,11 @@ EXPECTED_TABLES = {
         "sweep": str, "job": str, "layer": int, "units_total": int, "priority": int, "updated_at": str,
     },
     "sweep_runs": {"sweep": str, "job": str, "layer": int, "run_id": str, "units_total": int, "created_at": str},
+    "judgements": {
+        "id": int, "explanation_id": int, "scorer": str, "split": str, "judge": str, "config": str,
+        "balanced_accuracy": float, "auroc": float, "n_judged": int, "n_failed": int, "undefined_reason": str,
+        "failure": str, "seed": int, "examples": str, "counts": str, "diagnostics": str, "created_at": str,
+    },
     "sweep_attempts": {
         "id": int, "sweep": str, "session_id": str, "job": str, "layer": int, "run_id": str, "status": str,
         "reason": str, "units_done": int, "started_at": str, "finished_at": str,
@@ -108,13 +113,15 @@ EXPECTED_VIEWS = {
         "explanation_id", "run_id", "unit_id", "model_hash", "kind", "layer", "unit", "explainer", "is_baseline",
         "status", "reason", "explanation", "simulator", "score", "score_top", "score_random", "undefined_reason",
         "n_windows", "created_at", "scored_at", "role", "explainer_status", "scoring", "llm_calls", "tokens_in",
-        "tokens_out", "cost_usd",
+        "tokens_out", "cost_usd", "detection", "fuzzing",
     ],
     "leaderboard": [
         "model_hash", "kind", "layer", "unit", "explanation", "explainer", "is_baseline", "simulator", "score",
-        "score_top", "score_random", "n_windows", "run_id", "explanation_id", "unit_id", "scored_at",
+        "score_top", "score_random", "n_windows", "run_id", "explanation_id", "unit_id", "scored_at", "detection",
+        "fuzzing",
     ],
-    "explainer_summary": ["explainer", "simulator", "units", "explanations", "undefined", "mean_score"],
+    "explainer_summary": ["explainer", "simulator", "units", "explanations", "undefined", "mean_score",
+                          "detection_mean", "fuzzing_mean"],
     "llm_usage": [
         "run_id", "profile", "calls", "attempts", "tokens_in", "tokens_out", "cost_usd", "errors", "latency_s",
     ],
@@ -129,6 +136,7 @@ EXPECTED_VIEWS = {
 EXPECTED_INDEXES = {
     "runs_run_key", "explanations_run_unit", "explanations_unit", "simulations_explanation", "simulations_window", "unit_analyses_unit", "probe_results_concept",
     "llm_calls_run_profile", "dictionary_evals_kind", "sweep_sessions_sweep", "sweep_attempts_job",
+    "judgements_explanation",
 }
 UNIT_TABLES = ("unit_stats", "windows", "explanations", "simulations", "scores", "unit_runs")
 
@@ -202,7 +210,8 @@ def test_reopen_applies_nothing_new(tmp_path):
         assert list(s.db.table("_sqlite_migrations").rows) == first
     assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
                                           "m005_dictionaries", "m006_probe_kind", "m007_probe_context",
-                                          "m008_leases_sweeps", "m009_outcomes", "m010_outcome_words"]
+                                          "m008_leases_sweeps", "m009_outcomes", "m010_outcome_words",
+                                          "m011_judgements"]
 
 
 def test_a_file_from_before_m007_keeps_its_probe_rows(tmp_path):

@@ -4,6 +4,7 @@ database written before migration m010 opens and reads the same after it."""
 from __future__ import annotations
 
 import re
+import shutil
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import sqlite_utils
 
 from autointerp.db import open_db
 from autointerp.db.migrations import migrations
+from autointerp.db.migrations_judgements import m011_judgements
 from autointerp.db.store import Store
 from autointerp.outcomes import ALL_WORDS, STOP_REASONS, worst_outcome
 from test_db import record, scored, start
@@ -107,8 +109,12 @@ def test_an_old_database_reads_the_same_after_the_migration(tmp_path):
                    "VALUES ('s1', 'night', 'p', 1, 'h', '2026-12-01', 'interrupted', 'signal SIGTERM')")
         db.execute("INSERT INTO sweep_attempts (sweep, session_id, job, layer, status, started_at, finished_at) "
                    "VALUES ('night', 's1', 'job', 0, 'complete', '2026-12-01', '2026-12-01')")
-    before = {run_id: _reads(old, run_id) for run_id in (done_run, stopped_run)}
     db.close()
+    shutil.copy(path, tmp_path / "before.db")  # read by today's code: the later m011's views, without m010
+    copy = sqlite_utils.Database(tmp_path / "before.db")
+    m011_judgements(copy)
+    before = {run_id: _reads(Store(copy, tmp_path / "before.db", 5.0), run_id) for run_id in (done_run, stopped_run)}
+    copy.close()
 
     with open_db(path) as new:
         assert {run_id: _reads(new, run_id) for run_id in (done_run, stopped_run)} == before

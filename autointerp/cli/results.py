@@ -31,7 +31,7 @@ def leaderboard(
     min_score: Annotated[Optional[float], Opt(help="Only scores at or above this.")] = None,
     by: Annotated[Optional[str], Opt(help="'explainer': one row per explainer; 'dictionary': per unit kind "
                                           "(neurons, SAE and baseline features) and layer.")] = None,
-    sort: Annotated[str, Opt(help="score (default, best first) or unit.")] = "score",
+    sort: Annotated[str, Opt(help="score (default, best first), unit, detection or fuzzing (best first).")] = "score",
     limit: Annotated[Optional[int], Opt(help="At most this many rows.", min=0)] = None,
     output: Annotated[str, Opt("--format", help="table, json or csv.")] = "table",
     db: DbOpt = None,
@@ -44,13 +44,14 @@ def leaderboard(
     check_format(output, ("table", "json", "csv"))
     if by not in (None, "explainer", "dictionary"):
         raise UsageError(f"--by {by!r} is not supported; use --by explainer or --by dictionary")
-    if sort not in ("score", "unit"):
-        raise UsageError(f"--sort {sort!r} is not supported; use score or unit")
+    if sort not in ("score", "unit", "detection", "fuzzing"):
+        raise UsageError(f"--sort {sort!r} is not supported; use score, unit, detection or fuzzing")
     store = open_existing(load_config(config, {"db": db}).db)
     if by == "explainer":
         rows = store.by_explainer(layer=layer, min_score=min_score)
         cols = ["explainer", "simulator", "role", "done", "gave_up", "failed", "units", "mean", "median", "ci_low",
-                "ci_high", "llm_calls", "tokens_in", "tokens_out", "cost_usd"]
+                "ci_high", "detection_mean", "detection_ci_low", "detection_ci_high", "fuzzing_mean",
+                "fuzzing_ci_low", "fuzzing_ci_high", "llm_calls", "tokens_in", "tokens_out", "cost_usd"]
         if output == "table":
             return _print_by_explainer(rows)
     elif by == "dictionary":
@@ -61,7 +62,8 @@ def leaderboard(
             return _print_by_dictionary(rows)
     else:
         rows = store.leaderboard(layer=layer, explainer=explainer, min_score=min_score, order=sort, limit=limit)
-        cols = ["layer", "unit", "kind", "score", "score_top", "score_random", "explainer", "simulator", "explanation"]
+        cols = ["layer", "unit", "kind", "score", "score_top", "score_random", "detection", "fuzzing", "explainer",
+                "simulator", "explanation"]
         if output == "table":
             return _print_leaderboard(rows)
     emit(rows, cols, output)
@@ -100,14 +102,15 @@ def _print_leaderboard(rows: list[dict]) -> None:
         out.print("no scored explanations match; run: autointerp run --layer N")
         return
     sims = sorted({r["simulator"] for r in rows})
-    table = Table(caption=cell(f"test-split Pearson r; simulator: {', '.join(sims)}"), expand=True)
-    for name in ("unit", "score", "top", "random", "explainer"):
+    table = Table(caption=cell(f"test-split Pearson r; simulator: {', '.join(sims)}; detect, fuzz: balanced "
+                               "accuracy on test (chance 0.5)"), expand=True)
+    for name in ("unit", "score", "top", "random", "detect", "fuzz", "explainer"):
         table.add_column(name, no_wrap=True)
     table.add_column("explanation", ratio=1, overflow="fold")
     for r in rows:
         unit = f"{r['layer']}/{r['unit']}" if r["kind"] == "neuron" else f"{r['kind']}@{r['layer']}/{r['unit']}"
-        table.add_row(cell(unit), fmt(r["score"]), fmt(r["score_top"]), fmt(r["score_random"]), cell(r["explainer"]),
-                      cell(r["explanation"]))
+        table.add_row(cell(unit), fmt(r["score"]), fmt(r["score_top"]), fmt(r["score_random"]), fmt(r["detection"]),
+                      fmt(r["fuzzing"]), cell(r["explainer"]), cell(r["explanation"]))
     out.print(table)
 
 
@@ -119,13 +122,13 @@ def _print_by_explainer(rows: list[dict]) -> None:
     table = Table(caption="test-split Pearson r over units with a defined score; controls: a shuffled and an empty "
                           "explanation under the same simulator (the floor)")
     table.add_column("explainer / simulator", overflow="fold", ratio=1)
-    for name in ("done", "gave up", "failed", "scored", "mean", "95% CI", "median", "LLM calls"):
+    for name in ("done", "gave up", "failed", "scored", "mean", "95% CI", "median", "detect", "fuzz", "LLM calls"):
         table.add_column(name, no_wrap=True, min_width=len(name))
     for r in rows:
         name = f"{r['explainer']} / {r['simulator']}" + (" (control)" if r["role"] == "control" else "")
         table.add_row(cell(name), str(r["done"]), str(r["gave_up"]), str(r["failed"]), str(r["units"]),
                       fmt(r["mean"]), f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r["mean"] is not None else "",
-                      fmt(r["median"]), str(r["llm_calls"] or 0))
+                      fmt(r["median"]), fmt(r["detection_mean"]), fmt(r["fuzzing_mean"]), str(r["llm_calls"] or 0))
     out.print(table)
     if any(r["role"] == "control" and r["mean"] is None and r["simulator"] == "baseline" for r in rows):
         out.print("n/a for a control under the baseline simulator: it predicts a constant for a text that names no "

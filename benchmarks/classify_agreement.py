@@ -1,0 +1,67 @@
+"""Detection and fuzzing beside simulation, offline: the baseline explainer on a bundled layer, each unit judged by
+the baseline simulator and by the quoted-token judge (detection, fuzzing), with the shuffled (the next unit's) and
+empty explanations as controls; prints the means and the Spearman correlation between the scores across units.
+
+    python benchmarks/classify_agreement.py --layer 13 --tokens 60000 --step 4
+
+Issue 21 asks for this agreement (delphi reports r = 0.61 between classification and simulation scores). Quality
+figures, not timings; the load average is printed all the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+
+from scipy.stats import spearmanr
+
+from autointerp.agent.baseline import BaselineExplainer
+from autointerp.corpus import open_corpus
+from autointerp.scoring.baseline import BaselineSimulator
+from autointerp.scoring.classify import DetectionScorer, FuzzingScorer
+from autointerp.scoring.judges import QuotedJudge
+from autointerp.scoring.simulation import SimulationScorer
+from autointerp.subject.capture import CaptureConfig, capture
+from autointerp.subject.model import load_subject
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--layer", type=int, default=13)
+    ap.add_argument("--tokens", type=int, default=60_000)
+    ap.add_argument("--step", type=int, default=4, help="every STEP-th unit")
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()}")
+    subject = load_subject("bundled", device="cpu", dtype="float32")
+    cap = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=[args.layer], max_tokens=args.tokens))[args.layer]
+    scorers = {"simulation": SimulationScorer(BaselineSimulator()), "detection": DetectionScorer(QuotedJudge()),
+               "fuzzing": FuzzingScorer(QuotedJudge())}
+    records = {u: cap.unit_record(u) for u in range(0, cap.n_units, args.step)}
+    records = {u: r for u, r in records.items() if not r.stats.dead}
+    texts = {u: asyncio.run(BaselineExplainer().explain(r.for_explainer())).text for u, r in records.items()}
+    live = list(texts)
+    values: dict[tuple[str, str], list[float | None]] = {}
+    for i, u in enumerate(live):
+        controls = {"explainer": texts[u], "shuffled": texts[live[(i + 1) % len(live)]], "empty": ""}
+        for who, text in controls.items():
+            for name, scorer in scorers.items():
+                values.setdefault((who, name), []).append(asyncio.run(scorer.judge(records[u], text, "test")).value)
+    print(f"bundled layer {args.layer}, {cap.n_tokens:,} tokens, {len(live)} live units (every {args.step}th)")
+    for who in ("explainer", "shuffled", "empty"):
+        cells = []
+        for name in scorers:
+            defined = [v for v in values[(who, name)] if v is not None]
+            cells.append(f"{name} {statistics.mean(defined):.3f} (n={len(defined)})" if defined else f"{name} n/a")
+        print(f"{who:9s} " + ", ".join(cells))
+    for name in ("detection", "fuzzing"):
+        pairs = [(s, c) for s, c in zip(values[("explainer", "simulation")], values[("explainer", name)])
+                 if s is not None and c is not None]
+        rho = spearmanr(*zip(*pairs))
+        print(f"Spearman simulation vs {name}: {rho.statistic:.3f} (p = {rho.pvalue:.3g}, n = {len(pairs)})")
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

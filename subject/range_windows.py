@@ -1,0 +1,112 @@
+"""Windows from the whole activation range (METHODS.md §2b): per unit, a uniform sample of the windows on which it
+fires, kept in the same single capture pass beside the top windows and the shared random reservoir.
+
+    res = RangeReservoir(n_units=3072, size=20, window=64, seed=0)
+    res.update(acts, ids, first_index, thresholds)        # [B, W, U], [B, W] per batch (LayerCapture.update)
+    res.entries(unit)                                     # [(index, bin, split, ids, acts)], by activation rank
+
+What is kept. Unit u's reservoir holds ``size`` windows drawn uniformly (Algorithm R, one stream per unit) from the
+windows whose max activation is above u's firing threshold (``autointerp.subject.firing``), so every part of the
+unit's activation range is represented in proportion to how often it occurs, unlike the top windows. Memory is
+``units x size x window`` activations and token ids, whatever the number of tokens (the tensors' bytes:
+``nbytes``). The update is vectorised across units: per batch, one random draw per (unit, firing window), and where
+several windows of one batch land on the same slot the last one in stream order wins, exactly as the sequential
+algorithm would; no Python loop over units.
+
+Bins and splits (read-out, ``entries``). A unit's kept windows are ranked by their max activation (ties by window
+index) and cut into ``N_BINS`` equal bins by rank: bin 0 holds the lowest tenth, bin 9 the highest. These are
+deciles of the window max over the sample, which estimates the deciles over every firing window of the pass (the
+reference choice of §2b). Rank-based bins stay equal in size when many windows share one max (a planted detector's
+windows all peak at the same value). Ranks alternate between ``valid`` (even) and ``test`` (odd), so with the
+default 20 windows per unit each held-out split gets one window from every decile; the explainer never sees them.
+``LayerCapture.unit_record`` drops a window that is already one of the unit's top or random windows (it keeps its
+own split and takes the bin), so no window is in two splits.
+
+Silent windows (``silent=True``; ``CaptureConfig.silent_windows``): the same sampler over the windows on which the
+unit does NOT fire (max at or below its threshold), without bins, dealt alternately into ``valid`` and ``test``: the
+non-activating examples of detection for units that fire in most random windows (a unit firing on 5% of tokens is
+silent in about 4% of 64-token windows, so the 20 shared random windows rarely hold one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+
+from autointerp.subject.records import Window
+
+N_BINS = 10  # deciles of the window max
+SPLITS = ("valid", "test")
+
+
+class RangeReservoir:
+    """Per unit, ``size`` windows drawn uniformly from those on which the unit fires (see the module docstring)."""
+
+    def __init__(self, n_units: int, size: int, window: int, seed: int = 0, silent: bool = False):
+        U, R, W = n_units, size, window
+        self.size, self.silent = R, silent  # silent: sample the windows where the unit does NOT fire instead
+        self.seen = torch.zeros(U, dtype=torch.int64)  # firing windows seen so far per unit
+        self.index = torch.full((U, R), -1, dtype=torch.int64)  # corpus window index per slot (-1: empty)
+        self.wmax = torch.full((U, R), -torch.inf)  # the window's max activation
+        self.acts = torch.zeros(U, R, W)
+        self.ids = torch.zeros(U, R, W, dtype=torch.int32)
+        self._gen = torch.Generator().manual_seed(seed + 0x5EED)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the kept tensors: flat in the number of tokens."""
+        return sum(t.numel() * t.element_size() for t in (self.seen, self.index, self.wmax, self.acts, self.ids))
+
+    def update(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int, thresholds: torch.Tensor,
+               wmax: torch.Tensor | None = None) -> None:
+        """Offer a batch: ``acts`` [B, W, U], ``ids`` [B, W], windows numbered ``first_index``.. in stream order;
+        ``wmax`` [U, B], each window's max per unit, when the caller has it already."""
+        if self.size == 0:
+            return
+        B, W, U = acts.shape
+        wmax = acts.amax(dim=1).T if wmax is None else wmax  # [U, B]
+        fires = (wmax <= thresholds[:, None]) if self.silent else (wmax > thresholds[:, None])  # the windows sampled
+        if not fires.any():
+            return
+        ordinal = self.seen[:, None] + fires.cumsum(1) - 1  # 0-based position of each firing window in u's stream
+        self.seen += fires.sum(1)
+        drawn = (torch.rand(U, B, generator=self._gen) * (ordinal + 1)).long()  # uniform in 0..ordinal
+        slot = torch.where(ordinal < self.size, ordinal, drawn)
+        take = fires & (slot < self.size)
+        if not take.any():
+            return
+        order = torch.arange(B).expand(U, B)
+        last = torch.full((U, self.size + 1), -1, dtype=torch.int64).scatter_reduce(  # column `size`: not taken
+            1, torch.where(take, slot, self.size), torch.where(take, order, -1), "amax")[:, : self.size]
+        u_sel, r_sel = (last >= 0).nonzero(as_tuple=True)
+        b_sel = last[u_sel, r_sel]
+        self.index[u_sel, r_sel] = first_index + b_sel
+        self.wmax[u_sel, r_sel] = wmax[u_sel, b_sel]
+        self.acts[u_sel, r_sel] = acts[b_sel, :, u_sel]
+        self.ids[u_sel, r_sel] = ids[b_sel].to(torch.int32)
+
+    def entries(self, unit: int) -> list[tuple[int, int | None, str, torch.Tensor, torch.Tensor]]:
+        """The unit's kept windows as ``(index, bin, split, ids [W], acts [W])``, lowest max activation first (a
+        silent sample: bin None)."""
+        kept = (self.index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
+        kept.sort(key=lambda k: (float(self.wmax[unit, k]), int(self.index[unit, k])))
+        n = len(kept)
+        return [(int(self.index[unit, k]), None if self.silent else rank * N_BINS // n, SPLITS[rank % 2],
+                 self.ids[unit, k], self.acts[unit, k]) for rank, k in enumerate(kept)]
+
+    def windows(self, unit: int, windows: list[Window], make: Callable[..., Window]
+                ) -> tuple[list[Window], list[Window]]:
+        """The unit's top and random ``windows`` and its sampled ones (``make(index, ids, acts, source, rank,
+        split)`` builds one; source "range", or "silent"): a sampled window already among ``windows`` is not
+        repeated, it takes the bin there."""
+        windows, ranged = list(windows), []
+        position = {w.index: k for k, w in enumerate(windows)}
+        source = "silent" if self.silent else "range"
+        for rank, (index, bin_, split, ids, acts) in enumerate(self.entries(unit)):
+            if index in position:
+                windows[position[index]] = replace(windows[position[index]], bin=bin_)
+            else:
+                ranged.append(replace(make(index, ids, acts, source, rank, split), bin=bin_))
+        return windows, ranged
