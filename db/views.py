@@ -125,8 +125,9 @@ class Reads:
 
     def run_controls(self, run_id: str) -> list[dict[str, Any]]:
         """Per control of a run (``role`` "control"): its name, the units it scored, how many had a defined score,
-        and their mean."""
-        sql = """SELECT explainer AS control, COUNT(*) AS units, COUNT(score) AS scored, AVG(score) AS mean
+        their mean, and the means of their detection and fuzzing scores."""
+        sql = """SELECT explainer AS control, COUNT(*) AS units, COUNT(score) AS scored, AVG(score) AS mean,
+                        AVG(detection) AS detection_mean, AVG(fuzzing) AS fuzzing_mean
                  FROM explanation_scores WHERE run_id = ? AND role = 'control' GROUP BY explainer ORDER BY explainer"""
         return list(self.db.query(sql, [run_id]))
 
