@@ -70,15 +70,23 @@ def text_of(message_or_reply) -> str:
     return "\n".join(parts)
 
 
+def reply_message(reply):
+    """The assistant's message in a stored response: a chat completion's first choice (as the client stores it), an
+    older ``{"message": ...}`` record, or plain text."""
+    if isinstance(reply, dict) and reply.get("choices"):
+        return reply["choices"][0].get("message") or {}
+    return reply.get("message", reply) if isinstance(reply, dict) else reply
+
+
 def positions(db: sqlite3.Connection) -> int:
     """Predicted positions over the run: each test window's tokens once per explanation and control judged on it,
-    each valid window's tokens once per candidate the explainer validated."""
+    each valid window's tokens once per candidate the explainer proposed (each is simulated on valid)."""
     n = db.execute("SELECT COALESCE(SUM(json_array_length(w.tokens)), 0) FROM simulations s "
                    "JOIN windows w ON w.id = s.window_id").fetchone()[0]
     for unit_id, run_id, details in db.execute("SELECT unit_id, run_id, details FROM explanations "
                                                "WHERE role = 'explanation'"):
-        validated = sum(c.get("valid_score") is not None for c in (json.loads(details or "{}").get("candidates")
-                                                                   or []))
+        # every candidate is simulated on valid (its valid_score is None when Pearson r is undefined there)
+        validated = len(json.loads(details or "{}").get("candidates") or [])
         if validated:
             valid = db.execute("SELECT COALESCE(SUM(json_array_length(tokens)), 0) FROM windows WHERE run_id = ? "
                                "AND unit_id = ? AND split = 'valid'", [run_id, unit_id]).fetchone()[0]
@@ -92,6 +100,8 @@ def main() -> None:
     ap.add_argument("--units", default="0:32")
     ap.add_argument("--tokens", default="100000")
     ap.add_argument("--setting", choices=["default", "lean"], default="default")
+    ap.add_argument("--sim-format", choices=["default", "full", "compact"], default="default",
+                    help="the profile's simulator_format (default: the profile's default)")
     ap.add_argument("--tokenizer", help="a .gguf file whose tokenizer counts the tokens")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `autointerp run` flags")
     args = ap.parse_args()
@@ -104,7 +114,8 @@ def main() -> None:
     try:
         (work / "autointerp.toml").write_text(
             f'[models.mini]\nmodel = "gpt-4o-mini"\nbase_url = "http://127.0.0.1:{port}/v1"\n'
-            f"price_in_per_mtok = {PRICE_IN}\nprice_out_per_mtok = {PRICE_OUT}\n")
+            f"price_in_per_mtok = {PRICE_IN}\nprice_out_per_mtok = {PRICE_OUT}\n"
+            + ("" if args.sim_format == "default" else f'simulator_format = "{args.sim_format}"\n'))
         os.chdir(work)
         time.sleep(1.0)
         flags = ["--layer", args.layer, "--units", args.units, "--tokens", args.tokens, "--explainer", "mini",
@@ -124,8 +135,7 @@ def main() -> None:
         row = by.setdefault(group, {"calls": 0, "in": 0, "out": 0})
         row["calls"] += 1
         row["in"] += sum(count(text_of(m)) for m in json.loads(messages))
-        reply = json.loads(response) if response else None
-        row["out"] += count(text_of(reply.get("message", reply) if isinstance(reply, dict) else reply))
+        row["out"] += count(text_of(reply_message(json.loads(response) if response else None)))
     print(f"setting {args.setting}: autointerp run {' '.join(flags[:-3])}; {units} units; tokens counted by {how}")
     print(f"{'purpose':10} {'calls/unit':>10} {'in/unit':>9} {'out/unit':>9} {'US$/unit':>9}")
     total = {"calls": 0, "in": 0, "out": 0, "usd": 0.0}
