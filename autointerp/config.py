@@ -38,7 +38,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "site", "force_sae", "device", "dtype"),
     "capture": ("corpus", "tokens", "window", "top_k", "n_random", "range_windows", "silent_windows", "batch_size",
                 "threshold", "firing", "seed"),
-    "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
+    "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "validate_windows",
+                  "concurrency"),
     "simulator": ("simulator", "windows_per_request", "controls", "controls_units"),
     "scoring": ("scorers", "judge", "judge_batch", "judge_examples"),
     "budget": ("max_usd", "max_calls"),
@@ -86,6 +87,8 @@ class Config(BaseModel):
     revise_rounds: int = Field(1, ge=0, description="LLM explainer: revisions on valid after the draft (0: none).")
     max_tool_calls: int = Field(4, ge=0, description="LLM explainer: tool calls per unit (0: no tools).")
     max_unit_tokens: int = Field(40_000, ge=1, description="LLM explainer: token cap per unit; past it, gave_up.")
+    validate_windows: int = Field(10, ge=0, description="LLM explainer: valid windows each candidate is simulated on "
+                                  "to choose between drafts and revisions (half top, half random; 0: all).")
     best_of: int = Field(1, ge=1, description="LLM explainer: independent drafts, the best on valid kept.")
     windows_per_request: int = Field(10, ge=1, description="Windows per LLM simulator request.")
     controls: bool = Field(True, description="Also judge units with a shuffled (another unit's) and an empty "
@@ -148,7 +151,8 @@ class Config(BaseModel):
         ``units``: the identity of a dictionary whose features are the units (None: the MLP neurons); ``scorers``:
         the configuration of the scorers besides the simulation scorer (None or empty: none, and the key of a run
         scored by simulation alone stays what it was)."""
-        fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed")
+        fields = ("layer", "units", "corpus", "tokens", "window", "top_k", "n_random", "threshold", "dtype", "seed",
+                  "validate_windows")
         if self.firing != "auto":  # keys of runs under the default rule stay as they were
             fields += ("firing",)
         for name in ("range_windows", "silent_windows"):  # nor those with the default samples: no simulation

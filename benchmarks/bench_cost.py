@@ -78,20 +78,28 @@ def reply_message(reply):
     return reply.get("message", reply) if isinstance(reply, dict) else reply
 
 
-def positions(db: sqlite3.Connection) -> int:
-    """Predicted positions over the run: each test window's tokens once per explanation and control judged on it,
-    each valid window's tokens once per candidate the explainer proposed (each is simulated on valid)."""
-    n = db.execute("SELECT COALESCE(SUM(json_array_length(w.tokens)), 0) FROM simulations s "
-                   "JOIN windows w ON w.id = s.window_id").fetchone()[0]
-    for unit_id, run_id, details in db.execute("SELECT unit_id, run_id, details FROM explanations "
-                                               "WHERE role = 'explanation'"):
-        # every candidate is simulated on valid (its valid_score is None when Pearson r is undefined there)
-        validated = len(json.loads(details or "{}").get("candidates") or [])
-        if validated:
-            valid = db.execute("SELECT COALESCE(SUM(json_array_length(tokens)), 0) FROM windows WHERE run_id = ? "
-                               "AND unit_id = ? AND split = 'valid'", [run_id, unit_id]).fetchone()[0]
-            n += validated * valid
-    return n
+def positions(db: sqlite3.Connection, validate_windows: int) -> dict[str, int]:
+    """Predicted positions over the run, by purpose: ``score`` and ``controls``, each test window's tokens once per
+    explanation or control judged on it (the stored simulations); ``validate``, for each candidate the explainer
+    proposed (each is simulated on valid), the tokens of the valid windows it was judged on (``validate_windows`` of
+    them, or all: ``UnitRecord.for_validation``; every window has the same length)."""
+    out = {}
+    for purpose, role in (("score", "explanation"), ("controls", "control")):
+        out[purpose] = db.execute(
+            "SELECT COALESCE(SUM(json_array_length(w.tokens)), 0) FROM simulations s JOIN windows w ON w.id = "
+            "s.window_id JOIN explanations e ON e.id = s.explanation_id WHERE e.role = ?", [role]).fetchone()[0]
+    out["validate"] = 0
+    for unit_id, run_id, details, config in db.execute(
+            "SELECT e.unit_id, e.run_id, e.details, r.config FROM explanations e JOIN runs r ON r.id = e.run_id "
+            "WHERE e.role = 'explanation'"):
+        config = json.loads(config)  # the explainer validates only when it chooses or revises (validations)
+        validating = config["best_of"] > 1 or config["revise_rounds"] > 0
+        candidates = len(json.loads(details or "{}").get("candidates") or []) if validating else 0
+        if candidates:
+            n, size = db.execute("SELECT COUNT(*), MAX(json_array_length(tokens)) FROM windows WHERE run_id = ? "
+                                 "AND unit_id = ? AND split = 'valid'", [run_id, unit_id]).fetchone()
+            out["validate"] += candidates * min(n, validate_windows or n) * (size or 0)
+    return out
 
 
 def main() -> None:
@@ -102,6 +110,8 @@ def main() -> None:
     ap.add_argument("--setting", choices=["default", "lean"], default="default")
     ap.add_argument("--sim-format", choices=["default", "full", "compact"], default="default",
                     help="the profile's simulator_format (default: the profile's default)")
+    ap.add_argument("--validate-windows", type=int, default=10,
+                    help="the run's validate_windows (default 10, as the config's; pass the same in --extra)")
     ap.add_argument("--tokenizer", help="a .gguf file whose tokenizer counts the tokens")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `autointerp run` flags")
     args = ap.parse_args()
@@ -136,23 +146,31 @@ def main() -> None:
         row["calls"] += 1
         row["in"] += sum(count(text_of(m)) for m in json.loads(messages))
         row["out"] += count(text_of(reply_message(json.loads(response) if response else None)))
+    n_pos = positions(db, args.validate_windows)
+    if "simulate" in by and sum(n_pos.values()):  # the simulator's calls, split by the positions each purpose predicts
+        sim, total_pos = by.pop("simulate"), sum(n_pos.values())
+        for purpose, n in n_pos.items():
+            by[f"simulate: {purpose}"] = {k: v * n / total_pos for k, v in sim.items()}
     print(f"setting {args.setting}: autointerp run {' '.join(flags[:-3])}; {units} units; tokens counted by {how}")
-    print(f"{'purpose':10} {'calls/unit':>10} {'in/unit':>9} {'out/unit':>9} {'US$/unit':>9}")
+    print(f"{'purpose':20} {'calls/unit':>10} {'in/unit':>9} {'out/unit':>9} {'US$/unit':>9}")
     total = {"calls": 0, "in": 0, "out": 0, "usd": 0.0}
     for purpose, row in sorted(by.items()):
         usd = (row["in"] * PRICE_IN + row["out"] * PRICE_OUT) / 1e6
         total = {"calls": total["calls"] + row["calls"], "in": total["in"] + row["in"],
                  "out": total["out"] + row["out"], "usd": total["usd"] + usd}
-        print(f"{purpose:10} {row['calls'] / units:10.2f} {row['in'] / units:9.0f} {row['out'] / units:9.0f} "
+        print(f"{purpose:20} {row['calls'] / units:10.2f} {row['in'] / units:9.0f} {row['out'] / units:9.0f} "
               f"{usd / units:9.5f}")
-    print(f"{'total':10} {total['calls'] / units:10.2f} {total['in'] / units:9.0f} {total['out'] / units:9.0f} "
+    print(f"{'total':20} {total['calls'] / units:10.2f} {total['in'] / units:9.0f} {total['out'] / units:9.0f} "
           f"{total['usd'] / units:9.5f}")
-    n_pos = positions(db)
-    if "simulate" in by and n_pos:
-        print(f"simulator output tokens per predicted position: {by['simulate']['out'] / n_pos:.3f} "
-              f"({by['simulate']['out']:,} tokens over {n_pos:,} positions)")
+    sim_out = sum(row["out"] for purpose, row in by.items() if purpose.startswith("simulate"))
+    if sum(n_pos.values()):
+        print(f"simulator output tokens per predicted position: {sim_out / sum(n_pos.values()):.3f} "
+              f"({sim_out:,.0f} tokens over {sum(n_pos.values()):,} positions); the simulator's calls are split "
+              "between validate, score and controls by the positions each predicts")
     print("delphi's published US$ per feature at the same prices: "
           + ", ".join(f"{k} {v:.6f}" for k, v in DELPHI.items()))
+    print("--estimate by purpose (US$ per unit): " + ", ".join(
+        f"{purpose} {p['cost_usd'] / estimate['units']:.5f}" for purpose, p in estimate["by_purpose"].items()))
     est = estimate["cost_usd"] / estimate["units"] * units
     actual = summary["llm_usage"]["cost_usd"]
     print(f"--estimate: US${est:.4f} for these {units} units against US${actual:.4f} spent as the run counted it "

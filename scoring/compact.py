@@ -77,8 +77,13 @@ def compact_line(label: int, values: Sequence[int]) -> str:
 
 
 def compact_reply_tokens(windows: list[list[str]], counter: TokenCounter) -> int:
-    """Generated tokens of a compact reply to ``windows`` as ``counter`` counts them (a line of zeros each)."""
-    return sum(counter.count(compact_line(i, [0] * len(w)) + "\n") for i, w in enumerate(windows, 1))
+    """Generated tokens of a compact reply to ``windows`` as ``counter`` counts them (a line of zeros each). Without
+    a real tokenizer (``counter.method == "estimate"``, four characters a token) a character is a token: digits are
+    one token each in the tokenizers the format is meant for (and in the test server's replies), never four."""
+    lines = [compact_line(i, [0] * len(w)) + "\n" for i, w in enumerate(windows, 1)]
+    if counter.method == "estimate":
+        return sum(map(len, lines))
+    return sum(counter.count(line) for line in lines)
 
 
 def compact_reply_budget(windows: list[list[str]]) -> int:

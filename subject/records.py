@@ -112,6 +112,18 @@ class UnitRecord:
         """Every window of a split, range windows included: what detection and fuzzing draw their examples from."""
         return self.split(name) + [w for w in self.range_windows if w.split == name]
 
+    def for_validation(self, n: int) -> UnitRecord:
+        """The same record with at most ``n`` of its valid windows (0: all): the top half by rank and the other half
+        random windows in reservoir order (one kind fills in where the other runs short). What a candidate
+        explanation is judged on while the explainer chooses between drafts and revisions."""
+        top = sorted(self.split("valid", "top"), key=lambda w: w.rank)
+        rnd = self.split("valid", "random")
+        if n <= 0 or n >= len(top) + len(rnd):
+            return self
+        k_top = min(len(top), max(n // 2, n - len(rnd)))
+        keep = {w.index for w in top[:k_top] + rnd[: n - k_top]}
+        return replace(self, windows=tuple(w for w in self.windows if w.split != "valid" or w.index in keep))
+
     def for_explainer(self) -> UnitRecord:
         """The same record holding only its ``train`` windows: all an explainer is ever handed."""
         return replace(self, windows=tuple(w for w in self.windows if w.split == "train"), range_windows=())

@@ -36,3 +36,21 @@ def test_explainer_view_holds_only_train():
     assert [w.index for w in rec.for_explainer().windows] == [1]
     assert rec.for_explainer().stats == rec.stats
     assert str(UnitId(13, 42)) == "13/42" and str(UnitId(3, 5, "pca")) == "pca@3/5"
+
+
+def test_validation_view_keeps_half_top_half_random_valid_windows():
+    """Top windows by rank, random ones in reservoir order; one kind fills in where the other runs short; train and
+    test untouched; 0 or more than there are: all."""
+    def w(index, split, source, rank):
+        return Window(index, ("a",), (1,), (0.5,), source, rank, split)
+
+    windows = ([w(i, "valid", "top", 10 - i) for i in range(6)] + [w(10 + i, "valid", "random", i) for i in range(6)]
+               + [w(20, "train", "top", 0), w(21, "test", "random", 0)])
+    rec = UnitRecord(UnitId(0, 1), tuple(windows), STATS)
+    four = rec.for_validation(4)
+    assert [x.index for x in four.split("valid", "top")] == [4, 5]  # the two best ranked (5 and 6)
+    assert [x.index for x in four.split("valid", "random")] == [10, 11]
+    assert four.split("train") == rec.split("train") and four.split("test") == rec.split("test")
+    few_random = UnitRecord(UnitId(0, 1), tuple(windows[:6] + windows[6:7]), STATS)
+    assert len(few_random.for_validation(4).split("valid", "top")) == 3  # one random window: three top ones
+    assert rec.for_validation(0) is rec and rec.for_validation(12) is rec

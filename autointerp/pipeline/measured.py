@@ -1,6 +1,6 @@
 """The LLM estimate a run shows before it spends, from measurement where there is any.
 
-    >>> estimate = estimate_run(store, record, explainer, stages.scoring, n_units=64)
+    >>> estimate = estimate_run(store, record, explainer, stages, n_units=64)
     >>> estimate["basis"]          # per component: how its tokens per call were found
     {'explainer': 'measured over 212 earlier calls', 'simulator': 'guess: counted from the prompts'}
 
@@ -19,7 +19,7 @@ from autointerp.agent.base import Explainer
 from autointerp.db import Store
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
-from autointerp.pipeline.stages import ScoringStage
+from autointerp.pipeline.stages import Stages
 from autointerp.subject.records import UnitRecord
 
 MIN_CALLS = 5  # fewer earlier calls than this: the counted tokens are used
@@ -31,7 +31,7 @@ PURPOSES = {"explain": ("explain", "revise"), "validate": ("simulate",), "score"
 TYPICAL_TEXT = "x" * 160  # a typical one-sentence explanation, for the simulations of candidates and controls
 
 
-def counted_usage(record: UnitRecord, explainer: Explainer, scoring: ScoringStage, counter: TokenCounter
+def counted_usage(record: UnitRecord, explainer: Explainer, stages: Stages, counter: TokenCounter
                   ) -> dict[str, tuple[Estimate, ModelProfile, str]]:
     """Per purpose, the expected usage of ONE unit like ``record`` (prompts counted), the profile that pays for it
     and the component's name: ``explain`` (the explainer's own calls, ``Explainer.estimate``), ``validate`` (the
@@ -43,12 +43,13 @@ def counted_usage(record: UnitRecord, explainer: Explainer, scoring: ScoringStag
     explained = explainer.estimate(record, counter)
     if explained is not None and explainer.profile is not None:
         parts["explain"] = (explained, explainer.profile, explainer.name)
+    scoring = stages.scoring
     simulator = scoring.simulation.simulator
     test = [list(w.tokens) for w in record.split("test")]
     sim = simulator.estimate(test, counter, TYPICAL_TEXT)
     if sim is not None and simulator.profile is not None:
         if explainer.validations:
-            valid = [list(w.tokens) for w in record.split("valid")]
+            valid = [list(w.tokens) for w in record.for_validation(stages.validate_windows).split("valid")]
             parts["validate"] = (simulator.estimate(valid, counter, TYPICAL_TEXT) * explainer.validations,
                                  simulator.profile, simulator.name)
         parts["score"] = (sim, simulator.profile, simulator.name)
@@ -62,14 +63,14 @@ def counted_usage(record: UnitRecord, explainer: Explainer, scoring: ScoringStag
     return parts
 
 
-def estimate_run(store: Store | None, record: UnitRecord, explainer: Explainer, scoring: ScoringStage,
+def estimate_run(store: Store | None, record: UnitRecord, explainer: Explainer, stages: Stages,
                  n_units: int, tiktoken_file: str | None = None, controlled: int = 0) -> dict[str, Any] | None:
     """Expected calls, tokens and cost of ``n_units`` units like ``record``, ``controlled`` of which get controls
     (None when no LLM is used); tokens per call measured from ``store`` where it can (see the module docstring).
     ``by_purpose`` splits the totals (explain, validate, score, controls); ``basis`` says how each purpose's tokens
     were found; ``measured`` is True when every purpose's were measured."""
     counter = TokenCounter(bpe_file=tiktoken_file)
-    parts = counted_usage(record, explainer, scoring, counter)
+    parts = counted_usage(record, explainer, stages, counter)
     if not parts:
         return None
     total: dict[str, Any] = {"units": n_units, "controlled_units": controlled, "calls": 0, "tokens_in": 0,

@@ -70,7 +70,7 @@ def build_components(cfg: Config) -> tuple[LLMContext, Explainer, Stages]:
         raise UsageError("no layer given; pass --layer N (0-based)")
     llm = LLMContext(cfg, CallLog())
     explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)
-    return llm, explainer, Stages(explainer, make_scoring(cfg, simulator, llm))
+    return llm, explainer, Stages(explainer, make_scoring(cfg, simulator, llm), cfg.validate_windows)
 
 
 def run_key(cfg: Config, model_hash: str, explainer: Explainer, stages: Stages, space: UnitSpace) -> str:
@@ -193,7 +193,7 @@ class RunSession:
             return None
         record = cap.unit_record(self.todo[0], self.space.kind)
         controlled = controlled_units(self.cfg, self.summary.units_total, len(self.store.controlled_units(self.run_id)))
-        self.summary.estimate = estimate_run(self.store, record, self.explainer, self.stages.scoring,
+        self.summary.estimate = estimate_run(self.store, record, self.explainer, self.stages,
                                              len(self.todo), self.cfg.tiktoken_file, controlled)
         return self.summary.estimate
 

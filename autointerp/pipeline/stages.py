@@ -63,10 +63,11 @@ class ScoringStage:
 
 
 class ValidJudge:
-    """The agent's ``Judge`` for one unit: the scoring stage's validating scorer on ``valid``, nothing else."""
+    """The agent's ``Judge`` for one unit: the scoring stage's validating scorer on ``valid`` (``validate_windows``
+    of its valid windows, half top and half random: ``UnitRecord.for_validation``; 0: all), nothing else."""
 
-    def __init__(self, scorer: SimulationScorer, record: UnitRecord):
-        self.scorer, self.record = scorer, record
+    def __init__(self, scorer: SimulationScorer, record: UnitRecord, validate_windows: int = 0):
+        self.scorer, self.record = scorer, record.for_validation(validate_windows)
 
     async def validate(self, text: str) -> Validation:
         judgement = await self.scorer.judge(self.record, text, "valid")
@@ -89,14 +90,14 @@ async def explain(explainer: Explainer, record: UnitRecord, judge: ValidJudge | 
 class Stages:
     """One unit through explain then judge, and its controls through judge alone."""
 
-    def __init__(self, explainer: Explainer, scoring: ScoringStage):
-        self.explainer, self.scoring = explainer, scoring
+    def __init__(self, explainer: Explainer, scoring: ScoringStage, validate_windows: int = 0):
+        self.explainer, self.scoring, self.validate_windows = explainer, scoring, validate_windows
 
     async def unit(self, record: UnitRecord, tools: Any = None, thread: str = "") -> ScoredExplanation:
         """Explain (train windows; candidates judged on valid), then judge the text on test."""
         with call_scope(str(record.id)) as usage:
-            explanation = await explain(self.explainer, record, ValidJudge(self.scoring.simulation, record), tools,
-                                        thread)
+            judge = ValidJudge(self.scoring.simulation, record, self.validate_windows)
+            explanation = await explain(self.explainer, record, judge, tools, thread)
             simulation, others = (await self.scoring.judge(record, explanation.text) if explanation.text
                                   else (None, []))
         return ScoredExplanation.build(explanation, self.explainer.config(), self.explainer.is_baseline,
