@@ -179,3 +179,56 @@ def test_layer_pages_show_the_three_scores(judged_db, tmp_path):
         assert dictionaries[0]["detection_mean"] == pytest.approx(5 / 6)
     finally:
         data.close()
+
+
+def test_sweep_report_gives_the_means_of_the_three_scores(cli, isolated, monkeypatch):
+    from autointerp.sweep import sweep_report
+    from autointerp.sweep.ledger import Ledger
+
+    plan = isolated / "p.toml"
+    plan.write_text('name = "nightly"\n[defaults]\nmodel = "tiny"\ncorpus = "bundled"\ndb = "sweep.db"\n'
+                    '[jobs.a]\nlayers = "0"\n')
+    with open_db(isolated / "sweep.db") as store:
+        run = start(store)
+        Ledger(store, "nightly").link_run("a", 0, run, 2)
+        rec = judged_record(1)
+        store.save_unit_result(run, rec, "h1", {}, [scored(1, "gpt", 0.7),
+                                                   replace(scored(1, "shuffled", 0.1), role="control")])
+        store.save_judgements(store.explanation_id(run, "h1", 0, 1, "neuron", "gpt"),
+                              [judge(DetectionScorer(QuotedJudge()), rec), judge(FuzzingScorer(QuotedJudge()), rec)])
+        store.save_unit_result(run, record(2), "h1", {}, [scored(2, "gpt", 0.3)])
+        store.save_judgements(store.explanation_id(run, "h1", 0, 2, "neuron", "gpt"),
+                              [replace(failed_llm_judgement(), scorer="detection", balanced_accuracy=0.5)])
+    report = sweep_report(plan, since="2000-01-01T00:00:00+00:00")
+    own, control = report["scores"]
+    assert (own["job"], own["role"], own["explanations"], own["scored"]) == ("a", "explanation", 2, 2)
+    assert own["score_mean"] == pytest.approx(0.5) and own["detected"] == 2 and own["fuzzed"] == 1
+    assert own["detection_mean"] == pytest.approx((5 / 6 + 0.5) / 2) and own["fuzzing_mean"] == 1.0
+    assert control["role"] == "control" and control["detection_mean"] is None and control["score_mean"] == 0.1
+    best = {c["unit"]: c for c in report["new_best"]}
+    assert best[1]["detection"] == pytest.approx(5 / 6) and best[1]["fuzzing"] == 1.0
+    code, out, err = cli("sweep", "report", str(plan), "--since", "2000-01-01T00:00:00+00:00")
+    assert code == 0, err
+    assert ("a explanations: 2; mean score 0.500 (n 2), detection 0.667 (n 2), fuzzing 1.000 (n 1)" in out
+            and "a controls: 1; mean score 0.100 (n 1), detection n/a (n 0)" in out), out
+    assert "0/1: n/a -> 0.700 (detection 0.833, fuzzing 1.000)" in out and "chance 0.5" in out
+
+
+def test_serve_sees_a_judgement_written_later(judged_db):
+    from autointerp.report.data import open_readonly
+
+    data = open_readonly(judged_db)
+    try:
+        marks = data.marks()
+        assert data.changed_units(marks) == set()
+        with open_db(judged_db) as store:
+            (run,) = [r["id"] for r in store.db.query("SELECT id FROM runs")]
+            eid = store.explanation_id(run, "h1", 0, 2, "neuron", "gpt")
+            unit = store.db.execute("SELECT unit_id FROM explanations WHERE id = ?", [eid]).fetchone()[0]
+            store.save_judgements(eid, [failed_llm_judgement()])
+            assert data.changed_units(marks) == {unit}
+            marks = data.marks()
+            store.save_judgements(eid, [failed_llm_judgement()])  # replaced: the newest row id again, a newer time
+            assert data.changed_units(marks) == {unit}
+    finally:
+        data.close()
