@@ -78,7 +78,8 @@ def show(
     output: FormatOpt = "table",
     windows: Annotated[int, Opt(help="Top windows to show.", min=0)] = 5,
 ) -> None:
-    """One unit's card: statistics, explanations with scores, top windows with activating tokens highlighted."""
+    """One unit's card: statistics, explanations with their score, detection and fuzzing, top windows with activating
+    tokens highlighted."""
     from autointerp.config import load_config
 
     check_format(output, ("table", "json"))
