@@ -125,8 +125,11 @@ class Reads:
 
     def run_controls(self, run_id: str) -> list[dict[str, Any]]:
         """Per control of a run (``role`` "control"): its name, the units it scored, how many had a defined score,
-        and their mean."""
-        sql = """SELECT explainer AS control, COUNT(*) AS units, COUNT(score) AS scored, AVG(score) AS mean
+        and their mean; beside them the mean detection and fuzzing (``detection_mean``, ``fuzzing_mean``; None when
+        none was judged) and how many had one (``detected``, ``fuzzed``)."""
+        sql = """SELECT explainer AS control, COUNT(*) AS units, COUNT(score) AS scored, AVG(score) AS mean,
+                        COUNT(detection) AS detected, AVG(detection) AS detection_mean, COUNT(fuzzing) AS fuzzed,
+                        AVG(fuzzing) AS fuzzing_mean
                  FROM explanation_scores WHERE run_id = ? AND role = 'control' GROUP BY explainer ORDER BY explainer"""
         return list(self.db.query(sql, [run_id]))
 

@@ -232,3 +232,19 @@ def test_serve_sees_a_judgement_written_later(judged_db):
             assert data.changed_units(marks) == {unit}
     finally:
         data.close()
+
+
+def test_leaderboard_by_dictionary_and_the_run_controls_carry_the_means(cli, judged_db, monkeypatch):
+    code, out, err = cli("leaderboard", "--by", "dictionary", "--format", "json")
+    assert code == 0, err
+    rows = {r["explainer"]: r for r in json.loads(out)}
+    assert rows["gpt"]["detection_mean"] == pytest.approx(5 / 6) and rows["gpt"]["fuzzing_mean"] == 1.0
+    assert rows["shuffled"]["fuzzing_mean"] is None
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = cli("leaderboard", "--by", "dictionary")
+    assert "│ 0.400  │ 0.833  │ 1.000 │" in out and "detect, fuzz: mean balanced accuracy" in " ".join(out.split())
+    with open_db(judged_db) as store:
+        (run,) = [r["id"] for r in store.db.query("SELECT id FROM runs")]
+        (control,) = store.run_controls(run)
+    assert control["control"] == "shuffled" and control["detected"] == 1 and control["fuzzed"] == 0
+    assert control["detection_mean"] == pytest.approx(5 / 6) and control["fuzzing_mean"] is None
