@@ -115,6 +115,29 @@ def check_unit(w: Watched) -> None:
     w.assert_clean()
 
 
+def check_judged(w: Watched, url: str) -> None:
+    """Sorting by detection puts the one judged unit (fakes.plant_hostile_judgements) first; its page lists the
+    judged examples as text, the fuzzing marks highlighted, and no dialog opens."""
+    page = w.page
+    page.goto(url)
+    header = page.locator("#leaderboard th[data-sort=detection]")
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+    first = page.locator("#leaderboard tbody tr:not([hidden])").first
+    assert first.get_attribute("data-detection") == "0.5"
+    first.locator("a").click()
+    page.wait_for_selector("details.judged")
+    for d in page.locator("details.judged").all():
+        d.locator("summary").click()
+    marked = page.locator("details.judged .ex i.mk")
+    assert marked.count() >= 2 and marked.first.is_visible()
+    colour = marked.first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour
+    text = page.inner_text("details.judged[data-scorer=detection]")
+    assert "<script>alert(1)</script>" in text and "unparsed reply <img src=x onerror=alert(1)>" in text
+    w.assert_clean()
+
+
 @pytest.fixture(scope="module")
 def site(tiny_checkpoints, tmp_path_factory):
     from autointerp.report import build_site
@@ -139,6 +162,7 @@ def test_static_site_in_chromium(site, browser):
     w = Watched(context, allowed_hosts=set())
     check_index(w, (folder / "index.html").as_uri())
     check_unit(w)
+    check_judged(w, (folder / "index.html").as_uri())
     context.close()
 
 
