@@ -195,6 +195,8 @@ class Reads:
 
     def unit_card(self, layer: int, unit: int, kind: str = "neuron", model_hash: str | None = None) -> dict[str, Any]:
         """Everything about one unit: its latest statistics, every explanation with its scores, its top windows.
+        Each explanation (and control) has ``detection`` and ``fuzzing``: its latest judgement on test by that scorer
+        (a ``judgements`` row with its examples, ``latest_judgement``), None when it was not judged.
 
         Statistics and windows come from the latest run that saved the unit. Raises ``UsageError`` when the unit is
         not in the file, or is there for several models and ``model_hash`` is None.
