@@ -27,19 +27,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autointerp.errors import UsageError
 from autointerp.llm.profiles import ModelProfile
 
 CONFIG_FILE = "autointerp.toml"
+SCORERS = ("simulation", "detection", "fuzzing")  # autointerp.scoring.scorer.SCORER_NAMES, in the order they run
 SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "site", "force_sae", "device", "dtype"),
     "capture": ("corpus", "tokens", "window", "top_k", "n_random", "range_windows", "silent_windows", "batch_size",
                 "threshold", "firing", "seed"),
     "explainer": ("explainer", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of", "concurrency"),
     "simulator": ("simulator", "windows_per_request", "controls", "controls_units"),
-    "judge": ("judge", "judge_batch", "judge_examples"),
+    "scoring": ("scorers", "judge", "judge_batch", "judge_examples"),
     "budget": ("max_usd", "max_calls"),
     "storage": ("db", "log_logprobs", "tiktoken_file"),
 }
@@ -91,6 +92,9 @@ class Config(BaseModel):
                                              "explanation under the same scorers: the floor beside each score.")
     controls_units: int = Field(16, ge=0, description="Controls on a seeded sample of this many explained live units "
                                                       "per run (enough for the floor's 95% interval); 0: every unit.")
+    scorers: tuple[str, ...] = Field(SCORERS, description="Scorers that judge each explanation on held-out windows, "
+                                     "comma-separated: simulation (Pearson r, the score of record; always on), "
+                                     "detection, fuzzing.")
     judge: str = Field("baseline", description="Detection and fuzzing judge: 'baseline' (quoted tokens of the "
                                                "explanation, no LLM) or a model profile name.")
     judge_batch: int = Field(8, ge=1, description="Examples per LLM judge request (detection and fuzzing).")
@@ -113,6 +117,19 @@ class Config(BaseModel):
                 raise ValueError("give the dictionary once: units = sae:PATH, or dictionary = PATH with units 0:32")
             data = {**data, "dictionary": data["units"][len("sae:"):], "units": None}
         return data
+
+    @field_validator("scorers", mode="before")
+    @classmethod
+    def _scorer_names(cls, value: Any) -> Any:
+        """``"simulation,detection"`` (a flag or an environment variable) or a list; known names, simulation first."""
+        names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
+        unknown = [n for n in names if n not in SCORERS]
+        if unknown:
+            raise ValueError(f"unknown scorer {unknown[0]!r}; choose from {', '.join(SCORERS)}")
+        if "simulation" not in names:
+            raise ValueError("simulation gives the score of record and validates the explainer's drafts: keep it "
+                             "(e.g. simulation,detection)")
+        return tuple(n for n in SCORERS if n in names)
 
     @model_validator(mode="after")
     def _tokens_hold_a_window(self) -> Config:

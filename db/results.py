@@ -69,6 +69,9 @@ class ScoredExplanation:
             scoring, why = "not_scored", "the explainer wrote no explanation"
         else:
             scoring, why = ("failed", simulation.failure) if simulation.failure else ("scored", None)
+            broken = next((j for j in judgements if j.failure), None)  # a scorer that could judge nothing
+            if broken is not None and scoring == "scored":
+                scoring, why = "failed", f"{broken.scorer}: {broken.failure}"
         return cls(
             explanation=explanation, explainer_config=explainer_config, is_baseline=is_baseline,
             simulator=scorer.simulator.name, simulator_config=scorer.simulator.config(),

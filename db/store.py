@@ -124,11 +124,13 @@ class Store(Reads, CallWrites):
             self.db["runs"].update(run_id, {"status": "running", "stop_reason": None, "finished_at": None})
 
     def run_outcomes(self, run_id: str) -> list[dict[str, Any]]:
-        """One row per unit finished in this run: layer, unit, kind, status, explanation, test score."""
-        sql = """SELECT x.layer, x.unit, x.kind, r.status, x.explanation, x.score, x.undefined_reason
+        """One row per unit finished in this run: layer, unit, kind, status, explanation, test score (and
+        detection, fuzzing: balanced accuracy on test, None when not judged or undefined)."""
+        sql = """SELECT x.layer, x.unit, x.kind, r.status, x.explanation, x.score, x.undefined_reason, x.detection,
+                        x.fuzzing
                  FROM unit_runs r JOIN explanation_scores x ON x.unit_id = r.unit_id AND x.run_id = r.run_id
                  WHERE r.run_id = ? AND x.role = 'explanation' ORDER BY x.layer, x.unit"""
-        cols = ["layer", "unit", "kind", "status", "explanation", "score", "undefined_reason"]
+        cols = ["layer", "unit", "kind", "status", "explanation", "score", "undefined_reason", "detection", "fuzzing"]
         return [dict(zip(cols, row)) for row in self.db.execute(sql, [run_id]).fetchall()]
 
     def run_tokens(self, run_id: str) -> int:
@@ -283,6 +285,8 @@ class Store(Reads, CallWrites):
                 diagnostics=_json(scored.diagnostics) if split == "test" else None,
             )
             self._insert("scores", row)
+        for judgement in scored.judgements:  # detection and fuzzing (m011), deleted with the explanation
+            self.insert_judgement(explanation_id, judgement)
 
     def save_analysis(self, analysis: NewAnalysis, summaries: Sequence[dict[str, Any]],
                       units: Sequence[dict[str, Any]]) -> str:

@@ -34,6 +34,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
+from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.llm.types import RunStop
 from autointerp.scoring.scorer import HeldOut
 from autointerp.subject.records import UnitRecord, Window
@@ -96,8 +98,14 @@ class Judge(Protocol):
 
     name: str
     uses_llm: bool
+    profile: ModelProfile | None  # the LLM profile that pays for its answers (None: no LLM)
 
     def config(self) -> dict[str, Any]: ...
+
+    def estimate(self, task: Task, explanation: str, examples: list[Example], counter: TokenCounter
+                 ) -> Estimate | None:
+        """Calls and tokens that answering ``examples`` takes (None: no LLM)."""
+        ...
 
     async def answer(self, task: Task, explanation: str, examples: list[Example]
                      ) -> tuple[list[tuple[int | None, float | None, str | None]], dict[str, Any]]:
@@ -178,15 +186,24 @@ class ClassificationScorer:
     def __init__(self, task: Task, judge: Judge, n_per_class: int = N_PER_CLASS, seed: int = 0):
         assert task in ("detection", "fuzzing") and n_per_class >= 1
         self.name, self.judger, self.n_per_class, self.seed = task, judge, n_per_class, seed
-        self.uses_llm = judge.uses_llm
+        self.uses_llm, self.profile = judge.uses_llm, judge.profile
 
     def config(self) -> dict[str, Any]:
         return {"scorer": self.name, "judge": self.judger.config(), "n_per_class": self.n_per_class,
                 "seed": self.seed}
 
-    async def judge(self, record: UnitRecord, text: str, split: HeldOut = "test") -> ClassificationJudgement:
+    def _examples(self, record: UnitRecord, split: HeldOut) -> tuple[list[Example], dict[str, int]]:
         rng = random.Random(f"{self.seed}:{record.id}:{split}:{self.name}")
-        examples, counts = draw_examples(record, split, self.name, self.n_per_class, rng)  # type: ignore[arg-type]
+        return draw_examples(record, split, self.name, self.n_per_class, rng)  # type: ignore[arg-type]
+
+    def estimate(self, record: UnitRecord, counter: TokenCounter, text: str, split: HeldOut = "test"
+                 ) -> Estimate | None:
+        """Calls and tokens that judging ``text`` on ``record``'s ``split`` takes (None: the judge uses no LLM)."""
+        examples, _ = self._examples(record, split)
+        return self.judger.estimate(self.name, text, examples, counter) if examples else Estimate()  # type: ignore
+
+    async def judge(self, record: UnitRecord, text: str, split: HeldOut = "test") -> ClassificationJudgement:
+        examples, counts = self._examples(record, split)
         base = ClassificationJudgement(self.name, split, self.judger.name, self.seed, self.config(), tuple(examples),
                                        counts=counts)
         if not examples:

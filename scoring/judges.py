@@ -32,6 +32,7 @@ from typing import Any
 
 from autointerp.llm.client import ChatModel, ChatResult, LLMError, MalformedLogprobs
 from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, show_token, templates_sha256
 from autointerp.scoring.classify import Example, Task
 
@@ -64,9 +65,13 @@ class QuotedJudge:
 
     name = "quoted"
     uses_llm = False
+    profile = None  # no LLM: nothing to pay for
 
     def config(self) -> dict[str, Any]:
         return {"judge": "quoted"}
+
+    def estimate(self, task: Task, explanation: str, examples: list[Example], counter: TokenCounter) -> None:
+        return None
 
     def decide(self, task: Task, explanation: str, example: Example) -> int:
         quoted = quoted_tokens(explanation)
@@ -141,6 +146,15 @@ class LLMJudge:
                 "examples_per_request": self.examples_per_request,
                 "top_logprobs": self.top_logprobs if self.method == "logprobs" else None,
                 "prompt_sha256": templates_sha256(SYSTEM_TEMPLATE, USER_TEMPLATE)}
+
+    def estimate(self, task: Task, explanation: str, examples: list[Example], counter: TokenCounter) -> Estimate:
+        """Calls and tokens that judging ``examples`` takes: the prompts as rendered, and replies that are a JSON
+        list of one answer per example."""
+        groups = [examples[i : i + self.examples_per_request] for i in range(0, len(examples),
+                                                                              self.examples_per_request)]
+        tokens_in = sum(counter.count_messages(classify_messages(task, explanation, g)) for g in groups)
+        tokens_out = sum(counter.count(json.dumps([1] * len(g))) for g in groups)
+        return Estimate(len(groups), tokens_in, tokens_out, counter.method)
 
     async def answer(self, task: Task, explanation: str, examples: list[Example]
                      ) -> tuple[list[Answer], dict[str, Any]]:

@@ -279,7 +279,7 @@ def test_a_dead_unit_is_undefined_not_failed(planted_caps):
 def test_scorers_from_a_config():
     from autointerp.config import Config
     from autointerp.errors import UsageError
-    from autointerp.pipeline.classifiers import make_classifiers
+    from autointerp.pipeline.components import make_classifiers
     from autointerp.pipeline.components import LLMContext
 
     cfg = Config(judge_examples=4, seed=3)

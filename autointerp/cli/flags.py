@@ -27,14 +27,14 @@ def _scalar(annotation: Any) -> Any:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0] if len(args) == 1 else str
-    if typing.get_origin(annotation) is Literal:
+    if typing.get_origin(annotation) in (Literal, tuple, list):  # a list setting is given comma-separated
         return str
     return annotation
 
 
 def config_help(name: str) -> str:
     field = Config.model_fields[name]
-    default = field.default
+    default = ",".join(field.default) if isinstance(field.default, tuple) else field.default
     shown = "" if default is None or default == "" else f" (default: {default})"
     return f"{field.description}{shown}"
 

@@ -26,7 +26,8 @@ from autointerp.cli.text import cell, markup
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "site", "force_sae", "explainer",
                 "simulator", "window", "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype",
                 "seed", "concurrency", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of",
-                "windows_per_request", "controls", "controls_units",
+                "windows_per_request", "controls", "controls_units", "scorers", "judge", "judge_batch",
+                "judge_examples", "range_windows", "silent_windows",
                 "max_usd", "max_calls", "db")
 
 
@@ -127,12 +128,14 @@ def _summary_json(s) -> dict:
         "run_id": s.run_id, "db": s.db, "layer": s.layer, "explainer": s.explainer, "simulator": s.simulator,
         "baseline": s.baseline, "units_total": s.units_total, "units_done": len(s.outcomes),
         "units_skipped": s.units_skipped, "unit_kind": s.unit_kind, "n_tokens": s.n_tokens, "mean_score": s.mean_score,
-        "median_score": s.median_score, "state": s.state, "stop_reason": s.stop_reason, "stopped": s.stopped,
+        "median_score": s.median_score, "detection_mean": s.mean_of("detection"),
+        "fuzzing_mean": s.mean_of("fuzzing"), "state": s.state, "stop_reason": s.stop_reason, "stopped": s.stopped,
         "llm_estimate": s.estimate, "llm_usage": s.llm_usage,
         "controls": s.controls, "dictionary_check": s.dictionary_check,
         "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
         "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
-        "units": [{"unit": o.unit, "score": o.score, "status": o.status, "explanation": o.explanation}
+        "units": [{"unit": o.unit, "score": o.score, "detection": o.detection, "fuzzing": o.fuzzing,
+                   "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],
     }
 
@@ -153,22 +156,27 @@ def _print_summary(s) -> None:
     out.print(f"{label}; {markup(s.simulator)} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
+    judged = [name for name in ("detection", "fuzzing") if any(getattr(o, name) is not None for o in s.outcomes)]
+    if judged:
+        out.print(", ".join(f"{name}: mean {fmt(s.mean_of(name))}" for name in judged)
+                  + " (balanced accuracy on test, chance 0.5)")
     for c in s.controls:
+        extra = "".join(f", {name} {fmt(c[name + '_mean'])}" for name in judged)
         out.print(f"floor, {c['control']}: mean {fmt(c['mean'])} over {c['scored']} of {c['units']} units with a "
-                  "defined score (same simulator and test windows)")
+                  f"defined score{extra} (same scorers and test windows)")
     statuses = [o.status for o in s.outcomes]
     out.print(f"units: {statuses.count('done')} done, {statuses.count('gave_up')} gave up, "
               f"{statuses.count('failed')} failed (see: autointerp leaderboard --by explainer)")
     scored = sorted((o for o in s.outcomes if o.score is not None), key=lambda o: -o.score)
     if scored:
-        table = Table("unit", "score", "explanation", title="best and worst units")
+        table = Table("unit", "score", *judged, "explanation", title="best and worst units")
         picks = scored[:5] + ([None] if len(scored) > 10 else []) + scored[max(5, len(scored) - 5):]
         for o in picks:
             if o is None:
-                table.add_row("...", "", "")
+                table.add_row("...", "", *("" for _ in judged), "")
             else:
                 name = f"{s.layer}/{o.unit}" if s.unit_kind == "neuron" else f"{s.unit_kind}@{s.layer}/{o.unit}"
-                table.add_row(cell(name), fmt(o.score), cell(o.explanation))
+                table.add_row(cell(name), fmt(o.score), *(fmt(getattr(o, j)) for j in judged), cell(o.explanation))
         out.print(table)
     if s.llm_usage:
         u = s.llm_usage

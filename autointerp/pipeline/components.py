@@ -4,7 +4,7 @@ clients.
     >>> calls = CallLog()                              # the run owner opens it on the run's row once it has one
     >>> llm = LLMContext(cfg, calls)                   # one client per LLM profile, one budget, calls logged to the DB
     >>> explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)
-    >>> scoring = make_scoring(cfg, simulator)         # the scoring stage: the run's scorers
+    >>> scoring = make_scoring(cfg, simulator, llm)    # the scoring stage: cfg.scorers over simulator and cfg.judge
 
 ``EXPLAINERS`` and ``SIMULATORS`` map a built-in name to a factory ``(config, llm context) -> component``; any other
 name is an LLM profile (``[models.NAME]`` in autointerp.toml, or ``openai:MODEL``).
@@ -12,7 +12,7 @@ name is an LLM profile (``[models.NAME]`` in autointerp.toml, or ``openai:MODEL`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from autointerp.agent.base import Explainer
@@ -25,7 +25,9 @@ from autointerp.errors import UsageError
 from autointerp.llm.client import Budget, LLMClient
 from autointerp.llm.profiles import SHORTHAND_PREFIX, ModelProfile, resolve_profile
 from autointerp.scoring.baseline import BaselineSimulator
+from autointerp.scoring.classify import ClassificationScorer, Judge, Task
 from autointerp.scoring.echo_simulator import EchoSimulator
+from autointerp.scoring.judges import LLMJudge, QuotedJudge
 from autointerp.scoring.llm_simulator import LLMSimulator
 from autointerp.pipeline.stages import ScoringStage
 from autointerp.scoring.simulation import SimulationScorer
@@ -125,6 +127,33 @@ def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
     return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
 
 
-def make_scoring(cfg: Config | None, simulator: Simulator) -> ScoringStage:
-    """The run's scoring stage: the simulation scorer over ``simulator`` (the score of record)."""
-    return ScoringStage([SimulationScorer(simulator)])
+def make_judge(cfg: Config, llm: LLMContext) -> Judge:
+    """The detection and fuzzing judge, ``cfg.judge``: "baseline" (the non-LLM floor, ``QuotedJudge``: quoted
+    tokens of the explanation) or a model profile name (``LLMJudge``, ``cfg.judge_batch`` examples per request)."""
+    if cfg.judge == "baseline":
+        return QuotedJudge()
+    try:
+        client, profile = llm.client(cfg.judge)
+    except UsageError:
+        if cfg.judge in llm.profiles or ":" in cfg.judge:
+            raise  # a real profile whose key or URL is missing: that message says what to do
+        known = ", ".join(["baseline", *sorted(llm.profiles)])
+        raise UsageError(f"unknown judge {cfg.judge!r}; choose one of: {known}, or openai:MODEL "
+                         "(define profiles as [models.NAME] in autointerp.toml)")
+    return LLMJudge(client, profile, examples_per_request=cfg.judge_batch)
+
+
+def make_classifiers(cfg: Config, llm: LLMContext, names: Sequence[Task] = ("detection", "fuzzing")
+                     ) -> list[ClassificationScorer]:
+    """One classification scorer per name (``cfg.judge_examples`` examples per class and split, seeded by
+    ``cfg.seed``), sharing one judge."""
+    judge = make_judge(cfg, llm)
+    return [ClassificationScorer(name, judge, n_per_class=cfg.judge_examples, seed=cfg.seed) for name in names]
+
+
+def make_scoring(cfg: Config | None, simulator: Simulator, llm: LLMContext | None = None) -> ScoringStage:
+    """The run's scoring stage: the simulation scorer over ``simulator`` (the score of record), then the other
+    scorers ``cfg.scorers`` names, in that order (``cfg`` None: simulation alone)."""
+    others = [name for name in (cfg.scorers if cfg is not None else ()) if name != "simulation"]
+    classifiers = make_classifiers(cfg, llm or LLMContext(cfg), others) if others else []
+    return ScoringStage([SimulationScorer(simulator), *classifiers])

@@ -79,7 +79,8 @@ def capture_config(cfg: Config, layers: list[int], **extra: Any) -> CaptureConfi
     """The capture settings of ``cfg`` for ``layers`` (``extra``: what one command adds, e.g. n-gram counts)."""
     return CaptureConfig(layers=layers, window=cfg.window, top_k=cfg.top_k, n_random=cfg.n_random,
                          batch_size=cfg.batch_size, max_tokens=cfg.tokens, threshold=cfg.threshold,
-                         firing=cfg.firing, seed=cfg.seed, **extra)
+                         firing=cfg.firing, seed=cfg.seed, range_windows=cfg.range_windows,
+                         silent_windows=cfg.silent_windows, **extra)
 
 
 def existing_db(path: str | Path) -> Store | None:

@@ -1,6 +1,6 @@
 """The LLM estimate a run shows before it spends, from measurement where there is any.
 
-    >>> estimate = estimate_run(store, record, explainer, simulator, n_units=64)
+    >>> estimate = estimate_run(store, record, explainer, stages.scoring, n_units=64)
     >>> estimate["basis"]          # per component: how its tokens per call were found
     {'explainer': 'measured over 212 earlier calls', 'simulator': 'guess: counted from the prompts'}
 
@@ -19,26 +19,31 @@ from autointerp.agent.base import Explainer
 from autointerp.db import Store
 from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
-from autointerp.scoring.simulator import Simulator
+from autointerp.pipeline.stages import ScoringStage
 from autointerp.subject.records import UnitRecord
 
 MIN_CALLS = 5  # fewer earlier calls than this: the counted tokens are used
-# what each purpose's calls are, in llm_calls: the explainer's (explain, revise) and the simulator's (simulate)
+# what each purpose's calls are, in llm_calls: the explainer's (explain, revise), the simulator's (simulate) and the
+# classification judge's (detection, fuzzing); "controls ..." are the same judgements of the control texts
 PURPOSES = {"explain": ("explain", "revise"), "validate": ("simulate",), "score": ("simulate",),
-            "controls": ("simulate",)}
+            "detection": ("detection",), "fuzzing": ("fuzzing",), "controls": ("simulate",),
+            "controls detection": ("detection",), "controls fuzzing": ("fuzzing",)}
 TYPICAL_TEXT = "x" * 160  # a typical one-sentence explanation, for the simulations of candidates and controls
 
 
-def counted_usage(record: UnitRecord, explainer: Explainer, simulator: Simulator, counter: TokenCounter
+def counted_usage(record: UnitRecord, explainer: Explainer, scoring: ScoringStage, counter: TokenCounter
                   ) -> dict[str, tuple[Estimate, ModelProfile, str]]:
     """Per purpose, the expected usage of ONE unit like ``record`` (prompts counted), the profile that pays for it
     and the component's name: ``explain`` (the explainer's own calls, ``Explainer.estimate``), ``validate`` (the
-    valid windows simulated once per candidate the explainer validates), ``score`` (the test windows, once) and
-    ``controls`` (the test windows twice more: a shuffled explanation and the empty one; for a unit that has them)."""
+    valid windows simulated once per candidate the explainer validates), ``score`` (the test windows, once),
+    ``detection`` and ``fuzzing`` (the test examples judged once, with an LLM judge), and ``controls`` (the test
+    windows twice more: a shuffled explanation and the empty one; ``controls detection`` / ``controls fuzzing``
+    their judgements; for a unit that has them)."""
     parts: dict[str, tuple[Estimate, ModelProfile, str]] = {}
     explained = explainer.estimate(record, counter)
     if explained is not None and explainer.profile is not None:
         parts["explain"] = (explained, explainer.profile, explainer.name)
+    simulator = scoring.simulation.simulator
     test = [list(w.tokens) for w in record.split("test")]
     sim = simulator.estimate(test, counter, TYPICAL_TEXT)
     if sim is not None and simulator.profile is not None:
@@ -48,24 +53,30 @@ def counted_usage(record: UnitRecord, explainer: Explainer, simulator: Simulator
                                  simulator.profile, simulator.name)
         parts["score"] = (sim, simulator.profile, simulator.name)
         parts["controls"] = (sim + simulator.estimate(test, counter, ""), simulator.profile, simulator.name)
+    for scorer in scoring.classifiers:
+        judged = scorer.estimate(record, counter, TYPICAL_TEXT)
+        if judged is not None and scorer.profile is not None:
+            parts[scorer.name] = (judged, scorer.profile, scorer.judger.name)
+            parts[f"controls {scorer.name}"] = (judged + scorer.estimate(record, counter, ""), scorer.profile,
+                                                scorer.judger.name)
     return parts
 
 
-def estimate_run(store: Store | None, record: UnitRecord, explainer: Explainer, simulator: Simulator, n_units: int,
-                 tiktoken_file: str | None = None, controlled: int = 0) -> dict[str, Any] | None:
+def estimate_run(store: Store | None, record: UnitRecord, explainer: Explainer, scoring: ScoringStage,
+                 n_units: int, tiktoken_file: str | None = None, controlled: int = 0) -> dict[str, Any] | None:
     """Expected calls, tokens and cost of ``n_units`` units like ``record``, ``controlled`` of which get controls
     (None when no LLM is used); tokens per call measured from ``store`` where it can (see the module docstring).
     ``by_purpose`` splits the totals (explain, validate, score, controls); ``basis`` says how each purpose's tokens
     were found; ``measured`` is True when every purpose's were measured."""
     counter = TokenCounter(bpe_file=tiktoken_file)
-    parts = counted_usage(record, explainer, simulator, counter)
+    parts = counted_usage(record, explainer, scoring, counter)
     if not parts:
         return None
     total: dict[str, Any] = {"units": n_units, "controlled_units": controlled, "calls": 0, "tokens_in": 0,
                              "tokens_out": 0, "cost_usd": 0.0, "token_counting": counter.method, "basis": {},
                              "by_purpose": {}}
     for purpose, (one, profile, name) in parts.items():
-        est = one * (controlled if purpose == "controls" else n_units)
+        est = one * (controlled if purpose.startswith("controls") else n_units)
         if est.calls == 0:
             continue
         tokens_in, tokens_out = est.tokens_in, est.tokens_out

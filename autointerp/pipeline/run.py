@@ -79,8 +79,8 @@ def estimate(cfg: Config) -> dict[str, Any] | None:
         sample = max(cfg.top_k + cfg.n_random, 8) * cfg.window * 4  # windows enough for one unit's record
         short = cfg.model_copy(update={"tokens": min(cfg.tokens or sample, sample)})
         cap = capture(inputs.subject, inputs.corpus, capture_config(short, [cfg.layer]), None, space)[cfg.layer]
-        return estimate_run(store, cap.unit_record(left[0], space.kind), explainer,
-                            stages.scoring.simulation.simulator, len(left), cfg.tiktoken_file, controlled)
+        return estimate_run(store, cap.unit_record(left[0], space.kind), explainer, stages.scoring, len(left),
+                            cfg.tiktoken_file, controlled)
     finally:
         if store is not None:
             store.close()

@@ -70,7 +70,7 @@ def build_components(cfg: Config) -> tuple[LLMContext, Explainer, Stages]:
         raise UsageError("no layer given; pass --layer N (0-based)")
     llm = LLMContext(cfg, CallLog())
     explainer, simulator = make_explainer(cfg, llm), make_simulator(cfg, llm)
-    return llm, explainer, Stages(explainer, make_scoring(cfg, simulator))
+    return llm, explainer, Stages(explainer, make_scoring(cfg, simulator, llm))
 
 
 def run_key(cfg: Config, model_hash: str, explainer: Explainer, stages: Stages, space: UnitSpace) -> str:
@@ -164,7 +164,8 @@ class RunSession:
                                   self.stages.scoring.simulation.simulator.name, self.explainer.is_baseline,
                                   len(units), len(units) - len(self.todo), unit_kind=self.space.kind,
                                   dictionary_check=self.space.check)
-        self.summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"])
+        self.summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"], r["detection"],
+                                             r["fuzzing"])
                                  for r in store.run_outcomes(run_id)
                                  if r["unit"] in wanted and r["kind"] == self.space.kind]
 
@@ -192,9 +193,8 @@ class RunSession:
             return None
         record = cap.unit_record(self.todo[0], self.space.kind)
         controlled = controlled_units(self.cfg, self.summary.units_total, len(self.store.controlled_units(self.run_id)))
-        self.summary.estimate = estimate_run(self.store, record, self.explainer,
-                                             self.stages.scoring.simulation.simulator, len(self.todo),
-                                             self.cfg.tiktoken_file, controlled)
+        self.summary.estimate = estimate_run(self.store, record, self.explainer, self.stages.scoring,
+                                             len(self.todo), self.cfg.tiktoken_file, controlled)
         return self.summary.estimate
 
     def limit_budget(self, max_usd: float | None, max_calls: int | None) -> None:
@@ -241,8 +241,10 @@ class RunSession:
                     return
                 status = self.store.save_unit_result(self.run_id, record, self.model_hash,
                                                      _stats_extra(cap, profiles, unit), [scored])
+                tests = {j.scorer: j.value for j in scored.judgements if j.split == "test"}
                 outcome = UnitOutcome(unit, scored.explanation.text, status,
-                                      scored.test.score if scored.test else None)
+                                      scored.test.score if scored.test else None, tests.get("detection"),
+                                      tests.get("fuzzing"))
                 self.summary.outcomes.append(outcome)
                 if on_unit:
                     on_unit(outcome)

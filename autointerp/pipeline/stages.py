@@ -23,6 +23,7 @@ from autointerp.agent.base import Explainer, Explanation, Validation
 from autointerp.db.results import ScoredExplanation
 from autointerp.llm.scope import call_scope
 from autointerp.llm.types import RunStop
+from autointerp.scoring.classify import ClassificationScorer
 from autointerp.scoring.scorer import HeldOut, Judgement, Scorer
 from autointerp.scoring.simulation import SimulationJudgement, SimulationScorer
 from autointerp.subject.records import UnitRecord
@@ -39,6 +40,11 @@ class ScoringStage:
             raise ValueError("the scoring stage needs the simulation scorer: it gives the score of record")
         self.scorers = list(scorers)
         self.simulation: SimulationScorer = sims[0]
+
+    @property
+    def classifiers(self) -> list[ClassificationScorer]:
+        """The detection and fuzzing scorers of the run, in order."""
+        return [s for s in self.scorers if isinstance(s, ClassificationScorer)]
 
     @property
     def uses_llm(self) -> bool:

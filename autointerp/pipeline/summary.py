@@ -15,7 +15,9 @@ class UnitOutcome:
     unit: int
     explanation: str
     status: OutcomeWord  # done, gave_up or failed (autointerp.outcomes)
-    score: float | None
+    score: float | None  # simulation: Pearson r on test
+    detection: float | None = None  # balanced accuracy on test (None: not judged, or undefined)
+    fuzzing: float | None = None
 
 
 @dataclass
@@ -64,6 +66,11 @@ class RunSummary:
     @property
     def mean_score(self) -> float | None:
         return statistics.fmean(self.scores) if self.scores else None
+
+    def mean_of(self, scorer: str) -> float | None:
+        """The mean of the units' defined ``detection`` or ``fuzzing`` scores (None when there is none)."""
+        values = [getattr(o, scorer) for o in self.outcomes if getattr(o, scorer) is not None]
+        return statistics.fmean(values) if values else None
 
     @property
     def median_score(self) -> float | None:
