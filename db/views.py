@@ -30,7 +30,7 @@ CLASSIFIERS = ("detection", "fuzzing")  # columns of explanation_scores and lead
 _JSON_COLUMNS = frozenset(
     "config versions quantiles top_tokens extra tokens token_ids activations explainer_config details predictions "
     "simulator_config per_window messages response summary analysis token_detector trigram_detector ngram_k "
-    "layers".split()
+    "layers examples counts diagnostics".split()
 )
 
 
@@ -125,9 +125,11 @@ class Reads:
 
     def run_controls(self, run_id: str) -> list[dict[str, Any]]:
         """Per control of a run (``role`` "control"): its name, the units it scored, how many had a defined score,
-        their mean, and the means of their detection and fuzzing scores."""
+        and their mean; beside them the mean detection and fuzzing (``detection_mean``, ``fuzzing_mean``; None when
+        none was judged) and how many had one (``detected``, ``fuzzed``)."""
         sql = """SELECT explainer AS control, COUNT(*) AS units, COUNT(score) AS scored, AVG(score) AS mean,
-                        AVG(detection) AS detection_mean, AVG(fuzzing) AS fuzzing_mean
+                        COUNT(detection) AS detected, AVG(detection) AS detection_mean, COUNT(fuzzing) AS fuzzed,
+                        AVG(fuzzing) AS fuzzing_mean
                  FROM explanation_scores WHERE run_id = ? AND role = 'control' GROUP BY explainer ORDER BY explainer"""
         return list(self.db.query(sql, [run_id]))
 
@@ -137,8 +139,21 @@ class Reads:
         """``by_explainer`` per unit kind as well: neurons, and each dictionary's features (family ``sae``, ``pca``,
         ``ica``, ``random``, ``default``), per layer. The SAE-versus-baselines comparison of Cunningham et al.
         (compare rows with the same explainer and simulator). ``undefined``: units whose every score is NULL (a
-        feature that never fires on the test windows has no defined correlation)."""
-        rows = self._score_summaries(("layer", "kind", "explainer", "simulator"), layer, min_score, seed)
+        feature that never fires on the test windows has no defined correlation). ``detection_mean`` and
+        ``fuzzing_mean``: the means of the defined ones over the same explanations (None when none has one)."""
+        keys = ("layer", "kind", "explainer", "simulator")
+        rows = self._score_summaries(keys, layer, min_score, seed)
+        where, params = _where(layer=layer)
+        where.append("score IS NOT NULL")
+        if min_score is not None:
+            where.append("score >= ?")
+            params.append(min_score)
+        means = {tuple(r[k] for k in keys): r for r in self.db.query(
+            f"SELECT {', '.join(keys)}, AVG(detection) AS detection_mean, AVG(fuzzing) AS fuzzing_mean "
+            f"FROM explanation_scores {_and(where)} GROUP BY {', '.join(keys)}", params)}
+        for row in rows:
+            found = means.get(tuple(row[k] for k in keys), {})
+            row.update({f"{m}_mean": found.get(f"{m}_mean") for m in CLASSIFIERS})
         where, params = _where(layer=layer)
         sql = f"SELECT layer, kind, explainer, simulator, undefined FROM dictionary_scores {_and(where)}"
         undefined: dict[tuple, int] = {}
@@ -180,6 +195,8 @@ class Reads:
 
     def unit_card(self, layer: int, unit: int, kind: str = "neuron", model_hash: str | None = None) -> dict[str, Any]:
         """Everything about one unit: its latest statistics, every explanation with its scores, its top windows.
+        Each explanation (and control) has ``detection`` and ``fuzzing``: its latest judgement on test by that scorer
+        (a ``judgements`` row with its examples, ``latest_judgement``), None when it was not judged.
 
         Statistics and windows come from the latest run that saved the unit. Raises ``UsageError`` when the unit is
         not in the file, or is there for several models and ``model_hash`` is None.
@@ -203,15 +220,36 @@ class Reads:
         stats = next(iter(self.rows("SELECT * FROM unit_stats WHERE run_id = ? AND unit_id = ?", here)), None)
         explanations = self.rows("SELECT * FROM explanations WHERE unit_id = ? ORDER BY created_at DESC, id DESC",
                                  [u["id"]])
+        judged = self.judgements([e["id"] for e in explanations])
         for e in explanations:
             sql = "SELECT * FROM scores WHERE explanation_id = ? ORDER BY split, simulator"
             e["scores"] = self.rows(sql, [e["id"]])
+            for scorer in CLASSIFIERS:
+                e[scorer] = latest_judgement(judged.get(e["id"], []), scorer)
         sql = (
             "SELECT corpus_index, split, rank, tokens, activations FROM windows "
             "WHERE run_id = ? AND unit_id = ? AND source = 'top' ORDER BY rank"
         )
         windows = self.rows(sql, here)
         return dict(unit=u, run_id=run_id, stats=stats, explanations=explanations, windows=windows)
+
+    def judgements(self, explanation_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """{explanation id: its detection and fuzzing judgements} (table ``judgements``, JSON decoded: ``examples``
+        as ``Example.as_dict()``, ``counts``, ``config``, ``diagnostics``), each explanation's in the order scorer,
+        test before valid, newest first. Explanations never judged are absent."""
+        out: dict[int, list[dict[str, Any]]] = {}
+        sql = ("SELECT * FROM judgements WHERE explanation_id IN (SELECT value FROM json_each(?)) "
+               "ORDER BY explanation_id, scorer, split = 'test' DESC, id DESC")
+        for row in self.rows(sql, [json.dumps(sorted(set(explanation_ids)))]):
+            out.setdefault(row["explanation_id"], []).append(row)
+        return out
+
+
+def latest_judgement(rows: Sequence[dict[str, Any]], scorer: str, split: str = "test") -> dict[str, Any] | None:
+    """The newest of ``rows`` (``Reads.judgements`` of one explanation) by ``scorer`` on ``split``: the one the
+    ``explanation_scores`` view shows; None when there is none."""
+    return max((r for r in rows if r["scorer"] == scorer and r["split"] == split), key=lambda r: r["id"],
+               default=None)
 
 
 def bootstrap_ci(values: np.ndarray, seed: int = 0, level: float = 0.95) -> tuple[float, float]:

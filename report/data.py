@@ -84,7 +84,8 @@ class ReportData(Reads):
                 FROM explanation_scores WHERE role = 'explanation' GROUP BY unit_id
             )
             SELECT u.id AS unit_id, u.model_hash, u.kind, u.layer, u.unit, st.run_id, st.firing_rate, st.max,
-                   st.fire_count, lb.score, lb.score_top, lb.score_random, lb.explainer, lb.simulator,
+                   st.fire_count, lb.score, lb.score_top, lb.score_random, lb.detection, lb.fuzzing,
+                   lb.explainer, lb.simulator,
                    lb.explanation, lb.is_baseline, d.n_explanations, d.undefined_reason,
                    (SELECT e.text FROM explanations e WHERE e.unit_id = u.id AND e.role = 'explanation'
                     ORDER BY e.created_at DESC, e.id DESC LIMIT 1) AS latest_text
@@ -103,16 +104,18 @@ class ReportData(Reads):
 
     def changed_units(self, marks: dict[str, Any]) -> set[int]:
         """The units whose rows were written after ``marks`` (an earlier ``marks()``): a unit a run saved or saved
-        again, a new explanation or control, an LLM call, an analysis. Rows a run replaces get new row ids, or, when
-        they were the newest, the same ones again with a newer time: only the last ``TAIL`` row ids are looked at
-        for that, so no refresh reads a whole table."""
+        again, a new explanation or control, an LLM call, an analysis, a detection or fuzzing judgement. Rows a run
+        replaces get new row ids, or, when they were the newest, the same ones again with a newer time: only the last
+        ``TAIL`` row ids are looked at for that, so no refresh reads a whole table."""
         sql = f"""SELECT unit_id FROM unit_runs WHERE rowid > :unit_runs - {TAIL}
                       AND (rowid > :unit_runs OR finished_at > :unit_runs_at)
                   UNION SELECT unit_id FROM unit_stats WHERE rowid > :unit_stats
                   UNION SELECT unit_id FROM explanations WHERE id > :explanations - {TAIL}
                       AND (id > :explanations OR created_at > :explanations_at)
                   UNION SELECT unit_id FROM llm_calls WHERE id > :llm_calls AND unit_id IS NOT NULL
-                  UNION SELECT unit_id FROM unit_analyses WHERE rowid > :unit_analyses"""
+                  UNION SELECT unit_id FROM unit_analyses WHERE rowid > :unit_analyses
+                  UNION SELECT e.unit_id FROM judgements j JOIN explanations e ON e.id = j.explanation_id
+                      WHERE j.id > :judgements - {TAIL} AND (j.id > :judgements OR j.created_at > :judgements_at)"""
         return {r[0] for r in self.conn.execute(sql, marks)}
 
     def runs(self) -> list[dict[str, Any]]:
@@ -155,7 +158,8 @@ class ReportData(Reads):
 
     def unit_page(self, unit_id: int) -> dict[str, Any]:
         """Everything one unit page shows: statistics and windows of the latest run that saved it, every explanation
-        with its scores and simulations, its latest analysis, and the LLM calls made for it."""
+        with its scores, simulations and detection and fuzzing judgements (``Reads.judgements``), its latest
+        analysis, and the LLM calls made for it."""
         (unit,) = self.rows("SELECT * FROM units WHERE id = ?", [unit_id]) or [None]
         if unit is None:
             raise UsageError(f"no unit with id {unit_id} in {self.path}")
@@ -168,7 +172,11 @@ class ReportData(Reads):
                             [run_id, unit_id])
         explanations = self.rows("""SELECT * FROM explanations WHERE unit_id = ?
                                     ORDER BY created_at DESC, id DESC""", [unit_id])
+        judged = self.judgements([e["id"] for e in explanations])
         for e in explanations:
+            e["judgements"] = judged.get(e["id"], [])
+            for j in e["judgements"]:
+                j["config"] = scrub_secrets(j["config"])
             e["explainer_config"] = scrub_secrets(e["explainer_config"])
             e["scores"] = {s["split"]: s for s in self.rows(
                 "SELECT * FROM scores WHERE explanation_id = ? ORDER BY split, simulator", [e["id"]])}
@@ -199,6 +207,9 @@ MARKS = {
                        f"(SELECT MAX(id) FROM explanations) - {TAIL})",
     "llm_calls": "(SELECT COALESCE(MAX(id), 0) FROM llm_calls)",
     "unit_analyses": "(SELECT COALESCE(MAX(rowid), 0) FROM unit_analyses)",
+    "judgements": "(SELECT COALESCE(MAX(id), 0) FROM judgements)",
+    "judgements_at": f"(SELECT COALESCE(MAX(created_at), '') FROM judgements WHERE id > "
+                     f"(SELECT MAX(id) FROM judgements) - {TAIL})",
     "units": "(SELECT COUNT(*) FROM units)",
     "runs": "(SELECT COUNT(*) FROM runs)",
     "unit_runs_n": "(SELECT COUNT(*) FROM unit_runs)",

@@ -20,6 +20,7 @@ from typing import Any
 
 from autointerp.report.checks import score_checks
 from autointerp.report.data import Filters, ReportData
+from autointerp.report.judged import judgement_view, latest
 from autointerp.report.plots import UnitPlotter, bars, histogram, profiles, scatter
 
 CALL_TEXT_LIMIT = 4000  # characters of one LLM message shown on a unit page
@@ -74,9 +75,11 @@ class SiteModel:
     def layer(self, layer: int) -> dict[str, Any]:
         meta = self.layers[layer]
         units = self.data.layer_units(meta["run_id"], layer)
-        slugs = {(r["kind"], r["layer"], r["unit"]): r["slug"] for r in self.rows}
+        rows = {(r["kind"], r["layer"], r["unit"]): r for r in self.rows}
         for u in units:
-            u["slug"] = slugs.get((u["kind"], layer, u["unit"]))
+            row = rows.get((u["kind"], layer, u["unit"]), {})
+            u["slug"] = row.get("slug")
+            u.update({k: row.get(k) for k in ("score", "detection", "fuzzing")})  # the unit's best explanation's
         live = [u for u in units if not u["dead"]]
         positional = sorted((u for u in units if u["positional"]), key=lambda u: -u["positional_mi"])
         detectors = [u for u in units if u["token_detector"] or u["trigram_detector"]]
@@ -178,6 +181,7 @@ def _explanation(n: int, e: dict[str, Any], windows: list[dict[str, Any]]) -> di
         check = score_checks([w["activations"] for w in scored],
                              [e["simulations"][w["id"]]["predictions"] for w in scored], seed=e["id"])
     details = e["details"] or {}
+    judged = [judgement_view(j) for j in e.get("judgements", [])]
     return dict(
         n=n, id=e["id"], text=e["text"], explainer=e["explainer"], status=e["status"], reason=e["reason"],
         is_baseline=bool(e["is_baseline"]), run_id=e["run_id"], created_at=e["created_at"],
@@ -192,6 +196,7 @@ def _explanation(n: int, e: dict[str, Any], windows: list[dict[str, Any]]) -> di
                                                                "drafts", "llm_calls", "tokens_in", "tokens_out",
                                                                "cost_usd"}},
         other_run=bool(windows) and not scored and test is not None,
+        judgements=judged, detection=latest(judged, "detection"), fuzzing=latest(judged, "fuzzing"),
     )
 
 

@@ -77,7 +77,9 @@ def sweep_status(plan_path: str | Path, config: str | None = None, db: str | Non
 def sweep_report(plan_path: str | Path, config: str | None = None, since: str | None = None,
                  db: str | None = None) -> dict[str, Any]:
     """What the latest night (from ``since``, ISO, else the start of the night of the last session) changed: units
-    newly explained, best scores that changed, new failures with reasons, spend, and the sessions that did it."""
+    newly explained, best scores that changed (with the best explanation's detection and fuzzing), the means of the
+    night's scores per job and role (``scores``: simulation score, detection and fuzzing, each over the explanations
+    with a defined one, and how many), new failures with reasons, spend, and the sessions that did it."""
     plan, db, store = _open(plan_path, config, db)
     with store:
         ledger = Ledger(store, plan.name)
@@ -100,18 +102,29 @@ def sweep_report(plan_path: str | Path, config: str | None = None, since: str | 
         best = q(f"""
             WITH tonight AS (SELECT DISTINCT unit_id FROM unit_runs WHERE finished_at >= ? AND run_id IN ({runs}))
             SELECT e.layer, e.unit, e.kind,
-                   MAX(CASE WHEN e.created_at < ? THEN e.score END) AS before, MAX(e.score) AS now
+                   MAX(CASE WHEN e.created_at < ? THEN e.score END) AS before, MAX(e.score) AS now,
+                   lb.detection, lb.fuzzing
             FROM explanation_scores e JOIN tonight t ON t.unit_id = e.unit_id
+            LEFT JOIN leaderboard lb ON lb.unit_id = e.unit_id
             WHERE e.role = 'explanation'
             GROUP BY e.unit_id ORDER BY e.layer, e.unit""", [since, plan.name, since]).fetchall()
-        changed = [{"layer": r[0], "unit": r[1], "kind": r[2], "before": r[3], "now": r[4]} for r in best
-                   if r[4] is not None and (r[3] is None or r[4] > r[3])]
+        changed = [{"layer": r[0], "unit": r[1], "kind": r[2], "before": r[3], "now": r[4], "detection": r[5],
+                    "fuzzing": r[6]} for r in best if r[4] is not None and (r[3] is None or r[4] > r[3])]
+        # the night's explanations and controls per job: the means of the simulation score, detection and fuzzing
+        # (test split; each over the ones defined, with how many that is)
+        means = q("""
+            SELECT s.job, e.role, COUNT(*), COUNT(e.score), AVG(e.score), COUNT(e.detection), AVG(e.detection),
+                   COUNT(e.fuzzing), AVG(e.fuzzing)
+            FROM explanation_scores e JOIN sweep_runs s ON s.run_id = e.run_id AND s.sweep = ?
+            WHERE e.created_at >= ? GROUP BY s.job, e.role ORDER BY s.job, e.role DESC""", [plan.name, since])
+        scores = [dict(zip(("job", "role", "explanations", "scored", "score_mean", "detected", "detection_mean",
+                            "fuzzed", "fuzzing_mean"), r)) for r in means.fetchall()]
         return {
             "sweep": plan.name, "db": db, "since": since,
             "sessions": ledger.sessions(since=since),
             "units_explained": sum(n for _, n in explained), "units_explained_by_job": dict(explained),
             "best_scores_changed": len(changed), "new_best": sorted(changed, key=lambda c: -(c["now"] - (
                 c["before"] if c["before"] is not None else -1)))[:10],
-            "new_failures": failures, "units_failed": unit_failures,
+            "scores": scores, "new_failures": failures, "units_failed": unit_failures,
             "spend": ledger.spend(since=since), "spend_total": ledger.spend(),
         }

@@ -164,6 +164,29 @@ def plant_hostile_rows(db: Path) -> None:
                      " ?, ?, 10, 5, 0.1, 0.001, NULL, 1, '2026-01-01T00:00:00+00:00')",
                      [run_id, uid, json.dumps(messages), json.dumps(response)])
     conn.close()
+    plant_hostile_judgements(db, eid)
+
+
+def plant_hostile_judgements(db: Path, explanation_id: int) -> None:
+    """A detection and a fuzzing judgement of one explanation, saved through the store, whose examples hold the
+    hostile strings as tokens, in an error and in the undefined reason (what an LLM judge may send back)."""
+    from autointerp.db import open_db
+    from autointerp.scoring.classify import ClassificationJudgement, Example
+
+    tokens = tuple(HOSTILE)
+    detection = (Example(1, "range", 4, 1, tokens, answer=1, p_yes=0.8),
+                 Example(2, "silent", None, 0, tokens, answer=1, p_yes=0.6),
+                 Example(3, "random", None, 0, tokens, answer=None, error=f"unparsed reply {HOSTILE[1]}"))
+    fuzzing = (Example(1, "range", 4, 1, tokens, (0, 2), answer=1), Example(1, "range", 4, 0, tokens, (1, 5), answer=0))
+    with open_db(db) as store:
+        store.save_judgements(explanation_id, [
+            ClassificationJudgement("detection", "test", "judge-" + HOSTILE[0], 0, {"note": HOSTILE[2]}, detection,
+                                    balanced_accuracy=0.5, auroc=0.75, n_judged=2, n_failed=1,
+                                    counts={"activating": 1, "non_activating": 2}),
+            ClassificationJudgement("fuzzing", "test", "quoted", 0, {}, fuzzing[:1], n_judged=1,
+                                    undefined=f"no wrongly marked test example {HOSTILE[5]}"),
+            ClassificationJudgement("fuzzing", "valid", "quoted", 0, {}, fuzzing, balanced_accuracy=1.0, n_judged=2),
+        ])
 
 
 def run_cli(*args: str) -> None:

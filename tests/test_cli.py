@@ -56,7 +56,16 @@ def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
     code, out, _ = cli("show", "1/3")
     assert code == 0 and "unit 1/3" in out and "top windows" in out
     code, out, _ = cli("show", "1/3", "--format", "json")
-    assert json.loads(out)["unit"]["unit"] == 3
+    card = json.loads(out)
+    assert card["unit"]["unit"] == 3
+    # the run judged every explanation by detection and fuzzing; show gives the same values as the leaderboard
+    (own,) = [e for e in card["explanations"] if e["role"] == "explanation"]
+    stored = db.execute("SELECT scorer, balanced_accuracy, n_judged FROM judgements WHERE explanation_id = ? AND "
+                        "split = 'test' ORDER BY id", [own["id"]]).fetchall()
+    assert {s for s, _, _ in stored} == {"detection", "fuzzing"}
+    for scorer, value, n in stored:
+        assert (own[scorer]["balanced_accuracy"], own[scorer]["n_judged"]) == (value, n)
+        assert own[scorer]["examples"] and own[scorer]["judge"] == "quoted"
 
 
 def test_rerun_resumes_and_fresh_starts_over(cli, tiny, text_corpus, isolated):

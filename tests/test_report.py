@@ -109,6 +109,20 @@ def test_report_renders_hostile_text_as_text(cli, results, isolated):
     shaded = [a for t, a in unit.tags if t == "i" and re.search(r"\ba(10|[1-9])\b", a.get("class") or "")]
     assert shaded, "a unit page shades the tokens where the unit fires"
     assert any(t == "svg" for t, _ in unit.tags), "the unit page has its plots inline"
+    # the planted judgements (fakes.plant_hostile_judgements): shown beside the score, their examples as text
+    judged = [p for p, text in texts.items() if "unparsed reply <img src=x onerror=alert(1)>" in text]
+    assert len(judged) == 1 and judged[0].startswith("units/"), judged
+    page = parse((site / judged[0]).read_text())
+    scorers = [a["data-scorer"] for t, a in page.tags if t == "details" and a.get("data-scorer")]
+    assert scorers.count("detection") >= 1 and scorers.count("fuzzing") >= 2  # planted; the run's own as well
+    assert [a for t, a in page.tags if t == "i" and a.get("class") == "mk"], "fuzzing marks are highlighted"
+    text = texts[judged[0]]
+    assert "judge-<script>alert(1)</script>" in text and "no wrongly marked test example \"><svg" in text
+    assert "0.500" in text and "0.750" in text and "marked where it fires" in text
+    assert any(a.get("data-detection") == "0.5" for t, a in index.tags if t == "tr")
+    layer = (site / "layers/1.html").read_text()
+    rows = re.findall(rf'<tr><td><a href="../{judged[0]}">.*?</tr>', layer, re.S)
+    assert rows and all(re.search(r'<td class="num">0\.500</td>', r) for r in rows), "detection on the layer page"
 
 
 def test_report_refuses_a_folder_that_is_not_a_report_and_replaces_one_that_is(cli, results, isolated):

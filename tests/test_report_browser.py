@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -115,6 +116,35 @@ def check_unit(w: Watched) -> None:
     w.assert_clean()
 
 
+def check_judged(w: Watched, url: str, db: Path) -> None:
+    """Sorting by detection works; the page of the unit with the planted judgements (fakes.plant_hostile_judgements)
+    lists the judged examples as text, the fuzzing marks highlighted, and no dialog opens."""
+    page = w.page
+    page.goto(url)
+    header = page.locator("#leaderboard th[data-sort=detection]")
+    header.click()
+    assert header.get_attribute("aria-sort") == "descending"
+    values = page.eval_on_selector_all("#leaderboard tbody tr:not([hidden])",
+                                       "rows => rows.map(r => r.dataset.detection)")
+    defined = [float(v) for v in values if v != ""]
+    assert defined and defined == sorted(defined, reverse=True), values  # best first
+    assert "" not in values[: len(defined)], values  # units without a detection score last
+    with sqlite3.connect(db) as conn:
+        layer, unit = conn.execute("SELECT u.layer, u.unit FROM explanations e JOIN units u ON u.id = e.unit_id "
+                                   "ORDER BY e.id LIMIT 1").fetchone()
+    page.locator(f'#leaderboard a[href="units/{layer}-{unit}.html"]').click()
+    page.wait_for_selector("details.judged")
+    for d in page.locator("details.judged").all():
+        d.locator("summary").click()
+    marked = page.locator("details.judged .ex i.mk")
+    assert marked.count() >= 2 and marked.first.is_visible()
+    colour = marked.first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour
+    text = page.inner_text("details.judged[data-scorer=detection]")
+    assert "<script>alert(1)</script>" in text and "unparsed reply <img src=x onerror=alert(1)>" in text
+    w.assert_clean()
+
+
 @pytest.fixture(scope="module")
 def site(tiny_checkpoints, tmp_path_factory):
     from autointerp.report import build_site
@@ -139,6 +169,7 @@ def test_static_site_in_chromium(site, browser):
     w = Watched(context, allowed_hosts=set())
     check_index(w, (folder / "index.html").as_uri())
     check_unit(w)
+    check_judged(w, (folder / "index.html").as_uri(), site[0])
     context.close()
 
 

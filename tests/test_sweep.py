@@ -90,8 +90,12 @@ def test_budget_stop_leaves_the_rest_and_the_report_shows_the_night(tiny, text_c
         assert report["units_explained"] == first["units_done"] and report["spend"]["calls"] == status["spend"]["calls"]
         assert report["spend"]["cost_usd"] > 0 and report["best_scores_changed"] >= 1
         assert report["sessions"][-1]["reason"].startswith("budget")
+        (own,) = [m for m in report["scores"] if m["role"] == "explanation"]  # the night's means beside the score
+        assert own["job"] == "a" and own["explanations"] == first["units_done"] and own["fuzzed"] > 0
+        assert own["fuzzing_mean"] is not None and 0 <= own["fuzzing_mean"] <= 1
         code, text, _ = cli("sweep", "report", plan)
         assert code == 0 and f"units newly explained: {first['units_done']}" in text and "LLM calls" in text
+        assert f"a explanations: {first['units_done']}; mean score" in text and "chance 0.5" in text
         # the same night, the same cap: nothing more is spent
         assert run_sweep(plan).units_done == 0 and sweep_status(plan)["spend"]["calls"] == status["spend"]["calls"]
         # a larger cap (the plan edited): the next start does the rest, nothing twice

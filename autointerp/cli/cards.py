@@ -42,7 +42,10 @@ def render_unit_card(console: Console, card: dict[str, Any], n_windows: int = 5)
         if stats.get("top_tokens"):
             tops = ", ".join(f"{t!r} {f}/{n}" for t, f, n in stats["top_tokens"][:8])
             console.print(cell(f"top tokens (firings/occurrences): {tops}"))
-    table = Table("explainer", "status", "test score", "top", "random", "explanation", title="explanations")
+    table = Table("explainer", "status", "test score", "top", "random", "detection", "fuzzing", "explanation",
+                  title="explanations", caption="test score: Pearson r of simulated and true activations on the test "
+                  "windows (top, random: each kind alone); detection, fuzzing: a judge's balanced accuracy on test "
+                  "examples (chance 0.5), with AUROC when it gave probabilities")
     for e in card["explanations"]:
         test = next((s for s in e["scores"] if s["split"] == "test"), None)
         cells = [_num(test and test["score"]), _num(test and test["score_top"]), _num(test and test["score_random"])]
@@ -50,7 +53,8 @@ def render_unit_card(console: Console, card: dict[str, Any], n_windows: int = 5)
             cells[0] = f"n/a ({test['undefined_reason']})"
         status = "failed (scoring)" if e.get("scoring") == "failed" else e["status"]
         text = e["text"] or ("(the empty explanation)" if e.get("role") == "control" else e["reason"] or "")
-        table.add_row(cell(e["explainer"]), cell(status), *map(cell, cells), cell(text))
+        table.add_row(cell(e["explainer"]), cell(status), *map(cell, cells), judged(e.get("detection")),
+                      judged(e.get("fuzzing")), cell(text))
     console.print(table)
     windows = card["windows"][:n_windows]
     if windows:
@@ -59,6 +63,19 @@ def render_unit_card(console: Console, card: dict[str, Any], n_windows: int = 5)
         for w in windows:
             line = cell(f"#{w['rank']:<3}{w['split']:<6}{max(w['activations']):8.4f}  ")
             console.print(line + highlight(w["tokens"], w["activations"], m), soft_wrap=True)
+
+
+def judged(j: dict[str, Any] | None) -> Text:
+    """One detection or fuzzing judgement (a ``judgements`` row) in a cell, one line each: balanced accuracy (or
+    n/a and why it is undefined), AUROC when the judge gave probabilities, the examples judged and failed."""
+    if j is None:
+        return cell("not judged")
+    lines = [f"n/a ({j['undefined_reason'] or j['failure'] or 'undefined'})" if j["balanced_accuracy"] is None
+             else f"{j['balanced_accuracy']:.3f}"]
+    if j["auroc"] is not None:
+        lines.append(f"AUROC {j['auroc']:.3f}")
+    lines.append(f"{j['n_judged']} judged" + (f", {j['n_failed']} failed" if j["n_failed"] else ""))
+    return Text("\n").join(cell(line) for line in lines)
 
 
 def _num(x: float | None) -> str:

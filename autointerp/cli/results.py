@@ -57,7 +57,7 @@ def leaderboard(
     elif by == "dictionary":
         rows = store.by_dictionary(layer=layer, min_score=min_score)
         cols = ["layer", "family", "kind", "explainer", "simulator", "units", "undefined", "mean", "median",
-                "ci_low", "ci_high"]
+                "ci_low", "ci_high", "detection_mean", "fuzzing_mean"]
         if output == "table":
             return _print_by_dictionary(rows)
     else:
@@ -78,7 +78,8 @@ def show(
     output: FormatOpt = "table",
     windows: Annotated[int, Opt(help="Top windows to show.", min=0)] = 5,
 ) -> None:
-    """One unit's card: statistics, explanations with scores, top windows with activating tokens highlighted."""
+    """One unit's card: statistics, explanations with their score, detection and fuzzing, top windows with activating
+    tokens highlighted."""
     from autointerp.config import load_config
 
     check_format(output, ("table", "json"))
@@ -141,13 +142,15 @@ def _print_by_dictionary(rows: list[dict]) -> None:
     if not rows:
         out.print("no scored explanations match; run: autointerp run --layer N [--units sae:PATH]")
         return
-    table = Table(caption="test-split Pearson r over units with a defined score; undefined: never fired on test")
-    for name in ("layer", "units of", "explainer / simulator", "n", "undef.", "mean", "95% CI", "median"):
+    table = Table(caption="test-split Pearson r over units with a defined score; undefined: never fired on test; "
+                          "detect, fuzz: mean balanced accuracy on test (chance 0.5)")
+    for name in ("layer", "units of", "explainer / simulator", "n", "undef.", "mean", "95% CI", "median", "detect",
+                 "fuzz"):
         table.add_column(name, no_wrap=True)
     for r in rows:
         table.add_row(str(r["layer"]), cell(r["kind"]), cell(f"{r['explainer']} / {r['simulator']}"), str(r["units"]),
                       str(r["undefined"]), fmt(r["mean"]), f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
-                      fmt(r["median"]))
+                      fmt(r["median"]), fmt(r["detection_mean"]), fmt(r["fuzzing_mean"]))
     out.print(table)
 
 

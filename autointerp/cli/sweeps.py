@@ -81,7 +81,8 @@ def sweep_report_cmd(plan: PlanArg, since: Annotated[Optional[str], Opt(help="IS
                                                                               "the start of the last night).")] = None,
                      output: Annotated[str, Opt("--format", help="text or json.")] = "text",
                      db: SweepDbOpt = None, config: ConfigOpt = None) -> None:
-    """What the last night changed: units newly explained, best scores, new failures and reasons, spend."""
+    """What the last night changed: units newly explained, best scores, the means of the score, detection and
+    fuzzing per job, new failures and reasons, spend."""
     from autointerp.sweep import sweep_report
 
     check_format(output, ("text", "json"))
@@ -95,7 +96,15 @@ def sweep_report_cmd(plan: PlanArg, since: Annotated[Optional[str], Opt(help="IS
              f"({', '.join(f'{k} {v}' for k, v in r['units_explained_by_job'].items()) or 'none'}); "
              f"units failed: {r['units_failed']}",
              f"best scores that changed: {r['best_scores_changed']}"]
-    lines += [f"  {c['layer']}/{c['unit']}: {_opt(c['before'], '.3f')} -> {c['now']:.3f}" for c in r["new_best"][:5]]
+    lines += [f"  {c['layer']}/{c['unit']}: {_opt(c['before'], '.3f')} -> {c['now']:.3f} (detection "
+              f"{_opt(c['detection'], '.3f')}, fuzzing {_opt(c['fuzzing'], '.3f')})" for c in r["new_best"][:5]]
+    lines += [f"{m['job']} {'controls' if m['role'] == 'control' else 'explanations'}: {m['explanations']}; mean "
+              f"score {_opt(m['score_mean'], '.3f')} (n {m['scored']}), detection {_opt(m['detection_mean'], '.3f')} "
+              f"(n {m['detected']}), fuzzing {_opt(m['fuzzing_mean'], '.3f')} (n {m['fuzzed']})"
+              for m in r["scores"]]
+    if r["scores"]:
+        lines.append("  score: Pearson r of simulated and true activations; detection, fuzzing: balanced accuracy "
+                     "(chance 0.5); all on the test split")
     lines += [f"new failure: {f['job']}" + (f" layer {f['layer']}" if f["layer"] is not None else "")
               + f": {f['reason']}" for f in r["new_failures"]]
     sp, tot = r["spend"], r["spend_total"]
