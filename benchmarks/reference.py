@@ -236,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     failed = [line for line in lines if not line.endswith(" ok")]
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    names = ", ".join(line.split()[0] for line in failed)
     print(f"every figure holds ({len(lines)})" if not failed else
-          f"REFERENCE FAILED: {len(failed)} of {len(lines)} figures do not hold ({', '.join(f.split()[0] for f in failed)})")
+          f"REFERENCE FAILED: {len(failed)} of {len(lines)} figures do not hold ({names})")
     return 1 if failed else 0
 
 
