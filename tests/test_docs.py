@@ -33,7 +33,8 @@ def test_readme_is_a_short_front_door_with_the_ci_commands():
     assert len(README.splitlines()) <= 200
     assert "autointerp run --layer 13" in README
     ci = (ROOT / ".ci" / "run").read_text()
-    for step in ("pip install torch==2.13.0", 'pip install -e ".[test]"', "python -m pytest -q"):
+    for step in ("pip install torch==2.13.0", 'pip install -e ".[test]"', "python -m pytest -q",
+                 "python benchmarks/reference.py"):
         assert step in ci and step in README, step
 
 
