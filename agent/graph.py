@@ -7,7 +7,7 @@
                                 context=UnitContext(record.for_explainer(), tools, judge))
     best_candidate(final["candidates"]), final["stop"], final["reason"]
 
-The loop (METHODS.md §2, Bills et al. 2023)::
+The loop (docs/methods.md §2, Bills et al. 2023)::
 
     START -> draft -> llm --tool calls--> tools -> llm ...
                       llm --answer--> propose --unparseable, once--> llm (re-ask)

@@ -1,4 +1,5 @@
-"""The explainer's prompts (METHODS.md §2): records formatted as ``token<TAB>value`` windows, and answers read back.
+"""The explainer's prompts (docs/methods.md §2): records formatted as ``token<TAB>value`` windows, and answers read
+back.
 
     from autointerp.agent.prompting import draft_messages, parse_explanation, record_statistics, scale
     train = record.split("train")[:10]

@@ -1,4 +1,4 @@
-"""The compact simulation reply against the full one, on the same explanations and windows (METHODS.md §2c).
+"""The compact simulation reply against the full one, on the same explanations and windows (docs/methods.md §2c).
 
     python benchmarks/bench_sim_format.py                       # 32 units of the bundled model, the test server
     python benchmarks/bench_sim_format.py --units 0:64 --gguf /models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -1,4 +1,4 @@
-"""Are SAE features more interpretable than the baselines? (Cunningham et al. 2023; METHODS.md §7.)
+"""Are SAE features more interpretable than the baselines? (Cunningham et al. 2023; docs/methods.md §7.)
 
     python benchmarks/compare_dictionaries.py                       # layer 3 of the bundled model, baseline explainer
     python benchmarks/compare_dictionaries.py --layer 8 --tokens 500000 --out runs/dicts-l8

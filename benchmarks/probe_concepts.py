@@ -1,4 +1,5 @@
-"""Where does a model carry its code concepts, and how far can k-sparse probes get? (Gurnee et al. 2023; METHODS §6.)
+"""Where does a model carry its code concepts, and how far can k-sparse probes get? (Gurnee et al. 2023;
+docs/methods.md §6.)
 
     python benchmarks/probe_concepts.py                                  # comment and string, the bundled model
     python benchmarks/probe_concepts.py --concepts comment,string,keyword --model PATH --out runs/probes

@@ -19,7 +19,7 @@ Documents are visited in an order shuffled by the run's seed, so that ``--tokens
 corpus rather than its alphabetically first files. Each document is tokenized without special tokens and cut into
 consecutive, non-overlapping windows of exactly ``window`` content tokens; a shorter tail is dropped. When the
 model's tokenizer prepends a BOS token, each window is fed to the model as ``[BOS] + content``; the BOS position
-is never part of any statistic (METHODS.md: BOS is never counted).
+is never part of any statistic (docs/methods.md: BOS is never counted).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Migration ``m011_judgements``: the results of the classification scorers (detection and fuzzing, METHODS.md §2b;
+"""Migration ``m011_judgements``: the results of the classification scorers (detection and fuzzing, docs/methods.md §2b;
 ``autointerp.scoring.classify``) and the views that show them beside the simulation score. Registered by
 ``db/migrations.py``; its rules hold (never edit a released migration).
 """

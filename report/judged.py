@@ -1,4 +1,4 @@
-"""Detection and fuzzing (METHODS.md §2b) as the review pages show them: each judgement of an explanation with the
+"""Detection and fuzzing (docs/methods.md §2b) as the review pages show them: each judgement of an explanation with the
 examples the judge saw, the label, its answer and probability, and the tokens a fuzzing example marked.
 
     >>> view = judgement_view(row)       # a ``judgements`` row, JSON decoded (``Reads.judgements``)

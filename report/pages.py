@@ -9,7 +9,7 @@ Paths are relative to the site's root and the same for the static site and ``ser
 in one file the model hash's first 8 digits come first).
 
 Shading: a token's true activation ``a`` is shown at level ``round(10 * max(a, 0) / m)``, ``m`` the largest
-activation over the unit's stored windows (METHODS.md §2's normalisation, rounded rather than floored so the top
+activation over the unit's stored windows (docs/methods.md §2's normalisation, rounded rather than floored so the top
 token is full strength); a simulation's prediction (already 0..10) at ``round(p)``.
 """
 

@@ -1,4 +1,5 @@
-"""The classification scorers (METHODS.md §2b; Paulo et al. 2024): detection and fuzzing, behind the same ``Scorer``
+"""The classification scorers (docs/methods.md §2b; Paulo et al. 2024): detection and fuzzing, behind the same
+``Scorer``
 interface as simulation.
 
     scorer = DetectionScorer(QuotedJudge())                  # or FuzzingScorer(LLMJudge(client, profile))
@@ -234,10 +235,10 @@ class ClassificationScorer:
 
 
 def DetectionScorer(judge: Judge, n_per_class: int = N_PER_CLASS, seed: int = 0) -> ClassificationScorer:
-    """Detection (METHODS.md §2b): does the unit fire anywhere in each example?"""
+    """Detection (docs/methods.md §2b): does the unit fire anywhere in each example?"""
     return ClassificationScorer("detection", judge, n_per_class, seed)
 
 
 def FuzzingScorer(judge: Judge, n_per_class: int = N_PER_CLASS, seed: int = 0) -> ClassificationScorer:
-    """Fuzzing (METHODS.md §2b): are each example's marked tokens the ones the explanation describes?"""
+    """Fuzzing (docs/methods.md §2b): are each example's marked tokens the ones the explanation describes?"""
     return ClassificationScorer("fuzzing", judge, n_per_class, seed)

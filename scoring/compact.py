@@ -1,4 +1,4 @@
-"""The compact simulation reply (METHODS.md §2c): one line of characters per window, the tokens never copied back.
+"""The compact simulation reply (docs/methods.md §2c): one line of characters per window, the tokens never copied back.
 
     from autointerp.scoring.llm_simulator import LLMSimulator
     LLMSimulator(client, profile, fmt="compact")     # or simulator_format = "compact" in the model profile
@@ -22,8 +22,9 @@ separator between the numbers (a space, a comma) would double that: in these tok
 never merges with the space or comma before it. Without separators "10" cannot be told from "1" then "0", so ten is
 written ``X``: a letter never merges with a neighbouring digit (letters and digits are separate pre-tokens in all of
 these tokenizers). The eleven values are "0".."9" and "X" (lower-case "x" is read as ten too); the expected value
-``E = sum_v v p(v)`` over them, renormalised, is METHODS' expectation over "0".."10" with "10" spelled ``X``. Capping
-the scale at 0..9 instead would lose METHODS' 0..10 and the equality with the full format.
+``E = sum_v v p(v)`` over them, renormalised, is the expectation of docs/methods.md §2 over "0".."10" with "10" spelled
+``X``. Capping
+the scale at 0..9 instead would lose the 0..10 of docs/methods.md §2 and the equality with the full format.
 
 **Tokenizers that group digits** (tiktoken's cl100k_base and o200k_base: GPT-4, GPT-4o, GPT-4o-mini, Llama 3) write up
 to three digits per token ("000"), and a run of X's or a label's colon may merge with a following X (":X", "XX"). The

@@ -40,7 +40,7 @@ Choices where the reference is silent or does not fit every server (each recorde
   (``autointerp.llm.check.echo_shift``; ``details["echo_shift"]``).
 - A placeholder that does not start a token of the simulator's tokenizer (it merged with the tab) has no distribution
   of its own: its prediction is 0, counted in ``details["positions_unaligned"]``; a position whose alternatives hold
-  no number gets 0, counted in ``positions_without_numeric_token`` (METHODS.md §2).
+  no number gets 0, counted in ``positions_without_numeric_token`` (docs/methods.md §2).
 - "10" as two tokens (tokenizers that write digits one at a time: SmolLM2, Llama 2, Qwen, Gemma): the position after
   the tab only sees "1", so 1 and 10 could not be told apart. The same probe (one echo request of about 50 tokens,
   once per simulator) shows how the endpoint tokenizes "10"; when it splits it, the prompt uses the scale 0..9 and

@@ -3,7 +3,7 @@
     QuotedJudge()                                            # offline: quoted tokens of the explanation
     LLMJudge(client, profile, examples_per_request=8)        # any model profile, through the LLM client
 
-**QuotedJudge** (the offline floor, METHODS.md §2b). The explanation's *quoted tokens* are the strings between
+**QuotedJudge** (the offline floor, docs/methods.md §2b). The explanation's *quoted tokens* are the strings between
 double quotes (``"..."``, read as JSON strings, as the baseline explainer writes them: ``"\\n"`` is a newline) or
 typographic quotes (``\u201c...\u201d``, ``\u2018...\u2019``); plain apostrophes are not quotes. A token *matches* a
 quoted token when they are equal after removing leading spaces from both (``" class"`` matches ``"class"``); a quoted

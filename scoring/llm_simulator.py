@@ -1,4 +1,4 @@
-"""The LLM simulator: predict a unit's activation (0..10) on every token from an explanation (METHODS.md §2).
+"""The LLM simulator: predict a unit's activation (0..10) on every token from an explanation (docs/methods.md §2).
 
     import asyncio
     from autointerp.testing.fake import FakeLLM

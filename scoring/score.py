@@ -1,4 +1,4 @@
-"""Scoring is pure math: Pearson correlation between true and simulated activations (METHODS.md §2).
+"""Scoring is pure math: Pearson correlation between true and simulated activations (docs/methods.md §2).
 
     >>> correlation_score([0, 1, 2, 3], [0, 2, 4, 7])
     0.9897...

@@ -4,7 +4,7 @@
     result.predictions[0]      # one float in [0, 10] per token of window 0
 
 A simulator never sees activations. A window it could not simulate has ``predictions[i] is None`` and the reason in
-``errors[i]``: never a silent zero (METHODS.md §2).
+``errors[i]``: never a silent zero (docs/methods.md §2).
 """
 
 from __future__ import annotations

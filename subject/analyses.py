@@ -1,5 +1,6 @@
 """Per-unit analyses from one capture pass: dead units, n-gram coverage, token and trigram detectors, suppression of
-triggers, positional units (METHODS.md §3-5, Voita et al. 2023). Pure functions over a LayerCapture and NGramCounts.
+triggers, positional units (docs/methods.md §3-5, Voita et al. 2023). Pure functions over a LayerCapture and
+NGramCounts.
 
     >>> from autointerp.subject.analyses import analyze_layer
     >>> units, summary = analyze_layer(subject, caps[3], caps[3].ngrams)

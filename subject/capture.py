@@ -1,4 +1,4 @@
-"""One streaming pass over the corpus that keeps, per unit, everything later stages need (METHODS.md §1).
+"""One streaming pass over the corpus that keeps, per unit, everything later stages need (docs/methods.md §1).
 
     >>> from autointerp.subject.model import load_subject
     >>> from autointerp.subject.capture import CaptureConfig, capture

@@ -29,7 +29,7 @@ corpus's maxima); raise ``calibration_tokens`` when that matters. The thresholds
 Negative activations of gated units are signal too (the down projection reads the sign): for every rule but
 ``fixed``, capture also keeps each unit's ``BOTTOM_K`` windows with the most negative activation
 (``LayerCapture.bottom_windows``), stored with the unit's statistics. The simulator's 0..10 scale is unchanged
-(METHODS.md §2: negative activations map to 0).
+(docs/methods.md §2: negative activations map to 0).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Reading units and residual vectors in vocabulary space: promotion/suppression and the logit lens (METHODS.md §4).
+"""Reading units and residual vectors in vocabulary space: promotion/suppression and the logit lens (docs/methods.md
+§4).
 
     >>> from autointerp.subject.lens import vocab_projection, logit_lens, trigger_suppression
     >>> s = vocab_projection(subject, layer=3, units=[17])[0]      # s = W_U^T w_out, one score per vocabulary token

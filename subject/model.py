@@ -6,7 +6,7 @@
     (16, 256, 'model.decoder.layers.13.fc2')
 
 A unit is one coordinate of the MLP's post-nonlinearity activation, read as the *input* of the down / output
-projection (METHODS.md: "the post-nonlinearity coordinate between the two FFN matrices"). For gated MLPs (Llama,
+projection (docs/methods.md: "the post-nonlinearity coordinate between the two FFN matrices"). For gated MLPs (Llama,
 Mistral, Qwen2, Gemma) that input is ``act(gate) * up``, which is what the down projection reads.
 """
 

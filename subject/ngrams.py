@@ -1,4 +1,4 @@
-"""Streaming per-unit n-gram firing counts and per-n-gram occurrence counts (METHODS.md §3), bounded in memory.
+"""Streaming per-unit n-gram firing counts and per-n-gram occurrence counts (docs/methods.md §3), bounded in memory.
 
     >>> from autointerp.subject.ngrams import NGramCounts
     >>> counter = NGramCounts(units=256, vocab=4096)             # n = 2 and 3

@@ -1,4 +1,4 @@
-"""k-sparse probing of a layer's units for a concept (METHODS.md §6, Gurnee et al. 2023).
+"""k-sparse probing of a layer's units for a concept (docs/methods.md §6, Gurnee et al. 2023).
 
     >>> from autointerp.subject.probing import ProbeSettings, probe_concept, load_span_concept
     >>> res = probe_concept(subject, open_corpus("stdlib"), layer=3, concept="string")

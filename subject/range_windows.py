@@ -1,4 +1,4 @@
-"""Windows from the whole activation range (METHODS.md §2b): per unit, a uniform sample of the windows on which it
+"""Windows from the whole activation range (docs/methods.md §2b): per unit, a uniform sample of the windows on which it
 fires, kept in the same single capture pass beside the top windows and the shared random reservoir.
 
     res = RangeReservoir(n_units=3072, size=20, window=64, seed=0)

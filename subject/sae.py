@@ -1,4 +1,4 @@
-"""Sparse autoencoders and baseline dictionaries over one layer's activations (METHODS.md §7, Cunningham et al.).
+"""Sparse autoencoders and baseline dictionaries over one layer's activations (docs/methods.md §7, Cunningham et al.).
 
     >>> from autointerp.subject.sae import train_sae, SAETrainConfig, evaluate, spliced_loss
     >>> from autointerp.subject.units import collect_activations

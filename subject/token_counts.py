@@ -1,4 +1,4 @@
-"""Per-(token, unit) firing counts kept by capture (METHODS.md §1: sparse for large vocabularies)."""
+"""Per-(token, unit) firing counts kept by capture (docs/methods.md §1: sparse for large vocabularies)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A one-layer OPT whose MLP units are set by hand, so every analysis has a known answer (METHODS.md §8).
+"""A one-layer OPT whose MLP units are set by hand, so every analysis has a known answer (docs/methods.md §8).
 
     >>> from planted import build_planted
     >>> subject, truth = build_planted(tokenizer, detected_tokens=(t0, t1, t2), window=16)

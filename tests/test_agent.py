@@ -230,7 +230,7 @@ def test_explainer_never_sees_valid_or_test_activations():
     assert not any("TESTONLY" in p or "0.77" in p for p in prompts)
     draft_prompts, revision_prompts = prompts[:2], prompts[2:]
     assert not any("VALIDONLY" in p for p in draft_prompts)
-    # revision shows the Validator's worst valid windows (METHODS §2 allows valid for revision), nothing else
+    # revision shows the Validator's worst valid windows (docs/methods.md §2 allows valid for revision), nothing else
     assert all("VALIDONLY" in p for p in revision_prompts)
 
 

@@ -23,7 +23,7 @@ def test_analyze_json_records_and_storage(cli, tiny_checkpoints, text_corpus, is
     assert all(set(r["ngram_k"]) == {"1", "2", "3"} for r in records)
     # 48 units and a top 100: every unit that fires is "in the top", so top_share is the firing rate
     assert all(r["top_share"] == r["firing_rate"] and r["regularization"] == (r["top_share"] > 0.85) for r in records)
-    # negative control (METHODS.md §8): a random-init model has no dead units and no token detectors
+    # negative control (docs/methods.md §8): a random-init model has no dead units and no token detectors
     assert not any(r["dead"] for r in records) and not any(r["token_detector"] for r in records)
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["analysis_runs"].count == 1 and db["layer_analyses"].count == 2 and db["unit_analyses"].count == 96

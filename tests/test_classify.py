@@ -1,4 +1,4 @@
-"""Detection and fuzzing (METHODS.md §2b): the range sample of capture, the examples drawn from it, the two judges,
+"""Detection and fuzzing (docs/methods.md §2b): the range sample of capture, the examples drawn from it, the two judges,
 the metrics, and the planted detectors judged right and wrong."""
 
 from __future__ import annotations

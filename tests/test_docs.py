@@ -120,9 +120,9 @@ def test_the_docs_command_check_finds_a_stale_flag_and_a_missing_script():
 
 # -- the methods page the code cites ----------------------------------------------------------------------------------
 METHODS_PAGE = ROOT / "docs" / "methods.md"
-# "docs/methods.md §2", and until the citations are rewritten the older "METHODS.md §2" / "METHODS §2"; a range
-# "§3-5" cites every section in it
-_CITATION = re.compile(r"(docs/methods\.md|METHODS(?:\.md)?) §(\d+)([a-z]?)(?:-(\d+)\b)?")
+# "docs/methods.md §2"; a range "§3-5" cites every section in it
+_CITATION = re.compile(r"(docs/methods\.md) §(\d+)([a-z]?)(?:-(\d+)\b)?")
+_OUTSIDE = re.compile(r"METHODS(\.md)?\b")  # the specification outside the repository, which users do not have
 _HEADING = re.compile(r"^## (\d+[a-z]?)\. ", re.MULTILINE)
 
 
@@ -154,16 +154,21 @@ def _citing_files() -> dict[str, str]:
 def test_every_cited_methods_section_exists():
     files = _citing_files()
     assert not _missing_sections(files, METHODS_PAGE.read_text())
-    # the citations were read, not skipped: the code cites the page (under either name) all over
+    # the citations were read, not skipped: the code cites the page all over
     assert sum(len(_cited_sections(text)) for text in files.values()) > 20
+    # and nothing cites the specification outside the repository
+    outside = [f"{name}: {m.group(0)!r}" for name, text in files.items() if name != "docs/methods.md"
+               for m in _OUTSIDE.finditer(text)]
+    assert not outside, outside
 
 
 def test_the_methods_citation_check_finds_a_missing_section():
     page = "# Methods\n\n## 1. Capture\n\n## 2. Scoring\n\n## 2b. Classification\n\n### 3. not a section heading\n"
-    files = {"a.py": '"""Capture (docs/methods.md §1); scores (METHODS.md §2b, METHODS §2)."""',
-             "b.py": "# the analyses (METHODS.md §1-3); detectors (docs/methods.md §3); cost (docs/methods.md §2c)"}
+    files = {"a.py": '"""Capture (docs/methods.md §1); scores (docs/methods.md §2b, docs/methods.md §2)."""',
+             "b.py": "# the analyses (docs/methods.md §1-3); detectors (docs/methods.md §3); "
+                     "cost (docs/methods.md §2c)"}
     assert _missing_sections(files, page) == [
-        "b.py cites 'METHODS.md §1-3': no section 3 in docs/methods.md",
+        "b.py cites 'docs/methods.md §1-3': no section 3 in docs/methods.md",
         "b.py cites 'docs/methods.md §3': no section 3 in docs/methods.md",
         "b.py cites 'docs/methods.md §2c': no section 2c in docs/methods.md"]
     # the real page has every section the code may cite, numbered as the citations number them

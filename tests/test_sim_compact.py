@@ -1,4 +1,5 @@
-"""The compact simulation reply (autointerp.scoring.compact, METHODS.md §2c): parsing by window number, count checks
+"""The compact simulation reply (autointerp.scoring.compact, docs/methods.md §2c): parsing by window number, count
+checks
 that fail one window and never shift the others, expected values from each character's logprobs (inside tokens that
 hold several digits too), the stream stopped at a bad line, and the same predictions as the full format."""
 

@@ -175,7 +175,7 @@ def lens(
     config: ConfigOpt = None,
     output: FormatOpt = "table",
 ) -> None:
-    """The logit lens (METHODS.md §4): what the residual stream after each block predicts as the next token."""
+    """The logit lens (docs/methods.md §4): what the residual stream after each block predicts as the next token."""
     from autointerp.config import load_config
     from autointerp.subject.lens import logit_lens
     from autointerp.subject.model import load_subject

@@ -4,7 +4,7 @@
     >>> render_unit_card(Console(), store.unit_card(13, 42), n_windows=5)
 
 Activating tokens are highlighted by strength: the background goes from none to full as the token's activation goes
-from 0 to the window set's max (the same normalisation as the explainer's prompt, METHODS.md §2).
+from 0 to the window set's max (the same normalisation as the explainer's prompt, docs/methods.md §2).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def sae_train(
     config: ConfigOpt = None,
     output: FormatOpt = "table",
 ) -> None:
-    """Fit an SAE (METHODS.md §7) or a baseline dictionary on one layer; evaluate it; explain its features with
+    """Fit an SAE (docs/methods.md §7) or a baseline dictionary on one layer; evaluate it; explain its features with
     `autointerp run --layer N --units sae:OUT`."""
     from autointerp.config import load_config
     from autointerp.pipeline import DictionarySettings, train_dictionary

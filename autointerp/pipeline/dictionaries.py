@@ -74,7 +74,7 @@ def train_dictionary(cfg: Config, layer: int, family: str, site: str, out: str,
     save it to the new folder ``out`` (its metadata names the layer, site and model, so ``run --units sae:OUT`` can
     check them), then evaluate it like ``evaluate_dictionary`` on ``settings.eval_tokens``.
 
-    Families: ``sae`` (tied for residual-width sites, untied for MLP activations, METHODS.md §7; ``ratio`` x d_in
+    Families: ``sae`` (tied for residual-width sites, untied for MLP activations, docs/methods.md §7; ``ratio`` x d_in
     features, L1 coefficient ``alpha``), ``pca`` and ``ica`` (d_in directions), ``random`` (``ratio`` x d_in / 2
     directions) and ``default`` (the site's own coordinates); baseline directions are sign-split into two features
     each, so every feature is non-negative like a neuron.
