@@ -79,8 +79,8 @@ class ModelProfile(BaseModel):
     )
     echoed_tokens_per_s: float = Field(
         0.5, gt=0.0, description="Slowest echo with logprobs expected (llama-cpp-python builds each echoed token's "
-        "alternatives in Python: ~60 ms a token on two cores, BENCHMARKS.md, far more when other jobs hold them); "
-        "adds echoed tokens / this to the timeout."
+        "alternatives in Python, far slower than a plain read: BENCHMARKS.md; slower still when other jobs hold the "
+        "cores); adds echoed tokens / this to the timeout."
     )
     max_retries: int = Field(6, ge=0, description="Retries after the first try (429, 5xx, connection errors).")
     retry_timeouts: bool = Field(
