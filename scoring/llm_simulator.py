@@ -68,7 +68,7 @@ MAX_ACTIVATION = 10
 _NUMERIC = {str(v): v for v in range(MAX_ACTIVATION + 1)}
 _BLOCK_RE = re.compile(r"<start>[ \t\r]*\n(.*?)<end>", re.S)
 _LINE_RE = re.compile(r"^(.*)\t *(\d+)\s*$")
-LINE_EXTRA_TOKENS = 3  # after a token's own text, a line has a tab, a number (one token, or "1" "0") and a newline
+LINE_EXTRA_TOKENS = 4  # after a token's own text, a line has a tab, a number ("7"; "10" or "1" "0") and a newline
 WINDOW_EXTRA_TOKENS = 6  # the <start> and <end> lines of a window
 REPLY_MARGIN = 1.2  # max_tokens = this times the reply's tokens, plus PREAMBLE_TOKENS
 PREAMBLE_TOKENS = 16
@@ -115,7 +115,8 @@ def simulation_messages(explanation: str, windows: list[list[str]]) -> list[dict
 def reply_tokens(windows: list[list[str]], counter: TokenCounter) -> int:
     """Generated tokens of a reply to ``windows`` in the format asked for: each token line as shown plus its tab,
     number and newline (a token each: tokenizers keep a tab, a newline and a digit apart from the text around
-    them), and each window's ``<start>``/``<end>`` lines."""
+    them; two for a number, as tokenizers that write digits one at a time spell "10"), and each window's
+    ``<start>``/``<end>`` lines."""
     need = sum(counter.count(show_token(t)) + LINE_EXTRA_TOKENS for w in windows for t in w)
     return need + WINDOW_EXTRA_TOKENS * len(windows)
 
