@@ -111,6 +111,7 @@ def measure(fmt, results, records, cases, counter, bpes: dict) -> dict:
             if error is not None:
                 reasons[error] = reasons.get(error, 0) + 1
     row = {"format": fmt, "scores": scores, "failed_windows": sum(reasons.values()), "reasons": reasons,
+           "predictions": [p for r in results for p in r.predictions],
            "calls": len(records), "out_per_position": {}, "in_per_window": {}}
     row["out_per_position"][f"counter ({counter.method})"] = sum(counter.count(t) for t in replies) / positions
     row["in_per_window"][f"counter ({counter.method})"] = sum(counter.count_messages(r.messages)
@@ -208,6 +209,13 @@ def main() -> None:
     n, diff, low, high = paired_bootstrap(full["scores"], compact["scores"], args.rounds, seed=0)
     print(f"\ncompact - full: mean score difference {diff:+.4f}, 95% paired-bootstrap interval "
           f"[{low:+.4f}, {high:+.4f}] over {n} units")
+    pairs = [(f, c) for fw, cw in zip(full["predictions"], compact["predictions"]) if fw is not None and cw is not None
+             for f, c in zip(fw, cw)]
+    if len(pairs) > 1:
+        f, c = np.array(pairs).T
+        r = float(np.corrcoef(f, c)[0, 1]) if f.std() > 0 and c.std() > 0 else float("nan")
+        print(f"per-position predictions over {len(pairs)} positions both formats predicted: correlation {r:.3f}, "
+              f"mean {f.mean():.3f} full, {c.mean():.3f} compact, mean absolute difference {np.abs(f - c).mean():.3f}")
     for how in full["in_per_window"]:
         saved = 1 - compact["in_per_window"][how] / full["in_per_window"][how]
         out = 1 - compact["out_per_position"][how] / full["out_per_position"][how]
