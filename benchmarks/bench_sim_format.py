@@ -199,6 +199,10 @@ def main() -> None:
         mean = statistics.fmean(defined) if defined else float("nan")
         print(f"\n{row['format']}: mean score {mean:.4f} over {len(defined)} units with a score; "
               f"{row['failed_windows']} windows failed; {row['calls']} calls")
+        pos = [(i, v) for p in row["predictions"] if p is not None for i, v in enumerate(p)]
+        if len(pos) > 1 and np.std([v for _, v in pos]) > 0:
+            print(f"  predictions: mean {np.mean([v for _, v in pos]):.3f}, correlation with the position in the window "
+                  f"{np.corrcoef(np.array(pos).T)[0, 1]:+.3f}")
         for reason, count in sorted(row["reasons"].items(), key=lambda kv: -kv[1])[:5]:
             print(f"  {count} failed: {reason[:200]}")
         for how, value in row["out_per_position"].items():
