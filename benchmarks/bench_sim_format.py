@@ -3,6 +3,8 @@
     python benchmarks/bench_sim_format.py                       # 32 units of the bundled model, the test server
     python benchmarks/bench_sim_format.py --units 0:64 --gguf /models/SmolLM2-135M-Instruct.Q4_1.gguf
     python benchmarks/bench_sim_format.py --base-url http://127.0.0.1:8080/v1 --model smol   # a real endpoint
+    python benchmarks/bench_sim_format.py --base-url http://127.0.0.1:8080/v1 --model smol --grammar \
+        --window 16 --top-k 6 --n-random 4 --units 0:32     # SmolLM2 on llama.cpp, replies held by its grammar
     python benchmarks/bench_sim_format.py --hf-gguf $SMOL_GGUF --window 16 --windows-per-request 4 --units 0:16
 
 Captures one layer of a subject model, writes each unit's explanation with the baseline explainer (a rule: the same
@@ -69,8 +71,9 @@ def units_and_explanations(args):
     from autointerp.subject.model import load_subject
 
     subject = load_subject(args.subject, device="cpu", dtype="float32")
-    cap = capture(subject, open_corpus(args.corpus), CaptureConfig(layers=[args.layer], window=args.window,
-                                                                   max_tokens=args.tokens))[args.layer]
+    config = CaptureConfig(layers=[args.layer], window=args.window, max_tokens=args.tokens, top_k=args.top_k,
+                           n_random=args.n_random)
+    cap = capture(subject, open_corpus(args.corpus), config)[args.layer]
     start, stop = (int(x) for x in args.units.split(":"))
     cases = []
     for unit in range(start, min(stop, cap.n_units)):
@@ -102,7 +105,13 @@ def measure(fmt, results, records, cases, counter, bpes: dict) -> dict:
     windows = sum(len(windows) for *_, windows in cases)
     replies = [reply_text(r) for r in records if r.error is None]
     prompts = ["".join(m["content"] for m in r.messages) for r in records]
-    row = {"format": fmt, "scores": scores, "failed_windows": sum(e is not None for r in results for e in r.errors),
+    reasons: dict[str, int] = {}
+    for result in results:
+        for error in result.errors:
+            if error is not None:
+                reasons[error] = reasons.get(error, 0) + 1
+    row = {"format": fmt, "scores": scores, "failed_windows": sum(reasons.values()), "reasons": reasons,
+           "predictions": [p for r in results for p in r.predictions],
            "calls": len(records), "out_per_position": {}, "in_per_window": {}}
     row["out_per_position"][f"counter ({counter.method})"] = sum(counter.count(t) for t in replies) / positions
     row["in_per_window"][f"counter ({counter.method})"] = sum(counter.count_messages(r.messages)
@@ -133,6 +142,8 @@ def main() -> None:
     ap.add_argument("--corpus", default="stdlib")
     ap.add_argument("--tokens", type=int, default=40_000, help="capture size")
     ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--top-k", type=int, default=30, help="top windows kept per unit (a third are test windows)")
+    ap.add_argument("--n-random", type=int, default=20, help="random windows (half are test windows)")
     ap.add_argument("--windows-per-request", type=int, default=10)
     ap.add_argument("--base-url", help="an OpenAI-compatible endpoint (default: the test server, started here)")
     ap.add_argument("--model", default="fake-model", help="the model name sent to --base-url")
@@ -140,6 +151,10 @@ def main() -> None:
                                       "format as a grammar would (benchmarks/forced_chat.py), instead of the test "
                                       "server's rule")
     ap.add_argument("--parse", action="store_true", help="read the written numbers (no logprobs)")
+    ap.add_argument("--grammar", action="store_true", help="send each format as a llama.cpp grammar "
+                                                           "(profile simulator_grammar = true)")
+    ap.add_argument("--concurrency", type=int, help="requests in flight (default: 8 for the test server, detected "
+                                                     "for --base-url: 1 for llama-cpp-python)")
     ap.add_argument("--gguf", default=os.environ.get("SMOL_GGUF"), help="SmolLM2 GGUF, for its tokenizer's counts")
     ap.add_argument("--rounds", type=int, default=10_000, help="bootstrap resamples")
     args = ap.parse_args()
@@ -164,8 +179,10 @@ def main() -> None:
         server = None if args.base_url else FakeOpenAIServer()
     with server or contextlib.nullcontext():
         base_url = args.base_url or server.base_url
+        concurrency = args.concurrency or (1 if args.hf_gguf else None if args.base_url else 8)
         profile = ModelProfile(model=args.model, base_url=base_url, supports_logprobs=not args.parse,
-                               concurrency=1 if args.hf_gguf else 8, timeout_s=3600.0 if args.hf_gguf else 60.0)
+                               simulator_grammar=args.grammar, concurrency=concurrency,
+                               timeout_s=3600.0 if args.hf_gguf else 60.0)
         for fmt in ("full", "compact"):
             results, records = asyncio.run(simulate(profile, fmt, cases, args.windows_per_request))
             rows.append(measure(fmt, results, records, cases, counter, bpes))
@@ -174,12 +191,20 @@ def main() -> None:
     positions = sum(len(w) for *_, windows in cases for w in windows)
     print(f"{len(cases)} units, {sum(len(c[3]) for c in cases)} test windows, {positions} predicted positions; "
           f"endpoint: {args.base_url or args.hf_gguf or 'the test server'}; "
-          f"{'parse' if args.parse else 'logprobs'}")
+          f"model {args.model}; {'parse' if args.parse else 'logprobs'}; grammar {'on' if args.grammar else 'off'}; "
+          f"subject {args.subject} layer {args.layer}, units {args.units}, windows of {args.window} tokens, "
+          f"{args.windows_per_request} windows per request")
     for row in rows:
         defined = [s for s in row["scores"] if s is not None]
         mean = statistics.fmean(defined) if defined else float("nan")
         print(f"\n{row['format']}: mean score {mean:.4f} over {len(defined)} units with a score; "
               f"{row['failed_windows']} windows failed; {row['calls']} calls")
+        pos = [(i, v) for p in row["predictions"] if p is not None for i, v in enumerate(p)]
+        if len(pos) > 1 and np.std([v for _, v in pos]) > 0:
+            print(f"  predictions: mean {np.mean([v for _, v in pos]):.3f}, correlation with the position in the window "
+                  f"{np.corrcoef(np.array(pos).T)[0, 1]:+.3f}")
+        for reason, count in sorted(row["reasons"].items(), key=lambda kv: -kv[1])[:5]:
+            print(f"  {count} failed: {reason[:200]}")
         for how, value in row["out_per_position"].items():
             print(f"  output tokens per predicted position, {how}: {value:.3f}")
         for how, value in row["in_per_window"].items():
@@ -188,6 +213,13 @@ def main() -> None:
     n, diff, low, high = paired_bootstrap(full["scores"], compact["scores"], args.rounds, seed=0)
     print(f"\ncompact - full: mean score difference {diff:+.4f}, 95% paired-bootstrap interval "
           f"[{low:+.4f}, {high:+.4f}] over {n} units")
+    pairs = [(f, c) for fw, cw in zip(full["predictions"], compact["predictions"]) if fw is not None and cw is not None
+             for f, c in zip(fw, cw)]
+    if len(pairs) > 1:
+        f, c = np.array(pairs).T
+        r = float(np.corrcoef(f, c)[0, 1]) if f.std() > 0 and c.std() > 0 else float("nan")
+        print(f"per-position predictions over {len(pairs)} positions both formats predicted: correlation {r:.3f}, "
+              f"mean {f.mean():.3f} full, {c.mean():.3f} compact, mean absolute difference {np.abs(f - c).mean():.3f}")
     for how in full["in_per_window"]:
         saved = 1 - compact["in_per_window"][how] / full["in_per_window"][how]
         out = 1 - compact["out_per_position"][how] / full["out_per_position"][how]

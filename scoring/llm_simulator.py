@@ -29,8 +29,8 @@ the first line the parser would reject (more than ``PREAMBLE_LINES`` lines befor
 that does not parse or has a value above 10, a block with more or fewer lines than its window has tokens, text
 between blocks), and as soon as every window is answered. Windows answered before the stop keep their predictions;
 the others get the parser's error and the reason the reply was stopped. ``max_tokens`` is the reply's real need:
-the tokens of every token line as the prompt shows it plus a tab, a number and a newline (``reply_budget``), with a
-20% margin, instead of a fixed allowance per line.
+the tokens of every token line as the prompt shows it plus a tab, a number (two tokens: "1" "0") and a newline
+(``reply_budget``), with a 20% margin, instead of a fixed allowance per line.
 
 ``fmt="compact"`` (or ``simulator_format = "compact"`` in the profile): the reply is one line of characters per
 window instead of a copy of every token line (``autointerp.scoring.compact``: its prompt, parser, watch and expected
@@ -69,6 +69,7 @@ _NUMERIC = {str(v): v for v in range(MAX_ACTIVATION + 1)}
 _BLOCK_RE = re.compile(r"<start>[ \t\r]*\n(.*?)<end>", re.S)
 _LINE_RE = re.compile(r"^(.*)\t *(\d+)\s*$")
 LINE_EXTRA_TOKENS = 3  # after a token's own text, a line has a tab, a number (one token, or "1" "0") and a newline
+TEN_EXTRA_TOKENS = 1  # the cap allows every number to be "1" "0" (SmolLM2 on llama.cpp was cut off without it)
 WINDOW_EXTRA_TOKENS = 6  # the <start> and <end> lines of a window
 REPLY_MARGIN = 1.2  # max_tokens = this times the reply's tokens, plus PREAMBLE_TOKENS
 PREAMBLE_TOKENS = 16
@@ -121,8 +122,10 @@ def reply_tokens(windows: list[list[str]], counter: TokenCounter) -> int:
 
 
 def reply_budget(windows: list[list[str]], counter: TokenCounter) -> int:
-    """``max_tokens`` for a reply to ``windows``: ``reply_tokens`` with a 20% margin (see the module docstring)."""
-    return math.ceil(REPLY_MARGIN * reply_tokens(windows, counter)) + PREAMBLE_TOKENS
+    """``max_tokens`` for a reply to ``windows``: ``reply_tokens``, plus a token a line for numbers spelled "1" "0"
+    by tokenizers that write digits one at a time, with a 20% margin (see the module docstring)."""
+    need = reply_tokens(windows, counter) + TEN_EXTRA_TOKENS * sum(len(w) for w in windows)
+    return math.ceil(REPLY_MARGIN * need) + PREAMBLE_TOKENS
 
 
 class ReplyWatch:
