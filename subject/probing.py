@@ -62,10 +62,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import sklearn
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import precision_recall_fscore_support
-from sklearn.preprocessing import StandardScaler
 
 from autointerp.corpus import Corpus
 from autointerp.errors import UsageError
@@ -79,7 +75,11 @@ DEFAULT_TOKENS = 100_000  # labelled tokens collected by default: about 200 docu
 WINDOWS_PER_DOCUMENT = 8  # the first windows of each document taken by default
 TRAIN_SHARE = 0.7
 Method = Literal["mean_diff", "adaptive"]
-_PENALTY_DEPRECATED = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
+def _penalty_deprecated() -> bool:
+    """scikit-learn 1.8 deprecates ``penalty``: the elastic net is then asked for by ``l1_ratio`` alone."""
+    import sklearn
+
+    return tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
 
 
 # -- labels --------------------------------------------------------------------------------------------------------
@@ -348,6 +348,10 @@ class ProbeResult:
 
 
 def _l2_probe(X_tr, y_tr, X_te, y_te, units: Sequence[int], seed: int) -> tuple[float, float, float]:
+    from sklearn.linear_model import LogisticRegression  # scikit-learn loads in seconds: only when probing
+    from sklearn.metrics import precision_recall_fscore_support
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(X_tr[:, units])
     clf = LogisticRegression(C=1.0, max_iter=1000, random_state=seed).fit(scaler.transform(X_tr[:, units]), y_tr)
     p, r, f, _ = precision_recall_fscore_support(y_te, clf.predict(scaler.transform(X_te[:, units])),
@@ -355,9 +359,11 @@ def _l2_probe(X_tr, y_tr, X_te, y_te, units: Sequence[int], seed: int) -> tuple[
     return float(p), float(r), float(f)
 
 
-def _elastic_net(seed: int) -> LogisticRegression:
+def _elastic_net(seed: int):
+    from sklearn.linear_model import LogisticRegression
+
     kw = dict(C=0.1, l1_ratio=0.9, solver="saga", max_iter=300, tol=1e-3, random_state=seed)
-    return LogisticRegression(**kw) if _PENALTY_DEPRECATED else LogisticRegression(penalty="elasticnet", **kw)
+    return LogisticRegression(**kw) if _penalty_deprecated() else LogisticRegression(penalty="elasticnet", **kw)
 
 
 def split_by_window(group: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -390,6 +396,8 @@ def fit_probes(X: np.ndarray, y: np.ndarray, group: np.ndarray, ks: Sequence[int
             units = ranked[:k]
             results.append(ProbeK(k, tuple(int(u) for u in units), *_l2_probe(X_tr, y_tr, X_te, y_te, units, seed)))
     elif method == "adaptive":
+        from sklearn.preprocessing import StandardScaler
+
         support = ranked[: ks[-1]]
         for k in reversed(ks):
             scaler = StandardScaler().fit(X_tr[:, support])

@@ -8,7 +8,6 @@ from fractions import Fraction
 
 import pytest
 import torch
-from sklearn.metrics import mutual_info_score
 
 from autointerp.subject.analyses import (
     coverage_k,
@@ -70,6 +69,8 @@ def test_detected_needs_few_ngrams_and_coverage_of_occurrences():
 
 @pytest.mark.parametrize("equal", [True, False])
 def test_positional_mi_equals_sklearn(equal):
+    from sklearn.metrics import mutual_info_score  # scikit-learn loads in seconds: only where it is compared
+
     gen = torch.Generator().manual_seed(0)
     W, U = 12, 5
     counts = torch.full((W,), 40) if equal else torch.randint(5, 60, (W,), generator=gen)

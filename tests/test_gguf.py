@@ -125,6 +125,7 @@ def test_gguf_file_loads_equal_to_its_source_then_from_the_cache(tmp_path, monke
     assert again.weights_hash() == subject.weights_hash()
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_unsupported_architecture_is_one_line_naming_the_supported(tmp_path):
     path = tmp_path / "odd.gguf"
     write_header_only(path, "rwkv6")

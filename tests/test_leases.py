@@ -78,6 +78,7 @@ def until(condition, within_s: float = 10.0) -> bool:
     return True
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_heartbeat_keeps_the_lease_and_a_takeover_marks_it_lost(db):
     with acquire_lease(db, "run:k", ttl_s=0.6) as lease:  # a beat every 0.2 s
         first = lease_holder(db, "run:k").expires_at
@@ -110,6 +111,7 @@ def test_racing_acquirers_exactly_one_wins(db):
     assert results.count("held") == 5
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_wait_returns_once_the_holder_releases(db):
     lease = acquire_lease(db, "run:k")
     threading.Timer(0.5, lease.release).start()

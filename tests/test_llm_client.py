@@ -217,6 +217,7 @@ def test_400_is_not_retried():
     assert record.attempts == 1 and "400" in record.error and record.response is None
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_timeouts_are_not_retried_by_default_nor_at_temperature_0():
     """The server may still be generating an abandoned request, and at temperature 0 a retry repeats its output."""
     for fields, why in (({}, "server may still be generating"),
@@ -232,6 +233,7 @@ def test_timeouts_are_not_retried_by_default_nor_at_temperature_0():
         assert sink.records[0].attempts == 1 and sink.records[0].error
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_timeouts_are_retried_when_allowed_and_sampling():
     sink = ListSink()
     with FakeOpenAIServer(scripted(Hang(5), Hang(5), Hang(5))) as srv:
@@ -257,6 +259,7 @@ def test_a_500_that_refuses_the_request_is_not_retried(message):
     assert sink.records[0].attempts == 1
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_timeout_scales_with_the_work_a_request_asks_for():
     profile = ModelProfile(timeout_s=60, prompt_tokens_per_s=50, tokens_per_s=4)
     assert profile.request_timeout_s(0, 0) == 60
@@ -308,6 +311,7 @@ def test_rejected_shapes_say_what_to_change():
             asyncio.run(chat_once(local_profile(srv, max_retries=0), tools=[tool]))
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_concurrency_bound_is_respected():
     async def many(profile: ModelProfile) -> None:
         async with LLMClient(profile, "bounded") as client:
@@ -318,6 +322,7 @@ def test_concurrency_bound_is_respected():
         assert len(srv.requests) == 12 and srv.max_in_flight == 3
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_a_logged_latency_is_the_request_s_not_its_wait_for_a_slot():
     """One request at a time, four sent at once: the requests ran one after another, so their logged latencies add up
     to no more than the whole took (counting the wait for a slot, they would add up to about 2.5 times it)."""

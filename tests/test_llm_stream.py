@@ -29,6 +29,7 @@ async def streamed(srv: FakeOpenAIServer, stop_when, **kw):
         return await client.chat(HELLO, purpose="test", stop_when=stop_when, max_tokens=6000, **kw)
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_an_off_format_stream_is_closed_and_the_server_stops_generating():
     with FakeOpenAIServer(scripted(RAMBLE), token_latency_s=0.002) as srv:
         result = asyncio.run(streamed(srv, no_second_line))
@@ -64,6 +65,7 @@ def test_the_in_process_fake_cuts_the_reply_where_a_stream_would_stop():
 UNSCALED = {"prompt_tokens_per_s": 1e9, "tokens_per_s": 1e9}
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_time_before_the_first_token_is_not_counted_against_the_generation():
     """Queued 0.5 s (the server sends nothing), then 0.5 s of generation: over the 0.9 s timeout in all, within it
     for each phase. A stream that never starts still times out, and is not retried."""

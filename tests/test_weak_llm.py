@@ -23,6 +23,7 @@ WINDOWS = [["def", " area", "(", "self", "):"], ["x", " =", " 1"]]
 RAMBLE = "The neuron is activated by the token self because it is a Python keyword.\n" * 300
 
 
+@pytest.mark.slow  # waits on timeouts, latencies or leases: seconds of wall time
 def test_an_off_format_simulator_reply_is_stopped_after_a_few_tokens():
     with FakeOpenAIServer(scripted(RAMBLE), token_latency_s=0.001) as srv:
         profile = ModelProfile(model="m", base_url=srv.base_url, supports_logprobs=False, max_retries=3)
