@@ -78,6 +78,7 @@ def run(workdir: Path, base_url: str, args, concurrency: int, requests: int, uni
     the command prints after the capture and before the first LLM call, to its end."""
     (workdir / "autointerp.toml").write_text(
         f'[models.local]\nmodel = "fake-model"\nbase_url = "{base_url}"\nconcurrency = {requests}\n'
+        + "".join(f"{line}\n" for line in args.profile)
     )
     db = workdir / f"c{concurrency}-r{requests}-{time.monotonic_ns()}.db"
     cmd = [sys.executable, "-m", "autointerp.cli", "run", "--layer", str(args.layer), "--units", units or args.units,
@@ -152,6 +153,8 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=13)
     ap.add_argument("--units", default="0:32")
     ap.add_argument("--tokens", type=int, default=50_000, help="capture size (kept small: not what is measured)")
+    ap.add_argument("--profile", action="append", default=[], metavar="LINE",
+                    help='one more line of the model profile, e.g. --profile "stream = false" (repeatable)')
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before every answer")
     ap.add_argument("--seam-calls", type=int, default=20, help="calls per kind for the seam-alone figure")
     args = ap.parse_args()
