@@ -44,6 +44,7 @@ import random
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
 
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict
@@ -187,23 +188,34 @@ def scripted(*outcomes: Outcome | str, then: Handler = default_handler) -> Handl
 # --- the server ----------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Traits:
+    """Which kind of endpoint the fake server plays, beyond its answers: ``parallel`` slots announced by ``GET
+    /props`` (llama.cpp's; None: 404, as most servers), ``escape_html`` (unicode-escaped ``<``, ``>``, ``&`` in JSON,
+    as some servers write), the ``response_formats`` dialects it honours (``outcomes.constrained``) and the protocol
+    ``quirks`` it shows (``QUIRKS``)."""
+
+    parallel: int | None = None
+    escape_html: bool = False
+    response_formats: tuple[str, ...] = ()
+    quirks: tuple[str, ...] | frozenset[str] = ()
+
+
 class FakeOpenAIServer:
     """An OpenAI-compatible server on 127.0.0.1 and an ephemeral port, in a background thread; a context manager."""
 
     def __init__(
         self, handler: Handler = default_handler, *, latency_s: float = 0.0, model: str = "fake-model", port: int = 0,
-        token_latency_s: float = 0.0,
-        completion_handler: Handler | None = None, parallel: int | None = None, escape_html: bool = False,
-        response_formats: tuple[str, ...] = (), quirks: tuple[str, ...] | frozenset[str] = (),
+        token_latency_s: float = 0.0, completion_handler: Handler | None = None, traits: Traits = Traits(),
     ):
-        unknown = set(quirks) - QUIRKS
+        unknown = set(traits.quirks) - QUIRKS
         assert not unknown, f"unknown quirks {sorted(unknown)}; known: {sorted(QUIRKS)}"
-        self.quirks = frozenset(quirks)
+        self.quirks = frozenset(traits.quirks)
         self.handler = handler
         self.completion_handler = completion_handler or EchoModel()  # POST /v1/completions
-        self.parallel = parallel  # GET /props answers {"total_slots": parallel}; None: 404, as most servers
-        self.escape_html = escape_html
-        self.response_formats = response_formats  # response_format dialects honoured (outcomes.constrained)
+        self.parallel = traits.parallel  # GET /props answers {"total_slots": parallel}; None: 404, as most servers
+        self.escape_html = traits.escape_html
+        self.response_formats = traits.response_formats  # response_format dialects honoured (outcomes.constrained)
         self.latency_s = latency_s  # added before every chat-completion answer
         self.token_latency_s = token_latency_s  # between the chunks of a streamed answer
         self.streamed_tokens: list[int] = []  # per streamed request: token chunks written before it ended
@@ -396,7 +408,7 @@ def main() -> None:
     parser.add_argument("--quirk", action="append", default=[], choices=sorted(QUIRKS),
                         help="bend the protocol as some endpoints do (repeatable)")
     args = parser.parse_args()
-    with FakeOpenAIServer(latency_s=args.latency, port=args.port, quirks=tuple(args.quirk)) as srv:
+    with FakeOpenAIServer(latency_s=args.latency, port=args.port, traits=Traits(quirks=tuple(args.quirk))) as srv:
         print(f"serving on {srv.base_url} (Ctrl-C to stop)", flush=True)
         try:
             srv.stopping.wait()

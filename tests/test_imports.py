@@ -197,11 +197,6 @@ def test_the_command_starts_without_the_llm_client_or_dataframes():
 
 # -- no long parameter lists (issue 20) -------------------------------------------------------------------------------
 MAX_PARAMETERS = 8
-# Over the limit today in files other work is rewriting (issue 20); the lead empties this after merging it, and the
-# test fails on an entry that is back within the limit, so the list cannot go stale.
-OVER_THE_LIMIT_FOR_NOW = {
-    "autointerp.testing.server.FakeOpenAIServer.__init__",  # 9: the fake server's knobs (being grouped by a helper)
-}
 
 
 def parameter_counts(source: str, module: str) -> dict[str, int]:
@@ -241,11 +236,9 @@ def test_no_function_takes_more_than_8_parameters():
     sources = {m: p.read_text() for m, p in module_files().items()
                if m != "autointerp.cli" and not m.startswith("autointerp.cli.")}
     over = over_the_limit(sources)
-    long = sorted(f"{name} ({n})" for name, n in over.items() if name not in OVER_THE_LIMIT_FOR_NOW)
+    long = sorted(f"{name} ({n})" for name, n in over.items())
     assert not long, (f"these take more than {MAX_PARAMETERS} parameters; group the settings that travel together "
                       "into a small frozen dataclass:\n" + "\n".join(long))
-    fixed = sorted(OVER_THE_LIMIT_FOR_NOW - set(over))
-    assert not fixed, f"take these off OVER_THE_LIMIT_FOR_NOW, they are within the limit now: {fixed}"
 
 
 def test_the_parameter_check_catches_a_planted_function():

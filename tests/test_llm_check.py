@@ -8,7 +8,7 @@ import json
 from autointerp.llm import LLMClient, ModelProfile
 from autointerp.llm.check import check_profile, echo_shift, probing, summary
 from autointerp.testing.echo_model import EchoModel
-from autointerp.testing.server import FakeOpenAIServer, HTTPFailure, Reply, default_handler
+from autointerp.testing.server import FakeOpenAIServer, HTTPFailure, Reply, Traits, default_handler
 
 
 def calls_tools(request):
@@ -26,7 +26,8 @@ def check(srv: FakeOpenAIServer, **fields) -> dict:
 
 
 def test_a_full_server_reports_every_capability():
-    with FakeOpenAIServer(calls_tools, parallel=3, completion_handler=EchoModel(split_digits=True, shift=1)) as srv:
+    with FakeOpenAIServer(calls_tools, traits=Traits(parallel=3),
+                          completion_handler=EchoModel(split_digits=True, shift=1)) as srv:
         result = check(srv, supports_logprobs=False, supports_tools=False)  # checked whatever the profile claims
     assert result["reachable"] and result["chat"] and result["tools"] and result["logprobs"] and result["echo"]
     assert result["echo_shift"] == 1 and result["escapes_html"] is False and result["parallel"] == 3
@@ -37,7 +38,7 @@ def test_a_full_server_reports_every_capability():
 
 def test_escaping_chat_template_no_tools_no_completions():
     missing = lambda request: HTTPFailure(404, message="not found")  # noqa: E731
-    with FakeOpenAIServer(escape_html=True, completion_handler=missing) as srv:
+    with FakeOpenAIServer(traits=Traits(escape_html=True), completion_handler=missing) as srv:
         result = check(srv)
     assert result["reachable"] and result["chat"] and result["escapes_html"] is True
     assert result["tools"] is False and result["echo"] is None and "echo" in result["errors"]
@@ -77,7 +78,7 @@ def test_models_check_command_checks_every_profile(cli, isolated):
 def test_response_formats_are_reported_by_dialect():
     """A server that constrains answers in llama-cpp-python's dialect only: the check lists that one; a server that
     ignores the field lists none."""
-    with FakeOpenAIServer(response_formats=("json_object",)) as srv:
+    with FakeOpenAIServer(traits=Traits(response_formats=("json_object",))) as srv:
         result = check(srv)
     assert result["response_formats"] == ["json_object"] and "response_format: json_object" in summary(result)
     with FakeOpenAIServer() as srv:

@@ -28,9 +28,10 @@ from autointerp.llm.profiles import LOCAL_PLACEHOLDER_KEY
 from autointerp.testing.server import (
     FakeOpenAIServer,
     Garbage,
-    Hang,
     HTTPFailure,
+    Hang,
     Reply,
+    Traits,
     scripted,
 )
 from autointerp.llm.tokens import TokenCounter
@@ -293,7 +294,7 @@ def test_completions_echo_round_trip_and_local_parallelism_detection():
             reply = await client.complete("a\t10\n", purpose="test", echo=True, logprobs=3, max_tokens=1)
             return reply, await client.concurrency()
 
-    with FakeOpenAIServer(parallel=4) as srv:
+    with FakeOpenAIServer(traits=Traits(parallel=4)) as srv:
         reply, parallel = asyncio.run(go(local_profile(srv)))
         request = srv.requests[0]
     assert (request["echo"], request["logprobs"], request["max_tokens"]) == (True, 3, 1)

@@ -22,6 +22,7 @@ from autointerp.testing.server import (
     HTTPFailure,
     ProxyPage,
     Reply,
+    Traits,
     scripted,
 )
 
@@ -54,7 +55,7 @@ async def calls(prof: ModelProfile, *requests: dict, client_box: list | None = N
 
 def test_a_json_body_to_a_streamed_request_is_the_reply_and_the_endpoint_is_not_asked_to_stream_again(caplog):
     reply = Reply(tokens=[("first", {"first": -0.1}), (" line\n", {}), ("second line\n", {}), ("third line\n", {})])
-    with FakeOpenAIServer(lambda request: reply, quirks={"no_stream"}) as srv:
+    with FakeOpenAIServer(lambda request: reply, traits=Traits(quirks={"no_stream"})) as srv:
         box: list = []
         with caplog.at_level(logging.WARNING, logger="autointerp.llm"):
             first, second = asyncio.run(calls(profile(srv), {"stop_when": no_second_line, "logprobs": True},
@@ -77,7 +78,7 @@ def test_a_profile_with_stream_false_never_asks_for_a_stream():
 
 
 def test_a_stream_without_done_is_used_when_the_reply_ended():
-    with FakeOpenAIServer(lambda request: LINES, quirks={"no_done"}) as srv:
+    with FakeOpenAIServer(lambda request: LINES, traits=Traits(quirks={"no_done"})) as srv:
         (result,) = asyncio.run(calls(profile(srv, max_retries=0), {"stop_when": lambda text: None}))
     assert result.text == LINES and result.finish_reason == "stop" and result.tokens_out > 0
 
@@ -119,7 +120,7 @@ def test_an_html_error_page_from_a_proxy_is_one_short_line_and_retried(status):
 
 
 def test_a_usage_only_final_chunk_gives_the_token_counts():
-    with FakeOpenAIServer(lambda request: LINES, quirks={"usage_without_choices"}) as srv:
+    with FakeOpenAIServer(lambda request: LINES, traits=Traits(quirks={"usage_without_choices"})) as srv:
         streamed, plain = asyncio.run(calls(profile(srv, max_retries=0), {"stop_when": lambda text: None}, {}))
     # the server's own usage (its ~4 characters a token), not the client's tokenizer
     assert (streamed.tokens_in, streamed.tokens_out) == (plain.tokens_in, plain.tokens_out)
@@ -180,7 +181,7 @@ def test_a_run_against_an_endpoint_that_never_streams_finishes_every_unit(cli, t
     """Issue 23's case: every unit done (the first streamed request's JSON body is read as the reply), the
     endpoint asked to stream once, and the adaptation said once (a warning: on stderr when nothing configured
     logging, as in the command)."""
-    with FakeOpenAIServer(quirks={"no_stream"}) as server:
+    with FakeOpenAIServer(traits=Traits(quirks={"no_stream"})) as server:
         (isolated / "autointerp.toml").write_text(
             f'[models.local]\nmodel = "fake-model"\nbase_url = "{server.base_url}"\n')
         code, out, err = cli("run", "--layer", "1", "--model", tiny, "--corpus", str(text_corpus), "--units", "0:4",

@@ -13,7 +13,7 @@ import pytest
 
 from autointerp.llm.client import LLMClient
 from autointerp.llm.profiles import ModelProfile
-from autointerp.testing.server import FakeOpenAIServer, Reply, scripted
+from autointerp.testing.server import FakeOpenAIServer, Reply, Traits, scripted
 from autointerp.scoring.llm_simulator import LLMSimulator, ReplyWatch, reply_budget
 from autointerp.llm.tokens import TokenCounter
 
@@ -209,7 +209,7 @@ def test_a_constrained_answer_is_asked_for_in_the_profile_s_dialect_and_read(dia
             explainer = LLMExplainer(client, profile, limits=AgentLimits(revise_rounds=0, max_tool_calls=0))
             return await explainer.explain(planted_record().for_explainer())
 
-    with FakeOpenAIServer(handler, response_formats=(dialect,)) as srv:
+    with FakeOpenAIServer(handler, traits=Traits(response_formats=(dialect,))) as srv:
         out = asyncio.run(explain(ModelProfile(model="m", base_url=srv.base_url, response_format=dialect)))
         sent = srv.requests[0]["response_format"]
         plain = asyncio.run(explain(ModelProfile(model="m", base_url=srv.base_url)))

@@ -156,7 +156,7 @@ def _print_summary(s) -> None:
     out.print(f"{label}; {markup(s.simulator)} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
-    judged = [name for name in ("detection", "fuzzing") if any(getattr(o, name) is not None for o in s.outcomes)]
+    judged = [name for name in ("detection", "fuzzing") if any(o.value(name) is not None for o in s.outcomes)]
     if judged:
         out.print(", ".join(f"{name}: mean {fmt(s.mean_of(name))}" for name in judged)
                   + " (balanced accuracy on test, chance 0.5)")
@@ -176,7 +176,7 @@ def _print_summary(s) -> None:
                 table.add_row("...", "", *("" for _ in judged), "")
             else:
                 name = f"{s.layer}/{o.unit}" if s.unit_kind == "neuron" else f"{s.unit_kind}@{s.layer}/{o.unit}"
-                table.add_row(cell(name), fmt(o.score), *(fmt(getattr(o, j)) for j in judged), cell(o.explanation))
+                table.add_row(cell(name), fmt(o.score), *(fmt(o.value(j)) for j in judged), cell(o.explanation))
         out.print(table)
     if s.llm_usage:
         u = s.llm_usage

@@ -19,6 +19,10 @@ class UnitOutcome:
     detection: float | None = None  # balanced accuracy on test (None: not judged, or undefined)
     fuzzing: float | None = None
 
+    def value(self, scorer: str) -> float | None:
+        """The unit's test value under ``scorer``: simulation, detection or fuzzing."""
+        return {"simulation": self.score, "detection": self.detection, "fuzzing": self.fuzzing}[scorer]
+
 
 @dataclass
 class RunSummary:
@@ -69,7 +73,7 @@ class RunSummary:
 
     def mean_of(self, scorer: str) -> float | None:
         """The mean of the units' defined ``detection`` or ``fuzzing`` scores (None when there is none)."""
-        values = [getattr(o, scorer) for o in self.outcomes if getattr(o, scorer) is not None]
+        values = [o.value(scorer) for o in self.outcomes if o.value(scorer) is not None]
         return statistics.fmean(values) if values else None
 
     @property
