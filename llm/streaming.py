@@ -36,6 +36,27 @@ from autointerp.llm.wire import BYTES_FIELD_B, loads
 StopCheck = Callable[[str], "str | None"]
 
 
+class LineWatch:
+    """A ``StopCheck`` that reads a reply one complete line at a time, each line once: subclasses say, in ``_line``,
+    the reason to stop at a line (None: go on). Called with the reply so far, it reads only the lines that ended
+    since the last call; once it gave a reason, it reads nothing more."""
+
+    _read = 0  # the reply's characters read so far
+
+    def __call__(self, text: str) -> str | None:
+        end = text.rfind("\n") + 1
+        for line in text[self._read : end].split("\n")[:-1]:
+            reason = self._line(line)
+            if reason is not None:
+                self._read = len(text)
+                return reason
+        self._read = end
+        return None
+
+    def _line(self, line: str) -> str | None:
+        raise NotImplementedError
+
+
 class StreamAssembler:
     """Collects ``chat.completion.chunk`` dicts into a completion body; see the module docstring."""
 

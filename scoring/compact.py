@@ -51,6 +51,7 @@ from collections.abc import Sequence
 
 from autointerp.llm.tokens import TokenCounter
 from autointerp.llm.client import TokenLogprob
+from autointerp.llm.streaming import LineWatch
 from autointerp.prompts.render import render
 
 SYSTEM_TEMPLATE = "simulator_compact_system.j2"
@@ -94,7 +95,7 @@ def compact_reply_budget(windows: list[list[str]]) -> int:
     return math.ceil(REPLY_MARGIN * need) + PREAMBLE_TOKENS
 
 
-class CompactWatch:
+class CompactWatch(LineWatch):
     """``stop_when`` for a streamed compact reply to windows of ``sizes`` tokens: the reason to stop at the first line
     that breaks the format (or once every window is answered), else None. Reads each line once."""
 
@@ -103,17 +104,6 @@ class CompactWatch:
         self.answered: set[int] = set()
         self.outside = 0  # non-blank lines before the first answer line
         self.complete = False  # every window answered: the reason to stop is not an error
-        self._read = 0
-
-    def __call__(self, text: str) -> str | None:
-        end = text.rfind("\n") + 1
-        for line in text[self._read : end].split("\n")[:-1]:
-            reason = self._line(line)
-            if reason is not None:
-                self._read = len(text)
-                return reason
-        self._read = end
-        return None
 
     def _line(self, line: str) -> str | None:
         if not line.strip():

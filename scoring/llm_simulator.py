@@ -55,6 +55,7 @@ from typing import Any
 
 from autointerp.llm.client import ChatModel, ChatResult, LLMError, MalformedLogprobs, TokenLogprob
 from autointerp.llm.profiles import ModelProfile
+from autointerp.llm.streaming import LineWatch
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, show_token, templates_sha256
 from autointerp.scoring import compact as cf
@@ -128,7 +129,7 @@ def reply_budget(windows: list[list[str]], counter: TokenCounter) -> int:
     return math.ceil(REPLY_MARGIN * need) + PREAMBLE_TOKENS
 
 
-class ReplyWatch:
+class ReplyWatch(LineWatch):
     """``stop_when`` for a streamed simulator reply to windows of ``sizes`` tokens: the reason to stop at the first
     line that breaks the format (or once every window is answered), else None. Reads each line once."""
 
@@ -138,17 +139,6 @@ class ReplyWatch:
         self.lines: int | None = None  # token lines of that window so far; None outside a block
         self.outside = 0  # non-blank lines outside blocks before the first <start>
         self.complete = False  # every window answered: the reason to stop is not an error
-        self._read = 0
-
-    def __call__(self, text: str) -> str | None:
-        end = text.rfind("\n") + 1
-        for line in text[self._read : end].split("\n")[:-1]:
-            reason = self._line(line)
-            if reason is not None:
-                self._read = len(text)
-                return reason
-        self._read = end
-        return None
 
     def _line(self, line: str) -> str | None:
         where = f"window {self.window + 1}"
