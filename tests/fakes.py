@@ -207,3 +207,19 @@ def hostile_results(root: Path, model: str) -> Path:
         run_cli(*args, "--model", model, "--corpus", str(corpus), "--db", str(db))
     plant_hostile_rows(db)
     return db
+
+
+def identity_sae(d: int):
+    """A ``SparseAutoencoder`` over ``d`` dimensions that reconstructs any x exactly: features ReLU(x) and ReLU(-x)."""
+    import torch
+
+    from autointerp.subject.sae import SparseAutoencoder
+
+    sae = SparseAutoencoder(d, 2 * d, tied=False, normalize_decoder=False)
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye]))
+        sae.W_dec.copy_(torch.cat([eye, -eye]))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae

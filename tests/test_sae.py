@@ -28,6 +28,7 @@ from autointerp.subject.sae import (
 )
 from autointerp.subject.sae_formats import load_sae
 from autointerp.subject.units import collect_activations
+from fakes import identity_sae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -138,18 +139,6 @@ def test_load_sparsify_folder(tmp_path):
         load_sae(tmp_path)
     with pytest.raises(UsageError, match="cfg.json"):
         load_sae(tmp_path / "nowhere")
-
-
-def identity_sae(d: int) -> SparseAutoencoder:
-    """Reconstructs any x exactly: features ReLU(x) and ReLU(-x)."""
-    sae = SparseAutoencoder(d, 2 * d, tied=False, normalize_decoder=False)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye]))
-        sae.W_dec.copy_(torch.cat([eye, -eye]))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 @pytest.mark.parametrize("arch", ["opt", "gpt2", "llama"])

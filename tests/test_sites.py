@@ -12,10 +12,11 @@ from autointerp.corpus import iter_token_windows, open_corpus
 from autointerp.errors import UsageError
 from autointerp.subject.hooks import mlp_hooks
 from autointerp.subject.model import load_subject
-from autointerp.subject.sae import SparseAutoencoder, spliced_loss
+from autointerp.subject.sae import spliced_loss
 from autointerp.subject.sites import SITES, replace_site, site_hooks, site_width
 from autointerp.subject.units import UnitSpace, check_reconstruction, collect_activations
 from conftest import ARCHS
+from fakes import identity_sae
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,17 +63,6 @@ def test_every_site_on_the_bundled_model():
     with pytest.raises(UsageError, match="out of range"):
         with site_hooks(subject, "resid_pre", [16]):
             pass
-
-
-def identity_sae(d: int) -> SparseAutoencoder:
-    sae = SparseAutoencoder(d, 2 * d, tied=False, normalize_decoder=False)
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye]))
-        sae.W_dec.copy_(torch.cat([eye, -eye]))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 @pytest.mark.parametrize("site", SITES)
