@@ -31,9 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from autointerp.errors import UsageError
 from autointerp.llm.profiles import ModelProfile
+from autointerp.scoring.scorer import SCORER_NAMES  # in the order they run
 
 CONFIG_FILE = "autointerp.toml"
-SCORERS = ("simulation", "detection", "fuzzing")  # autointerp.scoring.scorer.SCORER_NAMES, in the order they run
 SECTIONS: dict[str, tuple[str, ...]] = {
     "subject": ("model", "layer", "units", "dictionary", "site", "force_sae", "device", "dtype"),
     "capture": ("corpus", "tokens", "window", "top_k", "n_random", "range_windows", "silent_windows", "batch_size",
@@ -95,9 +95,9 @@ class Config(BaseModel):
                                              "explanation under the same scorers: the floor beside each score.")
     controls_units: int = Field(16, ge=0, description="Controls on a seeded sample of this many explained live units "
                                                       "per run (enough for the floor's 95% interval); 0: every unit.")
-    scorers: tuple[str, ...] = Field(SCORERS, description="Scorers that judge each explanation on held-out windows, "
-                                     "comma-separated: simulation (Pearson r, the score of record; always on), "
-                                     "detection, fuzzing.")
+    scorers: tuple[str, ...] = Field(
+        SCORER_NAMES, description="Scorers that judge each explanation on held-out windows, comma-separated: "
+        "simulation (Pearson r, the score of record; always on), detection, fuzzing.")
     judge: str = Field("baseline", description="Detection and fuzzing judge: 'baseline' (quoted tokens of the "
                                                "explanation, no LLM) or a model profile name.")
     judge_batch: int = Field(8, ge=1, description="Examples per LLM judge request (detection and fuzzing).")
@@ -126,13 +126,13 @@ class Config(BaseModel):
     def _scorer_names(cls, value: Any) -> Any:
         """``"simulation,detection"`` (a flag or an environment variable) or a list; known names, simulation first."""
         names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value)
-        unknown = [n for n in names if n not in SCORERS]
+        unknown = [n for n in names if n not in SCORER_NAMES]
         if unknown:
-            raise ValueError(f"unknown scorer {unknown[0]!r}; choose from {', '.join(SCORERS)}")
+            raise ValueError(f"unknown scorer {unknown[0]!r}; choose from {', '.join(SCORER_NAMES)}")
         if "simulation" not in names:
             raise ValueError("simulation gives the score of record and validates the explainer's drafts: keep it "
                              "(e.g. simulation,detection)")
-        return tuple(n for n in SCORERS if n in names)
+        return tuple(n for n in SCORER_NAMES if n in names)
 
     @model_validator(mode="after")
     def _tokens_hold_a_window(self) -> Config:
