@@ -68,9 +68,9 @@ class Config(BaseModel):
     window: int = Field(64, ge=2, description="Tokens per window (BOS excluded).")
     top_k: int = Field(30, ge=3, description="Top windows kept per unit, dealt into train/valid/test.")
     n_random: int = Field(20, ge=2, description="Random windows in the shared reservoir, dealt into valid/test.")
-    range_windows: int = Field(20, ge=0, description="Per unit, windows sampled from those where it fires, binned by "
+    range_windows: int = Field(100, ge=0, description="Per unit, windows sampled from those where it fires, binned by "
                                "activation decile, held out for detection and fuzzing (half valid, half test).")
-    silent_windows: int = Field(20, ge=0, description="Per unit, windows sampled from those where it does not fire: "
+    silent_windows: int = Field(100, ge=0, description="Per unit, windows sampled from those where it does not fire: "
                                 "detection's non-activating examples (half valid, half test).")
     batch_size: int = Field(32, ge=1, description="Windows per forward pass.")
     threshold: float = Field(0.0, description="Firing rule 'fixed': a unit fires when its activation is above this.")
@@ -101,8 +101,9 @@ class Config(BaseModel):
     judge: str = Field("baseline", description="Detection and fuzzing judge: 'baseline' (quoted tokens of the "
                                                "explanation, no LLM) or a model profile name.")
     judge_batch: int = Field(8, ge=1, description="Examples per LLM judge request (detection and fuzzing).")
-    judge_examples: int = Field(10, ge=1, description="Detection and fuzzing: activating and non-activating examples "
-                                                      "of each class per held-out split.")
+    judge_examples: int = Field(50, ge=1, description="Detection and fuzzing: activating and non-activating examples "
+                                                      "of each class per held-out split (delphi's 50; fewer cost an "
+                                                      "LLM judge less).")
     max_usd: float | None = Field(None, ge=0, description="Stop spending on LLM calls past this many US dollars.")
     max_calls: int | None = Field(None, ge=0, description="Stop after this many LLM calls.")
     log_logprobs: bool = Field(False, description="Keep per-token logprobs in the llm_calls log (a simulator "
@@ -155,9 +156,8 @@ class Config(BaseModel):
                   "validate_windows")
         if self.firing != "auto":  # keys of runs under the default rule stay as they were
             fields += ("firing",)
-        for name in ("range_windows", "silent_windows"):  # nor those with the default samples: no simulation
-            if getattr(self, name) != 20:  # score depends on them
-                fields += (name,)
+        if scorers:  # the samples the classifiers draw from; no simulation score depends on them
+            fields += ("range_windows", "silent_windows")
         key = {f: getattr(self, f) for f in fields}
         key.update(model_hash=model_hash, explainer=explainer_config, simulator=simulator_config)
         if units is not None:

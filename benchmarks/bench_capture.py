@@ -16,7 +16,8 @@ Each measurement runs in a fresh subprocess and reports its own peak RSS (``ru_m
 The range and silent samples (``CaptureConfig.range_windows``, ``silent_windows``: detection and fuzzing's examples)
 in both modes: the JSON of each capture measurement carries ``tensor_bytes`` (every tensor the capture keeps)
 and ``range_bytes`` (the range and silent samples'), which must be equal at 1M and 10M tokens; and their cost in
-speed, capture with both at 0 against both at 20, in one process, alternating rounds (the budget: within 5%):
+speed, capture with both at 0 against both at their default (100), in one process, alternating rounds (the
+budget: within 5%):
 
     python benchmarks/bench_capture.py --range-speed --layers 13 --tokens 200000 --rounds 3
 
@@ -62,7 +63,7 @@ def tensor_bytes(cap) -> int:
 
 
 def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, window: int,
-            range_windows: int = 20) -> dict:
+            range_windows: int = 100) -> dict:
     import torch
 
     from autointerp.corpus import bos_id, iter_token_windows, open_corpus
@@ -110,7 +111,8 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
 
     subject = load_subject(model, device="cpu", dtype="float32")
     windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
-    best = {0: float("inf"), 20: float("inf")}
+    default = CaptureConfig().range_windows
+    best = {0: float("inf"), default: float("inf")}
     cpu = dict(best)  # process CPU time: less disturbed than wall time by other processes on the machine
     for _ in range(rounds):
         for size in best:
@@ -124,8 +126,8 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
           f"{torch.get_num_threads()} threads")
     for size, t in best.items():
         print(f"range/silent_windows={size:<3d} {t:7.2f} s  {n / t:>9,.0f} tok/s  CPU {cpu[size]:7.2f} s")
-    print(f"capture time with / without the samples: wall {best[20] / best[0]:.3f}x, CPU "
-          f"{cpu[20] / cpu[0]:.3f}x (budget: 1.05x)")
+    print(f"capture time with / without the samples: wall {best[default] / best[0]:.3f}x, CPU "
+          f"{cpu[default] / cpu[0]:.3f}x (budget: 1.05x)")
 
 
 def _submodule(root, path: str):
@@ -226,9 +228,9 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one measurement, print JSON
     ap.add_argument("--peers", action="store_true", help="bare vs capture vs TransformerLens vs nnsight, one process")
     ap.add_argument("--rounds", type=int, default=3, help="--peers, --range-speed: alternating rounds, best kept")
-    ap.add_argument("--range-windows", type=int, default=20, help="CaptureConfig.range_windows and silent_windows "
+    ap.add_argument("--range-windows", type=int, default=100, help="CaptureConfig.range_windows and silent_windows "
                                                                    "of the capture mode")
-    ap.add_argument("--range-speed", action="store_true", help="capture with range/silent_windows 0 vs 20, one process")
+    ap.add_argument("--range-speed", action="store_true", help="capture with range/silent_windows 0 vs 100, one process")
     args = ap.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
     if not args.one:

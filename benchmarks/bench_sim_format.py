@@ -67,6 +67,7 @@ def units_and_explanations(args):
     for the chosen units."""
     from autointerp.agent.baseline import BaselineExplainer
     from autointerp.corpus import open_corpus
+    from autointerp.scoring.judges import quoted_tokens
     from autointerp.subject.capture import CaptureConfig, capture
     from autointerp.subject.model import load_subject
 
@@ -82,6 +83,8 @@ def units_and_explanations(args):
         if not test:
             continue
         text = asyncio.run(BaselineExplainer().explain(record.for_explainer())).text
+        if args.max_quoted and not 0 < len(quoted_tokens(text)) <= args.max_quoted:
+            continue
         cases.append((unit, text, test, [list(w.tokens) for w in test]))
     return subject.tokenizer, cases
 
@@ -144,6 +147,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--top-k", type=int, default=30, help="top windows kept per unit (a third are test windows)")
     ap.add_argument("--n-random", type=int, default=20, help="random windows (half are test windows)")
+    ap.add_argument("--max-quoted", type=int, default=0, help="only units whose explanation quotes 1 to N tokens "
+                    "(0: every unit); a small model reads a one-token explanation where it cannot read six")
     ap.add_argument("--windows-per-request", type=int, default=10)
     ap.add_argument("--base-url", help="an OpenAI-compatible endpoint (default: the test server, started here)")
     ap.add_argument("--model", default="fake-model", help="the model name sent to --base-url")
@@ -192,7 +197,8 @@ def main() -> None:
     print(f"{len(cases)} units, {sum(len(c[3]) for c in cases)} test windows, {positions} predicted positions; "
           f"endpoint: {args.base_url or args.hf_gguf or 'the test server'}; "
           f"model {args.model}; {'parse' if args.parse else 'logprobs'}; grammar {'on' if args.grammar else 'off'}; "
-          f"subject {args.subject} layer {args.layer}, units {args.units}, windows of {args.window} tokens, "
+          f"subject {args.subject} layer {args.layer}, units {args.units}"
+          f"{f' quoting at most {args.max_quoted} tokens' if args.max_quoted else ''}, windows of {args.window} tokens, "
           f"{args.windows_per_request} windows per request")
     for row in rows:
         defined = [s for s in row["scores"] if s is not None]

@@ -3,6 +3,11 @@ the baseline simulator and by the quoted-token judge (detection, fuzzing), with 
 empty explanations as controls; prints the means and the Spearman correlation between the scores across units.
 
     python benchmarks/classify_agreement.py --layer 13 --tokens 60000 --step 4
+    python benchmarks/classify_agreement.py --layer 13 --tokens 200000 --step 1 --firing max_fraction
+
+The capture and the scorers use the defaults (``CaptureConfig``: 100 range and 100 silent windows per unit;
+50 examples of each class per split, delphi's reference); ``--firing`` picks the firing rule that says which windows
+are activating (``autointerp.subject.firing``; the bundled model is ReLU, so ``auto`` is ``fixed``: above 0).
 
 Issue 21 asks for this agreement (delphi reports r = 0.61 between classification and simulation scores). Quality
 figures, not timings; the load average is printed all the same.
@@ -32,10 +37,12 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=13)
     ap.add_argument("--tokens", type=int, default=60_000)
     ap.add_argument("--step", type=int, default=4, help="every STEP-th unit")
+    ap.add_argument("--firing", default="auto", choices=("auto", "fixed", "max_fraction"), help="the firing rule")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}")
     subject = load_subject("bundled", device="cpu", dtype="float32")
-    cap = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=[args.layer], max_tokens=args.tokens))[args.layer]
+    cap = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=[args.layer], max_tokens=args.tokens,
+                                                                firing=args.firing))[args.layer]
     scorers = {"simulation": SimulationScorer(BaselineSimulator()), "detection": DetectionScorer(QuotedJudge()),
                "fuzzing": FuzzingScorer(QuotedJudge())}
     records = {u: cap.unit_record(u) for u in range(0, cap.n_units, args.step)}
@@ -48,7 +55,8 @@ def main() -> None:
         for who, text in controls.items():
             for name, scorer in scorers.items():
                 values.setdefault((who, name), []).append(asyncio.run(scorer.judge(records[u], text, "test")).value)
-    print(f"bundled layer {args.layer}, {cap.n_tokens:,} tokens, {len(live)} live units (every {args.step}th)")
+    print(f"bundled layer {args.layer}, {cap.n_tokens:,} tokens, {len(live)} live units (every {args.step}th), "
+          f"firing rule {cap.firing_rule}, {scorers['detection'].n_per_class} examples per class")
     for who in ("explainer", "shuffled", "empty"):
         cells = []
         for name in scorers:
@@ -60,6 +68,10 @@ def main() -> None:
                  if s is not None and c is not None]
         rho = spearmanr(*zip(*pairs))
         print(f"Spearman simulation vs {name}: {rho.statistic:.3f} (p = {rho.pvalue:.3g}, n = {len(pairs)})")
+    for name, scorer in scorers.items():  # how much of a score is the unit and how much the examples drawn
+        valid = [asyncio.run(scorer.judge(records[u], texts[u], "valid")).value for u in live]
+        pairs = [(t, v) for t, v in zip(values[("explainer", name)], valid) if t is not None and v is not None]
+        print(f"{name} on test vs on valid (split-half reliability), Spearman: {spearmanr(*zip(*pairs)).statistic:.3f}")
     print(f"load average after: {os.getloadavg()}")
 
 

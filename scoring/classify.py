@@ -42,8 +42,8 @@ from autointerp.scoring.scorer import HeldOut
 from autointerp.subject.records import UnitRecord, Window
 
 Task = Literal["detection", "fuzzing"]
-N_PER_CLASS = 10  # examples of each class per split: the range sample's 10 per split (one per decile), and as many
-#                   silent windows as the 10 random windows of a split can give
+N_PER_CLASS = 50  # examples of each class per split, delphi's reference (n_examples_test = n_non_activating = 50):
+#                   the range sample's 50 per split (5 per decile) and 50 of its silent windows
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,9 @@ class CaptureConfig:
     ngrams: bool = False  # also count firings per bigram and trigram (autointerp.subject.ngrams), for the analyses
     top_units: int | None = None  # also count, per unit, the tokens where it fires and is among this many of the
     #                               layer's most activated units (VISIT's regularization check uses 100)
-    range_windows: int = 20  # per unit, sampled from the windows where it fires (range_windows.py): a decile each
-    silent_windows: int = 20  # per unit, sampled from the windows where it does not fire (range_windows.py)
+    range_windows: int = 100  # per unit, sampled from the windows where it fires (range_windows.py): 5 per decile
+    #                           in each held-out split, delphi's 50 activating test examples over 10 quantiles
+    silent_windows: int = 100  # per unit, sampled from the windows where it does not fire (range_windows.py)
 
 
 @dataclass
