@@ -4,6 +4,11 @@ examples the judge saw, the label, its answer and probability, and the tokens a 
     >>> view = judgement_view(row)       # a ``judgements`` row, JSON decoded (``Reads.judgements``)
     >>> view["examples"][0]["tokens"]    # [(token, marked), ...]; the page escapes every token (autoescape)
 
+A page lists every example the judge got wrong or failed on and the first ``RIGHT_SHOWN`` it got right of each label
+(``shown``, in the order shown to the judge); ``hidden`` counts the others (all of them stay in the database's
+``judgements.examples``). At delphi's 50 examples per class, listing every one would put some 12,000 tokens on each
+unit page.
+
 Rows may come from a file another autointerp wrote: a value that is not what this version writes is shown as it is
 (as text), never trusted to index anything.
 """
@@ -15,6 +20,7 @@ from typing import Any
 LABELS = {"detection": ("not activating", "activating"),
           "fuzzing": ("marked elsewhere (where it does not fire)", "marked where it fires")}
 ANSWERS = {"detection": ("does not fire", "fires"), "fuzzing": ("marks do not fit", "marks fit")}
+RIGHT_SHOWN = 5  # examples the judge got right listed per label; every wrong or failed one is listed
 
 
 def _named(names: tuple[str, str], value: Any) -> str:
@@ -24,7 +30,7 @@ def _named(names: tuple[str, str], value: Any) -> str:
 def judgement_view(j: dict[str, Any]) -> dict[str, Any]:
     """One ``judgements`` row for a template: its numbers, and its examples in the order shown to the judge, each
     with ``label`` and ``answer`` in words, ``correct`` (None when the judge failed on it), ``p_yes``, ``error`` and
-    ``tokens`` as (token, marked) pairs."""
+    ``tokens`` as (token, marked) pairs; ``shown`` and ``hidden`` as the module docstring says."""
     scorer = j["scorer"] if j["scorer"] in LABELS else "detection"
     examples = []
     for x in j.get("examples") or []:
@@ -38,7 +44,17 @@ def judgement_view(j: dict[str, Any]) -> dict[str, Any]:
             label=_named(LABELS[scorer], label), answer=None if answer is None else _named(ANSWERS[scorer], answer),
             correct=None if answer is None else answer == label, p_yes=_number(x.get("p_yes")), error=x.get("error"),
             tokens=[(str(t), i in marked) for i, t in enumerate(tokens)]))
-    return dict(j, examples=examples, counts=j.get("counts") if isinstance(j.get("counts"), dict) else {})
+    right: dict[bool, int] = {}
+    shown = []
+    for x in examples:
+        if x["correct"]:
+            right[x["positive"]] = right.get(x["positive"], 0) + 1
+            if right[x["positive"]] > RIGHT_SHOWN:
+                continue
+        shown.append(x)
+    return dict(j, examples=examples, shown=shown, hidden=len(examples) - len(shown),
+                right_shown=sum(1 for x in shown if x["correct"]), right_per_label=RIGHT_SHOWN,
+                counts=j.get("counts") if isinstance(j.get("counts"), dict) else {})
 
 
 def latest(views: list[dict[str, Any]], scorer: str, split: str = "test") -> dict[str, Any] | None:

@@ -248,3 +248,22 @@ def test_leaderboard_by_dictionary_and_the_run_controls_carry_the_means(cli, jud
         (control,) = store.run_controls(run)
     assert control["control"] == "shuffled" and control["detected"] == 1 and control["fuzzed"] == 0
     assert control["detection_mean"] == pytest.approx(5 / 6) and control["fuzzing_mean"] is None
+
+
+def test_a_unit_page_lists_every_wrong_example_and_five_right_ones_of_each_label():
+    from autointerp.report.judged import RIGHT_SHOWN, judgement_view
+
+    examples = [dict(index=i, source="range", bin=i % 10, label=i % 2, tokens=["a", "b"], marked=[],
+                     answer=(i % 2) if i % 7 else 1 - i % 2, p_yes=None, error=None) for i in range(100)]
+    examples.append(dict(index=100, source="silent", bin=None, label=0, tokens=["c"], marked=[], answer=None,
+                         p_yes=None, error="unparsed"))
+    view = judgement_view(dict(id=1, scorer="detection", examples=examples))
+    wrong = [x for x in view["examples"] if x["correct"] is False]
+    failed = [x for x in view["examples"] if x["correct"] is None]
+    assert len(wrong) == 15 and len(failed) == 1
+    assert all(x in view["shown"] for x in wrong + failed)  # every mistake and failure is listed
+    right = [x for x in view["shown"] if x["correct"]]
+    assert sum(x["positive"] for x in right) == RIGHT_SHOWN and sum(not x["positive"] for x in right) == RIGHT_SHOWN
+    assert view["right_shown"] == 2 * RIGHT_SHOWN and view["hidden"] == 101 - 16 - 2 * RIGHT_SHOWN
+    order = [x["index"] for x in view["examples"]]
+    assert [x["index"] for x in view["shown"]] == sorted((x["index"] for x in view["shown"]), key=order.index)
