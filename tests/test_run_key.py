@@ -53,3 +53,14 @@ def test_every_profile_field_is_identity_or_operational_and_the_snapshot_keeps_t
     assert set(profile.identity()) == set(ModelProfile.model_fields) - OPERATIONAL
     snapshot = Config(layer=1, models={"m": profile}).snapshot()  # saved with the run: the whole profile
     assert snapshot["models"]["m"]["timeout_s"] == 123.0 and set(snapshot["models"]["m"]) == set(ModelProfile.model_fields)
+
+
+def test_the_classifiers_samples_are_identity_only_when_a_classifier_judges():
+    """Detection and fuzzing draw from the range and silent samples; the simulation score never reads them."""
+    def key(scorers: dict | None, **capture) -> str:
+        return Config(layer=1, **capture).run_key("weights-hash", {"kind": "baseline"}, {"kind": "baseline"},
+                                                  scorers=scorers)
+
+    judged = {"detection": {"n_per_class": 50}}
+    assert key(None, range_windows=40) == key(None) == key(None, silent_windows=0)
+    assert key(judged, range_windows=40) != key(judged) != key(judged, silent_windows=40)
