@@ -111,11 +111,11 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
 
     subject = load_subject(model, device="cpu", dtype="float32")
     windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
-    default = CaptureConfig().range_windows
+    default = CaptureConfig(layers=[layer]).range_windows
     best = {0: float("inf"), default: float("inf")}
     cpu = dict(best)  # process CPU time: less disturbed than wall time by other processes on the machine
-    for _ in range(rounds):
-        for size in best:
+    for r in range(rounds):
+        for size in (list(best) if r % 2 == 0 else list(best)[::-1]):  # each mode goes first in turn
             t0, c0 = time.perf_counter(), time.process_time()
             capture_windows(subject, windows, CaptureConfig(layers=[layer], window=window, batch_size=batch,
                                                             range_windows=size, silent_windows=size))
