@@ -4,10 +4,10 @@ examples the judge saw, the label, its answer and probability, and the tokens a 
     >>> view = judgement_view(row)       # a ``judgements`` row, JSON decoded (``Reads.judgements``)
     >>> view["examples"][0]["tokens"]    # [(token, marked), ...]; the page escapes every token (autoescape)
 
-A page lists every example the judge got wrong or failed on and the first ``RIGHT_SHOWN`` it got right of each label
-(``shown``, in the order shown to the judge); ``hidden`` counts the others (all of them stay in the database's
-``judgements.examples``). At delphi's 50 examples per class, listing every one would put some 12,000 tokens on each
-unit page.
+A page lists every example the judge failed on, the first ``WRONG_SHOWN`` of each label it got wrong (false "yes"
+and missed "no" apart) and the first ``RIGHT_SHOWN`` of each label it got right (``shown``, in the order shown to the
+judge); ``hidden`` counts the others (all of them stay in the database's ``judgements.examples``). At delphi's 50
+examples per class, listing every one would put some 12,000 tokens on each unit page.
 
 Rows may come from a file another autointerp wrote: a value that is not what this version writes is shown as it is
 (as text), never trusted to index anything.
@@ -20,7 +20,8 @@ from typing import Any
 LABELS = {"detection": ("not activating", "activating"),
           "fuzzing": ("marked elsewhere (where it does not fire)", "marked where it fires")}
 ANSWERS = {"detection": ("does not fire", "fires"), "fuzzing": ("marks do not fit", "marks fit")}
-RIGHT_SHOWN = 5  # examples the judge got right listed per label; every wrong or failed one is listed
+RIGHT_SHOWN = 5  # examples the judge got right listed per label
+WRONG_SHOWN = 10  # examples the judge got wrong listed per label; every failed one is listed
 
 
 def _named(names: tuple[str, str], value: Any) -> str:
@@ -44,16 +45,18 @@ def judgement_view(j: dict[str, Any]) -> dict[str, Any]:
             label=_named(LABELS[scorer], label), answer=None if answer is None else _named(ANSWERS[scorer], answer),
             correct=None if answer is None else answer == label, p_yes=_number(x.get("p_yes")), error=x.get("error"),
             tokens=[(str(t), i in marked) for i, t in enumerate(tokens)]))
-    right: dict[bool, int] = {}
+    seen: dict[tuple[bool, bool], int] = {}
     shown = []
     for x in examples:
-        if x["correct"]:
-            right[x["positive"]] = right.get(x["positive"], 0) + 1
-            if right[x["positive"]] > RIGHT_SHOWN:
+        if x["correct"] is not None:
+            key = (x["correct"], x["positive"])
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] > (RIGHT_SHOWN if x["correct"] else WRONG_SHOWN):
                 continue
         shown.append(x)
     return dict(j, examples=examples, shown=shown, hidden=len(examples) - len(shown),
                 right_shown=sum(1 for x in shown if x["correct"]), right_per_label=RIGHT_SHOWN,
+                wrong_shown=sum(1 for x in shown if x["correct"] is False), wrong_per_label=WRONG_SHOWN,
                 counts=j.get("counts") if isinstance(j.get("counts"), dict) else {})
 
 

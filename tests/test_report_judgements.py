@@ -250,20 +250,24 @@ def test_leaderboard_by_dictionary_and_the_run_controls_carry_the_means(cli, jud
     assert control["detection_mean"] == pytest.approx(5 / 6) and control["fuzzing_mean"] is None
 
 
-def test_a_unit_page_lists_every_wrong_example_and_five_right_ones_of_each_label():
-    from autointerp.report.judged import RIGHT_SHOWN, judgement_view
+def test_a_unit_page_lists_every_failed_example_and_a_bounded_number_of_right_and_wrong_ones_per_label():
+    from autointerp.report.judged import RIGHT_SHOWN, WRONG_SHOWN, judgement_view
 
     examples = [dict(index=i, source="range", bin=i % 10, label=i % 2, tokens=["a", "b"], marked=[],
                      answer=(i % 2) if i % 7 else 1 - i % 2, p_yes=None, error=None) for i in range(100)]
     examples.append(dict(index=100, source="silent", bin=None, label=0, tokens=["c"], marked=[], answer=None,
                          p_yes=None, error="unparsed"))
     view = judgement_view(dict(id=1, scorer="detection", examples=examples))
-    wrong = [x for x in view["examples"] if x["correct"] is False]
+    wrong = [x for x in view["examples"] if x["correct"] is False]  # 8 false "no" (label 1), 7 false "yes"
     failed = [x for x in view["examples"] if x["correct"] is None]
-    assert len(wrong) == 15 and len(failed) == 1
-    assert all(x in view["shown"] for x in wrong + failed)  # every mistake and failure is listed
+    assert len(wrong) == 15 and len(failed) == 1 and WRONG_SHOWN >= 8
+    assert all(x in view["shown"] for x in wrong + failed)  # every mistake (here) and every failure is listed
     right = [x for x in view["shown"] if x["correct"]]
     assert sum(x["positive"] for x in right) == RIGHT_SHOWN and sum(not x["positive"] for x in right) == RIGHT_SHOWN
     assert view["right_shown"] == 2 * RIGHT_SHOWN and view["hidden"] == 101 - 16 - 2 * RIGHT_SHOWN
+    many = [dict(x, answer=1 - x["label"]) for x in examples[:100]]  # every answer wrong: 50 of each label
+    capped = judgement_view(dict(id=2, scorer="detection", examples=many))
+    assert capped["wrong_shown"] == 2 * WRONG_SHOWN and capped["hidden"] == 100 - 2 * WRONG_SHOWN
+    assert sum(x["positive"] for x in capped["shown"]) == WRONG_SHOWN
     order = [x["index"] for x in view["examples"]]
     assert [x["index"] for x in view["shown"]] == sorted((x["index"] for x in view["shown"]), key=order.index)
