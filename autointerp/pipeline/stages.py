@@ -16,6 +16,8 @@ counted on its row (``autointerp.llm.scope.call_scope``), so a run's rows sum to
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,10 +58,21 @@ class ScoringStage:
 
     async def judge(self, record: UnitRecord, text: str, split: HeldOut = "test"
                     ) -> tuple[SimulationJudgement, list[Judgement]]:
-        """The simulation judgement of ``text`` on ``split`` and the other scorers' judgements."""
-        simulation = await self.simulation.judge(record, text, split)
-        others = [await s.judge(record, text, split) for s in self.scorers if s is not self.simulation]
-        return simulation, others
+        """The simulation judgement of ``text`` on ``split`` and the other scorers' judgements. When two or more of
+        them call an LLM (an LLM simulator and an LLM judge) they run at once, waiting on their endpoints together
+        (the profiles bound the requests in flight), and each finishes before the first error in the scorers' order
+        is raised (a ``RunStop`` included); otherwise one after the other, as scorers that only compute gain nothing
+        from sharing the event loop."""
+        if sum(s.uses_llm for s in self.scorers) < 2:
+            results: list[Any] = [await s.judge(record, text, split) for s in self.scorers]
+        else:
+            results = await asyncio.gather(*(s.judge(record, text, split) for s in self.scorers),
+                                           return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        simulation = results[self.scorers.index(self.simulation)]
+        return simulation, [r for s, r in zip(self.scorers, results) if s is not self.simulation]
 
 
 class ValidJudge:
