@@ -154,7 +154,8 @@ def main() -> None:
         sim, total_pos = by.pop("simulate"), sum(n_pos.values())
         for purpose, n in n_pos.items():
             by[f"simulate: {purpose}"] = {k: v * n / total_pos for k, v in sim.items()}
-    print(f"setting {args.setting}: autointerp run {' '.join(flags[:-3])}; {units} units; tokens counted by {how}")
+    shown = [f for i, f in enumerate(flags) if f not in ("--db", "--format") and flags[i - 1] not in ("--db", "--format")]
+    print(f"setting {args.setting}: autointerp run {' '.join(shown)}; {units} units; tokens counted by {how}")
     print(f"{'purpose':20} {'calls/unit':>10} {'in/unit':>9} {'out/unit':>9} {'US$/unit':>9}")
     total = {"calls": 0, "in": 0, "out": 0, "usd": 0.0}
     for purpose, row in sorted(by.items()):
