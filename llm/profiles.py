@@ -23,7 +23,8 @@ llama-cpp-python's server answers one request at a time).
 what the model answers: ``kind``, ``model``, ``base_url`` (the same model name behind another URL may be another
 model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
 ``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``simulator_format``, ``simulator_grammar``,
-``response_format``. The ``OPERATIONAL`` fields only say how and when requests are sent (timeouts and throughputs,
+``response_format``, ``judge_grammar`` (only when set: ``ADDED_LATER``, so that runs keyed before it existed keep
+their keys). The ``OPERATIONAL`` fields only say how and when requests are sent (timeouts and throughputs,
 ``concurrency``, retries, prices, ``api_key_env``, ``stream``): changing one resumes the same run. The whole profile is
 still saved with the run's config snapshot. A field added later is part of the identity unless it is listed in
 ``OPERATIONAL``.
@@ -49,6 +50,9 @@ SHORTHAND_PREFIX = "openai:"
 OPERATIONAL = frozenset({"api_key_env", "concurrency", "timeout_s", "prompt_tokens_per_s", "tokens_per_s",
                          "echoed_tokens_per_s", "max_retries", "retry_timeouts", "price_in_per_mtok",
                          "price_out_per_mtok", "stream"})
+# fields added after runs were keyed, with their defaults: part of the identity only when set, so that the key of a
+# run that never set one stays what it was
+ADDED_LATER: dict[str, Any] = {"judge_grammar": False}
 CREDENTIALS_IN_URL = ("{where} holds a user name or password (scheme://user:KEY@host); remove them from the URL and "
                       "put the key in the environment variable named by the profile's api_key_env (default "
                       "OPENAI_API_KEY)")
@@ -114,6 +118,12 @@ class ModelProfile(BaseModel):
         "llama-cpp-python); other endpoints reject or ignore it.",
     )
 
+    judge_grammar: bool = Field(
+        False,
+        description="Send the detection and fuzzing judge's reply format as a llama.cpp grammar (GBNF: a JSON list "
+        "of exactly one 0 or 1 per example), so that a small model's answers always parse. llama.cpp's servers only.",
+    )
+
     response_format: Literal["none", "json_schema", "json_object"] = Field(
         "none",
         description="Explainer answers constrained to JSON {reasoning, explanation} by the server: 'json_schema' "
@@ -130,8 +140,13 @@ class ModelProfile(BaseModel):
         return url
 
     def identity(self) -> dict[str, Any]:
-        """The fields that decide what the model answers (all but ``OPERATIONAL``): what a run's key holds."""
-        return self.model_dump(exclude=OPERATIONAL)
+        """The fields that decide what the model answers (all but ``OPERATIONAL``; an ``ADDED_LATER`` field only when
+        it differs from its default): what a run's key holds."""
+        out = self.model_dump(exclude=OPERATIONAL)
+        for name, default in ADDED_LATER.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
     def resolved_base_url(self) -> str | None:
         """The base URL in force: the profile's, else OPENAI_BASE_URL, else None (the SDK's default)."""

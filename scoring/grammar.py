@@ -1,7 +1,9 @@
-"""llama.cpp grammars (GBNF) that hold a simulator reply to its format (profile ``simulator_grammar = true``).
+"""llama.cpp grammars (GBNF) that hold a simulator reply to its format (profile ``simulator_grammar = true``), and a
+classification judge's reply to its list of answers (``judge_grammar = true``).
 
     compact_grammar([3, 2])         # root ::= w1 w2 / w1 ::= "1:" c c c "\\n" / w2 ::= "2:" c c "\\n" / c ::= [0-9X]
     full_grammar([["def", " f"]])   # <start>, each token line as the prompt shows it with a number 0..10, <end>
+    answers_grammar(3)              # root ::= "[" a ", " a ", " a "]" / a ::= [01]: the judge's [1, 0, 0]
 
 With the grammar, llama.cpp samples only tokens that keep the reply inside the format: one line per window with one
 character per token (compact), or every token line copied with a number (full). The count of numbers can then not
@@ -48,3 +50,9 @@ def full_grammar(windows: list[list[str]]) -> str:
         lines = " ".join(f'{gbnf_literal(show_token(token) + chr(9))} n "\\n"' for token in window)
         rules.append(f'w{i} ::= "<start>\\n" {lines} "<end>\\n"')
     return "\n".join(rules + ['n ::= [0-9] | "10"']) + "\n"
+
+
+def answers_grammar(size: int) -> str:
+    """A classification judge's reply to ``size`` examples: a JSON list of exactly that many 0s and 1s, spaced as
+    the prompt's example (``[1, 0, 0]``), so that the answers always parse (``judges.parse_answers``)."""
+    return "root ::= \"[\" " + " \", \" ".join(["a"] * size) + " \"]\"\na ::= [01]\n"

@@ -19,7 +19,8 @@ strictly: the whole reply (surrounding whitespace aside) must be a JSON list of 
 the request has examples; anything else is an error recorded on every example of that request, never a guess. With
 ``profile.supports_logprobs`` the request asks for top logprobs and each answer's probability of "1" is
 ``p(1) / (p(0) + p(1))`` at the generated token that holds that answer (the i-th token that reads 0 or 1); None when
-the endpoint gives no logprobs there. The calls are counted by the enclosing ``autointerp.llm.scope.call_scope``.
+the endpoint gives no logprobs there. With ``judge_grammar`` in the profile, llama.cpp is sent a grammar that holds the reply
+to such a list (``autointerp.scoring.grammar.answers_grammar``). The calls are counted by the enclosing ``autointerp.llm.scope.call_scope``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from autointerp.llm.profiles import ModelProfile
 from autointerp.llm.tokens import Estimate, TokenCounter
 from autointerp.prompts.render import render, show_token, templates_sha256
 from autointerp.scoring.classify import Example, Task
+from autointerp.scoring.grammar import answers_grammar
 
 SYSTEM_TEMPLATE = "classify_system.j2"
 USER_TEMPLATE = "classify_user.j2"
@@ -178,10 +180,13 @@ class LLMJudge:
     async def _request(self, task: Task, explanation: str, examples: list[Example]
                        ) -> tuple[list[Answer], dict[str, Any]]:
         logprobs = self.method == "logprobs"
+        extra: dict[str, Any] = {}
+        if self.profile.judge_grammar:  # llama.cpp: the reply held to the list (autointerp.scoring.grammar)
+            extra["extra_body"] = {"grammar": answers_grammar(len(examples))}
         try:
             result = await self.client.chat(
                 classify_messages(task, explanation, examples), purpose=task, logprobs=logprobs,
-                top_logprobs=self.top_logprobs if logprobs else None, max_tokens=3 * len(examples) + 16)
+                top_logprobs=self.top_logprobs if logprobs else None, max_tokens=3 * len(examples) + 16, **extra)
         except LLMError as exc:
             return [(None, None, f"request failed: {exc}")] * len(examples), {"failed_requests": 1}
         details = {"tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "cost_usd": result.cost_usd}

@@ -330,3 +330,27 @@ def test_classify_prompts_match_golden():
     assert text == golden.read_text(encoding="utf-8")
     with pytest.raises(jinja2.UndefinedError):
         render("classify_user.j2", task="detection", explanation="x")
+
+
+def test_the_judges_grammar_is_sent_only_when_the_profile_asks(planted_caps):
+    """``judge_grammar``: each request carries the GBNF of a list of exactly as many 0s and 1s as it has examples."""
+    from autointerp.scoring.grammar import answers_grammar
+
+    _, _, cap, _ = planted_caps
+    rec = cap.unit_record(2)
+    with FakeOpenAIServer(latency_s=0.0) as srv:
+        async def run(grammar: bool):
+            profile = ModelProfile(model="m", base_url=srv.base_url, judge_grammar=grammar)
+            async with LLMClient(profile, "judge") as client:
+                return await DetectionScorer(LLMJudge(client, profile, examples_per_request=6)).judge(
+                    rec, 'Fires on the token " context".', "test")
+
+        plain = asyncio.run(run(False))
+        n_plain = len(srv.requests)
+        held = asyncio.run(run(True))
+    assert plain.n_failed == held.n_failed == 0 and plain.value == held.value
+    assert not any("grammar" in r for r in srv.requests[:n_plain])
+    sizes = [min(6, len(held.examples) - i) for i in range(0, len(held.examples), 6)]
+    assert sorted(r["grammar"] for r in srv.requests[n_plain:]) == sorted(answers_grammar(n) for n in sizes)
+    assert answers_grammar(3) == 'root ::= "[" a ", " a ", " a "]"\na ::= [01]\n'
+    assert parse_answers("[1, 0, 1]", 3) == [1, 0, 1]  # what the grammar lets through parses
