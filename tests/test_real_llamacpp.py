@@ -6,7 +6,7 @@ Skipped, with the reason, when llama-cpp-python's server is not installed or SMO
 both: docs/llm-servers.md). It starts the server itself, checks what ``models --check`` reports for it, then runs
 ``autointerp run`` with the real model as explainer and as each simulator: every unit must end ``done`` or
 ``gave_up`` (never ``failed``), and an all-at-once simulation must take one request per ten windows with nothing
-generated. Tens of minutes on two busy CPU cores.
+generated; the classification judge's answers must parse under its grammar (``judge_grammar``). Tens of minutes on two busy CPU cores.
 """
 
 from __future__ import annotations
@@ -99,3 +99,25 @@ def test_the_whole_loop_runs_on_the_real_server(server, cli, isolated, method):
         assert simulate and all(tokens_out == 0 for _, tokens_out, _ in simulate)
     summary = json.loads(out)
     assert [u["status"] for u in summary["units"]] == [s for s, _ in statuses] and summary["llm_usage"]["errors"] == 0
+
+
+def test_the_judges_answers_parse_on_the_real_server_with_its_grammar(server):
+    """SmolLM2 as the detection judge: held by ``judge_grammar``, every request's reply is a list of exactly one 0
+    or 1 per example, so no example fails, and each answer has its probability from the logprobs."""
+    from autointerp.scoring.classify import Example
+    from autointerp.scoring.judges import LLMJudge
+
+    examples = [Example(i, "range", None, i % 2, tuple(f"{w} " for w in text.split()))
+                for i, text in enumerate(["def area(self): return self.w", "import os", "class Point:",
+                                          "x = 1", "for i in range(3): pass", "print('hi')"])]
+
+    async def go():
+        profile = ModelProfile(model="smol", base_url=server.base_url, judge_grammar=True)
+        async with LLMClient(profile, "smol") as client:
+            return await LLMJudge(client, profile, examples_per_request=3).answer(
+                "detection", 'Fires on the token "def".', examples)
+
+    answers, details = asyncio.run(go())
+    assert details["requests"] == 2 and details["unparsed_replies"] == 0 and details["failed_requests"] == 0
+    assert all(a in (0, 1) and err is None for a, _, err in answers), answers
+    assert all(p is not None and 0.0 <= p <= 1.0 for _, p, _ in answers), answers
