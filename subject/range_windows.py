@@ -18,7 +18,8 @@ index) and cut into ``N_BINS`` equal bins by rank: bin 0 holds the lowest tenth,
 deciles of the window max over the sample, which estimates the deciles over every firing window of the pass (the
 reference choice of §2b). Rank-based bins stay equal in size when many windows share one max (a planted detector's
 windows all peak at the same value). Ranks alternate between ``valid`` (even) and ``test`` (odd), so with the
-default 20 windows per unit each held-out split gets one window from every decile; the explainer never sees them.
+default 100 windows per unit each held-out split gets five windows from every decile (delphi's 50 activating test
+examples over 10 quantiles); the explainer never sees them.
 ``LayerCapture.unit_record`` drops a window that is already one of the unit's top or random windows (it keeps its
 own split and takes the bin), so no window is in two splits.
 

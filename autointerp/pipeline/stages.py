@@ -17,7 +17,6 @@ counted on its row (``autointerp.llm.scope.call_scope``), so a run's rows sum to
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Sequence
 from typing import Any
 
