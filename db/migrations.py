@@ -6,7 +6,8 @@
     >>> migrate(db, "memory")
     >>> [m.name for m in migrations.applied(db)]  # doctest: +NORMALIZE_WHITESPACE
     ['m001_initial', 'm002_views', 'm003_analyses', 'm004_probes', 'm005_dictionaries', 'm006_probe_kind',
-     'm007_probe_context', 'm008_leases_sweeps', 'm009_outcomes', 'm010_outcome_words', 'm011_judgements']
+     'm007_probe_context', 'm008_leases_sweeps', 'm009_outcomes', 'm010_outcome_words', 'm011_judgements',
+     'm012_shared_example_tokens']
 
 Migrations from ``m008`` on live in their own modules (``db/migrations_m008.py``, ``db/migrations_outcomes.py``,
 ``db/migrations_judgements.py``)
@@ -27,7 +28,7 @@ from __future__ import annotations
 from sqlite_utils import Database, Migrations
 
 from autointerp.db.migrations_m008 import m008_leases_sweeps
-from autointerp.db.migrations_judgements import m011_judgements
+from autointerp.db.migrations_judgements import m011_judgements, m012_shared_example_tokens
 from autointerp.db.migrations_outcomes import m009_outcomes
 from autointerp.db.migrations_words import m010_outcome_words
 from autointerp.db.script import run_script
@@ -382,6 +383,7 @@ migrations()(m008_leases_sweeps)  # leases and the sweep ledger (db/migrations_m
 migrations()(m009_outcomes)  # explainer and scoring outcomes, controls, accounting (db/migrations_outcomes.py)
 migrations()(m010_outcome_words)  # one vocabulary for outcomes; controls are not baselines (db/migrations_words.py)
 migrations()(m011_judgements)  # detection and fuzzing results, and the views that show them (migrations_judgements.py)
+migrations()(m012_shared_example_tokens)  # a window's tokens stored once per judgement (migrations_judgements.py)
 
 
 def _known_names() -> frozenset[str]:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 from sqlite_utils import Database
 
+from autointerp.db.judgements import restore_tokens
 from autointerp.errors import UsageError
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -241,6 +242,7 @@ class Reads:
         sql = ("SELECT * FROM judgements WHERE explanation_id IN (SELECT value FROM json_each(?)) "
                "ORDER BY explanation_id, scorer, split = 'test' DESC, id DESC")
         for row in self.rows(sql, [json.dumps(sorted(set(explanation_ids)))]):
+            row["examples"] = restore_tokens(row.get("examples"))  # a window's tokens are stored once (m012)
             out.setdefault(row["explanation_id"], []).append(row)
         return out
 

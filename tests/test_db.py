@@ -211,7 +211,7 @@ def test_reopen_applies_nothing_new(tmp_path):
     assert [r["name"] for r in first] == ["m001_initial", "m002_views", "m003_analyses", "m004_probes",
                                           "m005_dictionaries", "m006_probe_kind", "m007_probe_context",
                                           "m008_leases_sweeps", "m009_outcomes", "m010_outcome_words",
-                                          "m011_judgements"]
+                                          "m011_judgements", "m012_shared_example_tokens"]
 
 
 def test_a_file_from_before_m007_keeps_its_probe_rows(tmp_path):

@@ -91,3 +91,22 @@ def test_cli_leaderboard_json_and_sort(saved):
     assert row["detection_mean"] == pytest.approx(0.85) and row["fuzzing_ci_low"] == pytest.approx(0.6)
     bad = runner.invoke(app, ["leaderboard", "--db", str(path), "--sort", "auroc"])
     assert isinstance(bad.exception, UsageError) and "detection" in str(bad.exception)
+
+
+def test_a_windows_tokens_are_stored_once_per_judgement_and_read_back_whole(tmp_path):
+    """Fuzzing shows each activating window twice: the second example is stored without its tokens (m012) and every
+    reader (``Reads.judgements``, hence ``show`` and the review pages) gets them back."""
+    tokens = tuple(f"t{i}" for i in range(64))
+    examples = (Example(101, "range", 9, 1, tokens, (3,), answer=1), Example(101, "range", 9, 0, tokens, (5,), answer=0),
+                Example(102, "range", 2, 1, ("c",), (0,), answer=0), Example(102, "range", 2, 0, ("c",), (), answer=0))
+    fuzzing = ClassificationJudgement("fuzzing", "test", "quoted", 7, {"scorer": "fuzzing"}, examples,
+                                      balanced_accuracy=0.75, n_judged=4)
+    with open_db(tmp_path / "a.db") as store:
+        run = start(store)
+        store.save_unit_result(run, record(1), "h1", {}, [scored(1, "gpt", 0.5)])
+        eid = store.explanation_id(run, "h1", 0, 1, "neuron", "gpt")
+        store.save_judgements(eid, [fuzzing])
+        stored = json.loads(store.db.execute("SELECT examples FROM judgements").fetchone()[0])
+        assert ["tokens" in x for x in stored] == [True, False, True, False]
+        read = store.judgements([eid])[eid][0]["examples"]
+    assert read == [x.as_dict() for x in examples]  # every example whole, in the order shown
