@@ -131,9 +131,9 @@ def main() -> None:
             + ("" if args.sim_format == "default" else f'simulator_format = "{args.sim_format}"\n'))
         os.chdir(work)
         time.sleep(1.0)
-        flags = ["--layer", args.layer, "--units", args.units, "--tokens", args.tokens, "--explainer", "mini",
-                 "--simulator", "mini", "--db", str(work / "cost.db"), "--format", "json",
-                 *(LEAN if args.setting == "lean" else []), *args.extra]
+        shown = ["--layer", args.layer, "--units", args.units, "--tokens", args.tokens, "--explainer", "mini",
+                 "--simulator", "mini", *(LEAN if args.setting == "lean" else []), *args.extra]
+        flags = [*shown, "--db", str(work / "cost.db"), "--format", "json"]
         estimate = json.loads(autointerp("run", *flags, "--estimate"))
         summary = json.loads(autointerp("run", *flags))
     finally:
@@ -154,7 +154,6 @@ def main() -> None:
         sim, total_pos = by.pop("simulate"), sum(n_pos.values())
         for purpose, n in n_pos.items():
             by[f"simulate: {purpose}"] = {k: v * n / total_pos for k, v in sim.items()}
-    shown = [f for i, f in enumerate(flags) if f not in ("--db", "--format") and flags[i - 1] not in ("--db", "--format")]
     print(f"setting {args.setting}: autointerp run {' '.join(shown)}; {units} units; tokens counted by {how}")
     print(f"{'purpose':20} {'calls/unit':>10} {'in/unit':>9} {'out/unit':>9} {'US$/unit':>9}")
     total = {"calls": 0, "in": 0, "out": 0, "usd": 0.0}

@@ -1,6 +1,5 @@
 """The classification scorers (docs/methods.md §2b; Paulo et al. 2024): detection and fuzzing, behind the same
-``Scorer``
-interface as simulation.
+``Scorer`` interface as simulation.
 
     scorer = DetectionScorer(QuotedJudge())                  # or FuzzingScorer(LLMJudge(client, profile))
     j = await scorer.judge(record, 'Fires on the token " class".', "test")
@@ -201,7 +200,7 @@ class ClassificationScorer:
                  ) -> Estimate | None:
         """Calls and tokens that judging ``text`` on ``record``'s ``split`` takes (None: the judge uses no LLM)."""
         examples, _ = self._examples(record, split)
-        return self.judger.estimate(self.name, text, examples, counter) if examples else Estimate()  # type: ignore
+        return self.judger.estimate(self.name, text, examples, counter)  # type: ignore[arg-type]
 
     async def judge(self, record: UnitRecord, text: str, split: HeldOut = "test") -> ClassificationJudgement:
         examples, counts = self._examples(record, split)

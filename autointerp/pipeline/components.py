@@ -127,11 +127,14 @@ def make_simulator(cfg: Config, llm: LLMContext) -> Simulator:
     return LLMSimulator(client, profile, windows_per_request=cfg.windows_per_request)
 
 
-def make_judge(cfg: Config, llm: LLMContext) -> Judge:
+def make_judge(cfg: Config, llm: LLMContext | None) -> Judge:
     """The detection and fuzzing judge, ``cfg.judge``: "baseline" (the non-LLM floor, ``QuotedJudge``: quoted
-    tokens of the explanation) or a model profile name (``LLMJudge``, ``cfg.judge_batch`` examples per request)."""
+    tokens of the explanation) or a model profile name (``LLMJudge``, ``cfg.judge_batch`` examples per request,
+    through the run's ``llm``)."""
     if cfg.judge == "baseline":
         return QuotedJudge()
+    if llm is None:
+        raise ValueError(f"judge {cfg.judge!r} calls an LLM: pass the run's LLMContext")
     try:
         client, profile = llm.client(cfg.judge)
     except UsageError:
@@ -143,7 +146,7 @@ def make_judge(cfg: Config, llm: LLMContext) -> Judge:
     return LLMJudge(client, profile, examples_per_request=cfg.judge_batch)
 
 
-def make_classifiers(cfg: Config, llm: LLMContext, names: Sequence[Task] = ("detection", "fuzzing")
+def make_classifiers(cfg: Config, llm: LLMContext | None, names: Sequence[Task] = ("detection", "fuzzing")
                      ) -> list[ClassificationScorer]:
     """One classification scorer per name (``cfg.judge_examples`` examples per class and split, seeded by
     ``cfg.seed``), sharing one judge."""
@@ -153,7 +156,8 @@ def make_classifiers(cfg: Config, llm: LLMContext, names: Sequence[Task] = ("det
 
 def make_scoring(cfg: Config | None, simulator: Simulator, llm: LLMContext | None = None) -> ScoringStage:
     """The run's scoring stage: the simulation scorer over ``simulator`` (the score of record), then the other
-    scorers ``cfg.scorers`` names, in that order (``cfg`` None: simulation alone)."""
+    scorers ``cfg.scorers`` names, in that order (``cfg`` None: simulation alone; ``llm``: the run's context, which
+    an LLM judge calls through)."""
     others = [name for name in (cfg.scorers if cfg is not None else ()) if name != "simulation"]
-    classifiers = make_classifiers(cfg, llm or LLMContext(cfg), others) if others else []
+    classifiers = make_classifiers(cfg, llm, others) if others else []
     return ScoringStage([SimulationScorer(simulator), *classifiers])

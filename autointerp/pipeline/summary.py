@@ -73,7 +73,7 @@ class RunSummary:
 
     def mean_of(self, scorer: str) -> float | None:
         """The mean of the units' defined ``detection`` or ``fuzzing`` scores (None when there is none)."""
-        values = [o.value(scorer) for o in self.outcomes if o.value(scorer) is not None]
+        values = [v for o in self.outcomes if (v := o.value(scorer)) is not None]
         return statistics.fmean(values) if values else None
 
     @property
