@@ -13,8 +13,8 @@ API keys are never part of the config: a profile names the environment variable 
 variable and a flag (``batch_size`` is ``--batch-size``); its description is the flag's help. ``SECTIONS`` groups
 them: subject, capture, explainer, simulator, scoring, budget, storage, plus the ``models`` profiles. A TOML file may
 write them flat (``tokens = 20000``) or in their section's table (``[capture]`` ``tokens = 20000``; in
-``[explainer]`` and ``[simulator]``, ``name`` is the explainer or simulator itself). Names from before this layout (``DEPRECATED``) are
-still read, for one release, with a warning.
+``[explainer]`` and ``[simulator]``, ``name`` is the explainer or simulator itself). Names from before this layout
+(``DEPRECATED``) are still read, for one release, with a warning.
 """
 
 from __future__ import annotations

@@ -230,7 +230,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="--peers, --range-speed: alternating rounds, best kept")
     ap.add_argument("--range-windows", type=int, default=100, help="CaptureConfig.range_windows and silent_windows "
                                                                    "of the capture mode")
-    ap.add_argument("--range-speed", action="store_true", help="capture with range/silent_windows 0 vs 100, one process")
+    ap.add_argument("--range-speed", action="store_true",
+                    help="capture with range/silent_windows 0 vs 100, one process")
     args = ap.parse_args()
     layers = [int(x) for x in args.layers.split(",")]
     if not args.one:

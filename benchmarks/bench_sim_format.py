@@ -198,7 +198,8 @@ def main() -> None:
           f"endpoint: {args.base_url or args.hf_gguf or 'the test server'}; "
           f"model {args.model}; {'parse' if args.parse else 'logprobs'}; grammar {'on' if args.grammar else 'off'}; "
           f"subject {args.subject} layer {args.layer}, units {args.units}"
-          f"{f' quoting at most {args.max_quoted} tokens' if args.max_quoted else ''}, windows of {args.window} tokens, "
+          f"{f' quoting at most {args.max_quoted} tokens' if args.max_quoted else ''}, "
+          f"windows of {args.window} tokens, "
           f"{args.windows_per_request} windows per request")
     for row in rows:
         defined = [s for s in row["scores"] if s is not None]

@@ -1,6 +1,6 @@
-"""Migrations ``m011_judgements`` and ``m012_shared_example_tokens``: the results of the classification scorers (detection and fuzzing, docs/methods.md §2b;
-``autointerp.scoring.classify``) and the views that show them beside the simulation score. Registered by
-``db/migrations.py``; its rules hold (never edit a released migration).
+"""Migrations ``m011_judgements`` and ``m012_shared_example_tokens``: the results of the classification scorers
+(detection and fuzzing, docs/methods.md §2b; ``autointerp.scoring.classify``) and the views that show them beside the
+simulation score. Registered by ``db/migrations.py``; its rules hold (never edit a released migration).
 """
 
 from __future__ import annotations

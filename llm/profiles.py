@@ -23,11 +23,11 @@ llama-cpp-python's server answers one request at a time).
 what the model answers: ``kind``, ``model``, ``base_url`` (the same model name behind another URL may be another
 model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
 ``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``simulator_format``, ``simulator_grammar``,
-``response_format``, ``judge_grammar`` (only when set: ``ADDED_LATER``, so that runs keyed before it existed keep
-their keys). The ``OPERATIONAL`` fields only say how and when requests are sent (timeouts and throughputs,
-``concurrency``, retries, prices, ``api_key_env``, ``stream``): changing one resumes the same run. The whole profile is
-still saved with the run's config snapshot. A field added later is part of the identity unless it is listed in
-``OPERATIONAL``.
+``response_format``, and ``judge_grammar`` when set. The ``OPERATIONAL`` fields only say how and when requests are
+sent (timeouts and throughputs, ``concurrency``, retries, prices, ``api_key_env``, ``stream``): changing one resumes
+the same run. The whole profile is still saved with the run's config snapshot. A field added later is part of the
+identity unless it is listed in ``OPERATIONAL``; listed in ``ADDED_LATER`` with its default, it joins only when set,
+so earlier runs keep their keys.
 """
 
 from __future__ import annotations

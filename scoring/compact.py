@@ -15,16 +15,15 @@ and the reply has one line per window: its number, a colon, then one character p
 
 **Why one character per token, and which.** The prediction at a position is read from the logprobs of the generated
 token that holds its character, so each character should be a token of its own and nothing else should be generated.
-Tokenizers that write digits one at a time (SmolLM2, Llama 2, Mistral, Gemma, Qwen) make each digit one token:
-about 1.05 output tokens per predicted position for 64-token windows (the ``N:`` and the newline of each line
-included), against about 7 for the full format, which copies every token with a tab, its number and a newline. A
-separator between the numbers (a space, a comma) would double that: in these tokenizers and in tiktoken's, a digit
-never merges with the space or comma before it. Without separators "10" cannot be told from "1" then "0", so ten is
-written ``X``: a letter never merges with a neighbouring digit (letters and digits are separate pre-tokens in all of
-these tokenizers). The eleven values are "0".."9" and "X" (lower-case "x" is read as ten too); the expected value
-``E = sum_v v p(v)`` over them, renormalised, is the expectation of docs/methods.md §2 over "0".."10" with "10" spelled
-``X``. Capping
-the scale at 0..9 instead would lose the 0..10 of docs/methods.md §2 and the equality with the full format.
+Tokenizers that write digits one at a time (SmolLM2, Llama 2, Mistral, Gemma, Qwen) make each digit one token: about
+1.05 output tokens per predicted position for 64-token windows (the ``N:`` and the newline of each line included),
+against about 7 for the full format, which copies every token with a tab, its number and a newline. A separator between
+the numbers (a space, a comma) would double that: in these tokenizers and in tiktoken's, a digit never merges with the
+space or comma before it. Without separators "10" cannot be told from "1" then "0", so ten is written ``X``: a letter
+never merges with a neighbouring digit (letters and digits are separate pre-tokens in all of these tokenizers). The
+eleven values are "0".."9" and "X" (lower-case "x" is read as ten too); the expected value ``E = sum_v v p(v)`` over
+them, renormalised, is the expectation of docs/methods.md §2 over "0".."10" with "10" spelled ``X``. Capping the scale
+at 0..9 instead would lose the 0..10 of docs/methods.md §2 and the equality with the full format.
 
 **Tokenizers that group digits** (tiktoken's cl100k_base and o200k_base: GPT-4, GPT-4o, GPT-4o-mini, Llama 3) write up
 to three digits per token ("000"), and a run of X's or a label's colon may merge with a following X (":X", "XX"). The

@@ -19,8 +19,9 @@ strictly: the whole reply (surrounding whitespace aside) must be a JSON list of 
 the request has examples; anything else is an error recorded on every example of that request, never a guess. With
 ``profile.supports_logprobs`` the request asks for top logprobs and each answer's probability of "1" is
 ``p(1) / (p(0) + p(1))`` at the generated token that holds that answer (the i-th token that reads 0 or 1); None when
-the endpoint gives no logprobs there. With ``judge_grammar`` in the profile, llama.cpp is sent a grammar that holds the reply
-to such a list (``autointerp.scoring.grammar.answers_grammar``). The calls are counted by the enclosing ``autointerp.llm.scope.call_scope``.
+the endpoint gives no logprobs there. With ``judge_grammar`` in the profile, llama.cpp is sent a grammar that holds
+the reply to such a list (``autointerp.scoring.grammar.answers_grammar``). The calls are counted by the enclosing
+``autointerp.llm.scope.call_scope``.
 """
 
 from __future__ import annotations

@@ -75,6 +75,8 @@ DEFAULT_TOKENS = 100_000  # labelled tokens collected by default: about 200 docu
 WINDOWS_PER_DOCUMENT = 8  # the first windows of each document taken by default
 TRAIN_SHARE = 0.7
 Method = Literal["mean_diff", "adaptive"]
+
+
 def _penalty_deprecated() -> bool:
     """scikit-learn 1.8 deprecates ``penalty``: the elastic net is then asked for by ``l1_ratio`` alone."""
     import sklearn

@@ -6,18 +6,17 @@
     >>> rec.held_out("test")                       # those and the range windows: what the classifiers draw from
 
 docs/methods.md §2: top windows are dealt round-robin into ``train`` / ``valid`` / ``test`` (rank 0 -> train, 1 ->
-valid,
-2 -> test, 3 -> train, ...); random windows are dealt alternately into ``valid`` and ``test``. A random window that is
-also one of the unit's top windows is dropped, so no window is in two splits; ``UnitRecord.__post_init__`` asserts it.
+valid, 2 -> test, 3 -> train, ...); random windows are dealt alternately into ``valid`` and ``test``. A random window
+that is also one of the unit's top windows is dropped, so no window is in two splits; ``UnitRecord.__post_init__``
+asserts it.
 
 Range windows (``source == "range"``, docs/methods.md §2b; ``autointerp.subject.range_windows``): a uniform sample of
-the
-windows on which the unit fires, each with its activation-quantile ``bin``, dealt into ``valid`` and ``test`` only.
+the windows on which the unit fires, each with its activation-quantile ``bin``, dealt into ``valid`` and ``test`` only.
 Silent windows (``source == "silent"``): sampled the same way from the windows on which the unit does not fire, the
-non-activating examples of detection. Both live in ``UnitRecord.range_windows``, apart from ``windows``: the
-simulation scorer, the stored ``windows`` table and the explainer see exactly what they saw before; the detection and
-fuzzing scorers read ``held_out``. A sampled window that is already a top or random window of the unit is not
-repeated: that window takes the ``bin``.
+non-activating examples of detection. Both live in ``UnitRecord.range_windows``, apart from ``windows``: the simulation
+scorer, the stored ``windows`` table and the explainer see exactly what they saw before; the detection and fuzzing
+scorers read ``held_out``. A sampled window that is already a top or random window of the unit is not repeated: that
+window takes the ``bin``.
 """
 
 from __future__ import annotations

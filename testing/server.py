@@ -43,8 +43,8 @@ import math
 import random
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from autointerp.testing.echo_model import EchoModel, TextReply, text_completion_dict

@@ -1,5 +1,5 @@
-"""Detection and fuzzing (docs/methods.md §2b): the range sample of capture, the examples drawn from it, the two judges,
-the metrics, and the planted detectors judged right and wrong."""
+"""Detection and fuzzing (docs/methods.md §2b): the range sample of capture, the examples drawn from it, the two
+judges, the metrics, and the planted detectors judged right and wrong."""
 
 from __future__ import annotations
 

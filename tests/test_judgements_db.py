@@ -97,7 +97,8 @@ def test_a_windows_tokens_are_stored_once_per_judgement_and_read_back_whole(tmp_
     """Fuzzing shows each activating window twice: the second example is stored without its tokens (m012) and every
     reader (``Reads.judgements``, hence ``show`` and the review pages) gets them back."""
     tokens = tuple(f"t{i}" for i in range(64))
-    examples = (Example(101, "range", 9, 1, tokens, (3,), answer=1), Example(101, "range", 9, 0, tokens, (5,), answer=0),
+    examples = (Example(101, "range", 9, 1, tokens, (3,), answer=1),
+                Example(101, "range", 9, 0, tokens, (5,), answer=0),
                 Example(102, "range", 2, 1, ("c",), (0,), answer=0), Example(102, "range", 2, 0, ("c",), (), answer=0))
     fuzzing = ClassificationJudgement("fuzzing", "test", "quoted", 7, {"scorer": "fuzzing"}, examples,
                                       balanced_accuracy=0.75, n_judged=4)

@@ -1,6 +1,5 @@
 """Planted units (docs/methods.md §8): the real capture on a hand-built model, then every analysis must recover the
-truth
-with precision and recall 1; a random-init model must show no dead units and no token detectors."""
+truth with precision and recall 1; a random-init model must show no dead units and no token detectors."""
 
 from __future__ import annotations
 
@@ -202,8 +201,7 @@ def test_a_planted_detectors_true_explanation_scores_far_above_its_shuffled_cont
 
 def test_compact_and_full_simulation_replies_give_equal_scores_on_the_planted_units(planted, planted_cap):
     """docs/methods.md §2c: the compact reply (one character per token) against the full one (every token copied with
-    its
-    number), on the same explanations and test windows, through the real client and the test server: the per-window
+    its number), on the same explanations and test windows, through the real client and the test server: the per-window
     expected values, and so the scores, are equal; and the compact reply costs a fraction of the output tokens."""
     import asyncio
 

@@ -6,7 +6,8 @@ Skipped, with the reason, when llama-cpp-python's server is not installed or SMO
 both: docs/llm-servers.md). It starts the server itself, checks what ``models --check`` reports for it, then runs
 ``autointerp run`` with the real model as explainer and as each simulator: every unit must end ``done`` or
 ``gave_up`` (never ``failed``), and an all-at-once simulation must take one request per ten windows with nothing
-generated; the classification judge's answers must parse under its grammar (``judge_grammar``). Tens of minutes on two busy CPU cores.
+generated; the classification judge's answers must parse under its grammar (``judge_grammar``). Tens of minutes on
+two busy CPU cores.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The compact simulation reply (autointerp.scoring.compact, docs/methods.md §2c): parsing by window number, count
-checks
-that fail one window and never shift the others, expected values from each character's logprobs (inside tokens that
-hold several digits too), the stream stopped at a bad line, and the same predictions as the full format."""
+checks that fail one window and never shift the others, expected values from each character's logprobs (inside tokens
+that hold several digits too), the stream stopped at a bad line, and the same predictions as the full format."""
 
 from __future__ import annotations
 

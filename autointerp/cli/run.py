@@ -26,9 +26,8 @@ from autointerp.cli.text import cell, markup
 RUN_SETTINGS = ("layer", "model", "corpus", "tokens", "units", "dictionary", "site", "force_sae", "explainer",
                 "simulator", "window", "batch_size", "top_k", "n_random", "threshold", "firing", "device", "dtype",
                 "seed", "concurrency", "revise_rounds", "max_tool_calls", "max_unit_tokens", "best_of",
-                "validate_windows", "windows_per_request", "controls", "controls_units", "scorers", "judge", "judge_batch",
-                "judge_examples", "range_windows", "silent_windows",
-                "max_usd", "max_calls", "db")
+                "validate_windows", "windows_per_request", "controls", "controls_units", "scorers", "judge",
+                "judge_batch", "judge_examples", "range_windows", "silent_windows", "max_usd", "max_calls", "db")
 
 
 @app.command()
