@@ -73,7 +73,8 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(workdir: Path, base_url: str, args, concurrency: int, requests: int, units: str | None = None) -> dict:
+def run(workdir: Path, server: subprocess.Popen, base_url: str, args, concurrency: int, requests: int,
+        units: str | None = None) -> dict:
     """One ``autointerp run``; its CPU in all, and in the explain + score phase: from the "LLM estimate" line, which
     the command prints after the capture and before the first LLM call, to its end."""
     (workdir / "autointerp.toml").write_text(
@@ -86,6 +87,7 @@ def run(workdir: Path, base_url: str, args, concurrency: int, requests: int, uni
            "--max-tool-calls", "0", "--no-controls", "--concurrency", str(concurrency), "--db", str(db),
            "--format", "json"]
     cpu = child_cpu_s()
+    server_cpu = proc_cpu_s(server.pid)
     child = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
     at_phase: list[float | None] = []
@@ -103,6 +105,7 @@ def run(workdir: Path, base_url: str, args, concurrency: int, requests: int, uni
     child.wait()
     reader.join()
     cpu = child_cpu_s() - cpu
+    server_after = proc_cpu_s(server.pid)
     if child.returncode:
         sys.exit(f"run failed ({child.returncode}):\n{''.join(errors)}")
     summary = json.loads(out)
@@ -111,7 +114,8 @@ def run(workdir: Path, base_url: str, args, concurrency: int, requests: int, uni
     phase_cpu = cpu - at_phase[0] if at_phase and at_phase[0] is not None else None
     return {"concurrency": concurrency, "requests": requests, "units": units, "calls": calls,
             "calls_per_unit": calls / max(units, 1), "explain_score_s": round(summary["explain_s"], 2),
-            "cpu_s": cpu, "phase_cpu_s": phase_cpu, "statuses": sorted({u["status"] for u in summary["units"]})}
+            "cpu_s": cpu, "phase_cpu_s": phase_cpu,
+            "server_cpu_s": None if server_cpu is None or server_after is None else server_after - server_cpu, "statuses": sorted({u["status"] for u in summary["units"]})}
 
 
 async def seam_cpu(base_url: str, calls: int) -> tuple[float, float]:
@@ -162,9 +166,9 @@ def main() -> None:
     server, base_url = start_server(args.latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            one, mixed, sixteen = (run(Path(tmp), base_url, args, c, r) for c, r in ((1, 1), (1, 16), (16, 16)))
+            one, mixed, sixteen = (run(Path(tmp), server, base_url, args, c, r) for c, r in ((1, 1), (1, 16), (16, 16)))
             start, end = (int(x) for x in args.units.split(":"))
-            quarter = run(Path(tmp), base_url, args, 16, 16, f"{start}:{start + max(1, (end - start) // 4)}")
+            quarter = run(Path(tmp), server, base_url, args, 16, 16, f"{start}:{start + max(1, (end - start) // 4)}")
         with_server = start_server(0.0)
         try:
             sim_ms, short_ms = asyncio.run(seam_cpu(with_server[1], args.seam_calls))
@@ -178,9 +182,10 @@ def main() -> None:
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
     for r in (one, mixed, sixteen, quarter):
         phase = "n/a" if r["phase_cpu_s"] is None else f"{r['phase_cpu_s']:.2f} s"
+        served = "n/a" if r["server_cpu_s"] is None else f"{r['server_cpu_s']:.2f} s"
         print(f"{r['concurrency']:>2} units / {r['requests']:>2} requests in flight: {r['units']} units, {r['calls']} LLM "
               f"calls ({r['calls_per_unit']:.2f} per unit), explain+score {r['explain_score_s']:.2f} s, statuses "
-              f"{r['statuses']}; CPU: run {r['cpu_s']:.1f} s, explain+score phase {phase}")
+              f"{r['statuses']}; CPU: run {r['cpu_s']:.1f} s, explain+score phase {phase}, test server {served}")
     if sixteen["phase_cpu_s"] is not None and quarter["phase_cpu_s"] is not None and sixteen["calls"] > quarter["calls"]:
         per_call = (sixteen["phase_cpu_s"] - quarter["phase_cpu_s"]) / (sixteen["calls"] - quarter["calls"]) * 1000
         print(f"client CPU per LLM call: {per_call:.1f} ms (the explain + score phase's CPU at 16 in flight, "

@@ -112,8 +112,21 @@ def stream_chunks(body: dict[str, Any], include_usage: bool = False) -> list[dic
     return chunks
 
 
+# Alternatives that fill a token's ``top_logprobs`` up to the count asked, below the ones the reply gives: real
+# endpoints (OpenAI, vLLM, llama.cpp) return that many for every generated token, the copied text of a simulation
+# reply included, so a client reads (and a benchmark times) replies of their real size. None is a number "0".."10",
+# so no expected activation changes.
+FILLER_TOKENS = (" the", ",", ".", " a", " of", " and", " to", " in", "\n", " is", "s", " that", " for", "-", " (",
+                 ")", ":", " =", "_", "'")
+
+
 def _token_logprob(token: str, top: dict[str, float], n_top: int) -> dict[str, Any]:
     ranked = sorted(top.items(), key=lambda item: -item[1])[:n_top]
+    if len(ranked) < n_top:
+        floor = min((lp for _, lp in ranked), default=0.0) - 8.0
+        have = {t for t, _ in ranked}
+        fillers = [t for t in FILLER_TOKENS if t not in have][: n_top - len(ranked)]
+        ranked += [(t, floor - 0.5 * i) for i, t in enumerate(fillers)]
     return {
         "token": token,
         "logprob": top.get(token, 0.0),
