@@ -7,7 +7,6 @@ described in ``autointerp.llm.client``'s docstring.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import weakref
@@ -71,6 +70,11 @@ _SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.S
 )
 
 
+class _Scrubbed(dict):
+    """A response body parsed from text that was scrubbed of the key before the parse (``ChatModelBase._cut``):
+    ``_decode`` takes it as it is."""
+
+
 class ChatModelBase(CompletionsMixin, ABC):
     """Budget, concurrency bound, retries, parsing, accounting and scrubbing; subclasses only ``_send`` requests."""
 
@@ -121,8 +125,12 @@ class ChatModelBase(CompletionsMixin, ABC):
                 parsed = parse_body(body)
             except ValueError:
                 return body  # not JSON: ``_decode`` says so
-            return json.dumps(truncate_body(parsed, stop_when, self.token_counter)) if isinstance(parsed, dict) \
-                else body
+            if not isinstance(parsed, dict):
+                return body
+            if escapes_may_hide(body, self._secrets):
+                parsed = scrub_strings(parsed, self._secrets)
+            # handed over parsed and scrubbed: encoding it again for ``_decode`` to parse cost more than the parse
+            return _Scrubbed(truncate_body(parsed, stop_when, self.token_counter))
         return truncate_body(body, stop_when, self.token_counter)
 
     async def chat(
@@ -255,6 +263,8 @@ class ChatModelBase(CompletionsMixin, ABC):
         and the sink get. A body that arrives as text is scrubbed whole, before anything is parsed or cut; its parsed
         strings are scrubbed instead only when a JSON escape in it may spell a character of the key. A body handed
         over parsed (the in-process fakes) has its strings scrubbed."""
+        if isinstance(received, _Scrubbed):  # parsed from text that was scrubbed whole (``_cut``)
+            return self._check_body(received)
         if not isinstance(received, str):
             return self._check_body(scrub_strings(received, self._secrets))
         text = scrub_text(received, self._secrets, patterns=False)

@@ -239,15 +239,12 @@ class LLMClient(ChatModelBase):
                              "with no finish_reason and no [DONE]")
         return None
 
-    def _plain_reply(self, data: bytes, stop_when: StopCheck) -> str:
+    def _plain_reply(self, data: bytes, stop_when: StopCheck) -> dict[str, Any] | str:
         """One JSON body in answer to a streamed request: read as the reply (cut where a stream would have been
         stopped), and, when it is a chat completion, the endpoint is no longer asked to stream, said once."""
         text = data.decode("utf-8", "replace")
         reply = self._cut(text, stop_when)
-        try:
-            usable = isinstance(reply, str) and bool(parse_body(reply).get("choices"))
-        except (ValueError, AttributeError):
-            usable = False
+        usable = isinstance(reply, dict) and bool(reply.get("choices"))  # parsed by _cut, or text that is no JSON
         key = _endpoint_key(self.profile)
         if usable and key not in _PLAIN_ENDPOINTS:
             _PLAIN_ENDPOINTS.add(key)

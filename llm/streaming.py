@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autointerp.llm.tokens import TokenCounter
-from autointerp.llm.wire import BYTES_FIELD_B, loads
+from autointerp.llm.wire import loads, strip_bytes_fields
 
 StopCheck = Callable[[str], "str | None"]
 
@@ -269,7 +269,7 @@ class EventReader:
 
     def _parse(self, block: bytes) -> list[Any]:
         if b'"bytes"' in block:
-            block = BYTES_FIELD_B.sub(b"", block)
+            block = strip_bytes_fields(block)
         events = block.count(b"\n\ndata: ") + 1
         if (block.startswith(b"data: ") and block.endswith(b"\n\n") and block.count(b"\n") == 2 * events
                 and b"\r" not in block and b"[DONE]" not in block):

@@ -409,12 +409,12 @@ def test_api_key_never_leaks(monkeypatch, caplog):
 
 
 def test_parse_body_drops_token_bytes_but_never_touches_strings():
-    tricky = ',"bytes":[1, 2]'  # a token whose text looks like the field: inside a string its quote is escaped
+    tricky = ',"bytes":[1,2]'  # a token whose text looks like the field: inside a string its quote is escaped
     entry = {"token": tricky, "logprob": -0.5, "bytes": [44, 34],
              "top_logprobs": [{"token": tricky, "logprob": -0.5, "bytes": [44]}, {"token": "7", "logprob": -1.0,
                                                                                    "bytes": None}]}
     body = {"choices": [{"message": {"content": tricky}, "logprobs": {"content": [entry]}}]}
-    for text in (json.dumps(body), json.dumps(body, indent=2)):
+    for text in (json.dumps(body), json.dumps(body, indent=2), json.dumps(body, separators=(",", ":"))):
         parsed = parse_body(text)
         (got,) = parsed["choices"][0]["logprobs"]["content"]
         assert parsed["choices"][0]["message"]["content"] == tricky
