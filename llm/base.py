@@ -104,6 +104,7 @@ class ChatModelBase(CompletionsMixin, ABC):
         self._rng = random.Random()
         where = profile.resolved_base_url() or "the OpenAI API"
         self.mismatch = MismatchWatch(f"{where} (model {profile.model}, profile {name})")  # EndpointMismatch
+        self.kept_format = 0  # replies in a row that a caller's check read whole (``stream_trust``)
 
     @abstractmethod
     async def _send(self, params: dict[str, Any]) -> dict[str, Any] | str:
@@ -151,7 +152,17 @@ class ChatModelBase(CompletionsMixin, ABC):
         tokens_in = self.token_counter.count_messages(messages)
         params["timeout"] = self.profile.request_timeout_s(tokens_in, params["max_tokens"])
         send = (lambda: self._send(params)) if stop_when is None else (lambda: self._send_stream(params, stop_when))
-        return await self._call(send, params, messages, purpose, unit, tokens_in, self._result)
+        result = await self._call(send, params, messages, purpose, unit, tokens_in, self._result)
+        if stop_when is not None:
+            self._note_format(stop_when, result)
+        return result
+
+    def _note_format(self, stop_when: StopCheck, result: ChatResult) -> None:
+        """Count the replies in a row that kept the format: ended by themselves, or stopped by a check that says it
+        read everything it asked for (``complete``, as the simulator's watches do). Any other stop starts again."""
+        complete = getattr(stop_when, "complete", None)
+        kept = bool(complete) if complete is not None else result.stopped is None and result.finish_reason == "stop"
+        self.kept_format = self.kept_format + 1 if kept else 0
 
     async def _call(self, send, params: dict[str, Any], log_messages: list[Message], purpose: str,
                     unit: str | None, tokens_in_estimate: int, parse) -> Any:

@@ -164,8 +164,12 @@ class LLMClient(ChatModelBase):
     @property
     def streams(self) -> bool:
         """Whether a reply the caller may stop early is asked for as a stream: the profile's ``stream``, unless this
-        process has seen the endpoint answer a streamed request with one JSON body (``_PLAIN_ENDPOINTS``)."""
-        return self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS
+        process has seen the endpoint answer a streamed request with one JSON body (``_PLAIN_ENDPOINTS``), or the
+        last ``stream_trust`` replies all kept the format (streaming pays for itself only when a reply goes off
+        format: it stops the generation there; otherwise it only costs the client CPU)."""
+        trust = self.profile.stream_trust
+        return (self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS
+                and not (trust and self.kept_format >= trust))
 
     async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any] | str:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection

@@ -24,7 +24,8 @@ what the model answers: ``kind``, ``model``, ``base_url`` (the same model name b
 model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at the cap is another reply),
 ``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``simulator_format``, ``simulator_grammar``,
 ``response_format``, and ``judge_grammar`` when set. The ``OPERATIONAL`` fields only say how and when requests are
-sent (timeouts and throughputs, ``concurrency``, retries, prices, ``api_key_env``, ``stream``): changing one resumes
+sent (timeouts and throughputs, ``concurrency``, retries, prices, ``api_key_env``, ``stream``, ``stream_trust``):
+changing one resumes
 the same run. The whole profile is still saved with the run's config snapshot. A field added later is part of the
 identity unless it is listed in ``OPERATIONAL``; listed in ``ADDED_LATER`` with its default, it joins only when set,
 so earlier runs keep their keys.
@@ -49,7 +50,7 @@ SHORTHAND_PREFIX = "openai:"
 # profile's identity (the run key), so that changing one resumes the interrupted run.
 OPERATIONAL = frozenset({"api_key_env", "concurrency", "timeout_s", "prompt_tokens_per_s", "tokens_per_s",
                          "echoed_tokens_per_s", "max_retries", "retry_timeouts", "price_in_per_mtok",
-                         "price_out_per_mtok", "stream"})
+                         "price_out_per_mtok", "stream", "stream_trust"})
 # fields added after runs were keyed, with their defaults: part of the identity only when set, so that the key of a
 # run that never set one stays what it was
 ADDED_LATER: dict[str, Any] = {"judge_grammar": False}
@@ -94,6 +95,11 @@ class ModelProfile(BaseModel):
         True, description="Stream the replies a caller may stop early (the simulator's), closing one as soon as it "
         "goes off format. false: plain requests, cut where a stream would have stopped (an endpoint seen answering "
         "a streamed request with one JSON body is treated so for the rest of the process, and told once).")
+    stream_trust: int = Field(
+        8, ge=0, description="Replies in a row that kept the format (each read whole by its caller's check) after "
+        "which the rest are asked for as plain requests, cut where a stream would have stopped: a streamed reply "
+        "with logprobs costs the client about twice the CPU of a plain one (BENCHMARKS.md). The first reply that "
+        "goes off format turns streaming back on. 0: always stream.")
     price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens.")
     price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million generated tokens.")
     supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")

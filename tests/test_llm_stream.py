@@ -98,3 +98,42 @@ def test_time_before_the_first_token_is_not_counted_against_the_generation():
         with pytest.raises(LLMError, match="waiting for the first token.*not retried"):
             asyncio.run(stuck())
         assert len(srv.requests) == 1
+
+
+class EndWatch:
+    """A simulator-like check: complete at an ``end`` line, off format at any line but ``ok`` before it."""
+
+    def __init__(self):
+        self.complete = False
+
+    def __call__(self, text: str) -> str | None:
+        for line in text.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break
+            if line == "end\n":
+                self.complete = True
+                return "every line answered"
+            if line != "ok\n":
+                return f"off format: {line!r}"
+        return None
+
+
+def test_replies_that_keep_the_format_are_asked_for_whole_until_one_does_not():
+    """After ``stream_trust`` replies in a row that kept the format, plain requests (cut where a stream would have
+    stopped); the first off-format reply turns streaming back on. ``stream_trust = 0`` streams every time."""
+    good, bad = "ok\nok\nend\ntrailing\n", "ok\nSure! here you go\n" + "more\n" * 50
+    for trust, expected in ((2, [True, True, None, True, True]), (0, [True] * 5)):
+        with FakeOpenAIServer(scripted(good, good, bad, good, good)) as srv:
+            profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=0, timeout_s=30,
+                                   stream_trust=trust)
+
+            async def five():
+                async with LLMClient(profile, "local") as client:
+                    return [await client.chat(HELLO, purpose="test", stop_when=EndWatch(), max_tokens=600)
+                            for _ in range(5)]
+
+            results = asyncio.run(five())
+        assert [r.get("stream") for r in srv.requests] == expected, trust
+        assert [r.text for r in results] == ["ok\nok\nend\n", "ok\nok\nend\n", "ok\nSure! here you go\n",
+                                             "ok\nok\nend\n", "ok\nok\nend\n"]
+        assert [r.stopped for r in results][2].startswith("off format")
