@@ -18,9 +18,11 @@ It prints:
   less the same for a quarter of the units, over the calls between the two runs: what each more call costs (the
   client, and the explainer's and simulator's own work on the reply), without what the phase pays once (imports,
   the first connection). Issue 22's target: at most 25 ms;
-- **the seam alone**: the CPU of ``LLMClient.chat`` per call in this process, for a simulator request (ten windows
-  of 64 tokens, 15 top logprobs, streamed and stopped by the simulator's own watch) and a short explainer-sized
-  one, with the garbage collector set as the run sets it for its explain + score phase;
+- **the seam alone**: the median CPU of ``LLMClient.chat`` per call in this process, for a simulator request (ten
+  windows of 64 tokens, 15 top logprobs, stopped by the simulator's own watch), streamed (``stream_trust = 0``) and
+  plain (``stream = false``), and a short explainer-sized one, with the garbage collector set as the run sets it for
+  its explain + score phase. The test server sends as many alternatives per token as asked, as real endpoints do;
+- the test server's CPU in each run (it shares the two cores with the client; a remote endpoint would not);
 - the wall-time ratio of the explain + score phase at concurrency 1 over 16 (target: at least 8x);
 - the load average before and after: figures taken with other work on the machine are not comparable.
 """
@@ -119,10 +121,7 @@ def run(workdir: Path, server: subprocess.Popen, base_url: str, args, concurrenc
             "server_cpu_s": None if server_cpu is None or server_after is None else server_after - server_cpu, "statuses": sorted({u["status"] for u in summary["units"]})}
 
 
-SEAM_PROFILE: dict = {}
-
-
-async def seam_cpu(base_url: str, calls: int) -> tuple[float, float]:
+async def seam_cpu(base_url: str, calls: int, **fields) -> tuple[float, float]:
     """CPU ms per ``chat`` call of this process: a simulator request (streamed, logprobs, stopped by the
     simulator's watch) and a short one."""
     from autointerp.llm.client import LLMClient
@@ -132,7 +131,7 @@ async def seam_cpu(base_url: str, calls: int) -> tuple[float, float]:
     words = "the cat sat on a mat and then def foo ( x ) : return x + 1".split()
     windows = [[words[(i * 7 + j) % len(words)] + ("" if j % 3 else " ") for j in range(64)] for i in range(10)]
     messages = simulation_messages('Fires on the token "cat".', windows)
-    profile = ModelProfile(model="fake-model", base_url=base_url, concurrency=1, max_retries=0, **SEAM_PROFILE)
+    profile = ModelProfile(model="fake-model", base_url=base_url, concurrency=1, max_retries=0, **fields)
     async with LLMClient(profile, "seam") as client:
 
         async def simulate():
@@ -177,7 +176,8 @@ def main() -> None:
             quarter = run(Path(tmp), server, base_url, args, 16, 16, f"{start}:{start + max(1, (end - start) // 4)}")
         with_server = start_server(0.0)
         try:
-            sim_ms, short_ms = asyncio.run(seam_cpu(with_server[1], args.seam_calls))
+            streamed_ms, short_ms = asyncio.run(seam_cpu(with_server[1], args.seam_calls, stream_trust=0))
+            plain_ms, _ = asyncio.run(seam_cpu(with_server[1], args.seam_calls, stream=False))
         finally:
             with_server[0].terminate()
             with_server[0].wait()
@@ -196,8 +196,8 @@ def main() -> None:
         per_call = (sixteen["phase_cpu_s"] - quarter["phase_cpu_s"]) / (sixteen["calls"] - quarter["calls"]) * 1000
         print(f"client CPU per LLM call: {per_call:.1f} ms (the explain + score phase's CPU at 16 in flight, "
               f"{sixteen['units']} units less {quarter['units']}, over the calls between them)")
-    print(f"the seam alone (LLMClient.chat, median CPU per call): simulator request {sim_ms:.1f} ms, short request "
-          f"{short_ms:.1f} ms")
+    print(f"the seam alone (LLMClient.chat, median CPU per call): simulator request streamed {streamed_ms:.1f} ms, "
+          f"plain {plain_ms:.1f} ms; short request {short_ms:.1f} ms")
     latency = f"server latency {args.latency * 1000:.0f} ms per request"
     print(f"speed-up at concurrency 16 over 1: {one['explain_score_s'] / sixteen['explain_score_s']:.1f}x ({latency})")
     print(f"speed-up of 16 units over 1 unit in flight, 16 requests allowed in both: "
