@@ -118,7 +118,8 @@ def run(workdir: Path, server: subprocess.Popen, base_url: str, args, concurrenc
     return {"concurrency": concurrency, "requests": requests, "units": units, "calls": calls,
             "calls_per_unit": calls / max(units, 1), "explain_score_s": round(summary["explain_s"], 2),
             "cpu_s": cpu, "phase_cpu_s": phase_cpu,
-            "server_cpu_s": None if server_cpu is None or server_after is None else server_after - server_cpu, "statuses": sorted({u["status"] for u in summary["units"]})}
+            "server_cpu_s": None if server_cpu is None or server_after is None else server_after - server_cpu,
+            "statuses": sorted({u["status"] for u in summary["units"]})}
 
 
 async def seam_cpu(base_url: str, calls: int, **fields) -> tuple[float, float]:

@@ -408,18 +408,14 @@ def test_api_key_never_leaks(monkeypatch, caplog):
     assert "***" in shown and "***" in errors[0]
 
 
-def test_parse_body_drops_token_bytes_but_never_touches_strings():
-    tricky = ',"bytes":[1,2]'  # a token whose text looks like the field: inside a string its quote is escaped
+def test_a_body_is_parsed_as_it_is_in_any_layout():
+    tricky = ',"bytes":[1,2]'  # a token whose text looks like the field
     entry = {"token": tricky, "logprob": -0.5, "bytes": [44, 34],
              "top_logprobs": [{"token": tricky, "logprob": -0.5, "bytes": [44]}, {"token": "7", "logprob": -1.0,
                                                                                    "bytes": None}]}
     body = {"choices": [{"message": {"content": tricky}, "logprobs": {"content": [entry]}}]}
     for text in (json.dumps(body), json.dumps(body, indent=2), json.dumps(body, separators=(",", ":"))):
-        parsed = parse_body(text)
-        (got,) = parsed["choices"][0]["logprobs"]["content"]
-        assert parsed["choices"][0]["message"]["content"] == tricky
-        assert got == {"token": tricky, "logprob": -0.5,
-                       "top_logprobs": [{"token": tricky, "logprob": -0.5}, {"token": "7", "logprob": -1.0}]}
+        assert parse_body(text) == body
     with pytest.raises(ValueError):
         parse_body('{"bytes": [1,')
 
