@@ -19,7 +19,8 @@ usage is scaled down to the part kept.
 
 ``EventReader`` reads the server-sent events in whatever pieces the socket gives (tens of kilobytes when the server
 is ahead of the client), and parses each piece's events at once: the ``data:`` lines found by one regular expression
-and decoded as one JSON array (``wire.loads``), where a line iterator and a parse per chunk cost several times more.
+and decoded as one JSON array (``wire.loads``), less the per-token ``bytes`` arrays (``wire.strip_bytes_fields``),
+where a line iterator and a parse per chunk cost several times more.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from autointerp.llm.tokens import TokenCounter
-from autointerp.llm.wire import loads
+from autointerp.llm.wire import loads, strip_bytes_fields
 
 StopCheck = Callable[[str], "str | None"]
 
@@ -267,6 +268,7 @@ class EventReader:
         return self._tail + b"".join(self._whole)
 
     def _parse(self, block: bytes) -> list[Any]:
+        block = strip_bytes_fields(block)
         events = block.count(b"\n\ndata: ") + 1
         if (block.startswith(b"data: ") and block.endswith(b"\n\n") and block.count(b"\n") == 2 * events
                 and b"\r" not in block and b"[DONE]" not in block):

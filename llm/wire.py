@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from typing import Any
 
 from autointerp.llm.types import Message
@@ -31,6 +32,32 @@ def rejected_hint(status: int, endpoint: str, params: dict[str, Any]) -> str:
     if status in (400, 422) and params.get("logprobs"):
         return "; the server rejected logprobs: set supports_logprobs = false in the model profile"
     return ""
+
+
+# A token's UTF-8 bytes, sent with every token and alternative when logprobs are on, and never read here. Removed
+# before the parse where they are written in one of the two common layouts, without spaces (OpenAI's streams, vLLM,
+# llama.cpp) or as Python's json.dumps writes them: each pattern starts with a literal, so the regex engine jumps
+# from one field to the next, and the parse then builds no list for them, which leaves each alternative's dict
+# untracked by the cyclic garbage collector. Indented JSON keeps them: no pass over its text is cheaper than parsing
+# them. ``python benchmarks/bench_parse.py`` times each layout both ways, the collection the parse triggers included.
+# The match is structural only: it starts at an unescaped quote after "," or ", " (inside a JSON string a quote is
+# always escaped).
+_BYTES_FIELDS = ((',"bytes":[', re.compile(r',"bytes":\[[\d,]*\]')),
+                 (', "bytes": [', re.compile(r', "bytes": \[[\d, ]*\]')))
+_BYTES_FIELDS_B = tuple((literal.encode(), re.compile(pattern.pattern.encode())) for literal, pattern in _BYTES_FIELDS)
+
+
+def strip_bytes_fields(data: Any) -> Any:
+    """``data`` (JSON text, str or bytes) without the per-token ``"bytes"`` fields, when the first one is written in
+    a common layout (a serializer writes them all alike)."""
+    binary = isinstance(data, bytes)
+    at = data.find(b'"bytes"' if binary else '"bytes"')
+    if at < 0:
+        return data
+    for literal, pattern in _BYTES_FIELDS_B if binary else _BYTES_FIELDS:
+        if data.startswith(literal, at - literal.index(b'"' if binary else '"')):
+            return pattern.sub(b"" if binary else "", data)
+    return data
 
 
 _PAUSE_GC_OVER = 32_768  # characters of JSON above which the cyclic garbage collector waits for the parse
@@ -94,11 +121,9 @@ def requested_schema(field: dict[str, Any] | None) -> tuple[str | None, dict[str
 
 
 def parse_body(text: str) -> Any:
-    """A response body parsed from JSON (ValueError when it is not JSON). The per-token ``bytes`` arrays that come
-    with logprobs are parsed with the rest, never read: orjson reads them faster than a pass over the text removes
-    them (``python benchmarks/bench_parse.py``: 20 ms against 26 ms for a 640-position reply with 15 alternatives a
-    token, 34 ms against 75 ms indented)."""
-    return loads(text)
+    """A response body parsed from JSON, less its per-token ``bytes`` arrays where they are written in a common
+    layout (``strip_bytes_fields``); ValueError when it is not JSON."""
+    return loads(strip_bytes_fields(text))
 
 
 def logged_response(body: dict[str, Any], keep_logprobs: bool) -> dict[str, Any]:

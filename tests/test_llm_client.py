@@ -408,14 +408,21 @@ def test_api_key_never_leaks(monkeypatch, caplog):
     assert "***" in shown and "***" in errors[0]
 
 
-def test_a_body_is_parsed_as_it_is_in_any_layout():
-    tricky = ',"bytes":[1,2]'  # a token whose text looks like the field
+def test_token_bytes_are_dropped_in_the_common_layouts_and_strings_never_touched():
+    from autointerp.llm.wire import strip_bytes_fields
+
+    tricky = ',"bytes":[1,2] , "bytes": [3]'  # token text that looks like the field: in a string, quotes are escaped
     entry = {"token": tricky, "logprob": -0.5, "bytes": [44, 34],
              "top_logprobs": [{"token": tricky, "logprob": -0.5, "bytes": [44]}, {"token": "7", "logprob": -1.0,
-                                                                                   "bytes": None}]}
+                                                                                   "bytes": [55]}]}
     body = {"choices": [{"message": {"content": tricky}, "logprobs": {"content": [entry]}}]}
-    for text in (json.dumps(body), json.dumps(body, indent=2), json.dumps(body, separators=(",", ":"))):
-        assert parse_body(text) == body
+    without = {"choices": [{"message": {"content": tricky}, "logprobs": {"content": [
+        {"token": tricky, "logprob": -0.5,
+         "top_logprobs": [{"token": tricky, "logprob": -0.5}, {"token": "7", "logprob": -1.0}]}]}}]}
+    for text in (json.dumps(body), json.dumps(body, separators=(",", ":"))):
+        assert parse_body(text) == without
+        assert json.loads(strip_bytes_fields(text.encode())) == without
+    assert parse_body(json.dumps(body, indent=2)) == body  # indented: parsed as it is (cheaper than any pass)
     with pytest.raises(ValueError):
         parse_body('{"bytes": [1,')
 

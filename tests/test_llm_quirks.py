@@ -230,7 +230,8 @@ def test_the_event_reader_gives_the_same_chunks_however_the_body_is_split():
     plain = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\ndata: {\"late\": 1}\n\n"
     odd = (": keep-alive\r\n\r\n" + "".join(f"event: message\r\ndata:{json.dumps(c)}\r\n\r\n" for c in chunks)
            + "data: [DONE]\r\n\r\n")
-    expected = chunks
+    expected = [{"choices": [{**c["choices"][0], "logprobs": {"content": [
+        {k: v for k, v in c["choices"][0]["logprobs"]["content"][0].items() if k != "bytes"}]}}]} for c in chunks]
     tight = "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
     for body in (plain.encode(), odd.encode(), tight.encode()):
         for size in (1, 7, 64, len(body)):
