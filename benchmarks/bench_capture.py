@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -102,7 +103,7 @@ def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, w
 
 def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, rounds: int) -> None:
     """Capture without and with the range and silent samples, in one process on the same windows, alternating; the
-    best of each."""
+    best of each, and the median over rounds of the ratio of the two runs of a round."""
     import torch
 
     from autointerp.corpus import iter_token_windows, open_corpus
@@ -114,13 +115,17 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
     default = CaptureConfig(layers=[layer]).range_windows
     best = {0: float("inf"), default: float("inf")}
     cpu = dict(best)  # process CPU time: less disturbed than wall time by other processes on the machine
+    ratios = []  # per round: with / without, the two timed back to back
     for r in range(rounds):
+        this_round = {}
         for size in (list(best) if r % 2 == 0 else list(best)[::-1]):  # each mode goes first in turn
             t0, c0 = time.perf_counter(), time.process_time()
             capture_windows(subject, windows, CaptureConfig(layers=[layer], window=window, batch_size=batch,
                                                             range_windows=size, silent_windows=size))
-            best[size] = min(best[size], time.perf_counter() - t0)
+            this_round[size] = time.perf_counter() - t0
+            best[size] = min(best[size], this_round[size])
             cpu[size] = min(cpu[size], time.process_time() - c0)
+        ratios.append(this_round[default] / this_round[0])
     n = len(windows) * window
     print(f"{model}, layer {layer}: {n:,} tokens, best of {rounds} alternating rounds, "
           f"{torch.get_num_threads()} threads")
@@ -128,6 +133,8 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
         print(f"range/silent_windows={size:<3d} {t:7.2f} s  {n / t:>9,.0f} tok/s  CPU {cpu[size]:7.2f} s")
     print(f"capture time with / without the samples: wall {best[default] / best[0]:.3f}x, CPU "
           f"{cpu[default] / cpu[0]:.3f}x (budget: 1.05x)")
+    print(f"per round, wall with / without: {' '.join(f'{x:.3f}' for x in ratios)}; median "
+          f"{statistics.median(ratios):.3f}x")
 
 
 def _submodule(root, path: str):
