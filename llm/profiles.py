@@ -25,10 +25,9 @@ model or another quantization), ``temperature``, ``max_tokens`` (a reply cut at 
 ``supports_logprobs``, ``supports_tools``, ``simulator_method``, ``simulator_format``, ``simulator_grammar``,
 ``response_format``, and ``judge_grammar`` when set. The ``OPERATIONAL`` fields only say how and when requests are
 sent (timeouts and throughputs, ``concurrency``, retries, prices, ``api_key_env``, ``stream``, ``stream_trust``):
-changing one resumes
-the same run. The whole profile is still saved with the run's config snapshot. A field added later is part of the
-identity unless it is listed in ``OPERATIONAL``; listed in ``ADDED_LATER`` with its default, it joins only when set,
-so earlier runs keep their keys.
+changing one resumes the same run. The whole profile is still saved with the run's config snapshot. A field added
+later is part of the identity unless it is listed in ``OPERATIONAL``; listed in ``ADDED_LATER`` with its default, it
+joins only when set, so earlier runs keep their keys.
 """
 
 from __future__ import annotations
