@@ -28,6 +28,7 @@ OPERATIONAL_CHANGES = [
     {"timeout_s": 600.0}, {"concurrency": 1}, {"concurrency": 32}, {"price_in_per_mtok": 3.0},
     {"price_out_per_mtok": 15.0}, {"tokens_per_s": 40.0}, {"prompt_tokens_per_s": 900.0},
     {"echoed_tokens_per_s": 5.0}, {"max_retries": 0}, {"retry_timeouts": True}, {"api_key_env": "OTHER_KEY"},
+    {"stream": False}, {"stream_trust": 0},
     {"timeout_s": 5.0, "concurrency": 2, "price_in_per_mtok": 0.5, "price_out_per_mtok": 2.0},
 ]
 OUTPUT_CHANGES = [
