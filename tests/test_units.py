@@ -203,3 +203,19 @@ def test_sae_train_and_eval_store_their_metrics(cli, tiny_checkpoints, text_corp
     assert (json.loads(out)["layer"], json.loads(out)["fvu"]) == (0, pytest.approx(trained["fvu"]))
     code, _, err = cli("sae", "train", "--layer", "0", "--kind", "nmf", "--out", "x", *common)
     assert code == 2 and "--kind 'nmf'" in err
+
+
+def test_the_library_and_sae_train_share_their_defaults():
+    """``DictionarySettings`` holds one field per ``sae train`` flag of its name: the same default on both sides (the
+    SAE's L1 coefficient was 1.0 in the CLI and 1e-3 in the library)."""
+    import dataclasses
+    import inspect
+
+    from autointerp.cli.dictionaries import sae_train
+    from autointerp.pipeline.dictionaries import DictionarySettings
+
+    flags = inspect.signature(sae_train).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(DictionarySettings)}
+    shared = sorted(set(fields) & set(flags))
+    assert {"ratio", "alpha", "epochs", "fit_tokens", "fit_corpus", "eval_tokens"} <= set(shared)
+    assert {name: flags[name].default for name in shared} == {name: fields[name] for name in shared}

@@ -42,7 +42,7 @@ class DictionarySettings:
     """How ``train_dictionary`` fits and measures a dictionary; each field is the ``sae train`` flag of its name."""
 
     ratio: float = 4.0  # features per input dimension: ratio x d_in for an SAE, ratio x d_in / 2 random directions
-    alpha: float = 1e-3  # the SAE's L1 coefficient
+    alpha: float = 1.0  # the SAE's L1 coefficient; the CLI's default too (mean L0 about 20 on the bundled model)
     epochs: int = 10  # SAE passes over the fitting activations
     fit_tokens: int = 200_000  # tokens of activations to fit on
     fit_corpus: str = FIT_CORPUS  # the corpus they are read from
