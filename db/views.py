@@ -9,7 +9,7 @@
 
 The views themselves (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``,
 ``dictionary_scores``) are SQL, created
-by ``migrations.py``, so Datasette and ``sqlite-utils`` read the same rows. What SQL cannot do well (median, bootstrap
+by the ``migrations`` package, so Datasette and ``sqlite-utils`` read the same rows. What SQL cannot do well (median, bootstrap
 CI) is computed here from ``explanation_scores``. ``Reads`` is mixed into ``Store``.
 """
 

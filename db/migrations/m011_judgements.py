@@ -1,6 +1,6 @@
-"""Migrations ``m011_judgements`` and ``m012_shared_example_tokens``: the results of the classification scorers
-(detection and fuzzing, docs/methods.md §2b; ``autointerp.scoring.classify``) and the views that show them beside the
-simulation score. Registered by ``db/migrations.py``; its rules hold (never edit a released migration).
+"""Migration ``m011_judgements``: the results of the classification scorers (detection and fuzzing, docs/methods.md
+§2b; ``autointerp.scoring.classify``) and the views that show them beside the simulation score. Registered in order by
+``autointerp.db.migrations``, whose rules hold: never edited once released; a change is a new migration.
 """
 
 from __future__ import annotations
@@ -91,10 +91,3 @@ def m011_judgements(db: Database) -> None:
         GROUP BY explainer, simulator;
         """
     )
-
-
-def m012_shared_example_tokens(db: Database) -> None:
-    """No schema change: from here on, an example in ``judgements.examples`` whose window already appeared earlier
-    in the same judgement (fuzzing shows each window twice) is stored without its ``tokens``, and readers take them
-    from that earlier example (``autointerp.db.judgements``). Recorded so that an older autointerp, which would show
-    those examples without text, refuses a file written this way."""

@@ -1,6 +1,5 @@
-"""Migrations appended after ``m007``, as plain functions: ``db/migrations.py`` registers them, in order, on its
-``migrations`` set. The rules of ``db/migrations.py`` hold: never edit a released migration.
-"""
+"""Migration ``m009_outcomes``, registered in order by ``autointerp.db.migrations``, whose rules hold: never edited once
+released; a change is a new migration."""
 
 from __future__ import annotations
 

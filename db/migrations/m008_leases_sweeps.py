@@ -1,7 +1,7 @@
 """Migration m008: leases (one live process per run or sweep) and the sweep ledger (items, runs, attempts, sessions).
 
-Registered by ``db/migrations.py`` (kept there under its line budget); the same rules apply: never edited once
-released, a change is a new migration.
+Registered in order by ``autointerp.db.migrations``, whose rules hold: never edited once released; a change is a new
+migration.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Migration m010: one vocabulary for outcomes (``autointerp/outcomes.py``), and controls that are not baselines.
 
-Registered by ``db/migrations.py``; its rules hold (never edited once released; a change is a new migration).
+Registered in order by ``autointerp.db.migrations``, whose rules hold: never edited once released; a change is a new
+migration.
 
 What it rewrites, in the file's own transaction:
 
