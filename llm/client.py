@@ -167,9 +167,12 @@ class LLMClient(ChatModelBase):
         process has seen the endpoint answer a streamed request with one JSON body (``_PLAIN_ENDPOINTS``), or the
         last ``stream_trust`` replies all kept the format (streaming pays for itself only when a reply goes off
         format: it stops the generation there; otherwise it only costs the client CPU)."""
-        trust = self.profile.stream_trust
-        return (self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS
-                and not (trust and self.kept_format >= trust))
+        return self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS and not self._trusted
+
+    @property
+    def _trusted(self) -> bool:
+        """The last ``stream_trust`` replies kept the format: the next is asked for whole instead of streamed."""
+        return bool(self.profile.stream_trust) and self.kept_format >= self.profile.stream_trust
 
     async def _send_stream(self, params: dict[str, Any], stop_when: StopCheck) -> dict[str, Any] | str:
         """One streamed request, closed as soon as ``stop_when`` gives a reason (the server sees the connection
@@ -181,6 +184,10 @@ class LLMClient(ChatModelBase):
         body is read as the reply; a stream without ``[DONE]`` is used when its reply ended (a ``finish_reason``);
         one cut mid-reply is a ``StreamCut``; an error event is the endpoint's error (``failures.body_error``)."""
         if not self.streams:
+            if self._trusted and self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS:
+                # a stream replaced by a plain request keeps the stream's allowance: timeout_s for the wait before
+                # the server starts (queued behind other requests), and timeout_s for the generation
+                params = {**params, "timeout": 2 * params.get("timeout", self.profile.timeout_s)}
             return await super()._send_stream(params, stop_when)
         assembler, reader = StreamAssembler(stop_when), EventReader()
         failure: Exception | None = None

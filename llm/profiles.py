@@ -97,8 +97,9 @@ class ModelProfile(BaseModel):
     stream_trust: int = Field(
         8, ge=0, description="Replies in a row that kept the format (each read whole by its caller's check) after "
         "which the rest are asked for as plain requests, cut where a stream would have stopped: a streamed reply "
-        "with logprobs costs the client about 1.6 times the CPU of a plain one (BENCHMARKS.md). The first reply that "
-        "goes off format turns streaming back on. 0: always stream.")
+        "with logprobs costs the client about 1.6 times the CPU of a plain one (BENCHMARKS.md). Such a request keeps a "
+        "stream's time allowance (timeout_s to start, timeout_s to generate). The first reply that goes off format "
+        "turns streaming back on. 0: always stream.")
     price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens.")
     price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million generated tokens.")
     supports_logprobs: bool = Field(True, description="The endpoint returns logprobs with top_logprobs.")

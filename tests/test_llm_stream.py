@@ -137,3 +137,23 @@ def test_replies_that_keep_the_format_are_asked_for_whole_until_one_does_not():
         assert [r.text for r in results] == ["ok\nok\nend\n", "ok\nok\nend\n", "ok\nSure! here you go\n",
                                              "ok\nok\nend\n", "ok\nok\nend\n"]
         assert [r.stopped for r in results][2].startswith("off format")
+
+
+@pytest.mark.slow  # waits on latencies: seconds of wall time
+def test_a_plain_request_in_place_of_a_stream_keeps_the_streams_time_allowance():
+    """A stream gets ``timeout_s`` to start and ``timeout_s`` to generate; the plain request that replaces it once the
+    replies are trusted gets both, 2 x ``timeout_s`` in all. A plain request by choice (``stream = false``) gets one."""
+    reply = "ok\nok\nend\n"
+    with FakeOpenAIServer(lambda request: reply, latency_s=0.8) as srv:
+
+        async def one(**fields):
+            profile = ModelProfile(model="fake-model", base_url=srv.base_url, max_retries=0, timeout_s=0.5,
+                                   **UNSCALED, **fields)
+            async with LLMClient(profile, "local") as client:
+                client.kept_format = 8  # eight replies kept the format: the next is asked for whole
+                return await client.chat(HELLO, purpose="test", stop_when=EndWatch(), max_tokens=600)
+
+        result = asyncio.run(one())
+        assert result.text == reply and "stream" not in srv.requests[-1]
+        with pytest.raises(LLMError, match="no answer within"):
+            asyncio.run(one(stream=False))
