@@ -16,7 +16,7 @@ from autointerp.db.health import check_db, check_db_target
 from autointerp.db.results import ScoredExplanation
 from autointerp.db.rows import NewAnalysis, NewRun
 from autointerp.db.store import (
-    CallSink,
+    RunCallSink,
     Store,
     open_db,
     scrub_secrets,
@@ -25,9 +25,9 @@ from autointerp.db.views import BOOTSTRAP_RESAMPLES, bootstrap_ci
 
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
-    "CallSink",
     "NewAnalysis",
     "NewRun",
+    "RunCallSink",
     "ScoredExplanation",
     "Store",
     "bootstrap_ci",

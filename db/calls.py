@@ -1,4 +1,4 @@
-"""LLM call records in the store: ``record_call`` (mixed into ``Store``) and ``CallSink``, a sink bound to a run.
+"""LLM call records in the store: ``record_call`` (mixed into ``Store``) and ``RunCallSink``, a sink bound to a run.
 
     sink = store.call_sink(run_id)          # hand it to an LLM client: every call is stored with the run
 """
@@ -43,14 +43,15 @@ class CallWrites:
             )
             self._insert("llm_calls", row)
 
-    def call_sink(self, run_id: str | None) -> CallSink:  # type: ignore[override]
+    def call_sink(self, run_id: str | None) -> RunCallSink:  # type: ignore[override]
         """A sink that records every call it is handed under ``run_id``."""
-        return CallSink(self, run_id)
+        return RunCallSink(self, run_id)
 
 
 @dataclass(frozen=True)
-class CallSink:
-    """An LLM call sink bound to a run: hand it to the LLM client, which calls ``record_call`` after each call."""
+class RunCallSink:
+    """An LLM call sink bound to a run (``autointerp.llm.types.CallSink``, the protocol the clients write to): hand it to
+    the LLM client, which calls ``record_call`` after each call."""
 
     store: CallWrites  # the Store
     run_id: str | None

@@ -34,7 +34,7 @@ from autointerp.db.health import check_db_target, quick_check, remember_writes
 from autointerp.db.migrations import migrate
 from autointerp.db.rows import NewAnalysis, NewRun
 from autointerp.db.values import finite as _finite, to_json as _json, utc_iso
-from autointerp.db.calls import CallSink, CallWrites  # noqa: F401 (CallSink: re-exported)
+from autointerp.db.calls import CallWrites, RunCallSink  # noqa: F401 (RunCallSink: re-exported)
 from autointerp.db.views import Reads
 from autointerp.errors import UsageError
 from autointerp.llm.secrets import scrub_secrets, scrub_text
