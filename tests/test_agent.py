@@ -5,6 +5,7 @@ No network; every graph is built inside its test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from dataclasses import asdict
@@ -308,17 +309,31 @@ def test_checkpoint_threads_are_per_run_and_unit(tmp_path):
 
 
 def test_concurrent_units_share_one_checkpoint_file(tmp_path):
+    """Six units in flight at once, each failing at its second call: one file holds all six threads, each under its
+    own id; a second pass resumes each from its draft (one call per unit, not two) and empties the file."""
     path = str(tmp_path / "agent.sqlite")
-    fake = FakeLLM(lambda messages, tools, logprobs: SELF)
-    ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(revise_rounds=1), checkpoint_path=path)
     records = [planted_record(unit) for unit in range(6)]
 
-    async def all_units():
-        return await asyncio.gather(*(ex.explain(r.for_explainer(), FakeJudge(r), thread=f"r:{r.id}")
-                                      for r in records))
+    def threads() -> set[str]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return {row[0] for row in db.execute("SELECT DISTINCT thread_id FROM checkpoints")}
 
-    outs = run(all_units())
-    assert [o.status for o in outs] == ["done"] * 6 and fake.totals.calls == 12
+    def all_units(respond):
+        fake = FakeLLM(respond)
+        ex = LLMExplainer(fake, fake.profile, FakeTools, AgentLimits(revise_rounds=1), checkpoint_path=path)
+
+        async def go():
+            return await asyncio.gather(*(ex.explain(r.for_explainer(), FakeJudge(r), thread=f"r:{r.id}")
+                                          for r in records))
+
+        return [o.status for o in run(go())], fake.totals.calls
+
+    # the draft (a system and a user message) is answered; the revision, a longer conversation, fails for good
+    assert all_units(lambda messages, tools, logprobs: SELF if len(messages) <= 2 else HTTPFailure(400)) == (
+        ["failed"] * 6, 12)
+    assert threads() == {f"r:{r.id}" for r in records}
+    assert all_units(lambda messages, tools, logprobs: SELF) == (["done"] * 6, 6)  # the drafts are not asked again
+    assert threads() == set()
 
 
 def test_agent_limits_old_names_still_work_with_a_deprecation_warning():
