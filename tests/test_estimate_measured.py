@@ -8,7 +8,7 @@ import json
 import pytest
 
 from autointerp.testing.server import FakeOpenAIServer
-from autointerp.pipeline.measured import compare
+from autointerp.pipeline.estimate import compare
 
 
 def test_compare_scales_the_estimate_to_the_units_done():

@@ -113,7 +113,7 @@ def _print_estimate(e: dict | None, output: str) -> None:
 
 
 def _basis(e: dict) -> str:
-    """How the estimate's tokens per call were found, per component (``pipeline.measured``)."""
+    """How the estimate's tokens per call were found, per component (``pipeline.estimate``)."""
     basis = "; ".join(f"{role}: {how}" for role, how in e.get("basis", {}).items())
     return f"{basis}; prompts counted by {e['token_counting']}" if basis else f"tokens counted by {e['token_counting']}"
 

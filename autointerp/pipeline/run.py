@@ -20,7 +20,7 @@ from typing import Any
 from autointerp.config import Config
 from autointerp.db.leases import LeaseInfo
 from autointerp.pipeline.inputs import capture_config, existing_db, load_inputs, run_units
-from autointerp.pipeline.measured import estimate_run
+from autointerp.pipeline.estimate import estimate_run
 from autointerp.pipeline.session import OpenOptions, ProgressStart, RunSession, build_components, controlled_units, run_key
 from autointerp.subject.capture import capture
 from autointerp.pipeline.summary import RunSummary, UnitOutcome

@@ -37,7 +37,7 @@ from autointerp.llm.types import RunStop
 from autointerp.outcomes import FINISHED, RunState, StopReason
 from autointerp.pipeline.components import CallLog, LLMContext, make_explainer, make_scoring, make_simulator
 from autointerp.pipeline.inputs import Inputs, capture_config, existing_db, load_inputs, package_versions, run_units
-from autointerp.pipeline.measured import estimate_run
+from autointerp.pipeline.estimate import estimate_run
 from autointerp.pipeline.stages import Stages
 from autointerp.pipeline.summary import RunSummary, UnitOutcome
 from autointerp.scoring.controls import control_sample, control_texts, shuffled_partners

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autointerp.outcomes import RunState, StopReason, UnitOutcome as OutcomeWord
-from autointerp.pipeline.measured import compare
+from autointerp.pipeline.estimate import compare
 
 
 @dataclass
