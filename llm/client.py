@@ -163,11 +163,16 @@ class LLMClient(ChatModelBase):
 
     @property
     def streams(self) -> bool:
-        """Whether a reply the caller may stop early is asked for as a stream: the profile's ``stream``, unless this
-        process has seen the endpoint answer a streamed request with one JSON body (``_PLAIN_ENDPOINTS``), or the
-        last ``stream_trust`` replies all kept the format (streaming pays for itself only when a reply goes off
-        format: it stops the generation there; otherwise it only costs the client CPU)."""
-        return self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS and not self._trusted
+        """Whether a reply the caller may stop early is asked for as a stream: when the endpoint may stream
+        (``_may_stream``), unless the last ``stream_trust`` replies all kept the format (streaming pays for itself
+        only when a reply goes off format: it stops the generation there; otherwise it only costs the client CPU)."""
+        return self._may_stream and not self._trusted
+
+    @property
+    def _may_stream(self) -> bool:
+        """The profile's ``stream``, unless this process has seen the endpoint answer a streamed request with one JSON
+        body (``_PLAIN_ENDPOINTS``)."""
+        return self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS
 
     @property
     def _trusted(self) -> bool:
@@ -183,12 +188,12 @@ class LLMClient(ChatModelBase):
         What endpoints do instead of a proper stream (see ``_PLAIN_ENDPOINTS`` and docs/llm-servers.md): one JSON
         body is read as the reply; a stream without ``[DONE]`` is used when its reply ended (a ``finish_reason``);
         one cut mid-reply is a ``StreamCut``; an error event is the endpoint's error (``failures.body_error``)."""
-        if not self.streams:
-            if self._trusted and self.profile.stream and _endpoint_key(self.profile) not in _PLAIN_ENDPOINTS:
-                # a stream replaced by a plain request keeps the stream's allowance: timeout_s for the wait before
-                # the server starts (queued behind other requests), and timeout_s for the generation
-                params = {**params, "timeout": 2 * params.get("timeout", self.profile.timeout_s)}
+        if not self._may_stream:
             return await super()._send_stream(params, stop_when)
+        if self._trusted:  # a plain request in place of the stream keeps the stream's allowance: timeout_s for the
+            # wait before the server starts (queued behind other requests), and timeout_s for the generation
+            timeout_s = params.get("timeout", self.profile.timeout_s)
+            return await super()._send_stream({**params, "timeout": 2 * timeout_s}, stop_when)
         assembler, reader = StreamAssembler(stop_when), EventReader()
         failure: Exception | None = None
         timeout_s = params.get("timeout", self.profile.timeout_s)
