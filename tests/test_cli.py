@@ -29,7 +29,9 @@ def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
     assert code == 0, err
     summary = json.loads(out)
     assert {"run_id", "db", "layer", "explainer", "simulator", "baseline", "units_total", "units_done", "units_skipped",
-            "n_tokens", "mean_score", "median_score", "wall_s", "capture_s", "explain_s", "units"} <= set(summary)
+            "n_tokens", "mean_score", "median_score", "wall_s", "capture_s", "explain_s", "explain_cpu_s",
+            "units"} <= set(summary)
+    assert 0 < summary["explain_cpu_s"] and 0 < summary["explain_s"] <= summary["wall_s"]
     assert summary["baseline"] is True and summary["units_done"] == 6 and summary["n_tokens"] > 0
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["runs"].count == 1 and db["unit_runs"].count == 6

@@ -133,6 +133,7 @@ def _summary_json(s) -> dict:
         "controls": s.controls, "dictionary_check": s.dictionary_check,
         "llm_estimate_vs_actual": s.estimate_vs_actual, "wall_s": round(s.wall_s, 2),
         "capture_s": round(s.capture_s, 2), "explain_s": round(s.explain_s, 2),
+        "explain_cpu_s": round(s.explain_cpu_s, 3),
         "units": [{"unit": o.unit, "score": o.score, "detection": o.detection, "fuzzing": o.fuzzing,
                    "status": o.status, "explanation": o.explanation}
                   for o in sorted(s.outcomes, key=lambda o: o.unit)],

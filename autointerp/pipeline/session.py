@@ -203,15 +203,16 @@ class RunSession:
 
     def explain_and_score(self, cap: LayerCapture, on_unit: Callable[[UnitOutcome], None] | None = None,
                           stop: StopCheck | None = None) -> None:
-        """Every unit left through explain -> judge -> store, then the controls; timed into ``summary.explain_s``.
-        ``stop()`` is asked before each unit (a sweep's stop time or signal); a ``RunStop`` (budget, endpoint) or the
+        """Every unit left through explain -> judge -> store, then the controls; timed into ``summary.explain_s``, its
+        CPU time into ``explain_cpu_s``. ``stop()`` is asked before each unit (a sweep's stop time or signal); a ``RunStop`` (budget, endpoint) or the
         lost lease stops the run too, leaving the unit in hand to the next session."""
-        t0 = time.time()
+        t0, cpu0 = time.time(), time.process_time()
         try:
             with _llm_phase_gc():
                 asyncio.run(self._units(cap, on_unit, stop))
         finally:
             self.summary.explain_s = time.time() - t0
+            self.summary.explain_cpu_s = time.process_time() - cpu0
             self._busy_s += self.summary.explain_s
 
     def _should_stop(self, stop: StopCheck | None) -> bool:

@@ -40,6 +40,7 @@ class RunSummary:
     n_tokens: int = 0
     capture_s: float = 0.0  # time of the capture pass in this session (0 when nothing was left to capture)
     explain_s: float = 0.0  # time of the explain + score phase in this session (every unit's LLM work)
+    explain_cpu_s: float = 0.0  # CPU time (user + system, all threads) of this process in that phase
     wall_s: float = 0.0
     state: RunState = "running"  # done, stopped (with stop_reason) or failed once the session finished
     stop_reason: StopReason | None = None  # why it stopped: budget, interrupted, deadline, lease, endpoint
