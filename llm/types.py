@@ -52,11 +52,14 @@ class TokenLogprob:
     @property
     def top_logprobs(self) -> dict[str, float]:
         if self._top is None:
-            top: dict[str, float] = {}
+            alternatives = self._alternatives or []
             try:
-                for alt in self._alternatives or []:
-                    token, logprob = alt["token"], float(alt["logprob"])
-                    top[token] = math.log(math.exp(top[token]) + math.exp(logprob)) if token in top else logprob
+                top = {alt["token"]: float(alt["logprob"]) for alt in alternatives}
+                if len(top) < len(alternatives):  # one text, several token ids: their probabilities added
+                    top = {}
+                    for alt in alternatives:
+                        token, logprob = alt["token"], float(alt["logprob"])
+                        top[token] = math.log(math.exp(top[token]) + math.exp(logprob)) if token in top else logprob
             except (KeyError, TypeError, ValueError) as exc:
                 raise MalformedLogprobs(f"malformed top_logprobs after token {self.token!r}: {exc!r}") from None
             self._top, self._alternatives = top, None
@@ -87,6 +90,9 @@ class TokenLogprobs(Sequence[TokenLogprob]):
         return len(self.tokens)
 
     def __getitem__(self, index):  # type: ignore[override]
+        built = self._built.get(index) if type(index) is int else None  # one read before: the common case
+        if built is not None:
+            return built
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         index = range(len(self))[index]  # IndexError, negative indices

@@ -149,17 +149,17 @@ def char_expected_value(top_logprobs: dict[str, float], prefix: str) -> float | 
     """Expected activation of the character that follows ``prefix`` inside a generated token: over the alternatives
     that start with ``prefix`` and go on, the probabilities of their next character "0".."9", "X" (ten),
     renormalised over those. None when no alternative has such a character."""
-    j = len(prefix)
-    probs: dict[int, float] = {}
-    for token, logprob in top_logprobs.items():
-        if len(token) > j and token.startswith(prefix):
-            value = VALUES.get(token[j])
-            if value is not None:
-                probs[value] = probs.get(value, 0.0) + math.exp(logprob)
-    total = sum(probs.values())
-    if total <= 0.0:
+    j, values, exp = len(prefix), VALUES, math.exp
+    mass = weighted = 0.0
+    for token, logprob in top_logprobs.items():  # once per predicted position of a reply: kept lean
+        value = values.get(token[j:j + 1]) if not j or token.startswith(prefix) else None
+        if value is not None:
+            p = exp(logprob)
+            mass += p
+            weighted += value * p
+    if mass <= 0.0:
         return None
-    return sum(value * p for value, p in probs.items()) / total
+    return weighted / mass
 
 
 def compact_expected_values(tokens: Sequence[TokenLogprob], starts: list[int], offsets: list[int]
@@ -167,11 +167,13 @@ def compact_expected_values(tokens: Sequence[TokenLogprob], starts: list[int], o
     """Expected values at the characters at ``offsets`` of the reply (``starts``: each generated token's offset);
     how many positions had no numeric alternative (0 for them), and how many sat inside a merged token (j > 0)."""
     values, missing, inside = [], 0, 0
+    find = bisect.bisect_right
     for offset in offsets:
-        k = bisect.bisect_right(starts, offset) - 1
+        k = find(starts, offset) - 1
         j = offset - starts[k]
+        token = tokens[k]
         inside += j > 0
-        value = char_expected_value(tokens[k].top_logprobs, tokens[k].token[:j])
+        value = char_expected_value(token.top_logprobs, token.token[:j])
         missing += value is None
         values.append(0.0 if value is None else value)
     return values, missing, inside

@@ -83,15 +83,17 @@ def expected_value(top_logprobs: dict[str, float]) -> float | None:
     ``top_logprobs`` maps token text -> natural-log probability. Tokens are compared stripped of whitespace, so
     " 7" and "7" both count as 7 (their probabilities add). None when no numeric token is present.
     """
-    probs: dict[int, float] = {}
-    for token, logprob in top_logprobs.items():
-        value = _NUMERIC.get(token.strip())
+    numeric, exp = _NUMERIC, math.exp
+    mass = weighted = 0.0
+    for token, logprob in top_logprobs.items():  # once per predicted position of a reply: kept lean
+        value = numeric.get(token.strip())
         if value is not None:
-            probs[value] = probs.get(value, 0.0) + math.exp(logprob)
-    total = sum(probs.values())
-    if total <= 0.0:
+            p = exp(logprob)
+            mass += p
+            weighted += value * p
+    if mass <= 0.0:
         return None
-    return sum(value * p for value, p in probs.items()) / total
+    return weighted / mass
 
 
 def split_ten(top_logprobs: dict[str, float], next_top_logprobs: dict[str, float]) -> dict[str, float]:
@@ -342,8 +344,9 @@ def _expected_values(tokens: Sequence[TokenLogprob], starts: list[int], offsets:
     values, missing = [], 0
     for offset in offsets:
         k = bisect.bisect_right(starts, offset) - 1
-        top = tokens[k].top_logprobs
-        if tokens[k].token.strip() == "1" and k + 1 < len(tokens):
+        token = tokens[k]
+        top = token.top_logprobs
+        if token.token.strip() == "1" and k + 1 < len(tokens):
             top = split_ten(top, tokens[k + 1].top_logprobs)
         value = expected_value(top)
         if value is None:
