@@ -38,6 +38,7 @@ from autointerp.subject.units import NEURONS, UnitSpace
 # Fixed histogram edges, the same for every unit and model: 0, then +-geomspace(1e-4, 1e4, 64).
 _POS = np.geomspace(1e-4, 1e4, 64)
 HIST_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
+TEXTS_KEPT = 4096  # windows whose token texts unit records share (LayerCapture._built): a few MB at most
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class LayerCapture:
         self.silent_sample = RangeReservoir(U, self.config.silent_windows, W, self.config.seed + 1, silent=True)
         self._edges = torch.tensor(HIST_EDGES, dtype=torch.float32)
         self._decoded: dict[int, str] = {}
+        self._texts: dict[int, tuple[tuple[int, ...], tuple[str, ...]]] = {}  # window index -> (ids, tokens): _built
         if self.config.ngrams:
             self.ngrams = NGramCounts(units=U, vocab=self.vocab)
         if self.config.top_units:
@@ -254,21 +256,20 @@ class LayerCapture:
 
     def unit_record(self, unit: int, kind: str = "neuron") -> UnitRecord:
         """The unit's windows, dealt into splits (records.deal_splits), with its statistics."""
-        keep = (self.top_index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
+        keep = (self.top_index[unit] >= 0).nonzero(as_tuple=True)[0]
         top_labels, _ = deal_splits(len(keep), 0)
-        windows, top_set = [], set()
-        for rank, (k, split) in enumerate(zip(keep, top_labels)):
-            index = int(self.top_index[unit, k])
-            top_set.add(index)
-            windows.append(self._window(index, self.top_ids[unit, k], self.top_acts[unit, k], "top", rank, split))
+        top_indices = self.top_index[unit, keep].tolist()
+        windows = self._windows(top_indices, self.top_ids[unit, keep], self.top_acts[unit, keep], "top",
+                                list(range(len(keep))), top_labels)
+        top_set = set(top_indices)
         randoms = [i for i in range(len(self.res_index)) if self.res_index[i] not in top_set]
         _, rand_labels = deal_splits(0, len(randoms))
         for order, (i, split) in enumerate(zip(randoms, rand_labels)):
             windows.append(
                 self._window(self.res_index[i], self.res_ids[i], self.res_acts[i][:, unit], "random", order, split)
             )
-        windows, ranged = self.range_sample.windows(unit, windows, self._window)
-        windows, silent = self.silent_sample.windows(unit, windows, self._window)
+        windows, ranged = self.range_sample.windows(unit, windows, self._windows)
+        windows, silent = self.silent_sample.windows(unit, windows, self._windows)
         return UnitRecord(
             id=UnitId(self.layer, unit, kind),
             windows=tuple(windows),
@@ -280,16 +281,30 @@ class LayerCapture:
     def _window(self, index, ids, acts, source, rank, split) -> Window:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else [int(t) for t in ids]
         acts = acts.double().numpy() if isinstance(acts, torch.Tensor) else np.asarray(acts, dtype=np.float64)
-        decode = self._decoded.get
-        return Window(
-            index=index,
-            tokens=tuple(decode(t) or self.decode(t) for t in ids),
-            token_ids=tuple(ids),
-            activations=tuple(np.round(acts, 6).tolist()),
-            source=source,
-            rank=rank,
-            split=split,
-        )
+        return self._built(index, ids, np.round(acts, 6).tolist(), source, rank, split, None)
+
+    def _windows(self, indices: list[int], ids: torch.Tensor, acts: torch.Tensor, source: str, ranks: list[int],
+                 splits: list[str], bins: list[int | None] | None = None) -> list[Window]:
+        """Windows in bulk from rows of ids and activations [n, W]: one conversion for all of them (a unit's record
+        holds a few hundred; converting each row apart was most of building it)."""
+        rows = np.round(acts.double().numpy(), 6).tolist()
+        return [self._built(index, row_ids, row_acts, source, rank, split, bin_)
+                for index, row_ids, row_acts, rank, split, bin_
+                in zip(indices, ids.tolist(), rows, ranks, splits, bins or [None] * len(indices))]
+
+    def _built(self, index: int, ids: list[int], acts: list[float], source: str, rank: int, split: str,
+               bin_: int | None) -> Window:
+        """One window; its token ids and texts are shared with the other units' records of the same window (the
+        random windows are in every unit's, and dense units sample many of the same), the last ``TEXTS_KEPT``."""
+        token_ids = tuple(ids)
+        texts = self._texts.get(index)
+        if texts is None or texts[0] != token_ids:
+            decode = self._decoded.get
+            texts = self._texts[index] = (token_ids, tuple([decode(t) or self.decode(t) for t in ids]))
+            if len(self._texts) > TEXTS_KEPT:
+                del self._texts[next(iter(self._texts))]  # the oldest
+        return Window(index=index, tokens=texts[1], token_ids=texts[0], activations=tuple(acts), source=source,
+                      rank=rank, split=split, bin=bin_)
 
 
 def capture(

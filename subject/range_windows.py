@@ -33,12 +33,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Optional
 
 import torch
 
 from autointerp.subject.records import Window
 
 N_BINS = 10  # deciles of the window max
+# builds windows in bulk: (indices, ids [n, W], acts [n, W], source, ranks, splits, bins) -> windows
+MakeWindows = Callable[[list[int], torch.Tensor, torch.Tensor, str, list[int], list[str], list[Optional[int]]],
+                       list[Window]]
 SPLITS = ("valid", "test")
 
 
@@ -88,26 +92,40 @@ class RangeReservoir:
         self.acts[u_sel, r_sel] = acts[b_sel, :, u_sel]
         self.ids[u_sel, r_sel] = ids[b_sel].to(torch.int32)
 
+    def _ranked(self, unit: int) -> torch.Tensor:
+        """The slots of the unit's kept windows, lowest max activation first (ties: the earlier window first)."""
+        index = self.index[unit]
+        kept = (index >= 0).nonzero(as_tuple=True)[0]
+        kept = kept[torch.argsort(index[kept])]
+        return kept[torch.sort(self.wmax[unit, kept], stable=True).indices]
+
+    def _bins(self, n: int) -> list[int | None]:
+        return [None] * n if self.silent else [rank * N_BINS // n for rank in range(n)]
+
     def entries(self, unit: int) -> list[tuple[int, int | None, str, torch.Tensor, torch.Tensor]]:
         """The unit's kept windows as ``(index, bin, split, ids [W], acts [W])``, lowest max activation first (a
         silent sample: bin None)."""
-        kept = (self.index[unit] >= 0).nonzero(as_tuple=True)[0].tolist()
-        kept.sort(key=lambda k: (float(self.wmax[unit, k]), int(self.index[unit, k])))
-        n = len(kept)
-        return [(int(self.index[unit, k]), None if self.silent else rank * N_BINS // n, SPLITS[rank % 2],
-                 self.ids[unit, k], self.acts[unit, k]) for rank, k in enumerate(kept)]
+        slots = self._ranked(unit)
+        indices, bins = self.index[unit, slots].tolist(), self._bins(len(slots))
+        return [(index, bins[rank], SPLITS[rank % 2], self.ids[unit, k], self.acts[unit, k])
+                for rank, (k, index) in enumerate(zip(slots.tolist(), indices))]
 
-    def windows(self, unit: int, windows: list[Window], make: Callable[..., Window]
-                ) -> tuple[list[Window], list[Window]]:
-        """The unit's top and random ``windows`` and its sampled ones (``make(index, ids, acts, source, rank,
-        split)`` builds one; source "range", or "silent"): a sampled window already among ``windows`` is not
-        repeated, it takes the bin there."""
-        windows, ranged = list(windows), []
+    def windows(self, unit: int, windows: list[Window], make: MakeWindows) -> tuple[list[Window], list[Window]]:
+        """The unit's top and random ``windows`` and its sampled ones (``make(indices, ids [n, W], acts [n, W],
+        source, ranks, splits, bins)`` builds them; source "range", or "silent"): a sampled window already among
+        ``windows`` is not repeated, it takes the bin there."""
+        windows = list(windows)
         position = {w.index: k for k, w in enumerate(windows)}
-        source = "silent" if self.silent else "range"
-        for rank, (index, bin_, split, ids, acts) in enumerate(self.entries(unit)):
+        slots = self._ranked(unit)
+        indices, bins = self.index[unit, slots].tolist(), self._bins(len(slots))
+        fresh = []
+        for rank, index in enumerate(indices):
             if index in position:
-                windows[position[index]] = replace(windows[position[index]], bin=bin_)
+                windows[position[index]] = replace(windows[position[index]], bin=bins[rank])
             else:
-                ranged.append(replace(make(index, ids, acts, source, rank, split), bin=bin_))
+                fresh.append(rank)
+        taken = slots[fresh]
+        ranged = make([indices[r] for r in fresh], self.ids[unit, taken], self.acts[unit, taken],
+                      "silent" if self.silent else "range", fresh, [SPLITS[r % 2] for r in fresh],
+                      [bins[r] for r in fresh])
         return windows, ranged
