@@ -123,11 +123,12 @@ def draw_examples(record: UnitRecord, split: HeldOut, task: Task, n_per_class: i
     """The examples of one judgement, shuffled, and the counts of the pools they were drawn from (module docstring)."""
     threshold = record.stats.threshold
     windows = record.held_out(split)
+    firing = {id(w): fires(w, threshold) for w in windows}  # each window's firing positions, found once
     by_bin: dict[int, list[Window]] = {}
     for w in windows:
-        if w.bin is not None and fires(w, threshold):
+        if w.bin is not None and firing[id(w)]:
             by_bin.setdefault(w.bin, []).append(w)
-    silent = [w for w in windows if not fires(w, threshold)]
+    silent = [w for w in windows if not firing[id(w)]]
     for pool in (*by_bin.values(), silent):
         rng.shuffle(pool)
     active: list[Window] = []
@@ -137,7 +138,7 @@ def draw_examples(record: UnitRecord, split: HeldOut, task: Task, n_per_class: i
                 active.append(by_bin[b].pop())
     counts = {"activating_available": len(active) + sum(map(len, by_bin.values())), "activating": len(active),
               "bins": len({w.bin for w in active}),
-              "random_firing": sum(1 for w in windows if w.source == "random" and fires(w, threshold))}
+              "random_firing": sum(1 for w in windows if w.source == "random" and firing[id(w)])}
     examples = []
     if task == "detection":
         quiet = silent[:n_per_class]
@@ -146,8 +147,9 @@ def draw_examples(record: UnitRecord, split: HeldOut, task: Task, n_per_class: i
         examples += [Example(w.index, w.source, None, 0, w.tokens) for w in quiet]
     else:
         for w in active:
-            right = fires(w, threshold)
-            others = [i for i in range(len(w.tokens)) if i not in set(right)]
+            right = firing[id(w)]
+            marked = set(right)
+            others = [i for i in range(len(w.tokens)) if i not in marked]
             wrong = sorted(rng.sample(others, min(len(right), len(others))))
             examples.append(Example(w.index, w.source, w.bin, 1, w.tokens, tuple(right)))
             if wrong:

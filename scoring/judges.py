@@ -76,8 +76,10 @@ class QuotedJudge:
     def estimate(self, task: Task, explanation: str, examples: list[Example], counter: TokenCounter) -> None:
         return None
 
-    def decide(self, task: Task, explanation: str, example: Example) -> int:
-        quoted = quoted_tokens(explanation)
+    def decide(self, task: Task, explanation: str, example: Example, quoted: set[str] | None = None) -> int:
+        """1 when ``example`` holds (detection) or has marked (fuzzing) the explanation's quoted tokens (``quoted``:
+        ``quoted_tokens(explanation)`` when the caller has them)."""
+        quoted = quoted_tokens(explanation) if quoted is None else quoted
         if task == "detection":
             return int(any(normalise(t) in quoted for t in example.tokens))
         marked = [normalise(example.tokens[i]) in quoted for i in example.marked]
@@ -85,7 +87,8 @@ class QuotedJudge:
 
     async def answer(self, task: Task, explanation: str, examples: list[Example]
                      ) -> tuple[list[Answer], dict[str, Any]]:
-        return [(self.decide(task, explanation, ex), None, None) for ex in examples], {}
+        quoted = quoted_tokens(explanation)
+        return [(self.decide(task, explanation, ex, quoted), None, None) for ex in examples], {}
 
 
 def example_text(example: Example) -> str:
