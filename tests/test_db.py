@@ -358,7 +358,7 @@ def test_save_unit_result_round_trips(store):
     assert (valid["split"], valid["score"], valid["per_window"]) == ("valid", 0.7, {"101": 0.7, "104": None,
                                                                                     "900": None})
     sims = list(store.db.query("SELECT predictions, error FROM simulations WHERE explanation_id = ?", [e["id"]]))
-    assert sims == [{"predictions": "[0.0, 5.0, 1.0]", "error": None}, {"predictions": None, "error": "unparsed line"}]
+    assert sims == [{"predictions": "[0.0,5.0,1.0]", "error": None}, {"predictions": None, "error": "unparsed line"}]
 
 
 def test_views_give_the_best_score_per_unit(store):
@@ -424,8 +424,8 @@ def test_nan_is_written_as_null(store):
     test, valid = store.db.query("SELECT * FROM scores ORDER BY split")
     assert (test["score"], test["score_top"], test["score_random"]) == (None, None, 0.2)
     assert test["undefined_reason"] == "not a number"
-    assert test["per_window"] == '{"102": null, "105": null, "901": null}' and valid["score_random"] is None
-    assert valid["simulator_config"] == '{"t": null}'
+    assert test["per_window"] == '{"102":null,"105":null,"901":null}' and valid["score_random"] is None
+    assert valid["simulator_config"] == '{"t":null}'
     assert store.unit_card(0, 1)["stats"]["mean"] is None
 
 
@@ -486,7 +486,7 @@ def test_secrets_are_stripped_from_configs(store):
     }
     run = start(store, config=config)
     assert store.db.table("runs").get(run)["config"] == (
-        '{"max_tokens": 5, "n_tokens": 10, "llm": {"base_url": "http://h", "headers": ["ok"]}}'
+        '{"max_tokens":5,"n_tokens":10,"llm":{"base_url":"http://h","headers":["ok"]}}'
     )
 
 
