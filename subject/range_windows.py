@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Optional
 
+import numpy as np
 import torch
 
 from autointerp.subject.records import Window
@@ -67,30 +68,39 @@ class RangeReservoir:
     def update(self, acts: torch.Tensor, ids: torch.Tensor, first_index: int, thresholds: torch.Tensor,
                wmax: torch.Tensor | None = None) -> None:
         """Offer a batch: ``acts`` [B, W, U], ``ids`` [B, W], windows numbered ``first_index``.. in stream order;
-        ``wmax`` [U, B], each window's max per unit, when the caller has it already."""
+        ``wmax`` [U, B], each window's max per unit, when the caller has it already.
+
+        The draw is torch's (one ``torch.rand`` per batch with a firing window, from the reservoir's own generator);
+        the rest runs on numpy views of the same memory: on these small [units, batch] arrays an operation costs a
+        tenth of a torch call's overhead, and the update is two dozen of them (``bench_capture.py --range-speed``)."""
         if self.size == 0:
             return
         B, W, U = acts.shape
+        R = self.size
         wmax = acts.amax(dim=1).T if wmax is None else wmax  # [U, B]
-        fires = (wmax <= thresholds[:, None]) if self.silent else (wmax > thresholds[:, None])  # the windows sampled
+        peak, limit = np.ascontiguousarray(wmax.numpy()), thresholds.numpy()[:, None]  # row-major: cumsum by row
+        fires = (peak <= limit) if self.silent else (peak > limit)  # the windows sampled
         if not fires.any():
             return
-        ordinal = self.seen[:, None] + fires.cumsum(1) - 1  # 0-based position of each firing window in u's stream
-        self.seen += fires.sum(1)
-        drawn = (torch.rand(U, B, generator=self._gen) * (ordinal + 1)).long()  # uniform in 0..ordinal
-        slot = torch.where(ordinal < self.size, ordinal, drawn)
-        take = fires & (slot < self.size)
+        seen = self.seen.numpy()
+        ordinal = seen[:, None] + np.cumsum(fires, axis=1) - 1  # 0-based position of each firing window in u's stream
+        seen += fires.sum(1)
+        # uniform in 0..ordinal, computed as torch computes float32 x int64 (in float32, truncated)
+        drawn = (torch.rand(U, B, generator=self._gen).numpy() * (ordinal + 1).astype(np.float32)).astype(np.int64)
+        slot = np.where(ordinal < R, ordinal, drawn)
+        take = fires & (slot < R)
         if not take.any():
             return
-        order = torch.arange(B).expand(U, B)
-        last = torch.full((U, self.size + 1), -1, dtype=torch.int64).scatter_reduce(  # column `size`: not taken
-            1, torch.where(take, slot, self.size), torch.where(take, order, -1), "amax")[:, : self.size]
-        u_sel, r_sel = (last >= 0).nonzero(as_tuple=True)
-        b_sel = last[u_sel, r_sel]
-        self.index[u_sel, r_sel] = first_index + b_sel
-        self.wmax[u_sel, r_sel] = wmax[u_sel, b_sel]
-        self.acts[u_sel, r_sel] = acts[b_sel, :, u_sel]
-        self.ids[u_sel, r_sel] = ids[b_sel].to(torch.int32)
+        u_t, b_t = np.nonzero(take)  # unit by unit, each unit's windows in stream order
+        s_t = slot[u_t, b_t]
+        # where several windows of the batch land on one slot, the last in stream order wins (as Algorithm R would)
+        _, from_end = np.unique((u_t * R + s_t)[::-1], return_index=True)
+        last = len(u_t) - 1 - from_end
+        u_sel, r_sel, b_sel = u_t[last], s_t[last], b_t[last]
+        self.index.numpy()[u_sel, r_sel] = first_index + b_sel
+        self.wmax.numpy()[u_sel, r_sel] = peak[u_sel, b_sel]
+        self.acts.numpy()[u_sel, r_sel] = acts.float().numpy()[b_sel, :, u_sel]
+        self.ids.numpy()[u_sel, r_sel] = ids.numpy()[b_sel]
 
     def _ranked(self, unit: int) -> torch.Tensor:
         """The slots of the unit's kept windows, lowest max activation first (ties: the earlier window first)."""
