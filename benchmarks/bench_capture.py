@@ -17,7 +17,8 @@ The range and silent samples (``CaptureConfig.range_windows``, ``silent_windows`
 in both modes: the JSON of each capture measurement carries ``tensor_bytes`` (every tensor the capture keeps)
 and ``range_bytes`` (the range and silent samples'), which must be equal at 1M and 10M tokens; and their cost in
 speed, capture with both at 0 against both at their default (100), in one process, alternating rounds (the
-budget: within 5%):
+budget: within 5%), and the time the samples' own updates take inside the runs with them (a share of each run that
+the machine's noise, which moves whole runs by 10%, does not blur):
 
     python benchmarks/bench_capture.py --range-speed --layers 13 --tokens 200000 --rounds 3
 
@@ -110,19 +111,35 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
     from autointerp.subject.capture import CaptureConfig, capture_windows
     from autointerp.subject.model import load_subject
 
+    from autointerp.subject.range_windows import RangeReservoir
+
     subject = load_subject(model, device="cpu", dtype="float32")
     windows = list(iter_token_windows(open_corpus("stdlib:all"), subject.tokenizer, window, tokens // window))
     default = CaptureConfig(layers=[layer]).range_windows
+    in_updates = [0.0]  # seconds spent in the samples' own updates: what the samples cost, without the machine's noise
+    update = RangeReservoir.update
+
+    def timed_update(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return update(self, *args, **kwargs)
+        finally:
+            in_updates[0] += time.perf_counter() - t
+
+    RangeReservoir.update = timed_update
+    shares = []  # per run with the samples: their updates' time over the capture's
     best = {0: float("inf"), default: float("inf")}
     cpu = dict(best)  # process CPU time: less disturbed than wall time by other processes on the machine
     ratios = []  # per round: with / without, the two timed back to back
     for r in range(rounds):
         this_round = {}
         for size in (list(best) if r % 2 == 0 else list(best)[::-1]):  # each mode goes first in turn
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, u0 = time.perf_counter(), time.process_time(), in_updates[0]
             capture_windows(subject, windows, CaptureConfig(layers=[layer], window=window, batch_size=batch,
                                                             range_windows=size, silent_windows=size))
             this_round[size] = time.perf_counter() - t0
+            if size:
+                shares.append((in_updates[0] - u0) / this_round[size])
             best[size] = min(best[size], this_round[size])
             cpu[size] = min(cpu[size], time.process_time() - c0)
         ratios.append(this_round[default] / this_round[0])
@@ -135,6 +152,8 @@ def range_speed(model: str, layer: int, tokens: int, batch: int, window: int, ro
           f"{cpu[default] / cpu[0]:.3f}x (budget: 1.05x)")
     print(f"per round, wall with / without: {' '.join(f'{x:.3f}' for x in ratios)}; median "
           f"{statistics.median(ratios):.3f}x")
+    print(f"the samples' own updates (RangeReservoir.update, timed in the runs with them): "
+          f"{' '.join(f'{x:.1%}' for x in shares)} of the capture's time; median {statistics.median(shares):.1%}")
 
 
 def _submodule(root, path: str):
