@@ -158,11 +158,35 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
+def _read_from_cache(hub_id: str) -> bool:
+    """For a hub id: True when it is read from the Hugging Face cache alone (it is there, or ``HF_HUB_OFFLINE`` is
+    set), False when the hub has it to download. Neither cached nor on a reachable hub: a UsageError at once, where
+    the hub client would retry for about a minute and print every retry."""
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(hub_id, "config.json"), str):
+        return True
+    try:
+        model_info(hub_id, timeout=10)
+    except RepositoryNotFoundError:  # also a gated or private one without a login
+        raise UsageError(f"--model {hub_id!r}: the Hugging Face hub has no such model (a private or gated one needs "
+                         "`hf auth login`); give a local checkpoint folder, a .gguf file or a hub id") from None
+    except Exception as e:  # no network: a name that does not resolve, a refused connection, a proxy, a timeout
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"--model {hub_id!r} is not in the Hugging Face cache and the hub cannot be reached "
+                         f"({first[:120]}); give a local checkpoint folder or a .gguf file, or download it where "
+                         "there is a network and copy the cache (HF_HOME)") from None
+    return False
+
+
 def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto") -> Subject:
     """Load any causal LM through ``from_pretrained``: ``bundled``, a hub id, a local checkpoint folder, or a GGUF
     file (or a folder holding one), dequantized once and cached (``autointerp.subject.gguf``).
 
-    Never downloads when ``HF_HUB_OFFLINE=1``; an id that is neither a local folder nor cached gives a UsageError.
+    A hub id in the Hugging Face cache is read from it with no network (the snapshot a run used stays the one it
+    reads); one that is not is downloaded, unless ``HF_HUB_OFFLINE=1`` or the hub cannot be reached: then a
+    UsageError, at once.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -179,9 +203,10 @@ def load_subject(name: str = "bundled", device: str = "auto", dtype: str = "auto
     elif looks_local and not local.is_dir():
         raise UsageError(f"--model {name!r}: no such checkpoint folder; give a folder with config.json, a .gguf "
                          "file or a hub id")
+    cached_only = {} if looks_local else {"local_files_only": _read_from_cache(name)}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(path, **cached_only)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **cached_only)
     except Exception as e:  # a missing, damaged or foreign file raises anything (OSError, SafetensorError, KeyError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(
