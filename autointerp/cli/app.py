@@ -54,11 +54,37 @@ def _root(debug: Annotated[bool, Opt("--debug", help="Show tracebacks.")] = Fals
     """autointerp: natural-language explanations of MLP neurons, with honest scores."""
 
 
+class LazyProgress(Progress):
+    """A transient progress display that appears at the first step of work (``update`` or ``advance``): entering it
+    shows nothing, so a command refused before any work leaves only its one-line error, not the blank line that a
+    started display leaves behind."""
+
+    def start(self) -> None:  # ``with progress:`` calls it: wait for the work
+        pass
+
+    def update(self, *args, **kwargs) -> None:
+        self._show()
+        super().update(*args, **kwargs)
+
+    def advance(self, *args, **kwargs) -> None:
+        self._show()
+        super().advance(*args, **kwargs)
+
+    def stop(self) -> None:
+        if self.live.is_started:
+            super().stop()
+
+    def _show(self) -> None:
+        if not self.live.is_started:
+            super().start()
+
+
 def capture_progress():
     """A progress display on stderr and the ``on_capture_start`` hook that adds the capture bar (tokens, tok/s).
 
-    Transient: it disappears when done, so a failed run leaves only its one-line error."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    Transient: it disappears when done, and it appears only once the capture has begun, so a failed run leaves only
+    its one-line error."""
+    progress = LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=err, transient=True)
 
     def on_capture_start(total: int | None):
@@ -77,8 +103,8 @@ def capture_progress():
 def probe_progress(total_tokens: int):
     """A transient progress display on stderr and the ``on_progress`` hook of ``pipeline.probe``: labelled tokens
     collected, then layers whose probes are fitted."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=True)
+    progress = LazyProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err, transient=True)
     tasks: dict[str, int] = {}
 
     def on_progress(event: str, n: int) -> None:

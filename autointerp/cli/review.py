@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from autointerp.cli.app import ConfigOpt, DbOpt, DeviceOpt, Opt, app, err, out
+from autointerp.cli.app import ConfigOpt, DbOpt, DeviceOpt, LazyProgress, Opt, app, err, out
 from autointerp.errors import UsageError
 
 LayerOpt = Annotated[Optional[int], Opt("--layer", help="Only this layer.")]
@@ -29,7 +29,7 @@ def report(
 ) -> None:
     """A static review site of the results: leaderboard, summaries, runs, layer analyses, one page per unit.
     Opens from the file system (OUT/index.html) with no network."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     from autointerp.config import load_config
     from autointerp.report import Filters, build_site
@@ -37,8 +37,8 @@ def report(
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs must be at least 1")
     cfg = load_config(config, {"db": db})
-    progress = Progress(TextColumn("unit pages"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=err, transient=True)
+    progress = LazyProgress(TextColumn("unit pages"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=err, transient=True)
     task = progress.add_task("units", total=None)
     with progress:
         result = build_site(cfg.db, out_dir, Filters(layer, explainer, kind, min_score), jobs,
