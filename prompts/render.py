@@ -24,6 +24,8 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
 
 def show_token(token: str) -> str:
     """A token as shown on one prompt line: control characters escaped, nothing else changed."""
+    if token.isprintable() and "\\" not in token:  # most tokens: nothing to escape (a prompt shows hundreds)
+        return token
     return token.translate(_ESCAPES)
 
 
