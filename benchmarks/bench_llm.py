@@ -2,6 +2,7 @@
 
     python benchmarks/bench_llm.py                       # concurrency 1 vs 16, 32 units of the bundled model
     python benchmarks/bench_llm.py --units 0:64 --latency 0.5
+    python benchmarks/bench_llm.py --rounds 3            # the 16-in-flight runs three times: each round and the median
 
 Runs the real command, ``autointerp run`` with an LLM explainer and an LLM simulator (one profile, pointing at the
 project's test server, ``python -m autointerp.testing.server``, started here as a separate process so that its CPU
@@ -166,15 +167,18 @@ def main() -> None:
                     help='one more line of the model profile, e.g. --profile "stream = false" (repeatable)')
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before every answer")
     ap.add_argument("--seam-calls", type=int, default=20, help="calls per kind for the seam-alone figure")
+    ap.add_argument("--rounds", type=int, default=1, help="times the 16-in-flight runs (all units, a quarter, the "
+                                                           "baseline) are repeated: each round's figures and the median")
     args = ap.parse_args()
     load_before = os.getloadavg()
     server, base_url = start_server(args.latency)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            one, mixed, sixteen = (run(Path(tmp), server, base_url, args, c, r) for c, r in ((1, 1), (1, 16), (16, 16)))
+            one, mixed = (run(Path(tmp), server, base_url, args, c, r) for c, r in ((1, 1), (1, 16)))
             start, end = (int(x) for x in args.units.split(":"))
-            quarter = run(Path(tmp), server, base_url, args, 16, 16, f"{start}:{start + max(1, (end - start) // 4)}")
-            baseline = run(Path(tmp), server, base_url, args, 16, 16, llm=False)
+            rounds = [(run(Path(tmp), server, base_url, args, 16, 16),
+                       run(Path(tmp), server, base_url, args, 16, 16, f"{start}:{start + max(1, (end - start) // 4)}"),
+                       run(Path(tmp), server, base_url, args, 16, 16, llm=False)) for _ in range(max(1, args.rounds))]
         with_server = start_server(0.0)
         try:
             streamed_ms, short_ms = asyncio.run(seam_cpu(with_server[1], args.seam_calls, stream_trust=0))
@@ -187,29 +191,40 @@ def main() -> None:
         server.wait()
     load_after = os.getloadavg()
     print(f"load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}")
-    for r in (one, mixed, sixteen, quarter, baseline):
+    for r in (one, mixed, *(r for trio in rounds for r in trio)):
         served = "n/a" if r["server_cpu_s"] is None else f"{r['server_cpu_s']:.2f} s"
         print(f"{r['concurrency']:>2} units / {r['requests']:>2} requests in flight: "
               + ("" if r["llm"] else "baseline explainer and simulator, ")
               + f"{r['units']} units, {r['calls']} LLM calls ({r['calls_per_unit']:.2f} per unit), explain+score "
               f"{r['explain_score_s']:.2f} s, statuses {r['statuses']}; CPU: run {r['cpu_s']:.1f} s, explain+score "
               f"phase {r['phase_cpu_s']:.2f} s, test server {served}")
-    if sixteen["calls"] > quarter["calls"]:
-        per_call = (sixteen["phase_cpu_s"] - quarter["phase_cpu_s"]) / (sixteen["calls"] - quarter["calls"]) * 1000
-        print(f"CPU per LLM call, all of the phase: {per_call:.1f} ms (the explain + score phase's CPU at 16 in "
-              f"flight, {sixteen['units']} units less {quarter['units']}, over the calls between them: the client and "
-              f"every unit's own work, its windows and its database rows included)")
-    if sixteen["calls"] and sixteen["units"] == baseline["units"]:
-        per_call = (sixteen["phase_cpu_s"] - baseline["phase_cpu_s"]) / sixteen["calls"] * 1000
-        print(f"client CPU per LLM call, over a baseline run of the same units: {per_call:.1f} ms (the phase's CPU "
-              f"at 16 in flight less the baseline run's, {baseline['phase_cpu_s'] / baseline['units'] * 1000:.0f} "
-              f"ms a unit, over the LLM run's calls: issue 22's measure, target at most 25 ms)")
+    whole, over, speed = [], [], []
+    for sixteen, quarter, baseline in rounds:
+        if sixteen["calls"] > quarter["calls"]:
+            whole.append((sixteen["phase_cpu_s"] - quarter["phase_cpu_s"]) / (sixteen["calls"] - quarter["calls"]))
+        if sixteen["calls"] and sixteen["units"] == baseline["units"]:
+            over.append((sixteen["phase_cpu_s"] - baseline["phase_cpu_s"]) / sixteen["calls"])
+        speed.append(one["explain_score_s"] / sixteen["explain_score_s"])
+
+    def figures(values: list[float], unit: str = " ms", scale: float = 1000.0) -> str:
+        shown = " ".join(f"{v * scale:.1f}" for v in values)
+        return shown + unit if len(values) == 1 else f"{shown}; median {statistics.median(values) * scale:.1f}{unit}"
+
+    if whole:
+        print(f"CPU per LLM call, all of the phase: {figures(whole)} (the explain + score phase's CPU at 16 in "
+              f"flight, {rounds[0][0]['units']} units less {rounds[0][1]['units']}, over the calls between them: the "
+              "client and every unit's own work, its windows and its database rows included)")
+    if over:
+        per_unit = statistics.median(b["phase_cpu_s"] / b["units"] for _, _, b in rounds) * 1000
+        print(f"client CPU per LLM call, over a baseline run of the same units: {figures(over)} (the phase's CPU at "
+              f"16 in flight less the baseline run's, {per_unit:.0f} ms a unit, over the LLM run's calls: issue 22's "
+              "measure, target at most 25 ms)")
     print(f"the seam alone (LLMClient.chat, median CPU per call): full-format simulator request streamed "
           f"{streamed_ms:.1f} ms, plain {plain_ms:.1f} ms; short request {short_ms:.1f} ms")
     latency = f"server latency {args.latency * 1000:.0f} ms per request"
-    print(f"speed-up at concurrency 16 over 1: {one['explain_score_s'] / sixteen['explain_score_s']:.1f}x ({latency})")
+    print(f"speed-up at concurrency 16 over 1: {figures(speed, 'x', 1.0)} ({latency})")
     print(f"speed-up of 16 units over 1 unit in flight, 16 requests allowed in both: "
-          f"{mixed['explain_score_s'] / sixteen['explain_score_s']:.1f}x")
+          f"{figures([mixed['explain_score_s'] / trio[0]['explain_score_s'] for trio in rounds], 'x', 1.0)}")
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 
 
