@@ -12,7 +12,7 @@ import pytest
 from autointerp.config import Config
 from autointerp.llm import LLMClient, ModelProfile
 from autointerp.llm.tokens import TokenCounter
-from autointerp.llm.types import TokenLogprob
+from autointerp.llm.types import MalformedLogprobs, TokenLogprob
 from autointerp.pipeline.components import LLMContext, make_simulator
 from autointerp.scoring.compact import (
     CompactWatch,
@@ -21,6 +21,7 @@ from autointerp.scoring.compact import (
     compact_messages,
     compact_reply_budget,
     parse_compact,
+    VALUE_WEIGHTS,
 )
 from autointerp.scoring.llm_simulator import LLMSimulator, simulation_messages
 from autointerp.testing.fake import FakeLLM
@@ -72,6 +73,25 @@ def test_expected_value_of_a_character_inside_a_merged_token():
               TokenLogprob("X", 0.0, {"X": ln(0.5), "0": ln(0.5)})]
     values, missing, inside = compact_expected_values(tokens, [0, 1, 2, 5], [2, 3, 4, 5])
     assert values == pytest.approx([1.0, 1.25, 1.8 / 0.7, 5.0]) and missing == 0 and inside == 2
+
+
+def test_sums_read_from_the_entries_equal_those_over_top_logprobs():
+    """A token's first-character sums, read straight from its entries as sent (a text sent twice, as two token ids
+    with the same text, adds up), equal the sums over ``top_logprobs``; a malformed entry is MalformedLogprobs."""
+    sent = [{"token": "3", "logprob": ln(0.4)}, {"token": "X", "logprob": ln(0.1)}, {"token": "3", "logprob": ln(0.2)},
+            {"token": " the", "logprob": ln(0.2)}, {"token": "0", "logprob": ln(0.1)}]
+    raw = TokenLogprob.from_entry({"token": "3", "logprob": ln(0.4), "top_logprobs": sent})
+    built = TokenLogprob.from_entry({"token": "3", "logprob": ln(0.4), "top_logprobs": sent})
+    assert built.top_logprobs["3"] == pytest.approx(ln(0.6))  # the dict merges the two "3"s
+    mass, weighted = raw.sum_alternatives(VALUE_WEIGHTS)
+    assert (mass, weighted) == pytest.approx((0.8, 0.6 * 3 + 0.1 * 10))
+    assert built.sum_alternatives(VALUE_WEIGHTS) == pytest.approx((mass, weighted))
+    assert weighted / mass == pytest.approx(char_expected_value(built.top_logprobs, ""))
+    words = TokenLogprob.from_entry({"token": "a", "logprob": 0.0, "top_logprobs": [{"token": "a", "logprob": 0.0}]})
+    assert words.sum_alternatives(VALUE_WEIGHTS) is None
+    broken = TokenLogprob.from_entry({"token": "3", "logprob": 0.0, "top_logprobs": [{"token": "3"}]})
+    with pytest.raises(MalformedLogprobs):
+        broken.sum_alternatives(VALUE_WEIGHTS)
 
 
 def test_grouped_digit_tokens_end_to_end():
