@@ -167,8 +167,9 @@ def main() -> None:
                     help='one more line of the model profile, e.g. --profile "stream = false" (repeatable)')
     ap.add_argument("--latency", type=float, default=0.2, help="seconds the server waits before every answer")
     ap.add_argument("--seam-calls", type=int, default=20, help="calls per kind for the seam-alone figure")
-    ap.add_argument("--rounds", type=int, default=1, help="times the 16-in-flight runs (all units, a quarter, the "
-                                                           "baseline) are repeated: each round's figures and the median")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="times the 16-in-flight runs (all units, a quarter, the baseline) are repeated: each round's "
+                         "figures and the median")
     args = ap.parse_args()
     load_before = os.getloadavg()
     server, base_url = start_server(args.latency)

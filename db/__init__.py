@@ -7,9 +7,9 @@ one SQLite file holding runs, units, windows, explanations, simulations, scores 
         print(store.leaderboard(limit=10))
 
 The schema and the views (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``) are in
-``migrations/`` (one module per migration); opening and writing in ``store.py`` (a new run or analysis row is a ``NewRun`` or ``NewAnalysis``
-of ``rows.py``); the read helpers the CLI prints in ``views.py``. The same views answer in Datasette and
-``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
+``migrations/`` (one module per migration); opening and writing in ``store.py`` (a new run or analysis row is a
+``NewRun`` or ``NewAnalysis`` of ``rows.py``); the read helpers the CLI prints in ``views.py``. The same views
+answer in Datasette and ``sqlite-utils``: ``sqlite-utils rows /tmp/autointerp.db leaderboard``.
 """
 
 from autointerp.db.health import check_db, check_db_target

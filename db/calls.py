@@ -50,8 +50,8 @@ class CallWrites:
 
 @dataclass(frozen=True)
 class RunCallSink:
-    """An LLM call sink bound to a run (``autointerp.llm.types.CallSink``, the protocol the clients write to): hand it to
-    the LLM client, which calls ``record_call`` after each call."""
+    """An LLM call sink bound to a run (``autointerp.llm.types.CallSink``, the protocol the clients write to): hand
+    it to the LLM client, which calls ``record_call`` after each call."""
 
     store: CallWrites  # the Store
     run_id: str | None

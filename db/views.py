@@ -8,9 +8,9 @@
         store.unit_card(3, 17)                                # stats, explanations with scores, top windows
 
 The views themselves (``leaderboard``, ``explanation_scores``, ``explainer_summary``, ``llm_usage``,
-``dictionary_scores``) are SQL, created
-by the ``migrations`` package, so Datasette and ``sqlite-utils`` read the same rows. What SQL cannot do well (median, bootstrap
-CI) is computed here from ``explanation_scores``. ``Reads`` is mixed into ``Store``.
+``dictionary_scores``) are SQL, created by the ``migrations`` package, so Datasette and ``sqlite-utils`` read the
+same rows. What SQL cannot do well (median, bootstrap CI) is computed here from ``explanation_scores``. ``Reads`` is
+mixed into ``Store``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from typing import Any
+from typing import Any, AnyStr
 
 from autointerp.llm.types import Message
 
@@ -47,7 +47,7 @@ _BYTES_FIELDS = ((',"bytes":[', re.compile(r',"bytes":\[[\d,]*\]')),
 _BYTES_FIELDS_B = tuple((literal.encode(), re.compile(pattern.pattern.encode())) for literal, pattern in _BYTES_FIELDS)
 
 
-def strip_bytes_fields(data: Any) -> Any:
+def strip_bytes_fields(data: AnyStr) -> AnyStr:
     """``data`` (JSON text, str or bytes) without the per-token ``"bytes"`` fields, when the first one is written in
     a common layout (a serializer writes them all alike)."""
     binary = isinstance(data, bytes)

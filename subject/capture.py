@@ -285,8 +285,8 @@ class LayerCapture:
 
     def _windows(self, indices: list[int], ids: torch.Tensor, acts: torch.Tensor, source: str, ranks: list[int],
                  splits: list[str], bins: list[int | None] | None = None) -> list[Window]:
-        """Windows in bulk from rows of ids and activations [n, W]: one conversion for all of them (a unit's record
-        holds a few hundred; converting each row apart was most of building it)."""
+        """Windows in bulk from rows of ids and activations [n, W]: one tensor-to-list conversion for all of them (a
+        unit's record holds a few hundred windows)."""
         rows = np.round(acts.double().numpy(), 6).tolist()
         return [self._built(index, row_ids, row_acts, source, rank, split, bin_)
                 for index, row_ids, row_acts, rank, split, bin_

@@ -204,8 +204,9 @@ class RunSession:
     def explain_and_score(self, cap: LayerCapture, on_unit: Callable[[UnitOutcome], None] | None = None,
                           stop: StopCheck | None = None) -> None:
         """Every unit left through explain -> judge -> store, then the controls; timed into ``summary.explain_s``, its
-        CPU time into ``explain_cpu_s``. ``stop()`` is asked before each unit (a sweep's stop time or signal); a ``RunStop`` (budget, endpoint) or the
-        lost lease stops the run too, leaving the unit in hand to the next session."""
+        CPU time into ``explain_cpu_s``. ``stop()`` is asked before each unit (a sweep's stop time or signal); a
+        ``RunStop`` (budget, endpoint) or the lost lease stops the run too, leaving the unit in hand to the next
+        session."""
         t0, cpu0 = time.time(), time.process_time()
         try:
             with _llm_phase_gc():
