@@ -65,28 +65,6 @@ class TokenLogprob:
             self._top, self._alternatives = top, None
         return self._top
 
-    def sum_alternatives(self, weight: dict[str, float]) -> tuple[float, float] | None:
-        """Over the alternatives whose text's first character is a key of ``weight``: (their total probability, the
-        total of probability x weight); None when there is none. The same sums as over ``top_logprobs`` (a text
-        sent twice adds up there too), read straight from the entries when they are not built yet: a simulator
-        reply asks this once per predicted position, and building each token's dict cost more than the sums."""
-        if self._top is not None:
-            pairs = self._top.items()
-        else:
-            try:
-                pairs = [(alt["token"][:1], float(alt["logprob"])) for alt in self._alternatives or []]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise MalformedLogprobs(f"malformed top_logprobs after token {self.token!r}: {exc!r}") from None
-        mass = weighted = 0.0
-        exp = math.exp
-        for text, logprob in pairs:
-            w = weight.get(text[:1])
-            if w is not None:
-                p = exp(logprob)
-                mass += p
-                weighted += w * p
-        return (mass, weighted) if mass > 0.0 else None
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TokenLogprob):
             return NotImplemented

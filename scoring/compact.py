@@ -58,7 +58,6 @@ USER_TEMPLATE = "simulator_compact_user.j2"
 TEN = "X"
 VALUES = {**{str(v): v for v in range(10)}, TEN: 10, TEN.lower(): 10}  # character -> activation 0..10
 CHARS = "".join(str(v) for v in range(10)) + TEN  # value -> character
-VALUE_WEIGHTS = {c: float(v) for c, v in VALUES.items()}
 _LINE_RE = re.compile(r"^[ \t]*(\d+)[ \t]*:[ \t]*([0-9Xx]*)[ \t\r]*$")
 REPLY_MARGIN = 1.2  # max_tokens = this times the reply's characters, plus PREAMBLE_TOKENS
 PREAMBLE_TOKENS = 16
@@ -174,11 +173,7 @@ def compact_expected_values(tokens: Sequence[TokenLogprob], starts: list[int], o
         j = offset - starts[k]
         token = tokens[k]
         inside += j > 0
-        if j:
-            value = char_expected_value(token.top_logprobs, token.token[:j])
-        else:  # the token's first character: the sums straight from its alternatives (the same as over the dict)
-            sums = token.sum_alternatives(VALUE_WEIGHTS)
-            value = None if sums is None else sums[1] / sums[0]
+        value = char_expected_value(token.top_logprobs, token.token[:j])
         missing += value is None
         values.append(0.0 if value is None else value)
     return values, missing, inside

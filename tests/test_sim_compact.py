@@ -21,7 +21,6 @@ from autointerp.scoring.compact import (
     compact_messages,
     compact_reply_budget,
     parse_compact,
-    VALUE_WEIGHTS,
 )
 from autointerp.scoring.llm_simulator import LLMSimulator, simulation_messages
 from autointerp.testing.fake import FakeLLM
@@ -75,23 +74,21 @@ def test_expected_value_of_a_character_inside_a_merged_token():
     assert values == pytest.approx([1.0, 1.25, 1.8 / 0.7, 5.0]) and missing == 0 and inside == 2
 
 
-def test_sums_read_from_the_entries_equal_those_over_top_logprobs():
-    """A token's first-character sums, read straight from its entries as sent (a text sent twice, as two token ids
-    with the same text, adds up), equal the sums over ``top_logprobs``; a malformed entry is MalformedLogprobs."""
+def test_a_text_sent_twice_adds_up_and_a_malformed_entry_is_an_error():
+    """A token's alternatives as sent: a text sent twice (two token ids with the same text) adds up in
+    ``top_logprobs`` and in the expected value; a position with no numeric alternative is missing; a malformed entry
+    is MalformedLogprobs."""
     sent = [{"token": "3", "logprob": ln(0.4)}, {"token": "X", "logprob": ln(0.1)}, {"token": "3", "logprob": ln(0.2)},
             {"token": " the", "logprob": ln(0.2)}, {"token": "0", "logprob": ln(0.1)}]
-    raw = TokenLogprob.from_entry({"token": "3", "logprob": ln(0.4), "top_logprobs": sent})
-    built = TokenLogprob.from_entry({"token": "3", "logprob": ln(0.4), "top_logprobs": sent})
-    assert built.top_logprobs["3"] == pytest.approx(ln(0.6))  # the dict merges the two "3"s
-    mass, weighted = raw.sum_alternatives(VALUE_WEIGHTS)
-    assert (mass, weighted) == pytest.approx((0.8, 0.6 * 3 + 0.1 * 10))
-    assert built.sum_alternatives(VALUE_WEIGHTS) == pytest.approx((mass, weighted))
-    assert weighted / mass == pytest.approx(char_expected_value(built.top_logprobs, ""))
+    token = TokenLogprob.from_entry({"token": "3", "logprob": ln(0.4), "top_logprobs": sent})
+    assert token.top_logprobs["3"] == pytest.approx(ln(0.6))
+    values, missing, _ = compact_expected_values([token], [0], [0])
+    assert values == pytest.approx([(0.6 * 3 + 0.1 * 10) / 0.8]) and missing == 0
     words = TokenLogprob.from_entry({"token": "a", "logprob": 0.0, "top_logprobs": [{"token": "a", "logprob": 0.0}]})
-    assert words.sum_alternatives(VALUE_WEIGHTS) is None
+    assert compact_expected_values([words], [0], [0])[:2] == ([0.0], 1)
     broken = TokenLogprob.from_entry({"token": "3", "logprob": 0.0, "top_logprobs": [{"token": "3"}]})
     with pytest.raises(MalformedLogprobs):
-        broken.sum_alternatives(VALUE_WEIGHTS)
+        compact_expected_values([broken], [0], [0])
 
 
 def test_grouped_digit_tokens_end_to_end():
