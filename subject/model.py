@@ -161,7 +161,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 def _read_from_cache(hub_id: str) -> bool:
     """For a hub id: True when it is read from the Hugging Face cache alone (it is there, or ``HF_HUB_OFFLINE`` is
     set), False when the hub has it to download. Neither cached nor on a reachable hub: a UsageError at once, where
-    the hub client would retry for about a minute and print every retry."""
+    the hub client would retry each file five times (waiting 1, 2, 4, 8 and 8 s) and print every retry."""
     from huggingface_hub import constants, model_info, try_to_load_from_cache
     from huggingface_hub.errors import RepositoryNotFoundError
 
