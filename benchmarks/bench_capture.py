@@ -14,13 +14,14 @@ Each measurement runs in a fresh subprocess and reports its own peak RSS (``ru_m
 10M-token capture can be compared for flat memory.
 
 The range and silent samples (``CaptureConfig.range_windows``, ``silent_windows``: detection and fuzzing's examples)
-in both modes: the JSON of each capture measurement carries ``tensor_bytes`` (every tensor the capture keeps)
-and ``range_bytes`` (the range and silent samples'), which must be equal at 1M and 10M tokens; and their cost in
-speed, capture with both at 0 against both at their default (100), in one process, alternating rounds (the
-budget: within 5%), and the time the samples' own updates take inside the runs with them (a share of each run that
-the machine's noise, which moves whole runs by 10%, does not blur):
+in both modes: the JSON of each capture measurement carries ``tensor_bytes`` (every tensor and array the capture
+keeps, at any depth: ``autointerp.subject.memory.held_bytes``) and ``range_bytes`` (the range and silent samples'),
+which must be equal at 1M and 10M tokens; and their cost in speed, capture with both at 0 against both at their
+default (100), in one process, alternating rounds (the budget: within 5%), and the time the samples' own updates take
+inside the runs with them (a share of each run that the machine's noise, which moves whole runs by 10%, does not
+blur):
 
-    python benchmarks/bench_capture.py --range-speed --layers 13 --tokens 200000 --rounds 3
+    python benchmarks/bench_capture.py --range-speed --layers 13 --tokens 100000 --rounds 3
 
 Every mode prints the load average (``os.getloadavg``) before and after: figures from a loaded machine are noise.
 
@@ -56,20 +57,13 @@ def sample_bytes(cap) -> int:
     return cap.range_sample.nbytes + cap.silent_sample.nbytes
 
 
-def tensor_bytes(cap) -> int:
-    """Bytes of every tensor a LayerCapture keeps (statistics, top/bottom windows, reservoirs, range sample)."""
-    import torch
-
-    total = sample_bytes(cap) + sum(t.numel() * t.element_size() for t in cap.res_ids + cap.res_acts)
-    return total + sum(v.numel() * v.element_size() for v in vars(cap).values() if isinstance(v, torch.Tensor))
-
-
 def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, window: int,
             range_windows: int = 100) -> dict:
     import torch
 
     from autointerp.corpus import bos_id, iter_token_windows, open_corpus
     from autointerp.subject.capture import CaptureConfig, capture_windows
+    from autointerp.subject.memory import held_bytes
     from autointerp.subject.model import load_subject
 
     torch.manual_seed(0)
@@ -91,7 +85,7 @@ def measure(mode: str, model: str, layers: list[int], tokens: int, batch: int, w
         cfg = CaptureConfig(layers=layers, window=window, batch_size=batch, range_windows=range_windows,
                             silent_windows=range_windows)
         caps = capture_windows(subject, windows, cfg)
-        kept = {"tensor_bytes": sum(map(tensor_bytes, caps.values())),
+        kept = {"tensor_bytes": sum(map(held_bytes, caps.values())),
                 "range_bytes": sum(map(sample_bytes, caps.values()))}
     wall = time.perf_counter() - t0
     return {

@@ -4,12 +4,16 @@ empty explanations as controls; prints the means and the Spearman correlation be
 
     python benchmarks/classify_agreement.py --layer 13 --tokens 60000 --step 4
     python benchmarks/classify_agreement.py --layer 13 --tokens 200000 --step 1 --firing max_fraction
+    python benchmarks/classify_agreement.py --layer 1,4,7,10,13,15 --tokens 0 --step 1   # every layer, one pass
 
 The capture and the scorers use the defaults (``CaptureConfig``: 100 range and 100 silent windows per unit; 50
 examples of each class per split, delphi's reference; ``--examples`` draws fewer). ``--firing`` picks the firing
 rule that says which windows are activating (``autointerp.subject.firing``; the bundled model is ReLU, so ``auto``
 is ``fixed``: above 0). Each scorer's split-half reliability (its score on test against on valid, across units)
-bounds how well two scores can agree.
+bounds how well two scores can agree. ``--tokens 0`` reads the whole corpus, as ``autointerp run`` does by default;
+several layers (``--layer 1,7,13``) share one capture. For each layer it also prints how many live units got all
+three scores, and why the others did not (a unit that fires in every window has no silent example, so its
+detection is undefined: METHODS.md 2b).
 """
 
 from __future__ import annotations
@@ -33,16 +37,24 @@ from autointerp.subject.model import load_subject
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layer", type=int, default=13)
-    ap.add_argument("--tokens", type=int, default=60_000)
+    ap.add_argument("--layer", default="13", help="a layer, or several separated by commas (%(default)s)")
+    ap.add_argument("--tokens", type=int, default=60_000, help="content tokens to capture; 0: the whole corpus")
     ap.add_argument("--step", type=int, default=4, help="every STEP-th unit")
     ap.add_argument("--examples", type=int, default=N_PER_CLASS, help="examples per class and split (%(default)s)")
     ap.add_argument("--firing", default="auto", choices=("auto", "fixed", "max_fraction"), help="the firing rule")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}")
+    layers = [int(x) for x in args.layer.split(",")]
     subject = load_subject("bundled", device="cpu", dtype="float32")
-    cap = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=[args.layer], max_tokens=args.tokens,
-                                                                firing=args.firing))[args.layer]
+    caps = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=layers, max_tokens=args.tokens or None,
+                                                                 firing=args.firing))
+    for layer in layers:
+        report(layer, caps[layer], args)
+    print(f"load average after: {os.getloadavg()}")
+
+
+def report(layer: int, cap, args: argparse.Namespace) -> None:
+    """Judge one layer's live units (every ``args.step``-th) and print the means, coverage and agreement."""
     scorers = {"simulation": SimulationScorer(BaselineSimulator()),
                "detection": DetectionScorer(QuotedJudge(), n_per_class=args.examples),
                "fuzzing": FuzzingScorer(QuotedJudge(), n_per_class=args.examples)}
@@ -51,13 +63,20 @@ def main() -> None:
     texts = {u: asyncio.run(BaselineExplainer().explain(r.for_explainer())).text for u, r in records.items()}
     live = list(texts)
     values: dict[tuple[str, str], list[float | None]] = {}
+    missing: dict[int, list[str]] = {}
     for i, u in enumerate(live):
         controls = {"explainer": texts[u], "shuffled": texts[live[(i + 1) % len(live)]], "empty": ""}
         for who, text in controls.items():
             for name, scorer in scorers.items():
-                values.setdefault((who, name), []).append(asyncio.run(scorer.judge(records[u], text, "test")).value)
-    print(f"bundled layer {args.layer}, {cap.n_tokens:,} tokens, {len(live)} live units (every {args.step}th), "
+                judgement = asyncio.run(scorer.judge(records[u], text, "test"))
+                values.setdefault((who, name), []).append(judgement.value)
+                if who == "explainer" and judgement.value is None:
+                    missing.setdefault(u, []).append(f"{name}: {judgement.undefined_reason or judgement.failure}")
+    print(f"bundled layer {layer}, {cap.n_tokens:,} tokens, {len(live)} live units (every {args.step}th), "
           f"firing rule {cap.firing_rule}, {scorers['detection'].n_per_class} examples per class")
+    print(f"all three scores: {len(live) - len(missing)} of {len(live)} live units")
+    for u, why in missing.items():
+        print(f"  {layer}/{u}: " + "; ".join(why))
     for who in ("explainer", "shuffled", "empty"):
         cells = []
         for name in scorers:
@@ -73,7 +92,6 @@ def main() -> None:
         valid = [asyncio.run(scorer.judge(records[u], texts[u], "valid")).value for u in live]
         pairs = [(t, v) for t, v in zip(values[("explainer", name)], valid) if t is not None and v is not None]
         print(f"{name} on test vs on valid (split-half reliability), Spearman: {spearmanr(*zip(*pairs)).statistic:.3f}")
-    print(f"load average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

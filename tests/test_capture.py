@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import ARCHS
@@ -11,6 +12,7 @@ from autointerp.errors import UsageError
 from autointerp.subject.capture import CaptureConfig, capture, reservoir_slot
 from autointerp.subject.firing import BOTTOM_K, max_fraction_thresholds
 from autointerp.subject.hooks import mlp_hooks, run_batch
+from autointerp.subject.memory import held_bytes
 from autointerp.subject.model import load_subject
 
 
@@ -135,24 +137,6 @@ def test_reservoir_is_uniform_and_shared_across_layers(tiny_checkpoints, text_co
     assert caps[0].res_index == caps[2].res_index and len(caps[0].res_index) == 4
 
 
-def _held_elements(value, seen=None) -> int:
-    """Tensor elements reachable from ``value``: its attributes, and the lists, tuples and dicts in them, at any
-    depth (the samplers, the token counts and every buffer included)."""
-    seen = set() if seen is None else seen
-    if id(value) in seen:
-        return 0
-    seen.add(id(value))
-    if isinstance(value, torch.Tensor):
-        return value.numel()
-    if isinstance(value, dict):
-        return sum(_held_elements(v, seen) for v in value.values())
-    if isinstance(value, list | tuple | set):
-        return sum(_held_elements(v, seen) for v in value)
-    if hasattr(value, "__dict__") and not isinstance(value, type) and type(value).__module__.startswith("autointerp"):
-        return sum(_held_elements(v, seen) for v in vars(value).values())
-    return 0
-
-
 def test_memory_does_not_grow_with_tokens(tiny_checkpoints, text_corpus):
     """Everything a capture holds, at any depth, is the same size after 160 tokens and after 20 times as many."""
     subject = load_subject(str(tiny_checkpoints["opt"]), device="cpu")
@@ -161,11 +145,21 @@ def test_memory_does_not_grow_with_tokens(tiny_checkpoints, text_corpus):
         cap = capture(subject, open_corpus(str(text_corpus)), CaptureConfig(layers=[1], window=16, top_k=4,
                                                                              n_random=3, max_tokens=max_tokens))[1]
         assert cap.n_tokens == max_tokens
-        tensors = {k: v.numel() for k, v in vars(cap).items() if isinstance(v, torch.Tensor)}
-        return tensors, len(cap.res_index), _held_elements(cap)
+        top = sum(v.numel() * v.element_size() for v in vars(cap).values() if isinstance(v, torch.Tensor))
+        return top, len(cap.res_index), held_bytes(cap)
 
     small, large = held(16 * 10), held(16 * 200)
-    assert small == large and small[2] > sum(small[0].values())  # the deep count reaches past the top level
+    assert small == large and small[2] > small[0]  # the deep count reaches past the top level
+
+
+def test_held_bytes_counts_nested_buffers_once():
+    """Tensors and arrays in nested containers count; views of one buffer count once, at the buffer's size."""
+    t = torch.zeros(10, 4)  # 160 bytes
+    a = np.zeros(8)  # 64 bytes
+    assert held_bytes({"x": [t, (t[2:], t.numpy())], "y": {"z": a}}) == 160 + 64
+    assert held_bytes([t, t[1], t.T, t.numpy(), [a, a[2:]]]) == 160 + 64
+    assert held_bytes({"k": [torch.zeros(3, dtype=torch.int32)]}) == 12
+    assert held_bytes("text") == 0
 
 
 def test_window_longer_than_model_context_is_a_usage_error(tiny_checkpoints, text_corpus):

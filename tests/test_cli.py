@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 from pathlib import Path
@@ -71,9 +72,13 @@ def test_run_leaderboard_show_end_to_end(cli, tiny, text_corpus, isolated):
 
 
 def test_rerun_resumes_and_fresh_starts_over(cli, tiny, text_corpus, isolated):
-    assert cli(*base_args(tiny, text_corpus))[0] == 0
+    code, text, _ = cli(*base_args(tiny, text_corpus))
+    assert code == 0
     code, out, _ = cli(*base_args(tiny, text_corpus), "--format", "json")
     assert code == 0 and json.loads(out)["units_skipped"] == 6 and json.loads(out)["units_done"] == 6
+    for name in ("detection", "fuzzing"):  # the text summary counts the units without each score, as JSON has them
+        without = sum(u[name] is None for u in json.loads(out)["units"])
+        assert re.search(rf"{name}: mean (\d\.\d{{3}}|n/a), {without} units without one", text), text
     assert json.loads(out)["n_tokens"] > 0  # the no-op resume reports the tokens its run captured
     db = sqlite_utils.Database(isolated / "autointerp.db")
     assert db["runs"].count == 1 and db["explanations"].count_where("role = 'explanation'") == 6

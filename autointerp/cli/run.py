@@ -156,9 +156,10 @@ def _print_summary(s) -> None:
     out.print(f"{label}; {markup(s.simulator)} simulator; score = Pearson r on held-out test windows (top + random)")
     out.print(f"mean score {fmt(s.mean_score)}, median {fmt(s.median_score)}, "
               f"{len(s.outcomes) - len(s.scores)} units without a defined score")
-    judged = [name for name in ("detection", "fuzzing") if any(o.value(name) is not None for o in s.outcomes)]
-    if judged:
-        out.print(", ".join(f"{name}: mean {fmt(s.mean_of(name))}" for name in judged)
+    judged = list(s.classifiers)
+    if judged:  # a unit without one: dead, or a class with no example (a unit that fires in every window)
+        out.print("; ".join(f"{name}: mean {fmt(s.mean_of(name))}, "
+                            f"{sum(o.value(name) is None for o in s.outcomes)} units without one" for name in judged)
                   + " (balanced accuracy on test, chance 0.5)")
     for c in s.controls:
         extra = "".join(f", {name} {fmt(c[name + '_mean'])}" for name in judged)

@@ -163,7 +163,9 @@ class RunSession:
         self.summary = RunSummary(run_id, cfg.db, cfg.layer, self.explainer.name,
                                   self.stages.scoring.simulation.simulator.name, self.explainer.is_baseline,
                                   len(units), len(units) - len(self.todo), unit_kind=self.space.kind,
-                                  dictionary_check=self.space.check)
+                                  dictionary_check=self.space.check,
+                                  classifiers=tuple(s.name for s in self.stages.scoring.scorers
+                                                    if s is not self.stages.scoring.simulation))
         self.summary.outcomes = [UnitOutcome(r["unit"], r["explanation"], r["status"], r["score"], r["detection"],
                                              r["fuzzing"])
                                  for r in store.run_outcomes(run_id)

@@ -50,6 +50,7 @@ class RunSummary:
     unit_kind: str = "neuron"  # "neuron", or the dictionary's features: family:hash8 (subject.units)
     controls: list[dict[str, Any]] = field(default_factory=list)  # per control: units, scored, mean (the floor)
     dictionary_check: dict[str, Any] | None = None  # an SAE's reconstruction of its site: fvu, mean_l0, tokens
+    classifiers: tuple[str, ...] = ()  # the run's scorers besides simulation: detection, fuzzing
 
     @property
     def interrupted(self) -> bool:

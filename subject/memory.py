@@ -1,0 +1,46 @@
+"""What a capture holds in memory, counted deeply (docs/methods.md §1: flat in the number of tokens).
+
+    from autointerp.subject.memory import held_bytes
+    held_bytes(caps[13])     # bytes of every tensor and array the layer's capture keeps, at any depth
+
+Used by ``tests/test_capture.py`` (the count is equal after 10 and 200 windows) and by
+``benchmarks/bench_capture.py`` (the kept bytes beside the peak RSS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def held_bytes(value: object) -> int:
+    """Bytes of the tensors and numpy arrays reachable from ``value``: its attributes, and the lists, tuples, sets
+    and dicts in them, at any depth (the samplers, the token counts, the n-gram counts and every buffer). Memory
+    shared by several views (a numpy view of a tensor, a slice) is counted once, at the size of its whole buffer."""
+    buffers: dict[int, int] = {}
+    _walk(value, set(), buffers)
+    return sum(buffers.values())
+
+
+def _walk(value: object, seen: set[int], buffers: dict[int, int]) -> None:
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    if isinstance(value, torch.Tensor):
+        storage = value.untyped_storage()
+        buffers[storage.data_ptr()] = max(buffers.get(storage.data_ptr(), 0), storage.nbytes())
+    elif isinstance(value, np.ndarray):
+        base = value
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        buffers[base.__array_interface__["data"][0]] = max(buffers.get(base.__array_interface__["data"][0], 0),
+                                                           base.nbytes)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _walk(v, seen, buffers)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            _walk(v, seen, buffers)
+    elif hasattr(value, "__dict__") and not isinstance(value, type) and type(value).__module__.startswith("autointerp"):
+        for v in vars(value).values():
+            _walk(v, seen, buffers)
