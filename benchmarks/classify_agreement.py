@@ -13,7 +13,8 @@ is ``fixed``: above 0). Each scorer's split-half reliability (its score on test 
 bounds how well two scores can agree. ``--tokens 0`` reads the whole corpus, as ``autointerp run`` does by default;
 several layers (``--layer 1,7,13``) share one capture. For each layer it also prints how many live units got all
 three scores, and why the others did not (a unit that fires in every window has no silent example, so its
-detection is undefined: METHODS.md 2b).
+detection is undefined: METHODS.md 2b), and how often the judge said "fires" on the explainer's activating examples
+of each decile bin and on the silent ones (the true and false positive rates that make up detection).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def report(layer: int, cap, args: argparse.Namespace) -> None:
     live = list(texts)
     values: dict[tuple[str, str], list[float | None]] = {}
     missing: dict[int, list[str]] = {}
+    hits: dict[int, list[int]] = {}  # the explainer's defined detections: answers "fires" by bin (-1: silent windows)
     for i, u in enumerate(live):
         controls = {"explainer": texts[u], "shuffled": texts[live[(i + 1) % len(live)]], "empty": ""}
         for who, text in controls.items():
@@ -72,6 +74,10 @@ def report(layer: int, cap, args: argparse.Namespace) -> None:
                 values.setdefault((who, name), []).append(judgement.value)
                 if who == "explainer" and judgement.value is None:
                     missing.setdefault(u, []).append(f"{name}: {judgement.undefined_reason or judgement.failure}")
+                if who == "explainer" and name == "detection" and judgement.value is not None:
+                    for ex in judgement.examples:
+                        if ex.answer is not None:
+                            hits.setdefault(-1 if ex.bin is None else ex.bin, []).append(ex.answer)
     print(f"bundled layer {layer}, {cap.n_tokens:,} tokens, {len(live)} live units (every {args.step}th), "
           f"firing rule {cap.firing_rule}, {scorers['detection'].n_per_class} examples per class")
     print(f"all three scores: {len(live) - len(missing)} of {len(live)} live units")
@@ -83,6 +89,9 @@ def report(layer: int, cap, args: argparse.Namespace) -> None:
             defined = [v for v in values[(who, name)] if v is not None]
             cells.append(f"{name} {statistics.mean(defined):.3f} (n={len(defined)})" if defined else f"{name} n/a")
         print(f"{who:9s} " + ", ".join(cells))
+    print("explainer detection, share answered 'fires' by decile of the window max (0: lowest): "
+          + " ".join(f"{statistics.mean(hits[b]):.2f}" for b in sorted(hits) if b >= 0)
+          + (f"; on silent windows: {statistics.mean(hits[-1]):.2f}" if -1 in hits else ""))
     for name in ("detection", "fuzzing"):
         pairs = [(s, c) for s, c in zip(values[("explainer", "simulation")], values[("explainer", name)])
                  if s is not None and c is not None]
