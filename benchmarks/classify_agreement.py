@@ -13,8 +13,8 @@ is ``fixed``: above 0). Each scorer's split-half reliability (its score on test 
 bounds how well two scores can agree. ``--tokens 0`` reads the whole corpus, as ``autointerp run`` does by default;
 several layers (``--layer 1,7,13``) share one capture. For each layer it also prints how many live units got all
 three scores, and why the others did not (a unit that fires in every window has no silent example, so its
-detection is undefined: METHODS.md 2b), and how often the judge said "fires" on the explainer's activating examples
-of each decile bin and on the silent ones (the true and false positive rates that make up detection).
+detection is undefined: docs/methods.md §2b), and how often the judge said "fires" on the explainer's activating
+examples of each decile bin and on the silent ones (the true and false positive rates that make up detection).
 """
 
 from __future__ import annotations
