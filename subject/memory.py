@@ -15,8 +15,9 @@ import torch
 
 def held_bytes(value: object) -> int:
     """Bytes of the tensors and numpy arrays reachable from ``value``: its attributes, and the lists, tuples, sets
-    and dicts in them, at any depth (the samplers, the token counts, the n-gram counts and every buffer). Memory
-    shared by several views (a numpy view of a tensor, a slice) is counted once, at the size of its whole buffer."""
+    and dicts in them, at any depth (the samplers, the token counts, the n-gram counts and every buffer). A buffer
+    seen through several views (slices of a tensor, ``tensor.numpy()``, slices of an array) counts once, at its
+    whole size; a numpy view that starts inside a tensor's storage counts apart (capture keeps none)."""
     buffers: dict[int, int] = {}
     _walk(value, set(), buffers)
     return sum(buffers.values())
@@ -26,15 +27,15 @@ def _walk(value: object, seen: set[int], buffers: dict[int, int]) -> None:
     if id(value) in seen:
         return
     seen.add(id(value))
-    if isinstance(value, torch.Tensor):
-        storage = value.untyped_storage()
-        buffers[storage.data_ptr()] = max(buffers.get(storage.data_ptr(), 0), storage.nbytes())
-    elif isinstance(value, np.ndarray):
-        base = value
-        while isinstance(base.base, np.ndarray):
-            base = base.base
-        buffers[base.__array_interface__["data"][0]] = max(buffers.get(base.__array_interface__["data"][0], 0),
-                                                           base.nbytes)
+    if isinstance(value, torch.Tensor | np.ndarray):
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            start, size = storage.data_ptr(), storage.nbytes()
+        else:
+            while isinstance(value.base, np.ndarray):
+                value = value.base
+            start, size = value.__array_interface__["data"][0], value.nbytes
+        buffers[start] = max(buffers.get(start, 0), size)
     elif isinstance(value, dict):
         for v in value.values():
             _walk(v, seen, buffers)
