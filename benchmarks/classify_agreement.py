@@ -5,6 +5,7 @@ empty explanations as controls; prints the means and the Spearman correlation be
     python benchmarks/classify_agreement.py --layer 13 --tokens 60000 --step 4
     python benchmarks/classify_agreement.py --layer 13 --tokens 200000 --step 1 --firing max_fraction
     python benchmarks/classify_agreement.py --layer 1,4,7,10,13,15 --tokens 0 --step 1   # every layer, one pass
+    python benchmarks/classify_agreement.py --layer 13 --tokens 0 --step 1 --dictionary sae13   # an SAE's features
 
 The capture and the scorers use the defaults (``CaptureConfig``: 100 range and 100 silent windows per unit; 50
 examples of each class per split, delphi's reference; ``--examples`` draws fewer). ``--firing`` picks the firing
@@ -34,6 +35,7 @@ from autointerp.scoring.judges import QuotedJudge
 from autointerp.scoring.simulation import SimulationScorer
 from autointerp.subject.capture import CaptureConfig, capture
 from autointerp.subject.model import load_subject
+from autointerp.subject.units import load_unit_space
 
 
 def main() -> None:
@@ -43,12 +45,20 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=4, help="every STEP-th unit")
     ap.add_argument("--examples", type=int, default=N_PER_CLASS, help="examples per class and split (%(default)s)")
     ap.add_argument("--firing", default="auto", choices=("auto", "fixed", "max_fraction"), help="the firing rule")
+    ap.add_argument("--dictionary", help="a dictionary folder (autointerp sae train --out DIR): judge its features "
+                                         "instead of the MLP neurons (one layer)")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()}")
     layers = [int(x) for x in args.layer.split(",")]
     subject = load_subject("bundled", device="cpu", dtype="float32")
+    space = None
+    if args.dictionary:
+        if len(layers) != 1:
+            raise SystemExit("--dictionary reads one layer: give --layer N")
+        space = load_unit_space(args.dictionary, layers[0], subject)
+        print(f"units: the features of {args.dictionary} ({space.kind}, site {space.site})")
     caps = capture(subject, open_corpus("stdlib"), CaptureConfig(layers=layers, max_tokens=args.tokens or None,
-                                                                 firing=args.firing))
+                                                                 firing=args.firing), space=space)
     for layer in layers:
         report(layer, caps[layer], args)
     print(f"load average after: {os.getloadavg()}")
