@@ -4,6 +4,7 @@ judges, the metrics, and the planted detectors judged right and wrong."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import random
 import re
@@ -273,7 +274,35 @@ def test_a_dead_unit_is_undefined_not_failed(planted_caps):
     subject, truth, cap, windows = planted_caps
     dead = next(iter(truth.dead))
     j = asyncio.run(ClassificationScorer("detection", QuotedJudge()).judge(cap.unit_record(dead), '"x"', "test"))
-    assert j.value is None and j.failure is None and "activating" in j.undefined_reason
+    assert j.value is None and j.failure is None
+    assert j.undefined_reason == "no activating test example was judged (no test window where it fires was sampled)"
+
+
+def test_a_unit_that_fires_everywhere_has_no_detection_and_says_why(planted_caps):
+    """With every held-out window firing there is no silent example: detection is undefined, the reason says so,
+    and fuzzing (which needs no silent window) is still judged."""
+    subject, truth, cap, windows = planted_caps
+    record = cap.unit_record(2)
+    everywhere = dataclasses.replace(record, stats=dataclasses.replace(record.stats, threshold=-1e9))
+    det = asyncio.run(DetectionScorer(QuotedJudge()).judge(everywhere, '"x"', "test"))
+    assert det.value is None and det.failure is None and det.counts["non_activating_available"] == 0
+    assert det.undefined_reason == ("no non-activating test example was judged (it stays silent in no window held "
+                                    "out for test)")
+
+
+class _FailsOnSilent(QuotedJudge):
+    """The quoted-token judge, except that it fails on every non-activating example."""
+
+    async def answer(self, task, explanation, examples):
+        return [(1, None, None) if ex.label else (None, None, "unparsed reply") for ex in examples], {}
+
+
+def test_a_class_the_judge_failed_on_throughout_is_undefined_with_that_reason(planted_caps):
+    subject, truth, cap, windows = planted_caps
+    j = asyncio.run(DetectionScorer(_FailsOnSilent()).judge(cap.unit_record(2), '"x"', "test"))
+    silent = sum(ex.label == 0 for ex in j.examples)
+    assert j.value is None and j.failure is None and silent > 0 and j.n_failed == silent
+    assert j.undefined_reason == f"no non-activating test example was judged (the judge failed on all {silent})"
 
 
 def test_scorers_from_a_config():

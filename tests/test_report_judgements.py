@@ -94,7 +94,7 @@ def test_show_json_carries_detection_and_fuzzing(cli, judged_db):
     code, out, err = cli("show", "0/2", "--format", "json")
     (e2,) = json.loads(out)["explanations"]
     assert e2["detection"]["balanced_accuracy"] is None and e2["fuzzing"] is None
-    assert e2["detection"]["undefined_reason"] == "no activating test example was judged"
+    assert e2["detection"]["undefined_reason"] == "no activating test example was judged (no test window where it fires was sampled)"
 
 
 def _row(out: str, explainer: str) -> str:
@@ -118,8 +118,8 @@ def test_show_table_puts_them_beside_the_score(cli, judged_db, monkeypatch):
     assert _row(out, "shuffled").startswith("shuffled | done | 0.050 | 0.050 | n/a | 0.833 7 judged | not judged")
     assert "chance 0.5" in " ".join(out.split())
     code, out, err = cli("show", "0/2")
-    assert _row(out, "gpt") == ("gpt | done | 0.400 | 0.400 | n/a | n/a (no activating test example was judged) 3 "
-                                "judged | not judged | gpt on 2")
+    assert _row(out, "gpt") == ("gpt | done | 0.400 | 0.400 | n/a | n/a (no activating test example was judged (no "
+                                "test window where it fires was sampled)) 3 judged | not judged | gpt on 2")
     code, out, err = cli("show", "0/3")
     assert "| not judged | 1.000 AUROC 1.000 2 judged, 1 failed |" in _row(out, "gpt")
 
@@ -160,7 +160,7 @@ def test_review_pages_show_the_scores_and_the_judged_examples_escaped(judged_db,
     assert "unparsed reply <b>x</b>" in text3 and "0.93" in text3 and "gpt-judge" in text3  # the error as text
     assert "no answer" not in text3 and "1 failed" in text3
     unit2 = "".join(parse((site / "units/0-2.html").read_text()).text)
-    assert "no activating test example was judged" in unit2
+    assert "no activating test example was judged (no test window where it fires was sampled)" in unit2
 
 
 def test_layer_pages_show_the_three_scores(judged_db, tmp_path):
