@@ -229,19 +229,20 @@ class ClassificationScorer:
             return replace(result, failure=f"scoring failed: the judge answered no {split} example ({why})")
         if accuracy is None:  # one class has no answered example: none was there, or the judge failed on each
             label = 0 if 1 in labels else 1
-            missing = _CLASS_NAMES[self.name][label]
+            missing, none_there = _EMPTY_CLASS[self.name, label]
             shown = sum(ex.label == label for ex in judged)
-            why = f"the judge failed on all {shown}" if shown else _NONE_THERE[self.name][label].format(split=split)
+            why = f"the judge failed on all {shown}" if shown else none_there.format(split=split)
             return replace(result, undefined=f"no {missing} {split} example was judged ({why})")
         return result
 
 
-_CLASS_NAMES = {"detection": ("non-activating", "activating"), "fuzzing": ("wrongly marked", "correctly marked")}
-_NONE_THERE = {  # why a class had no example on a split, by scorer and label (a unit that fires in every window
-    #              has no silent one; a unit that fires in one window holds it out for valid, not test)
-    "detection": ("it stays silent in no window held out for {split}", "no {split} window where it fires was sampled"),
-    "fuzzing": ("it fires on every token of its activating {split} windows",
-                "no {split} window where it fires was sampled"),
+# (scorer, label) -> the class's name, and why a split can have no example of it (a unit that fires in every
+# window has no silent one; a unit that fires in one window holds it out for valid, not test)
+_EMPTY_CLASS = {
+    ("detection", 0): ("non-activating", "it stays silent in no window held out for {split}"),
+    ("detection", 1): ("activating", "no {split} window where it fires was sampled"),
+    ("fuzzing", 0): ("wrongly marked", "it fires on every token of its activating {split} windows"),
+    ("fuzzing", 1): ("correctly marked", "no {split} window where it fires was sampled"),
 }
 
 
